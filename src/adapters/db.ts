@@ -1,0 +1,82 @@
+/**
+ * PostgreSQL with a deadline on everything: connect, each statement (server side and client side),
+ * lock waits and idle transactions. Errors become one-line ActionFailed messages with no secrets.
+ */
+import { Client, type QueryResultRow } from 'pg';
+import { ActionFailed } from '../errors';
+import { redact } from '../log';
+
+export class Db {
+  private constructor(private readonly client: Client, readonly timeoutMs: number) {}
+
+  static async connect(url: string, timeoutMs: number, appName = 'fs-ha'): Promise<Db> {
+    const client = new Client({
+      connectionString: url,
+      connectionTimeoutMillis: timeoutMs,
+      query_timeout: timeoutMs + 500,
+      statement_timeout: timeoutMs,
+      lock_timeout: timeoutMs,
+      idle_in_transaction_session_timeout: Math.max(timeoutMs * 4, 10000),
+      application_name: appName,
+      keepAlive: true,
+    });
+    client.on('error', () => { /* reported by the query that fails */ });
+    const timer = new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error(`no connection within ${timeoutMs} ms`)), timeoutMs + 200).unref());
+    try {
+      await Promise.race([client.connect(), timer]);
+    } catch (e) {
+      client.end().catch(() => undefined);
+      throw new ActionFailed(`database: cannot connect to ${describeUrl(url)}: ${cleanError(e)}`);
+    }
+    return new Db(client, timeoutMs);
+  }
+
+  async query<R extends QueryResultRow = QueryResultRow>(text: string, params: unknown[] = [], what = 'query'): Promise<R[]> {
+    try {
+      const res = await this.client.query<R>(text, params);
+      return res.rows;
+    } catch (e) {
+      throw new ActionFailed(`database: ${what} failed: ${cleanError(e)}`);
+    }
+  }
+
+  /** Run fn in one transaction; any error rolls everything back. */
+  async transaction<T>(fn: () => Promise<T>, what = 'transaction'): Promise<T> {
+    await this.query('BEGIN', [], `${what} (begin)`);
+    try {
+      const out = await fn();
+      await this.query('COMMIT', [], `${what} (commit)`);
+      return out;
+    } catch (e) {
+      await this.client.query('ROLLBACK').catch(() => undefined);
+      throw e;
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.race([this.client.end().catch(() => undefined), new Promise((r) => setTimeout(r, 500).unref())]);
+  }
+}
+
+export function cleanError(e: unknown): string {
+  const err = e as { message?: string; code?: string };
+  let msg = (err?.message ?? String(e)).split('\n')[0];
+  if (/Query read timeout|canceling statement due to statement timeout/.test(msg)) msg = `timed out (${msg})`;
+  if (/lock timeout/.test(msg)) msg = `lock wait timed out (${msg})`;
+  return redact(msg);
+}
+
+/** user@host:port/db, never the password. */
+export function describeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.username ? u.username + '@' : ''}${u.host}${u.pathname}`;
+  } catch {
+    return '<unparsable database URL>';
+  }
+}
+
+export function quoteIdent(name: string): string {
+  return '"' + name.replace(/"/g, '""') + '"';
+}

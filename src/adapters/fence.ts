@@ -1,0 +1,24 @@
+/**
+ * The optional fence command (STONITH, a PDU, a cloud API...) run before adopting a node's calls.
+ * Run through /bin/sh with the facts in the environment, never on its command line; it has a deadline.
+ */
+import { spawn } from 'node:child_process';
+import { ActionFailed } from '../errors';
+
+export function runFence(command: string, env: Record<string, string>, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/bin/sh', ['-c', command], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => { stderr = (stderr + d.toString()).slice(-500); });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new ActionFailed(`fence command did not finish within ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.on('error', (e) => { clearTimeout(timer); reject(new ActionFailed(`fence command could not start: ${e.message}`)); });
+    child.on('exit', (code, sig) => {
+      clearTimeout(timer);
+      if (code === 0) resolve();
+      else reject(new ActionFailed(`fence command failed (${sig ?? `exit ${code}`})${stderr.trim() ? ': ' + stderr.trim().split('\n').pop() : ''}`));
+    });
+  });
+}

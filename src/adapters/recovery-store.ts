@@ -1,0 +1,224 @@
+/**
+ * Every SQL statement fs-ha runs against the recovery table and its own tables. All parameterized.
+ * shared layout: FreeSWITCH's public.recovery; per-node layout: the base table fsha.recovery.
+ */
+import type { Layout } from '../config';
+import { SQL_FILES } from '../sql.generated';
+import { bondOf, partnersToHoldBack, type ScopeGroup, type Heartbeat } from '../core/plan';
+import { rewriteMetadata, compilePatterns, type RewriteSpec } from '../core/rewrite';
+import { ActionFailed } from '../errors';
+import { Db, quoteIdent } from './db';
+
+export function recoveryTable(layout: Layout): string {
+  return layout === 'per-node' ? 'fsha.recovery' : 'public.recovery';
+}
+
+/** Schema holding a node's view in the per-node layout. */
+export function nodeSchema(switchname: string): string {
+  return 'fsha_node_' + switchname.toLowerCase().replace(/[^a-z0-9_]/g, '_');
+}
+
+export async function applySchema(db: Db, layout: Layout): Promise<string[]> {
+  const applied: string[] = [];
+  for (const [name, sql] of SQL_FILES) {
+    if (name.includes('per_node') && layout !== 'per-node') continue;
+    await db.query(sql, [], `applying ${name}`);
+    applied.push(name);
+  }
+  return applied;
+}
+
+export async function createNodeView(db: Db, switchname: string): Promise<string> {
+  const schema = nodeSchema(switchname);
+  await db.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`, [], `creating schema ${schema}`);
+  // literal, not a parameter: a view definition cannot take parameters; the name is validated by the config
+  const lit = "'" + switchname.replace(/'/g, "''") + "'";
+  await db.query(
+    `CREATE OR REPLACE VIEW ${quoteIdent(schema)}.recovery AS
+       SELECT runtime_uuid, technology, profile_name, hostname, uuid, metadata
+       FROM fsha.recovery WHERE hostname = ${lit}
+       WITH CASCADED CHECK OPTION`, [], `creating view ${schema}.recovery`);
+  return schema;
+}
+
+export async function tableExists(db: Db, qualified: string): Promise<boolean> {
+  const rows = await db.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [qualified], `looking for ${qualified}`);
+  return rows[0].ok;
+}
+
+export async function publicRecoveryIsTable(db: Db): Promise<boolean> {
+  const rows = await db.query<{ ok: boolean }>(
+    "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relname = 'recovery') AS ok",
+    [], 'looking for public.recovery');
+  return rows[0].ok;
+}
+
+function groups(rows: Array<Record<string, unknown>>): ScopeGroup[] {
+  return rows.map((r) => ({
+    hostname: String(r.hostname ?? ''),
+    runtimeUuid: String(r.runtime_uuid ?? ''),
+    technology: String(r.technology ?? ''),
+    profile: String(r.profile_name ?? ''),
+    count: Number(r.n),
+  }));
+}
+
+const GROUP_COLS = 'hostname, runtime_uuid, technology, profile_name, count(*)::int AS n';
+
+/** Foreign rows (runtime_uuid != core) that the node's FreeSWITCH can see: all of them (shared) or its own hostname's (per-node). */
+export async function scopeOf(db: Db, layout: Layout, switchname: string, coreUuid: string): Promise<ScopeGroup[]> {
+  const t = recoveryTable(layout);
+  const rows = layout === 'per-node'
+    ? await db.query(`SELECT ${GROUP_COLS} FROM ${t} WHERE hostname = $1 AND runtime_uuid IS DISTINCT FROM $2 GROUP BY 1,2,3,4`, [switchname, coreUuid], 'reading the recover scope')
+    : await db.query(`SELECT ${GROUP_COLS} FROM ${t} WHERE runtime_uuid IS DISTINCT FROM $1 GROUP BY 1,2,3,4`, [coreUuid], 'reading the recover scope');
+  return groups(rows);
+}
+
+export async function rowsOfHost(db: Db, layout: Layout, switchname: string, exceptCore: string | null): Promise<ScopeGroup[]> {
+  const rows = await db.query(
+    `SELECT ${GROUP_COLS} FROM ${recoveryTable(layout)} WHERE hostname = $1 AND runtime_uuid IS DISTINCT FROM $2 GROUP BY 1,2,3,4`,
+    [switchname, exceptCore], 'counting the failed node\'s rows');
+  return groups(rows);
+}
+
+export async function census(db: Db, layout: Layout): Promise<ScopeGroup[]> {
+  return groups(await db.query(`SELECT ${GROUP_COLS} FROM ${recoveryTable(layout)} GROUP BY 1,2,3,4 ORDER BY 1,2`, [], 'counting recovery rows'));
+}
+
+/** Session advisory lock per failed node: two nodes promoting at once cannot both take its calls. */
+export async function lockNode(db: Db, switchname: string, timeoutMs: number): Promise<void> {
+  await db.query(`SET lock_timeout = ${Math.max(1, Math.floor(timeoutMs))}`, [], 'setting lock_timeout');
+  await db.query("SELECT pg_advisory_lock(1179862081, hashtext('fs-ha takeover ' || $1))", [switchname], `waiting for the takeover lock of ${switchname}`);
+  await db.query(`SET lock_timeout = ${db.timeoutMs}`, [], 'setting lock_timeout');
+}
+
+export async function unlockNode(db: Db, switchname: string): Promise<void> {
+  await db.query("SELECT pg_advisory_unlock(1179862081, hashtext('fs-ha takeover ' || $1))", [switchname], 'releasing the takeover lock').catch(() => undefined);
+}
+
+export interface MovePreview {
+  rows: Array<{ uuid: string; profile: string; replaced: number }>;
+  skipped: Array<{ uuid: string; reason: string }>;
+}
+
+export interface MoveResult extends MovePreview {
+  ms: { select: number; rewrite: number; write: number };
+}
+
+/**
+ * Step 5, in ONE transaction: every row of the failed node gets hostname = target and its metadata
+ * rewritten; the originals are kept in fsha.takeover_rows. Rows that cannot be rewritten safely stay
+ * untouched and are reported. With dryRun the transaction is rolled back after computing.
+ */
+export async function moveRows(db: Db, layout: Layout, spec: RewriteSpec, opts: {
+  takeoverId: string; fromNode: string; toNode: string; targetCore: string | null; dryRun: boolean;
+}): Promise<MoveResult> {
+  const t = recoveryTable(layout);
+  const patterns = compilePatterns(spec);
+  const result: MoveResult = { rows: [], skipped: [], ms: { select: 0, rewrite: 0, write: 0 } };
+  const work = async () => {
+    let t0 = Date.now();
+    const rows = await db.query<{ ctid: string; uuid: string; profile_name: string; metadata: string | null }>(
+      `SELECT ctid::text AS ctid, uuid, profile_name, metadata FROM ${t} WHERE hostname = $1 AND runtime_uuid IS DISTINCT FROM $2 FOR UPDATE`,
+      [spec.fromSwitchname, opts.targetCore], 'locking the failed node\'s rows');
+    result.ms.select = Date.now() - t0;
+    t0 = Date.now();
+    const good: Array<{ ctid: string; uuid: string; profile: string; metadata: string; replaced: number; bond: string | null }> = [];
+    for (const r of rows) {
+      if (r.metadata === null) { result.skipped.push({ uuid: r.uuid, reason: 'metadata is NULL' }); continue; }
+      const rw = rewriteMetadata(r.metadata, spec, patterns);
+      if (!rw.ok) { result.skipped.push({ uuid: r.uuid, reason: rw.reason }); continue; }
+      good.push({ ctid: r.ctid, uuid: r.uuid, profile: r.profile_name, metadata: rw.metadata, replaced: rw.replaced, bond: bondOf(r.metadata) });
+    }
+    const holdBack = partnersToHoldBack(good, new Set(result.skipped.map((s) => s.uuid)));
+    const ctids: string[] = [];
+    const metas: string[] = [];
+    for (const g of good) {
+      if (holdBack.has(g.uuid)) {
+        result.skipped.push({ uuid: g.uuid, reason: `its bridged leg ${g.bond} cannot be moved, and the two legs must move together` });
+        continue;
+      }
+      ctids.push(g.ctid);
+      metas.push(g.metadata);
+      result.rows.push({ uuid: g.uuid, profile: g.profile, replaced: g.replaced });
+    }
+    result.ms.rewrite = Date.now() - t0;
+    t0 = Date.now();
+    if (!opts.dryRun && ctids.length) {
+      await db.query(
+        `INSERT INTO fsha.takeover_rows (takeover_id, from_node, to_node, runtime_uuid, technology, profile_name, hostname, uuid, metadata)
+         SELECT $1, $2, $3, runtime_uuid, technology, profile_name, hostname, uuid, metadata FROM ${t} WHERE ctid = ANY($4::tid[])`,
+        [opts.takeoverId, opts.fromNode, opts.toNode, ctids], 'keeping a copy of the original rows');
+      const updated = await db.query(
+        `UPDATE ${t} AS r SET hostname = $1, metadata = v.metadata
+           FROM unnest($2::tid[], $3::text[]) AS v(ctid, metadata)
+          WHERE r.ctid = v.ctid RETURNING r.uuid`,
+        [spec.toSwitchname, ctids, metas], 'rewriting the rows');
+      if (updated.length !== ctids.length) throw new ActionFailed(`database: rewrote ${updated.length} of ${ctids.length} rows; rolled back`);
+    }
+    result.ms.write = Date.now() - t0;
+    if (opts.dryRun) throw new DryRunRollback();
+  };
+  try {
+    await db.transaction(work, 'takeover rewrite');
+  } catch (e) {
+    if (!(e instanceof DryRunRollback)) throw e;
+  }
+  return result;
+}
+
+class DryRunRollback extends Error {}
+
+export async function pendingUuids(db: Db, layout: Layout, switchname: string, coreUuid: string): Promise<string[]> {
+  const rows = await db.query<{ uuid: string }>(
+    `SELECT uuid FROM ${recoveryTable(layout)} WHERE hostname = $1 AND runtime_uuid IS DISTINCT FROM $2`, [switchname, coreUuid], 'listing calls to recover');
+  return rows.map((r) => r.uuid);
+}
+
+/** Poll until every uuid is tracked under coreUuid again, or the deadline; returns the ones still missing. */
+export async function awaitRetracked(db: Db, layout: Layout, uuids: string[], coreUuid: string, timeoutMs: number): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  let missing = uuids;
+  for (;;) {
+    const rows = await db.query<{ uuid: string }>(
+      `SELECT DISTINCT uuid FROM ${recoveryTable(layout)} WHERE uuid = ANY($1) AND runtime_uuid = $2`, [missing, coreUuid], 'checking re-tracked calls');
+    const found = new Set(rows.map((r) => r.uuid));
+    missing = missing.filter((u) => !found.has(u));
+    if (!missing.length || Date.now() >= deadline) return missing;
+    await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, deadline - Date.now()))));
+  }
+}
+
+export async function dropKeptCopies(db: Db, uuids: string[]): Promise<void> {
+  if (!uuids.length) return;
+  await db.query('DELETE FROM fsha.takeover_rows WHERE uuid = ANY($1)', [uuids], 'dropping copies of re-tracked rows');
+}
+
+export async function readHeartbeat(db: Db, node: string): Promise<Heartbeat | null> {
+  if (!(await tableExists(db, 'fsha.heartbeat'))) return null;
+  const rows = await db.query<{ age_ms: number; healthy: boolean; core_uuid: string | null }>(
+    'SELECT (extract(epoch FROM clock_timestamp() - at) * 1000)::int AS age_ms, healthy, core_uuid FROM fsha.heartbeat WHERE node = $1',
+    [node], 'reading the heartbeat');
+  return rows.length ? { ageMs: rows[0].age_ms, healthy: rows[0].healthy, coreUuid: rows[0].core_uuid } : null;
+}
+
+export async function writeHeartbeat(db: Db, node: string, switchname: string, coreUuid: string | null, healthy: boolean, detail: string): Promise<void> {
+  await db.query(
+    `INSERT INTO fsha.heartbeat (node, switchname, core_uuid, healthy, detail, at) VALUES ($1,$2,$3,$4,$5, clock_timestamp())
+     ON CONFLICT (node) DO UPDATE SET switchname = EXCLUDED.switchname, core_uuid = EXCLUDED.core_uuid,
+       healthy = EXCLUDED.healthy, detail = EXCLUDED.detail, at = EXCLUDED.at`,
+    [node, switchname, coreUuid, healthy, detail], 'writing the heartbeat');
+}
+
+export interface AuditRecord {
+  startedAt: Date; actor: string; command: string; from: string; to: string; result: string; reason: string;
+  adopted: number; recovered: number | null; missing: number | null; skipped: number; timings: Record<string, number>;
+}
+
+export async function writeAudit(db: Db, a: AuditRecord): Promise<void> {
+  await db.query(
+    `INSERT INTO fsha.audit (started_at, actor, command, from_node, to_node, result, reason, adopted, recovered, missing, skipped, timings)
+     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`,
+    [a.startedAt, a.actor, a.command, a.from, a.to, a.result, a.reason, a.adopted, a.recovered, a.missing, a.skipped, JSON.stringify(a.timings)],
+    'writing the audit row');
+}

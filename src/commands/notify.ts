@@ -1,0 +1,114 @@
+/**
+ * keepalived's notify hooks. keepalived fires them without waiting, so they can overlap: they run one at
+ * a time under a host lock, and each remembers when keepalived fired it (its process start), so a late
+ * BACKUP never undoes a MASTER that was fired after it.
+ *   MASTER: take over the calls of the node the instance stands for, then leave standby.
+ *   BACKUP / FAULT: put the local profiles into standby (config `standby`); never touch the recovery table.
+ *   STOP / DELETED: log only.
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { nodeForInstance, type Config } from '../config';
+import { eslApi } from '../adapters/esl';
+import { acquireHostLock } from '../adapters/host-lock';
+import { ActionFailed, UsageError, errorMessage } from '../errors';
+import { log } from '../log';
+import { takeover, type TakeoverReport } from './takeover';
+
+export type VrrpState = 'MASTER' | 'BACKUP' | 'FAULT' | 'STOP' | 'DELETED';
+export const STATES: VrrpState[] = ['MASTER', 'BACKUP', 'FAULT', 'STOP', 'DELETED'];
+
+/** when keepalived started this process, in ms since the epoch (sub-ms precision) */
+const FIRED_AT = performance.timeOrigin;
+
+interface StateRecord { instance: string; state: VrrpState; firedAt: number; pid: number; at: string }
+
+function stateFile(cfg: Config, instance: string): string {
+  return join(cfg.stateDir, `notify-${instance.replace(/[^A-Za-z0-9._-]/g, '_')}.json`);
+}
+
+function readState(cfg: Config, instance: string): StateRecord | null {
+  try {
+    return JSON.parse(readFileSync(stateFile(cfg, instance), 'utf8')) as StateRecord;
+  } catch {
+    return null;
+  }
+}
+
+function writeState(cfg: Config, rec: StateRecord): void {
+  mkdirSync(cfg.stateDir, { recursive: true, mode: 0o755 });
+  const f = stateFile(cfg, rec.instance);
+  writeFileSync(f + '.tmp', JSON.stringify(rec) + '\n', { mode: 0o644 });
+  renameSync(f + '.tmp', f);
+}
+
+/** Does standby apply to this instance? Its own instance in a farm; the one shared instance of a pair. */
+function standbyApplies(cfg: Config, instance: string | undefined): boolean {
+  if (!cfg.standby) return false;
+  if (instance && cfg.instances[instance] === cfg.node) return true;
+  return Object.keys(cfg.nodes).length === 2;
+}
+
+async function setStandby(cfg: Config, on: boolean): Promise<void> {
+  const reply = await eslApi(cfg.esl, `sofia global standby ${on ? 'on' : 'off'}`, cfg.esl.timeoutMs);
+  if (!reply.startsWith('+OK')) throw new ActionFailed(`sofia global standby ${on ? 'on' : 'off'} answered ${JSON.stringify(reply.trim())}`);
+}
+
+export async function notify(cfg: Config, state: VrrpState, instance: string | undefined): Promise<number> {
+  const name = instance ?? '_';
+  const ctx = { node: cfg.node, instance: name, state };
+  const release = await acquireHostLock(`fs-ha-notify-${cfg.node}`, cfg.timeouts.lockMs + cfg.timeouts.recoverMs);
+  try {
+    const prev = readState(cfg, name);
+    if (prev && prev.firedAt > FIRED_AT) {
+      log('info', `notify ${state} ignored: keepalived fired ${prev.state} after it (${(prev.firedAt - FIRED_AT).toFixed(1)} ms later)`, ctx);
+      return 0;
+    }
+    writeState(cfg, { instance: name, state, firedAt: FIRED_AT, pid: process.pid, at: new Date().toISOString() });
+
+    if (state === 'MASTER') {
+      const from = nodeForInstance(cfg, instance);
+      let report: TakeoverReport | null = null;
+      let failure: unknown = null;
+      if (from !== cfg.node) {
+        try {
+          report = await takeover(cfg, { from, command: `notify MASTER ${name}` });
+        } catch (e) {
+          failure = e;
+        }
+      }
+      if (standbyApplies(cfg, instance) || from === cfg.node) {
+        await setStandby(cfg, false).then(
+          () => log('info', `notify MASTER: profiles out of standby on ${cfg.node}`, ctx),
+          (e) => log('error', `notify MASTER: could not leave standby: ${errorMessage(e)}`, ctx));
+      }
+      if (failure) throw failure;
+      if (report && report.result === 'partial') throw new ActionFailed(report.reason);
+      process.stdout.write(`${report ? report.reason : `instance ${name} is ${cfg.node}'s own: nothing to take over`}\n`);
+      return 0;
+    }
+    if (state === 'BACKUP' || state === 'FAULT') {
+      if (!standbyApplies(cfg, instance)) {
+        log('info', `notify ${state}: instance ${name} is another node's; nothing to do here`, ctx);
+        return 0;
+      }
+      await setStandby(cfg, true);
+      log('info', `notify ${state}: profiles in standby on ${cfg.node} (new calls get 503)`, ctx);
+      return 0;
+    }
+    log('info', `notify ${state}: nothing to do`, ctx);
+    return 0;
+  } finally {
+    release();
+  }
+}
+
+/** keepalived's generic notify: TYPE NAME STATE PRIORITY */
+export function parseGenericNotify(args: string[]): { state: VrrpState; instance: string } {
+  const [type, name, state] = args;
+  if (!type || !name || !state) throw new UsageError('notify needs TYPE NAME STATE [PRIORITY] (as keepalived passes them)');
+  if (type !== 'GROUP' && type !== 'INSTANCE') throw new UsageError(`notify: TYPE must be GROUP or INSTANCE, not "${type}"`);
+  if (!STATES.includes(state as VrrpState)) throw new UsageError(`notify: STATE must be one of ${STATES.join(', ')}, not "${state}"`);
+  return { state: state as VrrpState, instance: name };
+}

@@ -1,0 +1,195 @@
+/**
+ * Rewrite one recovery row's metadata (FreeSWITCH's XML CDR of the channel) so another node can own it:
+ * the failed node's switchname (the <cdr switchname="..."> attribute) and each of its addresses become
+ * the adopting node's. Pure: no I/O.
+ *
+ * Values inside <variables> are URL-encoded by FreeSWITCH (an address shows up as %40127.0.0.11%3A5060);
+ * everything else is plain XML text. Each text piece is decoded into units (one unit = one decoded
+ * character, remembering the bytes it came from), whole addresses are matched on the decoded text, and
+ * only the matched units are replaced, re-encoded the way FreeSWITCH encodes. Every other byte stays
+ * exactly as it was. A row that does not parse before or after, or that still holds a failed-node
+ * address anywhere after the rewrite, is reported and left alone.
+ */
+import { decodeEntity, escapeXml, TOKEN, xmlProblem } from './xml';
+
+export interface RewriteSpec {
+  fromSwitchname: string;
+  toSwitchname: string;
+  /** failed node address -> adopting node address */
+  addresses: Array<[string, string]>;
+}
+
+export type RewriteResult =
+  | { ok: true; metadata: string; replaced: number }
+  | { ok: false; reason: string };
+
+/** FreeSWITCH's switch_url_encode: these characters (and control/non-ASCII bytes) become %XX, upper-case. */
+const FS_URL_UNSAFE = new Set('\r\n "#%&+:;<=>?@[\\]^`{|}'.split(''));
+
+export function fsUrlEncode(text: string): string {
+  let out = '';
+  for (const byte of Buffer.from(text, 'utf8')) {
+    const c = String.fromCharCode(byte);
+    if (byte < 32 || byte > 126 || FS_URL_UNSAFE.has(c)) out += '%' + byte.toString(16).toUpperCase().padStart(2, '0');
+    else out += c;
+  }
+  return out;
+}
+
+interface Units {
+  decoded: string;
+  /** raw offset where unit i starts; starts[decoded.length] = raw length */
+  starts: number[];
+}
+
+function decodeUnits(raw: string, mode: 'url' | 'xml'): Units {
+  const starts: number[] = [];
+  let decoded = '';
+  let i = 0;
+  while (i < raw.length) {
+    starts.push(i);
+    const c = raw[i];
+    if (mode === 'url' && c === '%' && /^[0-9A-Fa-f]{2}$/.test(raw.slice(i + 1, i + 3))) {
+      decoded += String.fromCharCode(parseInt(raw.slice(i + 1, i + 3), 16));
+      i += 3;
+      continue;
+    }
+    if (c === '&') {
+      const semi = raw.indexOf(';', i);
+      const ent = semi > i && semi - i < 12 ? decodeEntity(raw.slice(i + 1, semi)) : null;
+      if (ent !== null && ent.length === 1) {
+        decoded += ent;
+        i = semi + 1;
+        continue;
+      }
+    }
+    decoded += c;
+    i++;
+  }
+  starts.push(raw.length);
+  return { decoded, starts };
+}
+
+function addressPattern(addr: string): RegExp {
+  const body = addr.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  // a whole address: not glued to another address/name character on either side
+  const inside = addr.includes(':') ? '0-9A-Za-z.:' : '0-9A-Za-z.';
+  const after = addr.includes(':') ? '0-9A-Za-z:' : '0-9A-Za-z';
+  return new RegExp(`(?<![${inside}])${body}(?![${after}]|\\.[0-9A-Za-z])`, addr.includes(":") ? "gi" : "g");
+}
+
+interface Match { start: number; end: number; to: string }
+
+function findAddresses(decoded: string, patterns: Pattern[]): Match[] {
+  const found: Match[] = [];
+  for (const [re, to] of patterns) {
+    re.lastIndex = 0;
+    for (let m = re.exec(decoded); m; m = re.exec(decoded)) found.push({ start: m.index, end: m.index + m[0].length, to });
+  }
+  found.sort((a, b) => a.start - b.start || b.end - a.end);
+  const kept: Match[] = [];
+  for (const m of found) if (!kept.length || m.start >= kept[kept.length - 1].end) kept.push(m);
+  return kept;
+}
+
+/** Replace the whole addresses found in one text piece; returns the new raw text and how many were replaced. */
+function rewritePiece(raw: string, mode: 'url' | 'xml', patterns: Pattern[]): [string, number] {
+  // fast path: digits, letters and dots are never escaped, so an address's longest such run must be there
+  if (!patterns.some((p) => raw.includes(p[2]) || (p[3] && raw.toLowerCase().includes(p[2])))) return [raw, 0];
+  const plain = mode === 'url' ? !/[%&]/.test(raw) : !raw.includes('&');
+  const units = plain ? null : decodeUnits(raw, mode);
+  const decoded = units ? units.decoded : raw;
+  const matches = findAddresses(decoded, patterns);
+  if (!matches.length) return [raw, 0];
+  let out = '';
+  let pos = 0;
+  for (const m of matches) {
+    const rs = units ? units.starts[m.start] : m.start;
+    const re = units ? units.starts[m.end] : m.end;
+    out += raw.slice(pos, rs) + (mode === 'url' ? fsUrlEncode(m.to) : escapeXml(m.to));
+    pos = re;
+  }
+  return [out + raw.slice(pos), matches.length];
+}
+
+const ATTR = /(\s+)([^\s=>/]+)(\s*=\s*)("([^"]*)"|'([^']*)')/g;
+
+/** [whole-address regexp, replacement, a run of the address that is never escaped, case-insensitive?] */
+export type Pattern = [RegExp, string, string, boolean];
+
+export function compilePatterns(spec: RewriteSpec): Pattern[] {
+  return spec.addresses.filter(([a, b]) => a !== b).map(([a, b]): Pattern => {
+    const v6 = a.includes(':');
+    const needle = (a.match(/[0-9A-Za-z.]+/g) ?? [a]).reduce((x, y) => (y.length > x.length ? y : x));
+    return [addressPattern(a), b, v6 ? needle.toLowerCase() : needle, v6];
+  });
+}
+
+export function rewriteMetadata(metadata: string, spec: RewriteSpec, patterns = compilePatterns(spec)): RewriteResult {
+  const before = xmlProblem(metadata);
+  if (before) return { ok: false, reason: `metadata does not parse as XML (${before})` };
+
+  let out = '';
+  let replaced = 0;
+  let inVariables = false;
+  let seenRoot = false;
+  TOKEN.lastIndex = 0;
+  while (TOKEN.lastIndex < metadata.length) {
+    const at = TOKEN.lastIndex;
+    const m = TOKEN.exec(metadata);
+    if (!m) return { ok: false, reason: `metadata has markup fs-ha cannot read at offset ${at}` };
+    const [tok, close, name, attrs, selfClose] = m;
+    if (name === undefined) {
+      if (tok[0] === '<') { out += tok; continue; }
+      const [text, n] = rewritePiece(tok, inVariables ? 'url' : 'xml', patterns);
+      out += text;
+      replaced += n;
+      continue;
+    }
+    if (close) {
+      if (name === 'variables') inVariables = false;
+      out += tok;
+      continue;
+    }
+    const isRoot = !seenRoot;
+    seenRoot = true;
+    let newAttrs = attrs.replace(ATTR, (all, sp: string, an: string, eq: string, _q: string, dq?: string, sq?: string) => {
+      const value = dq ?? sq ?? '';
+      const quote = dq !== undefined ? '"' : "'";
+      if (isRoot && name === 'cdr' && an === 'switchname') {
+        const decoded = decodeUnits(value, 'xml').decoded;
+        if (decoded === spec.fromSwitchname && spec.fromSwitchname !== spec.toSwitchname) {
+          replaced++;
+          return `${sp}${an}${eq}${quote}${escapeXml(spec.toSwitchname)}${quote}`;
+        }
+        return all;
+      }
+      const [text, n] = rewritePiece(value, 'xml', patterns);
+      if (!n) return all;
+      replaced += n;
+      return `${sp}${an}${eq}${quote}${text}${quote}`;
+    });
+    if (newAttrs === attrs) newAttrs = attrs;
+    out += `<${name}${newAttrs}${tok.slice(1 + name.length + attrs.length)}`;
+    if (name === 'variables' && !selfClose) inVariables = true;
+  }
+
+  const after = xmlProblem(out);
+  if (after) return { ok: false, reason: `rewritten metadata would not parse as XML (${after})` };
+  const left = leftoverAddress(out, patterns);
+  if (left) return { ok: false, reason: `address ${left} of the failed node appears where fs-ha cannot rewrite it safely` };
+  return { ok: true, metadata: out, replaced };
+}
+
+/** Any failed-node address still present anywhere, decoding both URL escapes and XML entities? */
+export function leftoverAddress(metadata: string, patterns: Pattern[]): string | null {
+  const decoded = metadata
+    .replace(/%([0-9A-Fa-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)))
+    .replace(/&([^;&\s]{1,10});/g, (all, e: string) => decodeEntity(e) ?? all);
+  for (const [re] of patterns) {
+    re.lastIndex = 0;
+    const m = re.exec(decoded);
+    if (m) return m[0];
+  }
+  return null;
+}

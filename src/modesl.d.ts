@@ -1,0 +1,3 @@
+declare module 'modesl' {
+  export const Connection: new (...args: unknown[]) => unknown;
+}

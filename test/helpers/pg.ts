@@ -1,0 +1,88 @@
+/**
+ * A real PostgreSQL for the tests: DATABASE_URL when given, else a throwaway server of Debian's
+ * initdb/pg_ctl (run as the postgres user when we are root) in a temp dir, listening on loopback
+ * (and on any extra TEST-NET address the e2e tests ask for). Every test gets its own database.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, chmodSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer } from 'node:net';
+import { Client } from 'pg';
+
+export interface PgServer { url: string; stop(): void; dataDir?: string; port: number }
+
+function pgBin(): string | null {
+  const base = '/usr/lib/postgresql';
+  if (!existsSync(base)) return null;
+  const versions = readdirSync(base).filter((v) => existsSync(join(base, v, 'bin', 'initdb'))).sort((a, b) => Number(b) - Number(a));
+  return versions.length ? join(base, versions[0], 'bin') : null;
+}
+
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, host, () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export async function startThrowawayPostgres(listen = '127.0.0.1'): Promise<PgServer> {
+  const bin = pgBin();
+  if (!bin) throw new Error('no PostgreSQL server binaries (apt-get install postgresql) and no DATABASE_URL given');
+  const dir = mkdtempSync(join(tmpdir(), 'fsha-pg-'));
+  chmodSync(dir, 0o777);
+  const asRoot = process.getuid?.() === 0;
+  const run = (cmd: string, args: string[]) => {
+    const full = asRoot ? ['runuser', ['-u', 'postgres', '--', join(bin, cmd), ...args]] as const : [join(bin, cmd), args] as const;
+    const r = spawnSync(full[0], [...full[1]], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`${cmd} failed: ${r.stderr || r.stdout}`);
+  };
+  const data = join(dir, 'data');
+  run('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '-c', 'fsync=off']);
+  const port = await freePort();
+  writeFileSync(join(dir, 'pg.conf'), '');
+  run('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '30', '-o',
+    `-p ${port} -k ${dir} -c listen_addresses='${listen}' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200`, 'start']);
+  const hba = join(data, 'pg_hba.conf');
+  // trust on every address of this throwaway server (loopback and the test namespaces' TEST-NET addresses)
+  execFileSync('sh', ['-c', `echo 'host all all 0.0.0.0/0 trust' >> ${hba}`]);
+  run('pg_ctl', ['-D', data, 'reload']);
+  const stop = () => {
+    try { run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']); } catch { /* already gone */ }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, stop, dataDir: data, port };
+}
+
+let counter = 0;
+
+/** A fresh database on the test server; returns its URL. */
+export async function createDatabase(prefix = 't'): Promise<string> {
+  const base = process.env.DATABASE_URL;
+  if (!base) throw new Error('DATABASE_URL is not set: run the tests through `make test` (test/run.ts starts PostgreSQL)');
+  const name = `fsha_${prefix}_${process.pid}_${Date.now().toString(36)}_${counter++}`.toLowerCase().replace(/[^a-z0-9_]/g, '_');
+  const c = new Client({ connectionString: base });
+  await c.connect();
+  try {
+    await c.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await c.end();
+  }
+  const u = new URL(base);
+  u.pathname = '/' + name;
+  return u.toString();
+}
+
+export async function withClient<T>(url: string, fn: (c: Client) => Promise<T>): Promise<T> {
+  const c = new Client({ connectionString: url });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}

@@ -1,0 +1,397 @@
+/**
+ * A FreeSWITCH 1.10.12 stand-in: the inbound event socket (byte for byte as the fixtures show) and the
+ * recovery table semantics of src/switch_core_sqldb.c + mod_sofia, on a real PostgreSQL:
+ *  - a new core uuid at every start; at start `select hostname from recovery`, and if that fails it creates
+ *    the table (unqualified, so in the first schema of its search_path), exactly like the real server;
+ *  - an answered call INSERTs a row (hostname = switchname, metadata built from a real fixture row);
+ *  - hangup DELETEs it;
+ *  - `fsctl recover`: select runtime_uuid != own (all technologies), recover each sofia row whose profile
+ *    runs here, then delete EVERY foreign row selected, recovered or not; `sofia recover`: the same per
+ *    running profile (technology='sofia' and profile_name=that profile), and it clears standby;
+ *  - recovered calls are re-tracked under this node's core uuid and switchname, a moment later (SQL queue).
+ * Test-only controls live under the `simctl` api command. Faults: hang, slow, refuse, crash, profile down.
+ */
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { Client } from 'pg';
+import { rewriteMetadata } from '../../src/core/rewrite';
+import { parseInserts } from '../helpers/fixtures';
+import * as R from './replies';
+import { sendReinvite } from './sip';
+
+export interface SimOptions {
+  host: string;
+  port: number;
+  password?: string;
+  switchname: string;
+  /** the node's SIP/RTP address, written into the metadata of its calls */
+  address: string;
+  profiles?: string[];
+  /** libpq-style URL; per-node layout: add ?options=-c%20search_path%3Dpublic,fsha_node_x */
+  dsn: string;
+  /** the far end (caller) written into new calls' metadata */
+  farEnd?: string;
+  farEndPort?: number;
+  /** send a real SIP re-INVITE (UDP) to the far end of each recovered call */
+  sip?: boolean;
+  /** delay before a recovered call is re-tracked (FreeSWITCH's SQL queue) */
+  retrackDelayMs?: number;
+  /** per recovered leg (real: ~3 ms) */
+  recoverDelayMs?: number;
+  onEvent?: (what: string, detail: Record<string, unknown>) => void;
+}
+
+const TEMPLATE_FILE = join(__dirname, '..', 'fixtures', 'freeswitch-1.10.12', 'recovery_rows.sql');
+const TEMPLATE_ADDR = '127.0.0.11';
+const TEMPLATE_FAR = '127.0.0.21';
+let template: { uuid: string; metadata: string; runtime: string } | null = null;
+
+function callTemplate() {
+  if (!template) {
+    const [v] = parseInserts(readFileSync(TEMPLATE_FILE, 'utf8'));
+    template = { runtime: v[0], uuid: v[4], metadata: v[5] };
+  }
+  return template;
+}
+
+export class FsSim {
+  coreUuid = randomUUID();
+  readonly profiles = new Map<string, boolean>();
+  standby = false;
+  paused = false;
+  fault: { hang: boolean; slowMs: number } = { hang: false, slowMs: 0 };
+  crashed = false;
+  private readonly startedAt = Date.now();
+  private sessionsSinceStart = 0;
+  private server: Server | null = null;
+  private readonly sockets = new Set<Socket>();
+  private db: Client | null = null;
+  private readonly o: Required<Omit<SimOptions, 'onEvent'>> & Pick<SimOptions, 'onEvent'>;
+
+  constructor(opts: SimOptions) {
+    this.o = {
+      password: 'ClueCon', profiles: ['internal'], farEnd: '127.0.0.21', farEndPort: 5060, sip: false,
+      retrackDelayMs: 5, recoverDelayMs: 0, ...opts,
+    };
+    for (const p of this.o.profiles) this.profiles.set(p, true);
+  }
+
+  get switchname(): string { return this.o.switchname; }
+
+  async start(): Promise<void> {
+    this.db = new Client({ connectionString: this.o.dsn, application_name: `fs-sim ${this.o.switchname}` });
+    this.db.on('error', () => undefined);
+    await this.db.connect();
+    try {
+      await this.db.query('select hostname from recovery');
+    } catch {
+      // what switch_core_sqldb.c does when its probe fails: create the table where the search_path points
+      await this.db.query(`CREATE TABLE recovery (
+   runtime_uuid    VARCHAR(255),
+   technology      VARCHAR(255),
+   profile_name    VARCHAR(255),
+   hostname        VARCHAR(255),
+   uuid            VARCHAR(255),
+   metadata        text
+)`);
+      for (const [i, col] of ['technology', 'profile_name', 'uuid', 'runtime_uuid'].entries()) {
+        await this.db.query(`create index recovery${i + 1} on recovery(${col})`).catch(() => undefined);
+      }
+    }
+    await this.listen();
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const server = createServer((s) => this.onConnection(s));
+      server.once('error', reject);
+      server.listen(this.o.port, this.o.host, () => { this.server = server; resolve(); });
+    });
+  }
+
+  /** Stop accepting connections (ECONNREFUSED from now on), as when the process is gone. */
+  async refuse(): Promise<void> {
+    const s = this.server;
+    this.server = null;
+    for (const sock of this.sockets) sock.destroy();
+    if (s) await new Promise<void>((r) => s.close(() => r()));
+  }
+
+  /** fsctl crash: sockets close, the process is gone; its rows stay as they were. */
+  async crash(): Promise<void> {
+    this.crashed = true;
+    await this.refuse();
+    await this.db?.end().catch(() => undefined);
+    this.db = null;
+    this.o.onEvent?.('crash', { node: this.o.switchname });
+  }
+
+  async stop(): Promise<void> {
+    await this.refuse();
+    await this.db?.end().catch(() => undefined);
+    this.db = null;
+  }
+
+  private profileUrl(): string {
+    return `sip:mod_sofia@${this.o.address}:5060`;
+  }
+
+  private running(): Array<{ name: string; url: string; calls: number }> {
+    return [...this.profiles].filter(([, up]) => up).map(([name]) => ({ name, url: this.profileUrl(), calls: 0 }));
+  }
+
+  // ---------------------------------------------------------------- calls
+  async answerCalls(n: number, profile = this.o.profiles[0]): Promise<string[]> {
+    if (this.standby) throw new Error('503 System Paused');
+    if (!this.profiles.get(profile)) throw new Error(`profile ${profile} not running`);
+    const t = callTemplate();
+    const uuids: string[] = [];
+    const rows: string[][] = [];
+    for (let i = 0; i < n; i++) {
+      const uuid = randomUUID();
+      const rw = rewriteMetadata(t.metadata, {
+        fromSwitchname: 'freeswitch01', toSwitchname: this.o.switchname,
+        addresses: [[TEMPLATE_ADDR, this.o.address], [TEMPLATE_FAR, this.o.farEnd]],
+      });
+      if (!rw.ok) throw new Error(rw.reason);
+      let md = rw.metadata.split(t.uuid).join(uuid).split(t.runtime).join(this.coreUuid);
+      md = md.replace(/<sip_call_id>[^<]*<\/sip_call_id>/, `<sip_call_id>${i}-${uuid.slice(0, 8)}%40${this.o.farEnd}</sip_call_id>`);
+      if (this.o.farEndPort !== 5060) md = md.replace(/<sip_network_port>5060</, `<sip_network_port>${this.o.farEndPort}<`);
+      uuids.push(uuid);
+      rows.push([this.coreUuid, 'sofia', profile, this.o.switchname, uuid, md]);
+      this.sessionsSinceStart++;
+    }
+    const db = this.requireDb();
+    const BATCH = 200;
+    for (let i = 0; i < rows.length; i += BATCH) {
+      const chunk = rows.slice(i, i + BATCH);
+      const params: string[] = [];
+      const values = chunk.map((r, j) => { params.push(...r); const b = j * 6; return `($${b + 1},$${b + 2},$${b + 3},$${b + 4},$${b + 5},$${b + 6})`; });
+      await db.query(`insert into recovery (runtime_uuid, technology, profile_name, hostname, uuid, metadata) values ${values.join(',')}`, params);
+    }
+    return uuids;
+  }
+
+  async hangup(uuid: string): Promise<void> {
+    await this.requireDb().query('delete from recovery where uuid = $1', [uuid]);
+  }
+
+  async ownCalls(): Promise<string[]> {
+    const rows = await this.requireDb().query('select uuid from recovery where runtime_uuid = $1 order by uuid', [this.coreUuid]);
+    return rows.rows.map((r) => r.uuid as string);
+  }
+
+  private requireDb(): Client {
+    if (!this.db) throw new Error('no database');
+    return this.db;
+  }
+
+  // ---------------------------------------------------------------- recovery (switch_core_recovery_recover)
+  private async recoverWhere(technology: string | null, profile: string | null): Promise<number> {
+    const db = this.requireDb();
+    const cond = ['runtime_uuid != $1'];
+    const params: string[] = [this.coreUuid];
+    if (technology) { params.push(technology); cond.push(`technology = $${params.length}`); }
+    if (profile) { params.push(profile); cond.push(`profile_name = $${params.length}`); }
+    const where = cond.join(' and ');
+    const res = await db.query(`select runtime_uuid, technology, profile_name, hostname, uuid, metadata from recovery where ${where}`, params);
+    const recovered: Array<{ uuid: string; profile: string; metadata: string }> = [];
+    for (const row of res.rows) {
+      if (row.technology === 'sofia' && this.profiles.get(row.profile_name)) {
+        if (this.o.recoverDelayMs) await new Promise((r) => setTimeout(r, this.o.recoverDelayMs));
+        recovered.push({ uuid: row.uuid, profile: row.profile_name, metadata: row.metadata });
+        if (this.o.sip) sendReinvite(row.metadata, this.o.address, (d) => this.o.onEvent?.('reinvite', d));
+      }
+    }
+    await db.query(`delete from recovery where ${where}`, params);
+    this.o.onEvent?.('recover', { node: this.o.switchname, selected: res.rows.length, recovered: recovered.length });
+    setTimeout(() => void this.retrack(recovered), this.o.retrackDelayMs);
+    return recovered.length;
+  }
+
+  private async retrack(calls: Array<{ uuid: string; profile: string; metadata: string }>): Promise<void> {
+    const db = this.db;
+    if (!db || !calls.length) return;
+    for (const c of calls) {
+      const md = c.metadata
+        .replace(/^<cdr core-uuid="[^"]*" switchname="[^"]*">/, `<cdr core-uuid="${this.coreUuid}" switchname="${this.o.switchname}">`)
+        .replace('<variables>', '<variables>\n    <recovered>true</recovered>');
+      await db.query('insert into recovery (runtime_uuid, technology, profile_name, hostname, uuid, metadata) values ($1,$2,$3,$4,$5,$6)',
+        [this.coreUuid, 'sofia', c.profile, this.o.switchname, c.uuid, md]).catch((e) => this.o.onEvent?.('retrack-error', { error: String(e) }));
+    }
+  }
+
+  // ---------------------------------------------------------------- api
+  async api(cmd: string): Promise<string | null> {
+    const [word, ...args] = cmd.trim().split(/\s+/);
+    const rest = args.join(' ');
+    switch (word) {
+      case 'status':
+        return R.statusBody(Date.now() - this.startedAt, !this.paused, this.sessionsSinceStart, 0, 0);
+      case 'switchname':
+        return this.o.switchname;
+      case 'global_getvar':
+        return rest === 'core_uuid' ? this.coreUuid : '';
+      case 'show':
+        if (rest === 'channels count' || rest === 'calls count') {
+          const n = this.db ? (await this.db.query('select count(*)::int n from recovery where runtime_uuid = $1', [this.coreUuid])).rows[0].n : 0;
+          return `\n${n} total.\n`;
+        }
+        return `-ERR ${cmd} Command not found!\n`;
+      case 'fsctl':
+        if (rest === 'recover') return `+OK ${await this.recoverWhere(null, null)} session(s) recovered in total\n`;
+        if (rest === 'recover flush') return '+OK flushed\n';
+        if (rest === 'pause') { this.paused = true; return '+OK\n'; }
+        if (rest === 'resume') { this.paused = false; return '+OK\n'; }
+        if (rest === 'crash') { await this.crash(); return null; }
+        return '-USAGE: ...\n';
+      case 'sofia':
+        return this.sofia(args);
+      case 'simctl':
+        return this.simctl(args);
+      default:
+        return `-ERR ${word} Command not found!\n`;
+    }
+  }
+
+  private async sofia(args: string[]): Promise<string> {
+    const rest = args.join(' ');
+    if (rest === 'status') return R.sofiaStatusBody(this.running());
+    if (rest === 'xmlstatus') return R.xmlStatusBody(this.running());
+    let m = rest.match(/^(xmlstatus|status) profile (\S+)$/);
+    if (m) {
+      if (!this.profiles.get(m[2])) return 'Invalid Profile!\n';
+      return m[1] === 'xmlstatus' ? R.xmlStatusProfileBody(m[2], this.o.address, 0) : `${R.sofiaStatusBody(this.running())}`;
+    }
+    m = rest.match(/^global standby (on|off)$/);
+    if (m) { this.standby = m[1] === 'on'; return `+OK Global standby ${m[1]}`; }
+    m = rest.match(/^profile (\S+) (start|stop)$/);
+    if (m) {
+      if (!this.profiles.has(m[1])) return 'Reload XML [Success]\nInvalid Profile!\n';
+      this.profiles.set(m[1], m[2] === 'start');
+      return m[2] === 'stop' ? `Reload XML [Success]\nstopping: ${m[1]}` : `Reload XML [Success]\n${m[1]} started successfully\n`;
+    }
+    if (rest === 'recover flush') {
+      for (const p of this.running()) await this.requireDb().query("delete from recovery where runtime_uuid != $1 and technology = 'sofia' and profile_name = $2", [this.coreUuid, p.name]);
+      return 'Flushing recovery database.\n';
+    }
+    if (rest === 'recover') {
+      let n = 0;
+      for (const p of this.running()) {
+        n += await this.recoverWhere('sofia', p.name);
+      }
+      this.standby = false; // sofia_glue_profile_recover clears PFLAG_STANDBY on every profile
+      return n ? `Recovered ${n} call(s)\n` : 'No calls to recover.\n';
+    }
+    return '-ERR Usage: sofia ...\n';
+  }
+
+  private async simctl(args: string[]): Promise<string> {
+    const [what, a, b] = args;
+    try {
+      switch (what) {
+        case 'call': return (await this.answerCalls(Number(a ?? 1), b)).join('\n') + '\n';
+        case 'hangup': await this.hangup(a); return '+OK\n';
+        case 'calls': return (await this.ownCalls()).join('\n') + '\n';
+        case 'hang': this.fault.hang = true; return '+OK\n';
+        case 'slow': this.fault.slowMs = Number(a ?? 0); return '+OK\n';
+        case 'heal': this.fault = { hang: false, slowMs: 0 }; return '+OK\n';
+        case 'refuse': setImmediate(() => void this.refuse()); return '+OK\n';
+        default: return '-ERR simctl call N [profile] | hangup UUID | calls | hang | slow MS | heal | refuse\n';
+      }
+    } catch (e) {
+      return `-ERR ${(e as Error).message}\n`;
+    }
+  }
+
+  // ---------------------------------------------------------------- event socket
+  private onConnection(sock: Socket): void {
+    this.sockets.add(sock);
+    sock.on('close', () => this.sockets.delete(sock));
+    sock.on('error', () => undefined);
+    if (this.fault.hang) return; // accept, never answer
+    let authed = false;
+    let buf = '';
+    const events = new Map<string, 'plain' | 'json'>();
+    let chain = Promise.resolve();
+    const write = (s: string) => { if (!sock.destroyed) sock.write(s); };
+    const handle = async (cmd: string) => {
+      if (this.fault.hang) return;
+      if (this.fault.slowMs) await new Promise((r) => setTimeout(r, this.fault.slowMs));
+      if (cmd === 'exit') {
+        write(R.commandReply('+OK bye'));
+        write(R.DISCONNECT_NOTICE);
+        sock.end();
+        return;
+      }
+      if (!authed) {
+        const m = cmd.match(/^auth (.*)$/);
+        if (!m) { write(R.commandReply('-ERR command not found')); return; }
+        if (m[1] !== this.o.password) {
+          write(R.commandReply('-ERR invalid'));
+          write(R.DISCONNECT_NOTICE);
+          sock.end();
+          return;
+        }
+        authed = true;
+        write(R.commandReply('+OK accepted'));
+        return;
+      }
+      let m = cmd.match(/^api (.+)$/s);
+      if (m) {
+        const body = await this.api(m[1]);
+        if (body === null) return; // crashed: no reply, the socket just closes
+        write(R.apiResponse(body));
+        return;
+      }
+      m = cmd.match(/^event (plain|json) (.+)$/);
+      if (m) {
+        for (const e of m[2].split(/\s+/)) events.set(e, m[1] as 'plain' | 'json');
+        write(R.commandReply(`+OK event listener enabled ${m[1]}`));
+        return;
+      }
+      if (/^(noevents|nixevent|filter)\b/.test(cmd)) { write(R.commandReply('+OK')); return; }
+      m = cmd.match(/^bgapi (.+)$/s);
+      if (m) {
+        const job = randomUUID();
+        write(R.commandReply(`+OK Job-UUID: ${job}`, `Job-UUID: ${job}\n`));
+        const body = (await this.api(m[1])) ?? '';
+        const fmt = events.get('BACKGROUND_JOB') ?? events.get('ALL') ?? events.get('all');
+        if (fmt) write(this.backgroundJob(fmt, job, m[1], body));
+        return;
+      }
+      write(R.commandReply('-ERR command not found'));
+    };
+    sock.on('data', (d) => {
+      buf += d.toString('utf8');
+      for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
+        const cmd = buf.slice(0, i).replace(/\r/g, '').trim();
+        buf = buf.slice(i + 2);
+        if (!cmd) continue;
+        chain = chain.then(() => handle(cmd)).catch(() => { sock.destroy(); });
+      }
+    });
+    sock.write(R.AUTH_REQUEST);
+  }
+
+  private backgroundJob(fmt: 'plain' | 'json', job: string, cmd: string, body: string): string {
+    const headers: Array<[string, string]> = [
+      ['Event-Name', 'BACKGROUND_JOB'], ['Core-UUID', this.coreUuid], ['FreeSWITCH-Hostname', 'vm'],
+      ['FreeSWITCH-Switchname', this.o.switchname], ['FreeSWITCH-IPv4', this.o.address],
+      ['Event-Calling-File', 'mod_event_socket.c'], ['Event-Calling-Function', 'api_exec'],
+      ['Job-UUID', job], ['Job-Command', cmd],
+    ];
+    if (fmt === 'json') {
+      const obj: Record<string, string> = Object.fromEntries(headers);
+      obj['Content-Length'] = String(Buffer.byteLength(body));
+      obj._body = body;
+      const json = JSON.stringify(obj);
+      return `Content-Length: ${Buffer.byteLength(json)}\nContent-Type: text/event-json\n\n${json}`;
+    }
+    const text = headers.map(([k, v]) => `${k}: ${encodeURIComponent(v)}`).join('\n') +
+      `\nContent-Length: ${Buffer.byteLength(body)}\n\n${body}`;
+    return `Content-Length: ${Buffer.byteLength(text)}\nContent-Type: text/event-plain\n\n${text}`;
+  }
+}
