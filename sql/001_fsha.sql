@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS fsha.audit (
     timings      jsonb NOT NULL DEFAULT '{}'
 );
 
--- the original rows handed over by a takeover, kept until the adopting node has re-tracked them
+-- the original rows handed over by a takeover, kept until the adopting node has re-tracked them;
+-- and rows that could not be rewritten (note = 'skipped: ...'), kept for the operator
 CREATE TABLE IF NOT EXISTS fsha.takeover_rows (
     takeover_id   text NOT NULL,
     from_node     text NOT NULL,
@@ -40,6 +41,7 @@ CREATE TABLE IF NOT EXISTS fsha.takeover_rows (
     profile_name  varchar(255),
     hostname      varchar(255),
     uuid          varchar(255),
-    metadata      text
+    metadata      text,
+    note          text NOT NULL DEFAULT 'moved'
 );
 CREATE INDEX IF NOT EXISTS takeover_rows_uuid ON fsha.takeover_rows (uuid);

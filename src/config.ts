@@ -163,9 +163,9 @@ export function parseConfig(text: string, path = '<inline>'): Config {
   const eslR = r.obj_('esl', ESL_KEYS);
   const localEsl = readEsl(eslR, {}, 1500);
 
-  const nodesR = r.obj_('nodes', []);
-  if (!nodesR) throw new ConfigError('config: missing key nodes');
-  const nodesObj = r.raw('nodes') as Obj;
+  const nodesObj = r.raw('nodes');
+  if (nodesObj === undefined || nodesObj === null) throw new ConfigError('config: missing key nodes');
+  if (!isObj(nodesObj)) throw new ConfigError('config: nodes must be a mapping of node name to its settings');
   const nodes: Record<string, NodeConfig> = {};
   const seenSwitch = new Map<string, string>();
   for (const name of Object.keys(nodesObj)) {

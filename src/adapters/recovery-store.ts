@@ -156,6 +156,16 @@ export async function moveRows(db: Db, layout: Layout, spec: RewriteSpec, opts: 
         [spec.toSwitchname, ctids, metas], 'rewriting the rows');
       if (updated.length !== ctids.length) throw new ActionFailed(`database: rewrote ${updated.length} of ${ctids.length} rows; rolled back`);
     }
+    if (!opts.dryRun && result.skipped.length) {
+      // in the shared layout FreeSWITCH's recover deletes these too (every foreign row): keep them for the operator
+      await db.query(
+        `INSERT INTO fsha.takeover_rows (takeover_id, from_node, to_node, runtime_uuid, technology, profile_name, hostname, uuid, metadata, note)
+         SELECT $1, $2, $3, runtime_uuid, technology, profile_name, hostname, uuid, metadata, 'skipped: ' || v.reason
+           FROM ${t} JOIN unnest($4::text[], $5::text[]) AS v(uuid, reason) USING (uuid)
+          WHERE hostname = $6`,
+        [opts.takeoverId, opts.fromNode, opts.toNode, result.skipped.map((x) => x.uuid), result.skipped.map((x) => x.reason), spec.fromSwitchname],
+        'keeping a copy of the rows left untouched');
+    }
     result.ms.write = Date.now() - t0;
     if (opts.dryRun) throw new DryRunRollback();
   };
@@ -191,7 +201,7 @@ export async function awaitRetracked(db: Db, layout: Layout, uuids: string[], co
 
 export async function dropKeptCopies(db: Db, uuids: string[]): Promise<void> {
   if (!uuids.length) return;
-  await db.query('DELETE FROM fsha.takeover_rows WHERE uuid = ANY($1)', [uuids], 'dropping copies of re-tracked rows');
+  await db.query("DELETE FROM fsha.takeover_rows WHERE uuid = ANY($1) AND note = 'moved'", [uuids], 'dropping copies of re-tracked rows');
 }
 
 export async function readHeartbeat(db: Db, node: string): Promise<Heartbeat | null> {

@@ -114,14 +114,14 @@ function rewritePiece(raw: string, mode: 'url' | 'xml', patterns: Pattern[]): [s
 
 const ATTR = /(\s+)([^\s=>/]+)(\s*=\s*)("([^"]*)"|'([^']*)')/g;
 
-/** [whole-address regexp, replacement, a run of the address that is never escaped, case-insensitive?] */
-export type Pattern = [RegExp, string, string, boolean];
+/** [whole-address regexp, replacement, a run of the address that is never escaped, case-insensitive?, the address] */
+export type Pattern = [RegExp, string, string, boolean, string];
 
 export function compilePatterns(spec: RewriteSpec): Pattern[] {
   return spec.addresses.filter(([a, b]) => a !== b).map(([a, b]): Pattern => {
     const v6 = a.includes(':');
     const needle = (a.match(/[0-9A-Za-z.]+/g) ?? [a]).reduce((x, y) => (y.length > x.length ? y : x));
-    return [addressPattern(a), b, v6 ? needle.toLowerCase() : needle, v6];
+    return [addressPattern(a), b, v6 ? needle.toLowerCase() : needle, v6, a];
   });
 }
 
@@ -186,7 +186,10 @@ export function leftoverAddress(metadata: string, patterns: Pattern[]): string |
   const decoded = metadata
     .replace(/%([0-9A-Fa-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)))
     .replace(/&([^;&\s]{1,10});/g, (all, e: string) => decodeEntity(e) ?? all);
-  for (const [re] of patterns) {
+  const targets = new Set(patterns.map((p) => p[1].toLowerCase()));
+  for (const [re, , , , from] of patterns) {
+    // an address that is also some other address's replacement may rightly be there now
+    if (targets.has(from.toLowerCase())) continue;
     re.lastIndex = 0;
     const m = re.exec(decoded);
     if (m) return m[0];

@@ -17,6 +17,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { rewriteMetadata } from '../../src/core/rewrite';
+import { xmlProblem } from '../../src/core/xml';
 import { parseInserts } from '../helpers/fixtures';
 import * as R from './replies';
 import { sendReinvite } from './sip';
@@ -199,7 +200,8 @@ export class FsSim {
     const res = await db.query(`select runtime_uuid, technology, profile_name, hostname, uuid, metadata from recovery where ${where}`, params);
     const recovered: Array<{ uuid: string; profile: string; metadata: string }> = [];
     for (const row of res.rows) {
-      if (row.technology === 'sofia' && this.profiles.get(row.profile_name)) {
+      // sofia_recover_callback: the channel is rebuilt from the XML; a row that does not parse is not recovered
+      if (row.technology === 'sofia' && this.profiles.get(row.profile_name) && row.metadata && xmlProblem(row.metadata) === null) {
         if (this.o.recoverDelayMs) await new Promise((r) => setTimeout(r, this.o.recoverDelayMs));
         recovered.push({ uuid: row.uuid, profile: row.profile_name, metadata: row.metadata });
         if (this.o.sip) sendReinvite(row.metadata, this.o.address, (d) => this.o.onEvent?.('reinvite', d));

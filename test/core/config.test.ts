@@ -1,0 +1,43 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseConfig, nodeForInstance } from '../../src/config';
+
+const GOOD = `
+node: freeswitch02
+database: postgres://fsha@192.0.2.5:5432/freeswitch
+esl: { host: 127.0.0.1, port: 8021, password: ClueCon, timeout_ms: 1500 }
+nodes:
+  freeswitch01: { addresses: [192.0.2.10], esl: { host: 192.0.2.10, port: 8021, password: ClueCon } }
+  freeswitch02: { addresses: [192.0.2.11] }
+instances: { VI_FS01: freeswitch01 }
+check: { profiles: [internal], database: false }
+recover: sofia
+standby: true
+fence: ""
+`;
+
+test('the documented example loads, with defaults', () => {
+  const c = parseConfig(GOOD);
+  assert.equal(c.node, 'freeswitch02');
+  assert.equal(c.nodes.freeswitch01.switchname, 'freeswitch01');
+  assert.equal(c.check.timeoutMs, 1500);
+  assert.equal(c.layout, 'shared');
+  assert.equal(nodeForInstance(c, 'VI_FS01'), 'freeswitch01');
+  assert.equal(nodeForInstance(c, undefined), 'freeswitch01');
+});
+
+test('errors name the key', () => {
+  const cases: Array<[string, RegExp]> = [
+    [GOOD.replace('node: freeswitch02', ''), /missing key node/],
+    [GOOD.replace('node: freeswitch02', 'node: nosuch'), /node "nosuch" is not listed under nodes/],
+    [GOOD.replace('recover: sofia', 'recover: magic'), /recover must be one of sofia, fsctl/],
+    [GOOD.replace('[192.0.2.10]', '[not-an-ip]'), /nodes\.freeswitch01\.addresses/],
+    [GOOD.replace('port: 8021, password: ClueCon, timeout_ms', 'port: 99999, password: ClueCon, timeout_ms'), /esl\.port/],
+    [GOOD.replace('standby: true', 'standbye: true'), /unknown key standbye/],
+    [GOOD.replace('{ VI_FS01: freeswitch01 }', '{ VI_FS01: ghost }'), /instances\.VI_FS01/],
+    [GOOD.replace('postgres://', 'mysql://'), /database must be a postgres/],
+    ['node: [', /not valid YAML/],
+    [GOOD.replace('freeswitch01: {', '"fs01; drop table x": {'), /not a valid node name/],
+  ];
+  for (const [text, re] of cases) assert.throws(() => parseConfig(text), re);
+});
