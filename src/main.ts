@@ -8,6 +8,9 @@ import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from './config';
 import { FsHaError, UsageError, errorMessage } from './errors';
 import { closeLog, configureLog, log } from './log';
 
+// modesl's parser still calls Buffer(): keep Node's deprecation warning off keepalived's one-line output
+process.noDeprecation = true;
+
 declare const FS_HA_VERSION: string | undefined;
 const VERSION = typeof FS_HA_VERSION === 'string' ? FS_HA_VERSION : '0.0.0-dev';
 

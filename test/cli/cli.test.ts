@@ -1,0 +1,178 @@
+/** The built program (dist/fs-ha.js), as keepalived runs it: exit codes, one-line errors, deadlines. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync, symlinkSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { startCluster, type Cluster } from '../helpers/cluster';
+import { freePort } from '../helpers/pg';
+
+const BIN = join(__dirname, '..', '..', 'dist', 'fs-ha.js');
+
+function run(args: string[], opts: { argv0?: string; env?: Record<string, string> } = {}): Promise<{ code: number; out: string; err: string; ms: number }> {
+  const t0 = Date.now();
+  return new Promise((resolve) => {
+    const cmd = opts.argv0 ?? BIN;
+    const p = spawn(process.execPath, [cmd, ...args], { env: { ...process.env, FS_HA_SYSLOG: '0', ...opts.env } });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => { out += d; });
+    p.stderr.on('data', (d) => { err += d; });
+    p.on('exit', (code) => resolve({ code: code ?? -1, out, err, ms: Date.now() - t0 }));
+  });
+}
+
+function writeConfig(c: Cluster, node: string, patch: (o: Record<string, unknown>) => void = () => undefined): string {
+  const cfg = c.config(node);
+  const o: Record<string, unknown> = {
+    node, database: cfg.database,
+    esl: { host: cfg.esl.host, port: cfg.esl.port, password: cfg.esl.password, timeout_ms: 800 },
+    nodes: Object.fromEntries(Object.values(cfg.nodes).map((n) => [n.name, { addresses: n.addresses, esl: { host: n.esl!.host, port: n.esl!.port, password: 'ClueCon', timeout_ms: 800 } }])),
+    check: { profiles: ['internal'], timeout_ms: 1000 },
+    state_dir: mkdtempSync(join(tmpdir(), 'fsha-state-')),
+    liveness: { heartbeat_stale_ms: 1500 },
+  };
+  patch(o);
+  const f = join(mkdtempSync(join(tmpdir(), 'fsha-cfg-')), 'fs-ha.yaml');
+  writeFileSync(f, stringify(o), { mode: 0o600 });
+  return f;
+}
+
+test('check: 0 when healthy, 1 with one line why; never longer than its deadline', async () => {
+  const c = await startCluster({ nodes: ['fs1', 'fs2'] });
+  try {
+    const f = writeConfig(c, 'fs1');
+    let r = await run(['--config', f, 'check']);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^ok: healthy/);
+
+    await c.sims.fs1.api('sofia profile internal stop');
+    r = await run(['--config', f, 'check']);
+    assert.equal(r.code, 1);
+    assert.equal(r.err.trim().split("\n").length, 1, r.err);
+    assert.match(r.err, /profile\(s\) not RUNNING: internal=absent/);
+    await c.sims.fs1.api('sofia profile internal start');
+
+    await c.sims.fs1.api('fsctl pause');
+    r = await run(['--config', f, 'check']);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /is not ready/);
+    await c.sims.fs1.api('fsctl resume');
+
+    const wrong = writeConfig(c, 'fs1', (o) => { (o.esl as Record<string, unknown>).password = 'nope'; });
+    r = await run(['--config', wrong, 'check']);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /rejected the password/);
+    assert.ok(!r.err.includes('nope'), 'the password is never printed');
+
+    c.sims.fs1.fault.hang = true;
+    r = await run(['--config', f, 'check']);
+    assert.equal(r.code, 1);
+    assert.ok(r.ms < 2500, `took ${r.ms} ms`);
+    c.sims.fs1.fault.hang = false;
+
+    // a server that answers garbage, and one that half-closes
+    for (const behaviour of ['garbage', 'halfclose']) {
+      const port = await freePort();
+      const srv = createServer((s) => { if (behaviour === 'garbage') s.write('HTTP/1.1 400 Bad\r\n\r\n\n\n\n'); else s.end(); });
+      await new Promise<void>((res) => srv.listen(port, '127.0.0.1', () => res()));
+      const g = writeConfig(c, 'fs1', (o) => { o.esl = { host: '127.0.0.1', port, password: 'ClueCon', timeout_ms: 800 }; });
+      r = await run(['--config', g, 'check']);
+      assert.equal(r.code, 1, behaviour);
+      assert.ok(r.ms < 2500);
+      srv.close();
+    }
+
+    await c.sims.fs1.crash();
+    r = await run(['--config', f, 'check']);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /refused the connection/);
+  } finally {
+    await c.stop();
+  }
+});
+
+test('usage and configuration errors exit 2 with one line naming the problem', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fsha-bad-'));
+  writeFileSync(join(dir, 'bad.yaml'), 'node: x\nnodes: { y: {} }\n');
+  const cases: Array<[string[], RegExp]> = [
+    [['--config', join(dir, 'none.yaml'), 'check'], /cannot read .*none\.yaml \(ENOENT\)/],
+    [['--config', join(dir, 'bad.yaml'), 'check'], /node "x" is not listed under nodes/],
+    [['frobnicate'], /unknown command "frobnicate"/],
+    [['--bogus'], /Unknown option '--bogus'/],
+    [['--config', join(dir, 'bad.yaml'), 'notify', 'INSTANCE', 'VI_1', 'SLEEPY', '100'], /./],
+  ];
+  for (const [args, re] of cases) {
+    const r = await run(args);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
+    assert.match(r.err, re);
+    assert.equal(r.err.trim().split('\n').length, 1, r.err);
+  }
+  assert.match((await run(['--version'])).out, /^fs-ha \d+\.\d+\.\d+/);
+  assert.match((await run(['--help'])).out, /exit codes: 0 ok, 1 .* 2 usage/);
+});
+
+test('keepalived hooks through links: BACKUP puts profiles in standby, MASTER takes over and leaves standby', async () => {
+  const c = await startCluster({ nodes: ['fs1', 'fs2'] });
+  try {
+    const f = writeConfig(c, 'fs2', (o) => { o.instances = { VI_1: 'fs1' }; });
+    const dir = mkdtempSync(join(tmpdir(), 'fsha-links-'));
+    for (const l of ['check_fs', 'notify_master', 'notify_backup', 'notify']) symlinkSync(BIN, join(dir, l));
+    let r = await run(['VI_1'], { argv0: join(dir, 'notify_backup'), env: { FS_HA_CONFIG: f } });
+    assert.equal(r.code, 0, r.err);
+    assert.equal(c.sims.fs2.standby, true);
+
+    const calls = await c.sims.fs1.answerCalls(10);
+    await c.sims.fs1.crash();
+    r = await run(['INSTANCE', 'VI_1', 'MASTER', '100'], { argv0: join(dir, 'notify'), env: { FS_HA_CONFIG: f } });
+    assert.equal(r.code, 0, r.err);
+    assert.equal(c.sims.fs2.standby, false);
+    await new Promise((res) => setTimeout(res, 50));
+    assert.deepEqual((await c.sims.fs2.ownCalls()).sort(), [...calls].sort());
+    assert.match(r.err, /takeover done: fs2 took over 10 call\(s\) of fs1 from=fs1 to=fs2 adopted=10 recovered=10 missing=0/);
+
+    // MASTER then BACKUP fired back to back (overlapping): consistent, and the BACKUP, fired later, wins standby
+    const [m, b] = await Promise.all([
+      run(['VI_1'], { argv0: join(dir, 'notify_master'), env: { FS_HA_CONFIG: f } }),
+      new Promise<Awaited<ReturnType<typeof run>>>((res) => setTimeout(() => void run(['VI_1'], { argv0: join(dir, 'notify_backup'), env: { FS_HA_CONFIG: f } }).then(res), 5)),
+    ]);
+    assert.equal(m.code, 0, m.err);
+    assert.equal(b.code, 0, b.err);
+    assert.equal(c.sims.fs2.standby, true);
+    assert.equal((await c.sims.fs2.ownCalls()).length, 10, 'a BACKUP never touches the recovery table');
+  } finally {
+    await c.stop();
+  }
+});
+
+test('takeover by hand: --dry-run prints the plan, unknown node exits 2, a live node is refused (exit 1)', async () => {
+  const c = await startCluster({ nodes: ['fs1', 'fs2'] });
+  try {
+    const f = writeConfig(c, 'fs2');
+    await c.sims.fs1.answerCalls(3);
+    let r = await run(['--config', f, 'takeover', '--from', 'fs1']);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /refusing to take over fs1: fs1 is alive/);
+    r = await run(['--config', f, 'takeover', '--from', 'ghost']);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /unknown node "ghost"/);
+    await c.sims.fs1.crash();
+    r = await run(['--config', f, 'takeover', '--from', 'fs1', '--dry-run']);
+    assert.equal(r.code, 0, r.err);
+    assert.equal((r.out.match(/^ {2}move /gm) ?? []).length, 3);
+    assert.match(r.out, /dry-run: would move 3 row\(s\) of fs1 to fs2/);
+    r = await run(['--config', f, 'status', '--json']);
+    assert.equal(r.code, 0, r.err);
+    const st = JSON.parse(r.out);
+    assert.equal(st.nodes.find((n: { node: string }) => n.node === 'fs1').trackedCalls, 3);
+    assert.equal(st.nodes.find((n: { node: string }) => n.node === 'fs1').health, 'refused');
+    r = await run(['--config', f, 'takeover', '--from', 'fs1']);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^done: fs2 took over 3 call\(s\) of fs1/);
+  } finally {
+    await c.stop();
+  }
+});
