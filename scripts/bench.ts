@@ -5,7 +5,7 @@
  *  2. a whole `notify-master` (process start -> recover verified) for 100 calls against the simulator.
  * BENCH_SIZES=1000,10000 to choose sizes.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -74,10 +74,10 @@ async function main() {
       // the child runs in its own process, so the in-process simulator must keep serving: spawn async
       const t0 = Date.now();
       const child = await new Promise<{ code: number; err: string }>((resolve) => {
-        const p = require('node:child_process').spawn(process.execPath, ['dist/fs-ha.js', '--config', f, 'notify-master', 'VI_1']);
+        const p = spawn(process.execPath, ['dist/fs-ha.js', '--config', f, 'notify-master', 'VI_1']);
         let err = '';
         p.stderr.on('data', (d: Buffer) => { err += d; });
-        p.on('exit', (code: number) => resolve({ code, err }));
+        p.on('exit', (code) => resolve({ code: code ?? 1, err }));
       });
       walls.push(Date.now() - t0);
       const m = child.err.match(/ms=(\d+)/g);
@@ -87,7 +87,6 @@ async function main() {
     }
     const med = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
     console.log(`wall ${med(walls)} ms (process start -> exit), of which takeover ${med(inner)} ms; runs: ${walls.join(', ')}`);
-    void spawnSync;
   } finally {
     pg?.stop();
   }

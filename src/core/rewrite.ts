@@ -153,7 +153,7 @@ export function rewriteMetadata(metadata: string, spec: RewriteSpec, patterns = 
     }
     const isRoot = !seenRoot;
     seenRoot = true;
-    let newAttrs = attrs.replace(ATTR, (all, sp: string, an: string, eq: string, _q: string, dq?: string, sq?: string) => {
+    const newAttrs = attrs.replace(ATTR, (all, sp: string, an: string, eq: string, _q: string, dq?: string, sq?: string) => {
       const value = dq ?? sq ?? '';
       const quote = dq !== undefined ? '"' : "'";
       if (isRoot && name === 'cdr' && an === 'switchname') {
@@ -169,7 +169,6 @@ export function rewriteMetadata(metadata: string, spec: RewriteSpec, patterns = 
       replaced += n;
       return `${sp}${an}${eq}${quote}${text}${quote}`;
     });
-    if (newAttrs === attrs) newAttrs = attrs;
     out += `<${name}${newAttrs}${tok.slice(1 + name.length + attrs.length)}`;
     if (name === 'variables' && !selfClose) inVariables = true;
   }

@@ -10,6 +10,12 @@ import { loadRows } from '../helpers/fixtures';
 configureLog({ syslog: false, stderr: false });
 
 type Row = { hostname: string; runtime_uuid: string; uuid: string; metadata: string };
+/** Insert real fixture rows as node fs1's (optionally transforming each row's metadata). */
+const insertAsFs1 = (url: string, list: ReturnType<typeof loadRows>, md = (m: string, _i: number) => m) =>
+  withClient(url, async (db) => {
+    for (const [i, r] of list.entries()) await db.query('insert into recovery values ($1,$2,$3,$4,$5,$6)', [r.runtime_uuid, r.technology, r.profile_name, 'fs1', r.uuid, md(r.metadata, i)]);
+  });
+
 const rows = (url: string, table = 'public.recovery') =>
   withClient(url, async (c) => (await c.query<Row>(`select hostname, runtime_uuid, uuid, metadata from ${table} order by uuid`)).rows);
 
@@ -180,12 +186,7 @@ test('real rows with a truncated one: the good ones move, the bad one is left un
     await c.sims.fs1.crash();
     const real = loadRows('recovery_rows.sql');
     // the real rows, as node fs1 (127.0.0.11 is fs1's address in the test cluster too)
-    await withClient(c.url, async (db) => {
-      for (const [i, r] of real.entries()) {
-        const md = i === 2 ? r.metadata.slice(0, 3000) : r.metadata;
-        await db.query('insert into recovery values ($1,$2,$3,$4,$5,$6)', [r.runtime_uuid, r.technology, r.profile_name, 'fs1', r.uuid, md]);
-      }
-    });
+    await insertAsFs1(c.url, real, (m, i) => (i === 2 ? m.slice(0, 3000) : m));
     const r = await takeover(c.config('fs2'), { from: 'fs1', command: 'test' });
     assert.equal(r.skipped.length, 1);
     assert.equal(r.skipped[0].uuid, real[2].uuid);
@@ -212,9 +213,7 @@ test('bridged calls (real rows): both legs move and are recovered in one run', a
   try {
     await c.sims.fs1.crash();
     const legs = loadRows('bridged_rows.sql');
-    await withClient(c.url, async (db) => {
-      for (const r of legs) await db.query('insert into recovery values ($1,$2,$3,$4,$5,$6)', [r.runtime_uuid, r.technology, r.profile_name, 'fs1', r.uuid, r.metadata]);
-    });
+    await insertAsFs1(c.url, legs);
     const r = await takeover(c.config('fs2'), { from: 'fs1', command: 'test' });
     assert.equal(r.result, 'done', r.reason);
     assert.equal(r.recovered, 6);
