@@ -10,7 +10,7 @@
  * exactly as it was. A row that does not parse before or after, or that still holds a failed-node
  * address anywhere after the rewrite, is reported and left alone.
  */
-import { decodeEntity, escapeXml, TOKEN, xmlProblem } from './xml';
+import { decodeEntity, escapeXml, pieceProblem, TOKEN, XmlChecker } from './xml';
 
 export interface RewriteSpec {
   fromSwitchname: string;
@@ -125,27 +125,42 @@ export function compilePatterns(spec: RewriteSpec): Pattern[] {
   });
 }
 
+/**
+ * One pass: each token is checked for well-formedness (XmlChecker) and rewritten. Every byte outside
+ * the replaced values is copied unchanged, and each replaced value is checked to be markup-free text
+ * for the place it stands in (pieceProblem), so the result has exactly the input's markup: it parses
+ * exactly when the input does. test/core/rewrite.test.ts re-parses every result to hold this.
+ */
 export function rewriteMetadata(metadata: string, spec: RewriteSpec, patterns = compilePatterns(spec)): RewriteResult {
-  const before = xmlProblem(metadata);
-  if (before) return { ok: false, reason: `metadata does not parse as XML (${before})` };
-
+  const check = new XmlChecker();
   let out = '';
   let replaced = 0;
   let inVariables = false;
   let seenRoot = false;
+  let badPiece: string | null = null;
   TOKEN.lastIndex = 0;
   while (TOKEN.lastIndex < metadata.length) {
     const at = TOKEN.lastIndex;
     const m = TOKEN.exec(metadata);
-    if (!m) return { ok: false, reason: `metadata has markup fs-ha cannot read at offset ${at}` };
-    const [tok, close, name, attrs, selfClose] = m;
+    if (!m) return { ok: false, reason: `metadata does not parse as XML (bad markup at offset ${at})` };
+    const tok = m[0], close = m[1], name = m[2] as string | undefined, attrs = m[3], selfClose = m[4];
     if (name === undefined) {
-      if (tok[0] === '<') { out += tok; continue; }
+      if (tok[0] === '<') {
+        const problem = check.markup(tok, at);
+        if (problem) return { ok: false, reason: `metadata does not parse as XML (${problem})` };
+        out += tok;
+        continue;
+      }
+      const problem = check.text(tok, at);
+      if (problem) return { ok: false, reason: `metadata does not parse as XML (${problem})` };
       const [text, n] = rewritePiece(tok, inVariables ? 'url' : 'xml', patterns);
+      if (n) badPiece ??= pieceProblem(text, null);
       out += text;
       replaced += n;
       continue;
     }
+    const problem = close ? check.close(name, attrs, selfClose, at) : check.open(name, attrs, selfClose, at);
+    if (problem) return { ok: false, reason: `metadata does not parse as XML (${problem})` };
     if (close) {
       if (name === 'variables') inVariables = false;
       out += tok;
@@ -153,7 +168,7 @@ export function rewriteMetadata(metadata: string, spec: RewriteSpec, patterns = 
     }
     const isRoot = !seenRoot;
     seenRoot = true;
-    const newAttrs = attrs.replace(ATTR, (all, sp: string, an: string, eq: string, _q: string, dq?: string, sq?: string) => {
+    const newAttrs = !attrs ? attrs : attrs.replace(ATTR, (all, sp: string, an: string, eq: string, _q: string, dq?: string, sq?: string) => {
       const value = dq ?? sq ?? '';
       const quote = dq !== undefined ? '"' : "'";
       if (isRoot && name === 'cdr' && an === 'switchname') {
@@ -166,15 +181,16 @@ export function rewriteMetadata(metadata: string, spec: RewriteSpec, patterns = 
       }
       const [text, n] = rewritePiece(value, 'xml', patterns);
       if (!n) return all;
+      badPiece ??= pieceProblem(text, quote);
       replaced += n;
       return `${sp}${an}${eq}${quote}${text}${quote}`;
     });
     out += `<${name}${newAttrs}${tok.slice(1 + name.length + attrs.length)}`;
     if (name === 'variables' && !selfClose) inVariables = true;
   }
-
-  const after = xmlProblem(out);
-  if (after) return { ok: false, reason: `rewritten metadata would not parse as XML (${after})` };
+  const problem = check.end();
+  if (problem) return { ok: false, reason: `metadata does not parse as XML (${problem})` };
+  if (badPiece) return { ok: false, reason: `rewritten metadata would not parse as XML (${badPiece})` };
   const left = leftoverAddress(out, patterns);
   if (left) return { ok: false, reason: `address ${left} of the failed node appears where fs-ha cannot rewrite it safely` };
   return { ok: true, metadata: out, replaced };

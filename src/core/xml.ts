@@ -30,32 +30,35 @@ export const TOKEN =
 const ATTR_NAME = /\s+([^\s=>/<"']+)\s*=/g;
 const BAD_AMP = /&(?!(?:amp|lt|gt|quot|apos|#[0-9]+|#x[0-9A-Fa-f]+);)/;
 
-export function xmlProblem(text: string): string | null {
-  const stack: string[] = [];
-  let roots = 0;
-  TOKEN.lastIndex = 0;
-  while (TOKEN.lastIndex < text.length) {
-    const at = TOKEN.lastIndex;
-    const m = TOKEN.exec(text);
-    if (!m) return `bad markup at offset ${at}`;
-    const [tok, close, name, attrs, selfClose] = m;
-    if (name === undefined) {
-      if (tok[0] === '<') {
-        if (tok.startsWith('<?') && at > 0 && /^<\?xml[\s?]/.test(tok)) return `XML declaration not at the start (offset ${at})`;
-        continue;
-      }
-      if (BAD_AMP.test(tok)) return `stray '&' in text near offset ${at}`;
-      if (stack.length === 0 && tok.trim() !== '') return `text outside the root element at offset ${at}`;
-      continue;
-    }
-    if (close) {
-      if (attrs || selfClose) return `malformed closing tag </${name}> at offset ${at}`;
-      const open = stack.pop();
-      if (open !== name) return open ? `</${name}> closes <${open}> at offset ${at}` : `</${name}> without an open tag at offset ${at}`;
-      continue;
-    }
+/**
+ * Well-formedness, one token at a time (the rewrite feeds it the tokens it walks anyway, so a row is
+ * checked and rewritten in one pass). Each method returns a problem or null.
+ */
+export class XmlChecker {
+  private readonly stack: string[] = [];
+  private roots = 0;
+
+  markup(tok: string, at: number): string | null {
+    if (tok.startsWith('<?') && at > 0 && /^<\?xml[\s?]/.test(tok)) return `XML declaration not at the start (offset ${at})`;
+    return null;
+  }
+
+  text(tok: string, at: number): string | null {
+    if (tok.includes('&') && BAD_AMP.test(tok)) return `stray '&' in text near offset ${at}`;
+    if (this.stack.length === 0 && tok.trim() !== '') return `text outside the root element at offset ${at}`;
+    return null;
+  }
+
+  close(name: string, attrs: string, selfClose: string, at: number): string | null {
+    if (attrs || selfClose) return `malformed closing tag </${name}> at offset ${at}`;
+    const open = this.stack.pop();
+    if (open !== name) return open ? `</${name}> closes <${open}> at offset ${at}` : `</${name}> without an open tag at offset ${at}`;
+    return null;
+  }
+
+  open(name: string, attrs: string, selfClose: string, at: number): string | null {
     if (attrs) {
-      if (BAD_AMP.test(attrs)) return `stray '&' in an attribute of <${name}> at offset ${at}`;
+      if (attrs.includes('&') && BAD_AMP.test(attrs)) return `stray '&' in an attribute of <${name}> at offset ${at}`;
       const seen = new Set<string>();
       ATTR_NAME.lastIndex = 0;
       for (let a = ATTR_NAME.exec(attrs); a; a = ATTR_NAME.exec(attrs)) {
@@ -63,13 +66,38 @@ export function xmlProblem(text: string): string | null {
         seen.add(a[1]);
       }
     }
-    if (stack.length === 0) {
-      roots++;
-      if (roots > 1) return `second root element <${name}> at offset ${at}`;
-    }
-    if (!selfClose) stack.push(name);
+    if (this.stack.length === 0 && ++this.roots > 1) return `second root element <${name}> at offset ${at}`;
+    if (!selfClose) this.stack.push(name);
+    return null;
   }
-  if (stack.length) return `unclosed <${stack[stack.length - 1]}> (truncated?)`;
-  if (roots === 0) return 'no root element';
+
+  end(): string | null {
+    if (this.stack.length) return `unclosed <${this.stack[this.stack.length - 1]}> (truncated?)`;
+    if (this.roots === 0) return 'no root element';
+    return null;
+  }
+}
+
+/** Can this text stand where a text node (quote: null) or a quoted attribute value was, without changing the markup? */
+export function pieceProblem(text: string, quote: '"' | "'" | null): string | null {
+  if (text.includes('<')) return "a '<' inside a value";
+  if (text.includes('&') && BAD_AMP.test(text)) return "a stray '&' inside a value";
+  if (quote && text.includes(quote)) return 'a quote inside an attribute value';
   return null;
+}
+
+export function xmlProblem(text: string): string | null {
+  const check = new XmlChecker();
+  TOKEN.lastIndex = 0;
+  while (TOKEN.lastIndex < text.length) {
+    const at = TOKEN.lastIndex;
+    const m = TOKEN.exec(text);
+    if (!m) return `bad markup at offset ${at}`;
+    const tok = m[0], name = m[2] as string | undefined;
+    const problem = name === undefined
+      ? (tok[0] === '<' ? check.markup(tok, at) : check.text(tok, at))
+      : (m[1] ? check.close(name, m[3], m[4], at) : check.open(name, m[3], m[4], at));
+    if (problem) return problem;
+  }
+  return check.end();
 }

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rewriteMetadata, fsUrlEncode, compilePatterns, leftoverAddress } from '../../src/core/rewrite';
 import { loadRows, lifecycle } from '../helpers/fixtures';
+import { xmlProblem } from '../../src/core/xml';
 
 const SPEC = { fromSwitchname: 'freeswitch01', toSwitchname: 'freeswitch02', addresses: [['127.0.0.11', '127.0.0.12']] as Array<[string, string]> };
 
@@ -106,4 +107,51 @@ test('a pair that shares its switchname and VIP: nothing to rewrite, metadata un
   assert.ok(r.ok);
   assert.equal(r.metadata, row.metadata);
   assert.equal(r.replaced, 0);
+});
+
+/** Seeded PRNG (mulberry32): the fuzz is the same on every run, and a failure names its seed. */
+function prng(seed: number) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const markupOf = (xml: string) => xml.match(/<[^>]*>/g)!.map((t) => t.replace(/"[^"]*"|'[^']*'/g, '""')).join('');
+
+test('fuzz (2000 mutated real rows): one-pass check agrees with a full parse; results keep the markup and parse', () => {
+  const base = [...loadRows('recovery_rows.sql'), ...loadRows('bridged_rows.sql')].map((r) => r.metadata);
+  const pieces = ['127.0.0.11', '%40127.0.0.11%3A5060', '127.0.0.110', '1127.0.0.11', '127.0.0.11.5', '&amp;127.0.0.11', '&#49;27.0.0.11',
+    '127%2E0.0.11', '<', '&', '"', "'", '</x>', '<y a="127.0.0.11"/>', '%3', 'freeswitch01', '\u00e9', '127.0.0.12', ']]>'];
+  let ok = 0;
+  for (let seed = 1; seed <= 2000; seed++) {
+    const rnd = prng(seed);
+    let m = base[Math.floor(rnd() * base.length)];
+    const edits = 1 + Math.floor(rnd() * 4);
+    for (let e = 0; e < edits; e++) {
+      const at = Math.floor(rnd() * m.length);
+      const kind = rnd();
+      if (kind < 0.1) m = m.slice(0, at); // truncated
+      else if (kind < 0.2) m = m.slice(0, at) + m.slice(at + 1 + Math.floor(rnd() * 20));
+      else m = m.slice(0, at) + pieces[Math.floor(rnd() * pieces.length)] + m.slice(at);
+    }
+    const r = rewriteMetadata(m, SPEC);
+    const parses = xmlProblem(m) === null;
+    if (!parses) {
+      assert.ok(!r.ok, `seed ${seed}: accepted metadata that does not parse`);
+      assert.match(r.reason, /does not parse/, `seed ${seed}`);
+      continue;
+    }
+    if (!r.ok) {
+      assert.doesNotMatch(r.reason, /does not parse/, `seed ${seed}: rejected metadata that parses`);
+      continue;
+    }
+    ok++;
+    assert.equal(xmlProblem(r.metadata), null, `seed ${seed}: result does not parse`);
+    assert.equal(markupOf(r.metadata), markupOf(m), `seed ${seed}: markup changed`);
+    assert.equal(leftoverAddress(r.metadata, compilePatterns(SPEC)), null, `seed ${seed}`);
+  }
+  assert.ok(ok > 200, `only ${ok} mutated rows were rewritable: the fuzz does not reach the rewrite`);
 });

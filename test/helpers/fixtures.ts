@@ -1,8 +1,18 @@
 /** Real rows captured from FreeSWITCH 1.10.12 (test/fixtures, a copy of shared/fixtures), parsed from their INSERTs. */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
-export const FIXTURES = join(__dirname, '..', 'fixtures', 'freeswitch-1.10.12');
+/** test/fixtures, found from here upwards (this file also runs bundled, as dist/bench.js). */
+function fixturesDir(): string {
+  for (let d = __dirname; ; d = dirname(d)) {
+    for (const candidate of [join(d, 'fixtures'), join(d, 'test', 'fixtures')]) {
+      if (existsSync(join(candidate, 'freeswitch-1.10.12'))) return join(candidate, 'freeswitch-1.10.12');
+    }
+    if (dirname(d) === d) throw new Error('test/fixtures not found');
+  }
+}
+
+export const FIXTURES = fixturesDir();
 
 export interface RecoveryRow {
   runtime_uuid: string;

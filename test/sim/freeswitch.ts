@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { Client } from 'pg';
 import { rewriteMetadata } from '../../src/core/rewrite';
 import { xmlProblem } from '../../src/core/xml';
-import { parseInserts } from '../helpers/fixtures';
+import { FIXTURES, parseInserts } from '../helpers/fixtures';
 import * as R from './replies';
 import { sendReinvite } from './sip';
 
@@ -44,7 +44,7 @@ export interface SimOptions {
   onEvent?: (what: string, detail: Record<string, unknown>) => void;
 }
 
-const TEMPLATE_FILE = join(__dirname, '..', 'fixtures', 'freeswitch-1.10.12', 'recovery_rows.sql');
+const TEMPLATE_FILE = join(FIXTURES, 'recovery_rows.sql');
 const TEMPLATE_ADDR = '127.0.0.11';
 const TEMPLATE_FAR = '127.0.0.21';
 let template: { uuid: string; metadata: string; runtime: string } | null = null;

@@ -6,6 +6,8 @@ import { configureLog } from '../../src/log';
 import { startCluster } from '../helpers/cluster';
 import { withClient } from '../helpers/pg';
 import { loadRows } from '../helpers/fixtures';
+import { Db } from '../../src/adapters/db';
+import { applySchema, moveRows } from '../../src/adapters/recovery-store';
 
 configureLog({ syslog: false, stderr: false });
 
@@ -217,6 +219,43 @@ test('bridged calls (real rows): both legs move and are recovered in one run', a
     const r = await takeover(c.config('fs2'), { from: 'fs1', command: 'test' });
     assert.equal(r.result, 'done', r.reason);
     assert.equal(r.recovered, 6);
+  } finally {
+    await c.stop();
+  }
+});
+
+test('bridged pair whose second leg cannot be moved: the leg already written is put back byte for byte', async () => {
+  const c = await startCluster({ nodes: ['fs1', 'fs2'] });
+  try {
+    await c.sims.fs1.crash();
+    const legs = loadRows('bridged_rows.sql');
+    const bond = (m: string) => m.match(/<signal_bond>([^<]+)</)?.[1];
+    // the broken leg comes last, so with one row per chunk its partner is rewritten and written first
+    const broken = legs.length - 1;
+    const partner = legs.findIndex((l) => l.uuid === bond(legs[broken].metadata));
+    assert.ok(partner >= 0 && partner < broken, 'fixture: the last leg\'s partner comes earlier');
+    await insertAsFs1(c.url, legs, (m, i) => (i === broken ? m.slice(0, 4000) : m));
+    const before = await rows(c.url);
+    const db = await Db.connect(c.url, 5000);
+    try {
+      await applySchema(db, 'shared');
+      const res = await moveRows(db, 'shared', { fromSwitchname: 'fs1', toSwitchname: 'fs2', addresses: [[c.addr.fs1, c.addr.fs2]] },
+        { takeoverId: 't1', fromNode: 'fs1', toNode: 'fs2', targetCore: c.sims.fs2.coreUuid, dryRun: false, chunk: 1 });
+      assert.deepEqual(res.skipped.map((s) => s.uuid).sort(), [legs[broken].uuid, legs[partner].uuid].sort());
+      assert.equal(res.rows.length, legs.length - 2);
+    } finally {
+      await db.close();
+    }
+    const after = await rows(c.url);
+    for (const uuid of [legs[broken].uuid, legs[partner].uuid]) {
+      assert.deepEqual(after.find((x) => x.uuid === uuid), before.find((x) => x.uuid === uuid), `${uuid} untouched`);
+    }
+    assert.equal(after.filter((x) => x.hostname === 'fs2').length, legs.length - 2);
+    await withClient(c.url, async (q) => {
+      const kept = (await q.query("select uuid, note from fsha.takeover_rows order by note")).rows;
+      assert.equal(kept.filter((k) => k.note === 'moved').length, legs.length - 2);
+      assert.deepEqual(kept.filter((k) => k.note !== 'moved').map((k) => k.uuid).sort(), [legs[broken].uuid, legs[partner].uuid].sort());
+    });
   } finally {
     await c.stop();
   }
