@@ -1,15 +1,15 @@
 /**
- * `make bench` (not a test): ratios against a baseline run in the same process.
- *  1. the takeover rewrite (select + rewrite + copy + update, one transaction) of 1k/10k/100k real rows
- *     against a plain `UPDATE recovery SET hostname=...` of the same rows;
- *  2. a whole `notify-master` (process start -> recover verified) for 100 calls against the simulator.
- * BENCH_SIZES=1000,10000 to choose sizes.
+ * `make bench` (not a test): every number is a ratio against a baseline run in the same process.
+ *  rewrite  - the takeover rewrite of 1k/10k/100k real rows vs a plain `UPDATE recovery SET hostname=...`
+ *             of the same rows, and vs a naive replace() of the address (BENCH_SIZES=1000,10000 to choose);
+ *  notify   - a whole `notify-master` (process start -> recover verified) for 100 calls against the simulator;
+ *  startup  - dist/fs-ha (standalone) vs node dist/fs-ha.js: --version and a full check_fs, median of 20,
+ *             in keepalived's bare environment;
+ *  failover - issue 3's scenario 1 with real keepalived in network namespaces (root only): crash -> last re-INVITE.
+ * BENCH_PARTS=rewrite,notify,startup,failover picks parts.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { stringify } from 'yaml';
+import { existsSync } from 'node:fs';
 import { Db } from '../src/adapters/db';
 import { applySchema, moveRows } from '../src/adapters/recovery-store';
 import { configureLog } from '../src/log';
@@ -18,6 +18,20 @@ import { startThrowawayPostgres, createDatabase, withClient } from '../test/help
 import { startCluster } from '../test/helpers/cluster';
 
 configureLog({ syslog: false, stderr: false });
+
+const med = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+const BARE_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }; // what keepalived gives its scripts
+
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; err: string; ms: number }> {
+  // async: the simulator serving the child lives in this process
+  const t0 = process.hrtime.bigint();
+  return new Promise((resolve) => {
+    const p = spawn(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (d: Buffer) => { err += d; });
+    p.on('exit', (code) => resolve({ code: code ?? 1, err, ms: Number(process.hrtime.bigint() - t0) / 1e6 }));
+  });
+}
 
 async function fill(url: string, n: number, table: string) {
   const real = loadRows('recovery_rows.sql');
@@ -30,70 +44,101 @@ async function fill(url: string, n: number, table: string) {
   });
 }
 
-async function main() {
-  const pg = process.env.DATABASE_URL ? null : await startThrowawayPostgres();
-  if (pg) process.env.DATABASE_URL = pg.url;
-  try {
-    const sizes = (process.env.BENCH_SIZES ?? '1000,10000,100000').split(',').map(Number);
-    console.log('rewrite: the takeover rewrite of N real rows (select + rewrite + keep originals + update, one transaction)');
-    console.log('  plain = UPDATE recovery SET hostname = ... (the issue\'s baseline: metadata untouched, its TOAST reused)');
-    console.log('  naive = the same plus metadata = replace(metadata, old_ip, new_ip) (every row re-compressed, no safety)');
-    console.log('rows      plain_ms  naive_ms  fsha_ms  vs_plain  vs_naive');
-    for (const n of sizes) {
-      const url = await createDatabase('bench');
-      const timed = async (sql: string) => {
-        await fill(url, n, 'public.recovery');
-        return withClient(url, async (c) => {
-          const t = Date.now();
-          await c.query(sql);
-          return Date.now() - t;
-        });
-      };
-      const plainMs = await timed("BEGIN; UPDATE public.recovery SET hostname = 'freeswitch02' WHERE hostname = 'freeswitch01'; COMMIT");
-      const naiveMs = await timed("BEGIN; UPDATE public.recovery SET hostname = 'freeswitch02', metadata = replace(metadata, '127.0.0.11', '127.0.0.12') WHERE hostname = 'freeswitch01'; COMMIT");
+async function rewrite() {
+  const sizes = (process.env.BENCH_SIZES ?? '1000,10000,100000').split(',').map(Number);
+  console.log('rewrite: the takeover rewrite of N real rows (select + rewrite + keep originals + update, one transaction)');
+  console.log('  plain = UPDATE recovery SET hostname = ... (the issue\'s baseline: metadata untouched, its TOAST reused)');
+  console.log('  naive = the same plus metadata = replace(metadata, old_ip, new_ip) (every row re-compressed, no safety)');
+  console.log('rows      plain_ms  naive_ms  fsha_ms  vs_plain  vs_naive');
+  for (const n of sizes) {
+    const url = await createDatabase('bench');
+    const timed = async (sql: string) => {
       await fill(url, n, 'public.recovery');
-      const db = await Db.connect(url, 600000);
-      await applySchema(db, 'shared');
-      const t = Date.now();
-      const res = await moveRows(db, 'shared', { fromSwitchname: 'freeswitch01', toSwitchname: 'freeswitch02', addresses: [['127.0.0.11', '127.0.0.12']] },
-        { takeoverId: 'bench', fromNode: 'freeswitch01', toNode: 'freeswitch02', targetCore: null, dryRun: false });
-      const fshaMs = Date.now() - t;
-      await db.close();
-      if (res.rows.length !== n) throw new Error(`moved ${res.rows.length} of ${n}`);
-      console.log(`${String(n).padEnd(9)} ${String(plainMs).padStart(8)} ${String(naiveMs).padStart(9)} ${String(fshaMs).padStart(8)} ${(fshaMs / plainMs).toFixed(1).padStart(8)}x ${(fshaMs / naiveMs).toFixed(1).padStart(8)}x` +
-        `   (waiting for rows ${res.ms.select} ms, rewrite cpu ${res.ms.rewrite} ms, waiting for writes ${res.ms.write} ms)`);
-    }
+      return withClient(url, async (c) => {
+        const t = Date.now();
+        await c.query(sql);
+        return Date.now() - t;
+      });
+    };
+    const plainMs = await timed("BEGIN; UPDATE public.recovery SET hostname = 'freeswitch02' WHERE hostname = 'freeswitch01'; COMMIT");
+    const naiveMs = await timed("BEGIN; UPDATE public.recovery SET hostname = 'freeswitch02', metadata = replace(metadata, '127.0.0.11', '127.0.0.12') WHERE hostname = 'freeswitch01'; COMMIT");
+    await fill(url, n, 'public.recovery');
+    const db = await Db.connect(url, 600000);
+    await applySchema(db, 'shared');
+    const t = Date.now();
+    const res = await moveRows(db, 'shared', { fromSwitchname: 'freeswitch01', toSwitchname: 'freeswitch02', addresses: [['127.0.0.11', '127.0.0.12']] },
+      { takeoverId: 'bench', fromNode: 'freeswitch01', toNode: 'freeswitch02', targetCore: null, dryRun: false });
+    const fshaMs = Date.now() - t;
+    await db.close();
+    if (res.rows.length !== n) throw new Error(`moved ${res.rows.length} of ${n}`);
+    console.log(`${String(n).padEnd(9)} ${String(plainMs).padStart(8)} ${String(naiveMs).padStart(9)} ${String(fshaMs).padStart(8)} ${(fshaMs / plainMs).toFixed(1).padStart(8)}x ${(fshaMs / naiveMs).toFixed(1).padStart(8)}x` +
+      `   (waiting for rows ${res.ms.select} ms, rewrite cpu ${res.ms.rewrite} ms, waiting for writes ${res.ms.write} ms)`);
+  }
+}
 
-    console.log('\nnotify-master, 100 calls, simulator: process start -> recover verified (median of 5)');
-    const walls: number[] = [];
-    const inner: number[] = [];
-    for (let i = 0; i < 5; i++) {
-      const c = await startCluster({ nodes: ['fs1', 'fs2'] });
+/** The program as shipped: the standalone binary when built, else the bundle. */
+function program(): [string, string[]] {
+  return existsSync('dist/fs-ha') ? ['dist/fs-ha', []] : [process.execPath, ['dist/fs-ha.js']];
+}
+
+async function notify() {
+  console.log('\nnotify-master, 100 calls, simulator: process start -> recover verified (median of 5)');
+  const walls: number[] = [];
+  const inner: number[] = [];
+  const [cmd, pre] = program();
+  for (let i = 0; i < 5; i++) {
+    const c = await startCluster({ nodes: ['fs1', 'fs2'] });
+    try {
       await c.sims.fs1.answerCalls(100);
       await c.sims.fs1.crash();
-      const cfg = c.config('fs2');
-      const f = join(mkdtempSync(join(tmpdir(), 'fsha-bench-')), 'fs-ha.yaml');
-      writeFileSync(f, stringify({
-        node: 'fs2', database: cfg.database, esl: { host: cfg.esl.host, port: cfg.esl.port, password: 'ClueCon' },
-        nodes: { fs1: { addresses: cfg.nodes.fs1.addresses, esl: { host: cfg.nodes.fs1.esl!.host, port: cfg.nodes.fs1.esl!.port } }, fs2: { addresses: cfg.nodes.fs2.addresses } },
-        instances: { VI_1: 'fs1' }, state_dir: mkdtempSync(join(tmpdir(), 'fsha-bench-state-')), log: { syslog: false },
-      }));
-      // the child runs in its own process, so the in-process simulator must keep serving: spawn async
-      const t0 = Date.now();
-      const child = await new Promise<{ code: number; err: string }>((resolve) => {
-        const p = spawn(process.execPath, ['dist/fs-ha.js', '--config', f, 'notify-master', 'VI_1']);
-        let err = '';
-        p.stderr.on('data', (d: Buffer) => { err += d; });
-        p.on('exit', (code) => resolve({ code: code ?? 1, err }));
-      });
-      walls.push(Date.now() - t0);
-      const m = child.err.match(/ms=(\d+)/g);
+      const r = await run(cmd, [...pre, '--config', c.configFile('fs2', 'instances: { VI_1: fs1 }'), 'notify-master', 'VI_1']);
+      if (r.code !== 0) throw new Error(r.err);
+      walls.push(Math.round(r.ms));
+      const m = r.err.match(/ms=(\d+)/g);
       if (m) inner.push(Number(m[m.length - 1].slice(3)));
-      if (child.code !== 0) throw new Error(child.err);
+    } finally {
       await c.stop();
     }
-    const med = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
-    console.log(`wall ${med(walls)} ms (process start -> exit), of which takeover ${med(inner)} ms; runs: ${walls.join(', ')}`);
+  }
+  console.log(`${cmd}: wall ${med(walls)} ms (process start -> exit), of which takeover ${med(inner)} ms; runs: ${walls.join(', ')}`);
+}
+
+async function startup() {
+  console.log('\nstart-up: median of 20 runs each, keepalived\'s bare environment (PATH only)');
+  if (!existsSync('dist/fs-ha')) { console.log('dist/fs-ha not built (make build): skipped'); return; }
+  const c = await startCluster({ nodes: ['fs1'] });
+  try {
+    const cfg = c.configFile('fs1');
+    const cases: Array<[string, string[]]> = [['--version', ['--version']], ['check_fs (simulator)', ['--config', cfg, 'check']]];
+    console.log('what                    node dist/fs-ha.js   dist/fs-ha   ratio');
+    for (const [label, args] of cases) {
+      const times = { js: [] as number[], bin: [] as number[] };
+      for (let i = 0; i < 20; i++) { // interleaved, so both see the same machine
+        const a = await run(process.execPath, ['dist/fs-ha.js', ...args], BARE_ENV);
+        const b = await run('dist/fs-ha', args, BARE_ENV);
+        if (a.code !== 0 || b.code !== 0) throw new Error(`${label} failed: ${a.err}${b.err}`);
+        times.js.push(a.ms);
+        times.bin.push(b.ms);
+      }
+      const js = med(times.js), bin = med(times.bin);
+      console.log(`${label.padEnd(24)}${js.toFixed(1).padStart(12)} ms ${bin.toFixed(1).padStart(9)} ms   ${(bin / js).toFixed(2)}x`);
+    }
+    const base: number[] = [];
+    for (let i = 0; i < 20; i++) base.push((await run(process.execPath, ['-e', '0'], BARE_ENV)).ms);
+    console.log(`(node -e 0 alone: ${med(base).toFixed(1)} ms: Node's own start-up is the floor)`);
+  } finally {
+    await c.stop();
+  }
+}
+
+async function main() {
+  const parts = (process.env.BENCH_PARTS ?? 'rewrite,notify,startup,failover').split(',');
+  const pg = process.env.DATABASE_URL ? null : await startThrowawayPostgres(process.env.FSHA_PG_LISTEN ?? '127.0.0.1');
+  if (pg) process.env.DATABASE_URL = pg.url;
+  try {
+    if (parts.includes('rewrite')) await rewrite();
+    if (parts.includes('notify')) await notify();
+    if (parts.includes('startup')) await startup();
   } finally {
     pg?.stop();
   }

@@ -3,7 +3,6 @@
  * Nothing here does I/O beyond reading that file.
  */
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
 import { ConfigError } from './errors';
 
 export interface EslTarget {
@@ -140,6 +139,8 @@ export function isAddress(a: string): boolean {
 export function parseConfig(text: string, path = '<inline>'): Config {
   let doc: unknown;
   try {
+    // loaded on first use: check_fs runs every second, and every module it does not load is start-up saved
+    const { parse: parseYaml } = require('yaml') as typeof import('yaml');
     doc = parseYaml(text);
   } catch (e) {
     throw new ConfigError(`config: ${path} is not valid YAML: ${(e as Error).message.split('\n')[0]}`);

@@ -2,14 +2,15 @@
  * PostgreSQL with a deadline on everything: connect, each statement (server side and client side),
  * lock waits and idle transactions. Errors become one-line ActionFailed messages with no secrets.
  */
-import { Client, type QueryResultRow } from 'pg';
+import type { Client as PgClient, QueryResultRow } from 'pg';
 import { ActionFailed } from '../errors';
 import { redact } from '../log';
 
 export class Db {
-  private constructor(private readonly client: Client, readonly timeoutMs: number) {}
+  private constructor(private readonly client: PgClient, readonly timeoutMs: number) {}
 
   static async connect(url: string, timeoutMs: number, appName = 'fs-ha'): Promise<Db> {
+    const { Client } = require('pg') as typeof import('pg'); // loaded on first use (start-up of check_fs)
     const client = new Client({
       connectionString: url,
       connectionTimeoutMillis: timeoutMs,

@@ -4,7 +4,6 @@
  * socket is destroyed when the timer wins. Errors carry a kind, because "connection refused" (nothing
  * listens: FreeSWITCH is down) means something different from "timed out" (host or network unknown).
  */
-import { Connection } from 'modesl';
 import type { EslTarget } from '../config';
 
 export type EslErrorKind = 'refused' | 'timeout' | 'auth' | 'closed' | 'error';
@@ -59,7 +58,10 @@ export class EslSession {
         () => done(new EslError('timeout', `event socket ${where} did not complete connect+auth within ${timeoutMs} ms`)),
         timeoutMs);
       try {
+        const { Connection } = require('modesl') as typeof import('modesl'); // loaded on first use
         conn = new Connection(target.host, target.port, target.password, () => done(null)) as unknown as ModeslConnection;
+        // modesl writes a command in several small pieces: without this, Nagle + delayed ACK cost ~40 ms a command
+        conn.socket?.setNoDelay?.(true);
       } catch (e) {
         done(new EslError('error', `event socket ${where}: ${(e as Error).message}`));
         return;

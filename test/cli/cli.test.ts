@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync, symlinkSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, writeFileSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -172,6 +172,38 @@ test('takeover by hand: --dry-run prints the plan, unknown node exits 2, a live 
     r = await run(['--config', f, 'takeover', '--from', 'fs1']);
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /^done: fs2 took over 3 call\(s\) of fs1/);
+  } finally {
+    await c.stop();
+  }
+});
+
+test('standalone dist/fs-ha: runs from an empty directory with no node on PATH and no node_modules, links included', async () => {
+  const c = await startCluster({ nodes: ['fs1'] });
+  try {
+    const dir = mkdtempSync(join(tmpdir(), 'fsha-standalone-'));
+    copyFileSync(join(__dirname, '..', '..', 'dist', 'fs-ha'), join(dir, 'fs-ha'));
+    chmodSync(join(dir, 'fs-ha'), 0o755);
+    symlinkSync('fs-ha', join(dir, 'check_fs'));
+    const env = { PATH: join(dir, 'no-such-bin'), HOME: dir }; // no node anywhere on PATH
+    const exec = (cmd: string, args: string[]) => new Promise<{ code: number; out: string; err: string }>((resolve) => {
+      const p = spawn(join(dir, cmd), args, { cwd: dir, env });
+      let out = '';
+      let err = '';
+      p.stdout.on('data', (d) => { out += d; });
+      p.stderr.on('data', (d) => { err += d; });
+      p.on('exit', (code) => resolve({ code: code ?? -1, out, err }));
+    });
+    const v = await exec('fs-ha', ['--version']);
+    assert.equal(v.code, 0, v.err);
+    assert.match(v.out, /^fs-ha \d+\.\d+\.\d+/);
+    const cfg = writeConfig(c, 'fs1', (o) => { o.log = { syslog: false }; });
+    const ok = await exec('check_fs', ['--config', cfg]);
+    assert.equal(ok.code, 0, ok.err);
+    assert.match(ok.out, /^ok: healthy/);
+    await c.sims.fs1.crash();
+    const bad = await exec('check_fs', ['--config', cfg]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /check failed on fs1: event socket .* refused/);
   } finally {
     await c.stop();
   }

@@ -1,4 +1,7 @@
 /** A simulated FreeSWITCH cluster on loopback (127.0.0.1x), sharing a fresh database, plus fs-ha configs for each node. */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseConfig, type Config } from '../../src/config';
 import { dbInit } from '../../src/commands/db';
 import { nodeSchema } from '../../src/adapters/recovery-store';
@@ -11,6 +14,8 @@ export interface Cluster {
   ports: Record<string, number>;
   addr: Record<string, string>;
   config(node: string, extra?: string): Config;
+  /** the same config as a YAML file (mode 0600), for the program run as a process */
+  configFile(node: string, extra?: string): string;
   restart(node: string): Promise<FsSim>;
   stop(): Promise<void>;
 }
@@ -54,6 +59,11 @@ export async function startCluster(opts: {
   return {
     url, sims, ports, addr,
     config: (node, extra) => parseConfig(yaml(node, extra)),
+    configFile(node, extra) {
+      const f = join(mkdtempSync(join(tmpdir(), 'fsha-cfg-')), 'fs-ha.yaml');
+      writeFileSync(f, yaml(node, extra) + '\n', { mode: 0o600 });
+      return f;
+    },
     async restart(n) {
       await sims[n].stop();
       sims[n] = make(n);

@@ -106,7 +106,8 @@ export class FsSim {
 
   listen(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const server = createServer((s) => this.onConnection(s));
+      // mod_event_socket sets TCP_NODELAY on every listener socket (listener_run); so do we
+      const server = createServer({ noDelay: true }, (s) => this.onConnection(s));
       server.once('error', reject);
       server.listen(this.o.port, this.o.host, () => { this.server = server; resolve(); });
     });
