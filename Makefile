@@ -3,10 +3,11 @@ SHELL := /bin/bash
 NODE ?= node
 VERSION := $(shell $(NODE) -p "require('./package.json').version")
 PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
 DESTDIR ?=
 ESBUILD := node_modules/.bin/esbuild
 
-.PHONY: all deps build bundle test test-core test-e2e bench demo lint clean install uninstall
+.PHONY: all deps build bundle test test-core test-e2e bench demo lint clean install uninstall deb
 
 all: build
 
@@ -60,3 +61,42 @@ demo: deps src/sql.generated.ts bundle
 
 clean:
 	rm -rf dist src/sql.generated.ts
+
+# make install [PREFIX=/usr/local] [DESTDIR=...]: the binary and its links, the keepalived examples under
+# share/, and an example config at /etc/fs-ha/fs-ha.yaml (0600: it holds passwords) that is never
+# overwritten. Everything root-owned and not writable by others (keepalived's enable_script_security);
+# as non-root (a DESTDIR build) the owner is left to the packager. Installs what `make build` made.
+OWNER := $(shell [ "$$(id -u)" = 0 ] && echo "-o root -g root")
+BINDIR = $(DESTDIR)$(PREFIX)/bin
+SHAREDIR = $(DESTDIR)$(PREFIX)/share/fs-ha
+CONFDIR = $(DESTDIR)$(SYSCONFDIR)/fs-ha
+
+install:
+	@test -x dist/fs-ha || { echo "make install: dist/fs-ha is missing; run make build first" >&2; exit 2; }
+	install -d -m 0755 $(OWNER) $(BINDIR) $(SHAREDIR)/keepalived/pair $(SHAREDIR)/keepalived/farm
+	install -m 0755 $(OWNER) dist/fs-ha $(BINDIR)/fs-ha
+	for l in $(LINKS); do ln -sfn fs-ha $(BINDIR)/$$l; done
+	install -m 0644 $(OWNER) keepalived/pair/keepalived.conf keepalived/pair/fs-ha.yaml $(SHAREDIR)/keepalived/pair/
+	install -m 0644 $(OWNER) keepalived/farm/keepalived.conf keepalived/farm/fs-ha.yaml $(SHAREDIR)/keepalived/farm/
+	install -m 0644 $(OWNER) README.md $(SHAREDIR)/README.md
+	install -d -m 0755 $(OWNER) $(CONFDIR)
+	@if [ -e $(CONFDIR)/fs-ha.yaml ]; then echo "kept the existing $(CONFDIR)/fs-ha.yaml"; \
+	 else install -m 0600 $(OWNER) keepalived/pair/fs-ha.yaml $(CONFDIR)/fs-ha.yaml && echo "installed an example $(CONFDIR)/fs-ha.yaml: edit it"; fi
+
+# the configuration in /etc/fs-ha is yours: uninstall leaves it
+uninstall:
+	rm -f $(BINDIR)/fs-ha $(addprefix $(BINDIR)/,$(LINKS))
+	rm -rf $(SHAREDIR)
+	@echo "left $(CONFDIR) in place"
+
+# make deb: dist/fs-ha_<version>_amd64.deb, built with dpkg-deb from a DESTDIR install (PREFIX=/usr)
+deb: build
+	rm -rf dist/deb && mkdir -p dist/deb/DEBIAN
+	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/dist/deb PREFIX=/usr SYSCONFDIR=/etc
+	printf '%s\n' 'Package: fs-ha' 'Version: $(VERSION)' 'Architecture: amd64' 'Maintainer: fs-ha <fs-ha@example.invalid>' \
+	  'Recommends: keepalived' 'Section: net' 'Priority: optional' \
+	  'Description: FreeSWITCH high availability with keepalived' \
+	  ' check_fs and notify hooks for keepalived, and the exactly-once takeover of a failed' \
+	  " FreeSWITCH node's calls (recovery table rewrite + recover). One standalone executable." > dist/deb/DEBIAN/control
+	echo /etc/fs-ha/fs-ha.yaml > dist/deb/DEBIAN/conffiles
+	dpkg-deb --root-owner-group -Zgzip --build dist/deb dist/fs-ha_$(VERSION)_amd64.deb
