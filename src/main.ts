@@ -29,6 +29,9 @@ commands:
   takeover --from NODE [--to NODE] [--dry-run] [--no-recover] [--force]
                                 move NODE's calls here (or to --to) by hand: drills, maintenance
   status [--json]               nodes, health, core uuids, tracked calls, what a recover would take
+  drill --crash NODE --yes [--takeover] [--wait-ms N]
+                                failover drill: crash NODE's FreeSWITCH, await (or run) the takeover,
+                                print the timeline and which calls came back
   db init [--layout shared|per-node]
                                 create fs-ha's tables (idempotent); per-node: one view per node
 
@@ -77,6 +80,10 @@ async function run(): Promise<number> {
           force: { type: 'boolean' },
           json: { type: 'boolean' },
           layout: { type: 'string' },
+          crash: { type: 'string' },
+          yes: { type: 'boolean' },
+          takeover: { type: 'boolean' },
+          'wait-ms': { type: 'string' },
         },
       });
     } catch (e) {
@@ -88,7 +95,7 @@ async function run(): Promise<number> {
   const [command, ...rest] = positionals;
   if (!command) throw new UsageError('no command given (see fs-ha --help)');
   configureLog({}, command);
-  const known = ['check', 'notify-master', 'notify-backup', 'notify-fault', 'notify-stop', 'notify', 'takeover', 'status', 'db'];
+  const known = ['check', 'notify-master', 'notify-backup', 'notify-fault', 'notify-stop', 'notify', 'takeover', 'status', 'db', 'drill'];
   if (!known.includes(command)) throw new UsageError(`unknown command "${command}" (see fs-ha --help)`);
   const extra = (n: number) => { if (rest.length > n) throw new UsageError(`${command}: unexpected argument "${rest[n]}"`); };
   const cfg: Config = loadConfig(values.config ?? process.env.FS_HA_CONFIG ?? DEFAULT_CONFIG_PATH);
@@ -139,6 +146,14 @@ async function run(): Promise<number> {
       const r = await status(cfg);
       process.stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : formatStatus(r));
       return 0;
+    }
+    case 'drill': {
+      extra(0);
+      if (!values.crash) throw new UsageError('drill needs --crash NODE');
+      const waitMs = values['wait-ms'] === undefined ? 30000 : Number(values['wait-ms']);
+      if (!Number.isInteger(waitMs) || waitMs < 100) throw new UsageError('--wait-ms must be a whole number of milliseconds, at least 100');
+      const { drill } = await import('./commands/drill');
+      return drill(cfg, { crash: values.crash, yes: !!values.yes, takeover: !!values.takeover, waitMs }, (l) => process.stdout.write(l + '\n'));
     }
     case 'db': {
       if (rest[0] !== 'init') throw new UsageError('usage: fs-ha db init [--layout shared|per-node]');

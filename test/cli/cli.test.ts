@@ -208,3 +208,25 @@ test('standalone dist/fs-ha: runs from an empty directory with no node on PATH a
     await c.stop();
   }
 });
+
+test('drill: refuses without --yes (nothing crashed); with --yes --takeover crashes the node and reports every call back', async () => {
+  const c = await startCluster({ nodes: ['fs1', 'fs2'] });
+  try {
+    const calls = await c.sims.fs1.answerCalls(5);
+    const f = writeConfig(c, 'fs2');
+    const no = await run(['--config', f, 'drill', '--crash', 'fs1']);
+    assert.equal(no.code, 2);
+    assert.match(no.err, /crashes FreeSWITCH on fs1 .*--yes/);
+    assert.equal(c.sims.fs1.crashed, false);
+    assert.deepEqual((await c.sims.fs1.ownCalls()).sort(), [...calls].sort());
+    const yes = await run(['--config', f, 'drill', '--crash', 'fs1', '--yes', '--takeover', '--wait-ms', '8000']);
+    assert.equal(yes.code, 0, yes.err + yes.out);
+    assert.equal(c.sims.fs1.crashed, true);
+    assert.match(yes.out, /fsctl crash sent to fs1/);
+    assert.match(yes.out, /takeover done on fs2: adopted 5, recovered 5/);
+    for (const u of calls) assert.match(yes.out, new RegExp(`${u}  came back on fs2`));
+    assert.match(yes.out, /drill: 5 of 5 call\(s\) came back/);
+  } finally {
+    await c.stop();
+  }
+});
