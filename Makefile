@@ -48,7 +48,11 @@ build: bundle
 lint: deps src/sql.generated.ts
 	node_modules/.bin/tsc -p .
 
-test: deps src/sql.generated.ts lint build
+# the simulator as a process of its own (the end-to-end tests run one per network namespace)
+dist/fs-sim.js: deps src/sql.generated.ts $(wildcard test/sim/*.ts src/*/*.ts)
+	$(ESBUILD) test/sim/main.ts --bundle --platform=node --target=node20 --format=cjs --outfile=$@ --log-level=warning
+
+test: deps src/sql.generated.ts lint build dist/fs-sim.js
 	$(NODE) --import tsx test/run.ts $(TESTS)
 
 # the benchmark is bundled like the product, so it measures the code that ships (not tsx's transpiled copy)

@@ -39,7 +39,7 @@ export interface Config {
   timeouts: { databaseMs: number; recoverMs: number; verifyMs: number; lockMs: number; fenceMs: number };
   liveness: { heartbeatStaleMs: number };
   stateDir: string;
-  log: { syslog: boolean; facility: string };
+  log: { syslog: boolean; facility: string; file: string };
 }
 
 export const DEFAULT_CONFIG_PATH = '/etc/fs-ha/fs-ha.yaml';
@@ -220,7 +220,7 @@ export function parseConfig(text: string, path = '<inline>'): Config {
   }
 
   const livenessR = r.obj_('liveness', ['heartbeat_stale_ms']);
-  const logR = r.obj_('log', ['syslog', 'facility']);
+  const logR = r.obj_('log', ['syslog', 'facility', 'file']);
 
   return {
     path,
@@ -237,7 +237,7 @@ export function parseConfig(text: string, path = '<inline>'): Config {
     timeouts,
     liveness: { heartbeatStaleMs: livenessR?.int('heartbeat_stale_ms', 3000, 0, 600000) ?? 3000 },
     stateDir: r.str('state_dir', '/run/fs-ha'),
-    log: { syslog: logR?.bool('syslog', true) ?? true, facility: logR?.str('facility', 'daemon') ?? 'daemon' },
+    log: { syslog: logR?.bool('syslog', true) ?? true, facility: logR?.str('facility', 'daemon') ?? 'daemon', file: logR?.str('file', '') ?? '' },
   };
 }
 

@@ -1,9 +1,11 @@
 /**
- * One line per decision, to stderr and to syslog (keepalived throws scripts' output away).
+ * One line per decision, to stderr and to syslog (keepalived throws scripts' output away), and to a
+ * file when `log.file` is set (hosts without a syslog daemon; each line starts with an ISO timestamp).
  * Format: "fs-ha[pid]: LEVEL command: message key=value ..." so an operator can grep by node or reason.
  * Syslog goes through logger(1) reading stdin, so nothing we log ever shows up in `ps`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
 
 export type Level = 'debug' | 'info' | 'warn' | 'error';
 const SYSLOG_SEVERITY: Record<Level, number> = { debug: 7, info: 6, warn: 4, error: 3 };
@@ -14,6 +16,8 @@ export interface LogOptions {
   stderr: boolean;
   debug: boolean;
   facility: string;
+  /** append every line here too ('' = no file) */
+  file: string;
 }
 
 let options: LogOptions = {
@@ -21,7 +25,9 @@ let options: LogOptions = {
   stderr: true,
   debug: process.env.FS_HA_DEBUG === '1',
   facility: 'daemon',
+  file: '',
 };
+let fileFailed = false;
 let command = 'fs-ha';
 let logger: ChildProcess | null = null;
 let loggerFailed = false;
@@ -71,6 +77,14 @@ export function log(level: Level, message: string, extra?: Record<string, unknow
   const line = redact(`${level.toUpperCase()} ${command}: ${message}${fields(extra)}`);
   if (options.stderr) process.stderr.write(`fs-ha: ${line}\n`);
   toSyslog(level, line);
+  if (options.file && !fileFailed) {
+    try {
+      appendFileSync(options.file, `${new Date().toISOString()} fs-ha[${process.pid}]: ${line}\n`, { mode: 0o600 });
+    } catch (e) {
+      fileFailed = true;
+      if (options.stderr) process.stderr.write(`fs-ha: WARN cannot write log.file ${options.file}: ${(e as Error).message}\n`);
+    }
+  }
 }
 
 /** Flush syslog before exit (logger exits when its stdin closes). */

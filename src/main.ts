@@ -99,7 +99,7 @@ async function run(): Promise<number> {
   if (!known.includes(command)) throw new UsageError(`unknown command "${command}" (see fs-ha --help)`);
   const extra = (n: number) => { if (rest.length > n) throw new UsageError(`${command}: unexpected argument "${rest[n]}"`); };
   const cfg: Config = loadConfig(values.config ?? process.env.FS_HA_CONFIG ?? DEFAULT_CONFIG_PATH);
-  configureLog({ syslog: cfg.log.syslog && process.env.FS_HA_SYSLOG !== '0', facility: cfg.log.facility }, command);
+  configureLog({ syslog: cfg.log.syslog && process.env.FS_HA_SYSLOG !== '0', facility: cfg.log.facility, file: cfg.log.file }, command);
 
   switch (command) {
     case 'check': {

@@ -26,7 +26,9 @@ async function main() {
   }
   let status = 1;
   try {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-timeout=300000', ...files], { stdio: 'inherit', env });
+    // TEST_PATTERN=regexp runs only the tests whose names match (node --test-name-pattern)
+    const only = process.env.TEST_PATTERN ? [`--test-name-pattern=${process.env.TEST_PATTERN}`] : [];
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-timeout=300000', ...only, ...files], { stdio: 'inherit', env });
     status = r.status ?? 1;
   } finally {
     pg?.stop();

@@ -69,6 +69,7 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
 
     if (state === 'MASTER') {
       const from = nodeForInstance(cfg, instance);
+      log('info', `notify MASTER ${name}: ${from === cfg.node ? 'own instance' : `taking over ${from}`}`, ctx);
       let report: TakeoverReport | null = null;
       let failure: unknown = null;
       if (from !== cfg.node) {

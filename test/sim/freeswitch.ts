@@ -302,7 +302,11 @@ export class FsSim {
         case 'slow': this.fault.slowMs = Number(a ?? 0); return '+OK\n';
         case 'heal': this.fault = { hang: false, slowMs: 0 }; return '+OK\n';
         case 'refuse': setImmediate(() => void this.refuse()); return '+OK\n';
-        default: return '-ERR simctl call N [profile] | hangup UUID | calls | hang | slow MS | heal | refuse\n';
+        case 'state': return JSON.stringify({
+          switchname: this.o.switchname, coreUuid: this.coreUuid, standby: this.standby,
+          profiles: Object.fromEntries(this.profiles), calls: (await this.ownCalls()).length,
+        }) + '\n';
+        default: return '-ERR simctl call N [profile] | hangup UUID | calls | state | hang | slow MS | heal | refuse\n';
       }
     } catch (e) {
       return `-ERR ${(e as Error).message}\n`;

@@ -1,0 +1,251 @@
+/**
+ * Failover end to end: real keepalived (VRRP between network namespaces), the built dist/fs-ha as its
+ * check and notify scripts, the simulator as each node's FreeSWITCH, one real PostgreSQL, and sipp as
+ * the far end that must receive every recovered call's re-INVITE. The keepalived and fs-ha files are
+ * keepalived/pair/* and keepalived/farm/*, with only their parameter blocks and paths set (lab.ts).
+ * Every scenario asserts that each tracked call ends up owned by exactly one live node.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createDatabase, withClient } from '../helpers/pg';
+import { Fabric, Lab, VIP, cleanStale, prerequisites, sh, waitFor, type LabOptions } from './lab';
+import { formatTimeline, timeline } from './timeline';
+
+const missing = prerequisites();
+const fabric = new Fabric();
+
+before(async () => {
+  if (missing) throw new Error(`end-to-end tests cannot run: ${missing}`);
+  cleanStale();
+  await fabric.start();
+});
+after(() => fabric.stop());
+
+/** Run a scenario in a fresh lab; always torn down, with every log printed when it fails. */
+async function scenario(o: LabOptions, body: (lab: Lab, url: string) => Promise<void>): Promise<void> {
+  const url = await createDatabase('e2e');
+  const lab = new Lab(fabric, url, o);
+  try {
+    lab.build();
+    await body(lab, url);
+  } catch (e) {
+    process.stderr.write(`\n${lab.dump()}\n`);
+    throw e;
+  } finally {
+    lab.teardown();
+  }
+}
+
+type Row = { uuid: string; hostname: string; runtime_uuid: string };
+async function rows(url: string, table = 'public.recovery'): Promise<Row[]> {
+  return withClient(url, async (c) => (await c.query<Row>(`select uuid, hostname, runtime_uuid from ${table}`)).rows);
+}
+
+/** Each expected call is tracked exactly once, by a live node under its current core uuid. */
+async function assertOwnedOnce(url: string, calls: string[], owners: Record<string, string>, table?: string): Promise<Map<string, string>> {
+  const all = await rows(url, table);
+  const by = new Map<string, Row[]>();
+  for (const r of all) by.set(r.uuid, [...(by.get(r.uuid) ?? []), r]);
+  const ownerOf = new Map<string, string>();
+  for (const c of calls) {
+    const rs = by.get(c) ?? [];
+    assert.equal(rs.length, 1, `call ${c} is tracked ${rs.length} times`);
+    assert.ok(owners[rs[0].hostname], `call ${c} is tracked by ${rs[0].hostname}, which is not a live node`);
+    assert.equal(rs[0].runtime_uuid, owners[rs[0].hostname], `call ${c} is not under ${rs[0].hostname}'s current core uuid`);
+    ownerOf.set(c, rs[0].hostname);
+  }
+  assert.equal(all.length, calls.length, 'no other rows');
+  return ownerOf;
+}
+
+const PAIR = (o: Partial<LabOptions> = {}): LabOptions => ({ topology: 'pair', nodes: ['freeswitch01', 'freeswitch02'], simAddress: () => VIP, ...o });
+
+/** Both nodes up, freeswitch01 MASTER with the VIP, freeswitch02 BACKUP with its profiles in standby. */
+async function startPair(lab: Lab): Promise<void> {
+  const init = lab.fsha('freeswitch01', ['db', 'init']); // as the README's install steps do
+  assert.equal(init.code, 0, init.err);
+  await lab.startSim('freeswitch01');
+  await lab.startSim('freeswitch02');
+  lab.startKeepalived('freeswitch01');
+  await lab.waitState('freeswitch01', 'VI_FS', 'MASTER', 20000);
+  lab.startKeepalived('freeswitch02');
+  await lab.waitState('freeswitch02', 'VI_FS', 'BACKUP', 20000);
+  await waitFor('freeswitch02 in standby', async () => (await lab.simState('freeswitch02')).standby, 10000);
+  assert.equal((await lab.simState('freeswitch01')).standby, false);
+  assert.ok(lab.hasVip('freeswitch01'));
+}
+
+async function placeCalls(lab: Lab, node: string, n: number): Promise<string[]> {
+  const out = await lab.api(node, `simctl call ${n}`, 20000);
+  const calls = out.trim().split('\n').filter(Boolean);
+  assert.equal(calls.length, n, out);
+  return calls;
+}
+
+test('1. pair with VIP: 50 calls, FreeSWITCH on the master crashes; the backup takes the VIP and every call, the old node goes FAULT', async () => {
+  await scenario(PAIR(), async (lab, url) => {
+    await startPair(lab);
+    const calls = await placeCalls(lab, 'freeswitch01', 50);
+    const sipp = lab.startSipp(50);
+    const crash = await lab.crash('freeswitch01');
+    await lab.waitState('freeswitch02', 'VI_FS', 'MASTER', 20000);
+    await waitFor('the takeover on freeswitch02', () => lab.fshaLog('freeswitch02').some((l) => /takeover done/.test(l.text)), 20000);
+    await lab.waitState('freeswitch01', 'VI_FS', 'FAULT', 10000);
+    assert.ok(lab.hasVip('freeswitch02'), 'freeswitch02 holds the VIP');
+    assert.ok(!lab.hasVip('freeswitch01'), 'freeswitch01 gave the VIP up');
+    await assertOwnedOnce(url, calls, { freeswitch02: lab.coreUuid('freeswitch02') });
+    const s2 = await lab.simState('freeswitch02');
+    assert.equal(s2.standby, false, 'the new master answers new calls');
+    await waitFor('sipp: 50 re-INVITEs answered', () => sipp.exitCode !== null, 30000);
+    assert.equal(sipp.exitCode, 0, 'sipp saw every call picked up');
+    const t = timeline(lab, { failed: 'freeswitch01', adopter: 'freeswitch02', instance: 'VI_FS', crash });
+    process.stdout.write(formatTimeline('pair, 50 calls, VRRPv3 advert 0.1', t) + '\n');
+    assert.equal(t.reinvites, 50);
+    // the old node's FreeSWITCH comes back: keepalived leaves FAULT for BACKUP and its profiles go to standby
+    await lab.startSim('freeswitch01');
+    await lab.waitState('freeswitch01', 'VI_FS', 'BACKUP', 20000);
+    await waitFor('freeswitch01 in standby', async () => (await lab.simState('freeswitch01')).standby, 10000);
+  });
+});
+
+test('2. pair, the master host dies entirely (keepalived and FreeSWITCH gone, links down): the backup adopts every call', async () => {
+  await scenario(PAIR(), async (lab, url) => {
+    await startPair(lab);
+    const calls = await placeCalls(lab, 'freeswitch01', 20);
+    const sipp = lab.startSipp(20);
+    const ns = lab.nsOf('freeswitch01');
+    const crash = lab.killHost('freeswitch01');
+    // a dead host answers nothing: no RST, no ARP
+    sh('ip', ['-n', ns, 'link', 'set', 'eth0', 'down']);
+    sh('ip', ['-n', ns, 'link', 'set', 'eth1', 'down']);
+    await lab.waitState('freeswitch02', 'VI_FS', 'MASTER', 20000);
+    await waitFor('the takeover on freeswitch02', () => lab.fshaLog('freeswitch02').some((l) => /takeover done/.test(l.text)), 30000);
+    assert.ok(lab.hasVip('freeswitch02'));
+    await assertOwnedOnce(url, calls, { freeswitch02: lab.coreUuid('freeswitch02') });
+    await waitFor('sipp: 20 re-INVITEs answered', () => sipp.exitCode !== null, 30000);
+    assert.equal(sipp.exitCode, 0);
+    // the event socket was unreachable, so the heartbeat decided: it had to go stale first
+    assert.ok(lab.fshaLog('freeswitch02').some((l) => /heartbeat/.test(l.text)), 'liveness judged by the heartbeat');
+    process.stdout.write(formatTimeline('pair, host dead, 20 calls', timeline(lab, { failed: 'freeswitch01', adopter: 'freeswitch02', instance: 'VI_FS', crash })) + '\n');
+  });
+});
+
+test('3. split brain: the VRRP link is cut while both FreeSWITCH are healthy; both become MASTER, no call moves', async () => {
+  await scenario(PAIR(), async (lab, url) => {
+    await startPair(lab);
+    const calls = await placeCalls(lab, 'freeswitch01', 10);
+    const core1 = lab.coreUuid('freeswitch01');
+    const from = lab.keepalived.freeswitch02.lines.length;
+    // out of the bridge, link still up: VRRP adverts are lost both ways, nothing else changes on the node
+    const s1 = `${lab.nodes.freeswitch01.ns.replace(/n1$/, '')}s1`;
+    sh('ip', ['link', 'set', s1, 'nomaster']);
+    await lab.waitState('freeswitch02', 'VI_FS', 'MASTER', 20000, from);
+    await waitFor('freeswitch02 refusing the takeover', () => lab.fshaLog('freeswitch02').some((l) => /refusing to take over freeswitch01: freeswitch01 is alive/.test(l.text)), 20000);
+    assert.equal(lab.vrrpState('freeswitch01', 'VI_FS'), 'MASTER', 'freeswitch01 stays MASTER on its side');
+    await assertOwnedOnce(url, calls, { freeswitch01: core1 });
+    // the link returns: one MASTER again (freeswitch01, the higher priority), and still no call has moved
+    sh('ip', ['link', 'set', s1, 'master', lab.fabric.s]);
+    await waitFor('one MASTER again', () => lab.vrrpState('freeswitch01', 'VI_FS') !== lab.vrrpState('freeswitch02', 'VI_FS'), 20000);
+    await assertOwnedOnce(url, calls, { freeswitch01: core1 });
+    await withClient(url, async (c) => {
+      const done = (await c.query("select count(*)::int n from fsha.audit where result in ('done','partial','moved')")).rows[0].n;
+      assert.equal(done, 0, 'no takeover went through');
+    });
+  });
+});
+
+test('4. failback: the old master\'s FreeSWITCH returns; it stays BACKUP in standby and nothing moves back', async () => {
+  await scenario(PAIR(), async (lab, url) => {
+    await startPair(lab);
+    const calls = await placeCalls(lab, 'freeswitch01', 10);
+    await lab.crash('freeswitch01');
+    await waitFor('the takeover on freeswitch02', () => lab.fshaLog('freeswitch02').some((l) => /takeover done/.test(l.text)), 20000);
+    const core2 = lab.coreUuid('freeswitch02');
+    await assertOwnedOnce(url, calls, { freeswitch02: core2 });
+    const from = lab.keepalived.freeswitch01.lines.length;
+    await lab.startSim('freeswitch01');
+    await lab.waitState('freeswitch01', 'VI_FS', 'BACKUP', 20000, from);
+    await waitFor('freeswitch01 in standby', async () => (await lab.simState('freeswitch01')).standby, 10000);
+    await new Promise((r) => setTimeout(r, 3000)); // give a wrong failback time to happen
+    assert.equal(lab.vrrpState('freeswitch02', 'VI_FS'), 'MASTER', 'nopreempt: freeswitch02 keeps the VIP');
+    assert.ok(lab.hasVip('freeswitch02'));
+    await assertOwnedOnce(url, calls, { freeswitch02: core2, freeswitch01: lab.coreUuid('freeswitch01') });
+    const owners = new Set((await rows(url)).map((r) => r.hostname));
+    assert.deepEqual([...owners], ['freeswitch02'], 'every call stays on freeswitch02');
+  });
+});
+
+test('5. farm of three (one VRRP instance per node, per-node layout): node 1 dies, exactly one survivor adopts its calls, node 3\'s are untouched', async () => {
+  const nodes = ['freeswitch01', 'freeswitch02', 'freeswitch03'];
+  await scenario({ topology: 'farm', nodes }, async (lab, url) => {
+    const init = lab.fsha('freeswitch01', ['db', 'init', '--layout', 'per-node']);
+    assert.equal(init.code, 0, init.err);
+    for (const n of nodes) await lab.startSim(n);
+    for (const n of nodes) lab.startKeepalived(n); // a farm boots together: a storm of notifies, then calm
+    const own = (n: string) => `VI_FS0${nodes.indexOf(n) + 1}`;
+    await waitFor('every node MASTER of its own instance, and calm for 2 s', () => {
+      const settled = nodes.every((n) => lab.vrrpState(n, own(n)) === 'MASTER');
+      const last = Math.max(...nodes.map((n) => lab.keepalived[n].lines.filter((l) => /Entering \w+ STATE/.test(l.text)).pop()?.at ?? 0));
+      return settled && Date.now() - last > 2000;
+    }, 60000, 200);
+    const calls: Record<string, string[]> = {};
+    for (const n of nodes) calls[n] = await placeCalls(lab, n, 10);
+    const sipp = lab.startSipp(10);
+    const crash = await lab.crash('freeswitch01');
+    const adopter = await waitFor('a survivor\'s takeover of freeswitch01',
+      () => ['freeswitch02', 'freeswitch03'].find((n) => lab.fshaLog(n).some((l) => l.at >= crash && /takeover done: \S+ took over \d+ call\(s\) of freeswitch01/.test(l.text))), 30000);
+    const other = adopter === 'freeswitch02' ? 'freeswitch03' : 'freeswitch02';
+    assert.equal(lab.vrrpState(adopter, 'VI_FS01'), 'MASTER', 'the adopter is the MASTER of the dead node\'s instance');
+    const owners = { freeswitch02: lab.coreUuid('freeswitch02'), freeswitch03: lab.coreUuid('freeswitch03') };
+    const ownerOf = await assertOwnedOnce(url, [...calls.freeswitch01, ...calls.freeswitch02, ...calls.freeswitch03], owners, 'fsha.recovery');
+    for (const c of calls.freeswitch01) assert.equal(ownerOf.get(c), adopter, 'all of the dead node\'s calls on one survivor');
+    for (const c of calls.freeswitch02) assert.equal(ownerOf.get(c), 'freeswitch02');
+    for (const c of calls.freeswitch03) assert.equal(ownerOf.get(c), 'freeswitch03', 'the third node keeps its calls');
+    assert.equal((await lab.simState(other)).calls, 10, `${other} took nothing`);
+    await withClient(url, async (c) => {
+      const a = (await c.query("select to_node, result from fsha.audit where from_node = 'freeswitch01' and result = 'done'")).rows;
+      assert.deepEqual(a, [{ to_node: adopter, result: 'done' }], 'exactly one takeover of freeswitch01');
+    });
+    await waitFor('sipp: 10 re-INVITEs answered', () => sipp.exitCode !== null, 30000);
+    assert.equal(sipp.exitCode, 0);
+    process.stdout.write(formatTimeline(`farm of 3, 10 calls on the dead node, adopted by ${adopter}`, timeline(lab, { failed: 'freeswitch01', adopter, instance: 'VI_FS01', crash })) + '\n');
+  });
+});
+
+test('6. database down at the moment of takeover: it fails cleanly, the calls stay in the table, a rerun once it is back recovers them', async () => {
+  await scenario(PAIR(), async (lab, url) => {
+    await startPair(lab);
+    const calls = await placeCalls(lab, 'freeswitch01', 10);
+    const core1 = lab.coreUuid('freeswitch01');
+    const mgmt2 = `${lab.nodes.freeswitch02.ns.replace(/n2$/, '')}m2`;
+    sh('ip', ['link', 'set', mgmt2, 'down']); // freeswitch02 loses the database (and the management net)
+    await lab.crash('freeswitch01');
+    await lab.waitState('freeswitch02', 'VI_FS', 'MASTER', 20000);
+    await waitFor('the takeover failing on freeswitch02', () => lab.fshaLog('freeswitch02').some((l) => /ERROR notify-master: .*database/.test(l.text)), 30000);
+    sh('ip', ['link', 'set', mgmt2, 'up']);
+    await assertOwnedOnce(url, calls, { freeswitch01: core1 }); // untouched, still the dead node's rows
+    const r = lab.fsha('freeswitch02', ['takeover', '--from', 'freeswitch01']);
+    assert.equal(r.code, 0, r.err + r.out);
+    assert.match(r.out, /adopted 10, recovered 10, missing 0/);
+    await assertOwnedOnce(url, calls, { freeswitch02: lab.coreUuid('freeswitch02') });
+  });
+});
+
+test('7. overlapping notifies (MASTER then BACKUP fired back to back): consistent; no call doubled, the later BACKUP wins standby', async () => {
+  await scenario(PAIR(), async (lab, url) => {
+    await startPair(lab);
+    const calls = await placeCalls(lab, 'freeswitch01', 10);
+    lab.keepalived.freeswitch02.kill('SIGTERM'); // we fire its hooks ourselves, the way keepalived does: without waiting
+    await waitFor('keepalived on freeswitch02 gone', () => lab.keepalived.freeswitch02.exitCode !== null, 10000);
+    await lab.crash('freeswitch01');
+    const master = lab.spawnIn('freeswitch02', 'notify-master', lab.bin + '/notify_master', ['--config', lab.fshaPath('freeswitch02'), 'VI_FS']);
+    await new Promise((r) => setTimeout(r, 5));
+    const backup = lab.spawnIn('freeswitch02', 'notify-backup', lab.bin + '/notify_backup', ['--config', lab.fshaPath('freeswitch02'), 'VI_FS']);
+    await waitFor('both notifies done', () => master.exitCode !== null && backup.exitCode !== null, 30000);
+    assert.equal(backup.exitCode, 0);
+    const moved = (await rows(url)).filter((r) => r.hostname === 'freeswitch02').length;
+    assert.ok(moved === 0 || moved === 10, `all or nothing, got ${moved}`);
+    await assertOwnedOnce(url, calls, moved ? { freeswitch02: lab.coreUuid('freeswitch02') } : { freeswitch01: lab.coreUuid('freeswitch01') });
+    assert.equal((await lab.simState('freeswitch02')).standby, true, 'the later BACKUP leaves freeswitch02 in standby');
+  });
+});

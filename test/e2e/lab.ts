@@ -1,0 +1,394 @@
+/**
+ * The end-to-end lab: real keepalived doing real VRRP between network namespaces, one per node, each
+ * running the simulator as its FreeSWITCH and our built dist/fs-ha as keepalived's scripts.
+ *
+ *   root namespace: bridge <p>s  192.0.2.254/24    service net: VRRP, the VIP, the far end (sipp)
+ *                   bridge <p>m  198.51.100.5/24   management net: PostgreSQL, event sockets
+ *   node i:         eth0 192.0.2.1i/24, eth1 198.51.100.1i/24 (veth into the bridges)
+ *
+ * These are the addresses of keepalived/pair/fs-ha.yaml and keepalived/farm/fs-ha.yaml, so the lab runs
+ * those very files; of keepalived.conf only the parameter block at the top is replaced. Everything is
+ * torn down afterwards, on failure too, and stale labs of an earlier killed run are removed first.
+ * Needs root, iproute2, keepalived and sipp (.ci/run installs them).
+ */
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { appendFileSync, chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse, stringify } from 'yaml';
+import { EslSession } from '../../src/adapters/esl';
+import { startThrowawayPostgres, type PgServer } from '../helpers/pg';
+
+export const ROOT = join(__dirname, '..', '..');
+const PREFIX = 'fse2e';
+export const SERVICE_GW = '192.0.2.254';
+export const MGMT_DB = '198.51.100.5';
+export const VIP = '192.0.2.100';
+const LINKS = ['check_fs', 'notify_master', 'notify_backup', 'notify_fault', 'notify_stop', 'notify'];
+
+export function sh(cmd: string, args: string[], opts: { input?: string; allowFail?: boolean } = {}): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', input: opts.input, timeout: 30000 });
+  if (r.status !== 0 && !opts.allowFail) throw new Error(`${cmd} ${args.join(' ')}: ${(r.stderr || r.stdout || String(r.error)).trim()}`);
+  return r.stdout ?? '';
+}
+
+export function prerequisites(): string | null {
+  if (process.getuid?.() !== 0) return 'the end-to-end tests need root (network namespaces, keepalived)';
+  for (const tool of ['ip', 'keepalived', 'sipp']) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `${tool} is not installed (apt-get install iproute2 keepalived sip-tester)`;
+  }
+  if (!existsSync(join(ROOT, 'dist', 'fs-ha'))) return 'dist/fs-ha is not built (make build)';
+  return null;
+}
+
+/** Remove what a killed earlier run left behind: its namespaces, bridges and run directories. */
+export function cleanStale(): void {
+  for (const line of sh('ip', ['netns', 'list'], { allowFail: true }).split('\n')) {
+    const ns = line.split(' ')[0];
+    if (ns.startsWith(PREFIX)) killNamespace(ns);
+  }
+  for (const line of sh('ip', ['-o', 'link', 'show', 'type', 'bridge'], { allowFail: true }).split('\n')) {
+    const m = line.match(/^\d+: ([^:@]+)/);
+    if (m && m[1].startsWith(PREFIX)) sh('ip', ['link', 'del', m[1]], { allowFail: true });
+  }
+  for (const d of existsSync('/run') ? readdirRun() : []) rmSync(join('/run', d), { recursive: true, force: true });
+}
+
+function readdirRun(): string[] {
+  return sh('ls', ['/run'], { allowFail: true }).split('\n').filter((d) => d.startsWith('fsha-e2e-'));
+}
+
+function killNamespace(ns: string): void {
+  const pids = sh('ip', ['netns', 'pids', ns], { allowFail: true }).split('\n').filter(Boolean);
+  for (const pid of pids) { try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ } }
+  sh('ip', ['netns', 'del', ns], { allowFail: true });
+}
+
+/** Bridges and the PostgreSQL server every scenario of a test file shares. */
+export class Fabric {
+  readonly id = Math.random().toString(16).slice(2, 6);
+  pg!: PgServer;
+  readonly s = `${PREFIX}${this.id}s`;
+  readonly m = `${PREFIX}${this.id}m`;
+
+  async start(): Promise<void> {
+    for (const [br, addr] of [[this.s, `${SERVICE_GW}/24`], [this.m, `${MGMT_DB}/24`]]) {
+      sh('ip', ['link', 'add', br, 'type', 'bridge']);
+      sh('ip', ['addr', 'add', addr, 'dev', br]);
+      sh('ip', ['link', 'set', br, 'up']);
+    }
+    this.pg = await startThrowawayPostgres(`127.0.0.1,${MGMT_DB}`);
+    process.env.DATABASE_URL = this.pg.url;
+  }
+
+  /** The same database as seen from inside a namespace (over the management net). */
+  inside(url: string): string {
+    const u = new URL(url);
+    u.hostname = MGMT_DB;
+    return u.toString();
+  }
+
+  stop(): void {
+    try { this.pg?.stop(); } finally {
+      for (const br of [this.s, this.m]) sh('ip', ['link', 'del', br], { allowFail: true });
+    }
+  }
+}
+
+export interface Line { at: number; text: string }
+
+/** A process we started, with its output lines timestamped as they arrive. */
+export class Proc {
+  readonly lines: Line[] = [];
+  private exited: number | null = null;
+  private readonly waiters: Array<() => void> = [];
+  constructor(readonly name: string, readonly child: ChildProcess, logFile: string) {
+    let buf = '';
+    const take = (d: Buffer) => {
+      buf += d.toString('utf8');
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        const text = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        this.lines.push({ at: Date.now(), text });
+        try { appendFileSync(logFile, `${new Date().toISOString()} ${text}\n`); } catch { /* lab already torn down */ }
+      }
+      for (const w of this.waiters.splice(0)) w();
+    };
+    child.stdout?.on('data', take);
+    child.stderr?.on('data', take);
+    child.on('exit', (code, sig) => {
+      this.exited = code ?? (sig ? 128 : 1);
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+
+  get exitCode(): number | null { return this.exited; }
+
+  /** Resolve with the first line (from `from` on) matching re, or reject after timeoutMs. */
+  waitLine(re: RegExp, timeoutMs: number, from = 0): Promise<Line> {
+    const deadline = Date.now() + timeoutMs;
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const hit = this.lines.slice(from).find((l) => re.test(l.text));
+        if (hit) return resolve(hit);
+        if (Date.now() > deadline) return reject(new Error(`${this.name}: no line matching ${re} within ${timeoutMs} ms; last: ${this.lines.slice(-5).map((l) => l.text).join(' | ')}`));
+        this.waiters.push(check);
+        setTimeout(check, Math.min(200, Math.max(1, deadline - Date.now())));
+      };
+      check();
+    });
+  }
+
+  kill(sig: NodeJS.Signals = 'SIGTERM'): void {
+    if (this.exited === null) { try { this.child.kill(sig); } catch { /* gone */ } }
+  }
+}
+
+export interface NodeSpec { name: string; ns: string; index: number; service: string; mgmt: string }
+
+export interface LabOptions {
+  topology: 'pair' | 'farm';
+  nodes: string[];
+  /** keepalived parameter block values (VRRP_VERSION, ADVERT, ...) */
+  params?: Record<string, string>;
+  /** extra settings merged into each node's fs-ha.yaml (the template's values otherwise) */
+  fsha?: Record<string, unknown>;
+  /** simulator SIP address per node (pair: the VIP) */
+  simAddress?: (n: NodeSpec) => string;
+}
+
+/** One scenario's nodes: namespaces, simulators, keepalived, configs. */
+export class Lab {
+  readonly dir: string;
+  readonly bin: string;
+  readonly nodes: Record<string, NodeSpec> = {};
+  readonly sims: Record<string, Proc> = {};
+  readonly keepalived: Record<string, Proc> = {};
+  readonly others: Proc[] = [];
+  private seq = 0;
+
+  constructor(readonly fabric: Fabric, readonly dbUrl: string, readonly o: LabOptions) {
+    this.dir = `/run/fsha-e2e-${fabric.id}-${Math.random().toString(16).slice(2, 6)}`;
+    this.bin = join(this.dir, 'bin');
+    o.nodes.forEach((name, i) => {
+      this.nodes[name] = { name, ns: `${PREFIX}${fabric.id}n${i + 1}`, index: i + 1, service: `192.0.2.1${i + 1}`, mgmt: `198.51.100.1${i + 1}` };
+    });
+  }
+
+  /** Namespaces, links, the binary with its links, and each node's configs. */
+  build(): void {
+    mkdirSync(this.bin, { recursive: true, mode: 0o755 });
+    chmodSync(this.dir, 0o755);
+    copyFileSync(join(ROOT, 'dist', 'fs-ha'), join(this.bin, 'fs-ha'));
+    chmodSync(join(this.bin, 'fs-ha'), 0o755);
+    for (const l of LINKS) symlinkSync('fs-ha', join(this.bin, l));
+    for (const n of Object.values(this.nodes)) {
+      sh('ip', ['netns', 'add', n.ns]);
+      const nsx = (...a: string[]) => sh('ip', ['netns', 'exec', n.ns, ...a]);
+      for (const [kind, br, ifc, addr] of [['s', this.fabric.s, 'eth0', n.service], ['m', this.fabric.m, 'eth1', n.mgmt]]) {
+        const outer = `${PREFIX}${this.fabric.id}${kind}${n.index}`;
+        sh('ip', ['link', 'add', outer, 'type', 'veth', 'peer', 'name', ifc, 'netns', n.ns]);
+        sh('ip', ['link', 'set', outer, 'master', br, 'up']);
+        nsx('ip', 'addr', 'add', `${addr}/24`, 'dev', ifc);
+        nsx('ip', 'link', 'set', ifc, 'up');
+      }
+      nsx('ip', 'link', 'set', 'lo', 'up');
+      // FreeSWITCH binds its profiles to the VIP on both nodes of the pair (keepalived/pair/keepalived.conf)
+      nsx('sysctl', '-q', '-w', 'net.ipv4.ip_nonlocal_bind=1');
+      mkdirSync(join(this.dir, n.name), { recursive: true, mode: 0o755 });
+      writeFileSync(this.confPath(n.name), this.keepalivedConf(n), { mode: 0o644 });
+      writeFileSync(this.fshaPath(n.name), stringify(this.fshaConf(n)), { mode: 0o600 });
+    }
+  }
+
+  confPath(node: string): string { return join(this.dir, node, 'keepalived.conf'); }
+  fshaPath(node: string): string { return join(this.dir, node, 'fs-ha.yaml'); }
+  logPath(node: string): string { return join(this.dir, node, 'fs-ha.log'); }
+
+  /** keepalived/<topology>/keepalived.conf with its parameter block set for this lab; nothing else changes. */
+  keepalivedConf(n: NodeSpec): string {
+    const params: Record<string, string> = {
+      IFACE: 'eth0', FSHA: this.bin, CONF: this.fshaPath(n.name), VRRP_VERSION: '3', ADVERT: '0.1',
+      ...(this.o.topology === 'pair' ? { VIP: `${VIP}/24`, VRID: String(100 + Number.parseInt(this.fabric.id, 16) % 100) } : {}),
+      ...this.o.params,
+    };
+    const text = readFileSync(join(ROOT, 'keepalived', this.o.topology, 'keepalived.conf'), 'utf8');
+    const seen = new Set<string>();
+    const out = text.replace(/^\$(\w+)=.*$/gm, (line, k: string) => {
+      if (!(k in params)) return line;
+      seen.add(k);
+      return `$${k}=${params[k]}`;
+    });
+    for (const k of Object.keys(params)) if (!seen.has(k)) throw new Error(`keepalived/${this.o.topology}/keepalived.conf has no $${k}= line`);
+    return out;
+  }
+
+  /** keepalived/<topology>/fs-ha.yaml for node n: the template's settings, this lab's database and paths. */
+  fshaConf(n: NodeSpec): Record<string, unknown> {
+    const t = parse(readFileSync(join(ROOT, 'keepalived', this.o.topology, 'fs-ha.yaml'), 'utf8')) as Record<string, unknown>;
+    const names = Object.keys(this.nodes);
+    const templateNodes = Object.keys(t.nodes as object);
+    if (names.some((x) => !templateNodes.includes(x))) throw new Error(`lab nodes ${names} are not the template's ${templateNodes}`);
+    const nodes = Object.fromEntries(Object.entries(t.nodes as Record<string, Record<string, unknown>>).filter(([k]) => names.includes(k)));
+    const conf: Record<string, unknown> = {
+      ...t,
+      node: n.name,
+      database: this.fabric.inside(this.dbUrl),
+      nodes,
+      state_dir: join(this.dir, n.name, 'state'),
+      log: { syslog: false, file: this.logPath(n.name) },
+      ...this.o.fsha,
+    };
+    if (this.o.topology === 'pair') {
+      const other = names.find((x) => x !== n.name)!;
+      conf.instances = { VI_FS: other };
+    }
+    return conf;
+  }
+
+  nsOf(node: string): string { return this.nodes[node].ns; }
+
+  spawnIn(node: string, name: string, cmd: string, args: string[]): Proc {
+    const child = spawn('ip', ['netns', 'exec', this.nsOf(node), cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    return new Proc(`${node}/${name}`, child, join(this.dir, node, `${name}-${this.seq++}.out`));
+  }
+
+  /** The simulator as node's FreeSWITCH: ESL on 0.0.0.0:8021 inside its namespace. */
+  async startSim(node: string, extra: string[] = []): Promise<Proc> {
+    const n = this.nodes[node];
+    const layout = (this.fshaConf(n).layout as string | undefined) ?? 'shared';
+    let dsn = this.fabric.inside(this.dbUrl);
+    if (layout === 'per-node') dsn += `?options=${encodeURIComponent(`-c search_path=public,fsha_node_${node}`)}`;
+    const address = this.o.simAddress ? this.o.simAddress(n) : n.service;
+    const p = this.spawnIn(node, 'sim', process.execPath, [join(ROOT, 'dist', 'fs-sim.js'), '--switchname', node, '--esl', '0.0.0.0:8021',
+      '--address', address, '--dsn', dsn, '--far', `${SERVICE_GW}:5060`, '--sip', ...extra]);
+    this.sims[node] = p;
+    await p.waitLine(/"ev":"listening"/, 15000);
+    return p;
+  }
+
+  coreUuid(node: string): string {
+    const l = [...this.sims[node].lines].reverse().find((x) => x.text.includes('"ev":"listening"'));
+    return (JSON.parse(l!.text) as { coreUuid: string }).coreUuid;
+  }
+
+  /** keepalived in node's namespace, in the foreground, logging to us. */
+  startKeepalived(node: string): Proc {
+    const d = join(this.dir, node);
+    const p = this.spawnIn(node, 'keepalived', 'keepalived', ['-n', '-l', '-D', '-G', '-P', '-f', this.confPath(node), '-i', node,
+      '-p', join(d, 'keepalived.pid'), '-r', join(d, 'vrrp.pid'), '-c', join(d, 'checkers.pid')]);
+    this.keepalived[node] = p;
+    return p;
+  }
+
+  /** Latest VRRP state keepalived logged for an instance. */
+  vrrpState(node: string, instance: string): string | null {
+    const k = this.keepalived[node];
+    if (!k) return null;
+    for (let i = k.lines.length - 1; i >= 0; i--) {
+      const m = k.lines[i].text.match(new RegExp(`\\(${instance}\\) Entering (\\w+) STATE`));
+      if (m) return m[1];
+    }
+    return null;
+  }
+
+  waitState(node: string, instance: string, state: string, timeoutMs: number, from = 0): Promise<Line> {
+    return this.keepalived[node].waitLine(new RegExp(`\\(${instance}\\) Entering ${state} STATE`), timeoutMs, from);
+  }
+
+  hasVip(node: string): boolean {
+    return sh('ip', ['-n', this.nsOf(node), '-o', 'addr', 'show', 'dev', 'eth0']).includes(` ${VIP}/`);
+  }
+
+  /** An `api` command to node's simulator from the root namespace, over the management net. */
+  async api(node: string, cmd: string, timeoutMs = 5000): Promise<string> {
+    const s = await EslSession.open({ host: this.nodes[node].mgmt, port: 8021, password: 'ClueCon', timeoutMs }, timeoutMs);
+    try {
+      return await s.api(cmd, timeoutMs);
+    } finally {
+      s.close();
+    }
+  }
+
+  async simState(node: string): Promise<{ coreUuid: string; standby: boolean; calls: number }> {
+    return JSON.parse(await this.api(node, 'simctl state')) as { coreUuid: string; standby: boolean; calls: number };
+  }
+
+  /** `fsctl crash` on node's FreeSWITCH: the socket closes, the process dies. Returns when it sent it. */
+  async crash(node: string): Promise<number> {
+    const at = Date.now();
+    await this.api(node, 'fsctl crash', 2000).catch(() => undefined);
+    return at;
+  }
+
+  /** The host dies: every process in its namespace is killed at once (keepalived, FreeSWITCH). */
+  killHost(node: string): number {
+    const at = Date.now();
+    for (const pid of sh('ip', ['netns', 'pids', this.nsOf(node)]).split('\n').filter(Boolean)) {
+      try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
+    }
+    return at;
+  }
+
+  /** Run the installed program inside node's namespace, as keepalived would (bare environment). */
+  fsha(node: string, args: string[]): { code: number; out: string; err: string } {
+    const r = spawnSync('ip', ['netns', 'exec', this.nsOf(node), join(this.bin, 'fs-ha'), '--config', this.fshaPath(node), ...args],
+      { encoding: 'utf8', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, timeout: 60000 });
+    return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
+  }
+
+  /** fs-ha's log lines of node (log.file), with their timestamps. */
+  fshaLog(node: string): Line[] {
+    if (!existsSync(this.logPath(node))) return [];
+    return readFileSync(this.logPath(node), 'utf8').split('\n').filter(Boolean).map((l) => {
+      const sp = l.indexOf(' ');
+      return { at: Date.parse(l.slice(0, sp)), text: l.slice(sp + 1) };
+    });
+  }
+
+  /** sipp as the far end of every call, on the service net, answering the re-INVITEs of recovered calls. */
+  startSipp(calls: number): Proc {
+    const child = spawn('sipp', ['-sf', join(ROOT, 'test', 'e2e', 'uas_reinvite.xml'), '-i', SERVICE_GW, '-p', '5060', '-m', String(calls),
+      '-nostdin', '-timeout', '120s', '-timeout_error', '-trace_err', '-error_file', join(this.dir, 'sipp-errors.log')],
+    { stdio: ['ignore', 'pipe', 'pipe'], cwd: this.dir });
+    const p = new Proc('sipp', child, join(this.dir, `sipp-${this.seq++}.out`));
+    this.others.push(p);
+    return p;
+  }
+
+  /** Everything down: processes, namespaces, the run directory. Safe to call twice. */
+  teardown(keepDir = false): void {
+    for (const p of [...Object.values(this.keepalived), ...Object.values(this.sims), ...this.others]) p.kill('SIGKILL');
+    for (const n of Object.values(this.nodes)) {
+      killNamespace(n.ns);
+      for (const kind of ['s', 'm']) sh('ip', ['link', 'del', `${PREFIX}${this.fabric.id}${kind}${n.index}`], { allowFail: true });
+    }
+    if (!keepDir) rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** For a failing test: the tails of every log, so CI shows what happened. */
+  dump(): string {
+    const out: string[] = [];
+    for (const p of [...Object.values(this.keepalived), ...Object.values(this.sims), ...this.others]) {
+      out.push(`--- ${p.name} (exit ${p.exitCode})`, ...p.lines.slice(-25).map((l) => `${new Date(l.at).toISOString()} ${l.text}`));
+    }
+    for (const n of Object.keys(this.nodes)) out.push(`--- ${n} fs-ha.log`, ...this.fshaLog(n).slice(-25).map((l) => `${new Date(l.at).toISOString()} ${l.text}`));
+    return out.join('\n');
+  }
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs: number, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown = null;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export { execFileSync };

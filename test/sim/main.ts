@@ -1,0 +1,53 @@
+/**
+ * The simulator as a process of its own, as the end-to-end tests run one per network namespace:
+ *   node dist/fs-sim.js --switchname freeswitch01 --esl 0.0.0.0:8021 --address 192.0.2.100 \
+ *        --dsn postgres://... [--far 192.0.2.254:5060] [--sip] [--profiles internal,external]
+ * It prints one JSON line per event ({"ev":"listening"|"recover"|"reinvite"|"crash",...,"at":epoch_ms})
+ * on stdout. `fsctl crash` ends the process with status 134, as FreeSWITCH's abort() would.
+ * Test controls are the event socket's `api simctl ...` commands (call N, calls, state, hang, ...).
+ */
+import { parseArgs } from 'node:util';
+import { FsSim } from './freeswitch';
+
+const { values } = parseArgs({
+  options: {
+    switchname: { type: 'string' },
+    esl: { type: 'string', default: '127.0.0.1:8021' },
+    password: { type: 'string', default: 'ClueCon' },
+    address: { type: 'string' },
+    dsn: { type: 'string' },
+    far: { type: 'string', default: '127.0.0.21:5060' },
+    sip: { type: 'boolean', default: false },
+    profiles: { type: 'string', default: 'internal' },
+    'retrack-delay-ms': { type: 'string', default: '5' },
+  },
+});
+
+function fail(msg: string): never {
+  process.stderr.write(`fs-sim: ${msg}\n`);
+  process.exit(2);
+}
+
+const emit = (ev: string, detail: Record<string, unknown> = {}) => process.stdout.write(JSON.stringify({ ev, ...detail, at: detail.at ?? Date.now() }) + '\n');
+
+async function main() {
+  if (!values.switchname || !values.address || !values.dsn) fail('needs --switchname, --address and --dsn');
+  const [host, port] = values.esl!.split(/:(?=\d+$)/);
+  const [farHost, farPort] = values.far!.split(/:(?=\d+$)/);
+  const sim = new FsSim({
+    host, port: Number(port), password: values.password, switchname: values.switchname!, address: values.address!,
+    dsn: values.dsn!, farEnd: farHost, farEndPort: Number(farPort ?? 5060), sip: values.sip,
+    profiles: values.profiles!.split(','), retrackDelayMs: Number(values['retrack-delay-ms']),
+    onEvent: (what, d) => {
+      emit(what, d);
+      if (what === 'crash') setImmediate(() => process.exit(134));
+    },
+  });
+  await sim.start();
+  emit('listening', { switchname: values.switchname, coreUuid: sim.coreUuid, esl: values.esl });
+  const stop = () => { void sim.stop().finally(() => process.exit(0)); };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+main().catch((e) => fail((e as Error).message));
