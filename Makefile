@@ -77,12 +77,14 @@ CONFDIR = $(DESTDIR)$(SYSCONFDIR)/fs-ha
 
 install:
 	@test -x dist/fs-ha || { echo "make install: dist/fs-ha is missing; run make build first" >&2; exit 2; }
-	install -d -m 0755 $(OWNER) $(BINDIR) $(SHAREDIR)/keepalived/pair $(SHAREDIR)/keepalived/farm
+	install -d -m 0755 $(OWNER) $(BINDIR) $(SHAREDIR)/keepalived/pair $(SHAREDIR)/keepalived/farm $(SHAREDIR)/systemd
 	install -m 0755 $(OWNER) dist/fs-ha $(BINDIR)/fs-ha
 	for l in $(LINKS); do ln -sfn fs-ha $(BINDIR)/$$l; done
 	install -m 0644 $(OWNER) keepalived/pair/keepalived.conf keepalived/pair/fs-ha.yaml $(SHAREDIR)/keepalived/pair/
 	install -m 0644 $(OWNER) keepalived/farm/keepalived.conf keepalived/farm/fs-ha.yaml $(SHAREDIR)/keepalived/farm/
 	install -m 0644 $(OWNER) README.md $(SHAREDIR)/README.md
+	sed 's|@BINDIR@|$(PREFIX)/bin|' keepalived/systemd/fs-ha-watch.service > $(SHAREDIR)/systemd/fs-ha-watch.service
+	chmod 0644 $(SHAREDIR)/systemd/fs-ha-watch.service
 	install -d -m 0755 $(OWNER) $(CONFDIR)
 	@if [ -e $(CONFDIR)/fs-ha.yaml ]; then echo "kept the existing $(CONFDIR)/fs-ha.yaml"; \
 	 else install -m 0600 $(OWNER) keepalived/pair/fs-ha.yaml $(CONFDIR)/fs-ha.yaml && echo "installed an example $(CONFDIR)/fs-ha.yaml: edit it"; fi

@@ -40,6 +40,8 @@ export interface Config {
   liveness: { heartbeatStaleMs: number };
   stateDir: string;
   log: { syslog: boolean; facility: string; file: string };
+  /** fs-ha watch: where it writes 0/1 for keepalived's track_file, and how often it asks */
+  watch: { file: string; intervalMs: number };
 }
 
 export const DEFAULT_CONFIG_PATH = '/etc/fs-ha/fs-ha.yaml';
@@ -148,7 +150,7 @@ export function parseConfig(text: string, path = '<inline>'): Config {
   if (!isObj(doc)) throw new ConfigError(`config: ${path} must be a YAML mapping`);
   const r = new Reader(doc, '', [
     'node', 'database', 'esl', 'nodes', 'instances', 'check', 'recover', 'standby', 'fence',
-    'layout', 'timeouts', 'liveness', 'state_dir', 'log',
+    'layout', 'timeouts', 'liveness', 'state_dir', 'log', 'watch',
   ]);
 
   const node = r.name('node');
@@ -221,6 +223,7 @@ export function parseConfig(text: string, path = '<inline>'): Config {
 
   const livenessR = r.obj_('liveness', ['heartbeat_stale_ms']);
   const logR = r.obj_('log', ['syslog', 'facility', 'file']);
+  const watchR = r.obj_('watch', ['file', 'interval_ms']);
 
   return {
     path,
@@ -238,6 +241,7 @@ export function parseConfig(text: string, path = '<inline>'): Config {
     liveness: { heartbeatStaleMs: livenessR?.int('heartbeat_stale_ms', 3000, 0, 600000) ?? 3000 },
     stateDir: r.str('state_dir', '/run/fs-ha'),
     log: { syslog: logR?.bool('syslog', true) ?? true, facility: logR?.str('facility', 'daemon') ?? 'daemon', file: logR?.str('file', '') ?? '' },
+    watch: { file: watchR?.str('file', '/run/fs-ha.health') ?? '/run/fs-ha.health', intervalMs: watchR?.int('interval_ms', 200, 20, 60000) ?? 200 },
   };
 }
 

@@ -29,6 +29,7 @@ commands:
   takeover --from NODE [--to NODE] [--dry-run] [--no-recover] [--force]
                                 move NODE's calls here (or to --to) by hand: drills, maintenance
   status [--json]               nodes, health, core uuids, tracked calls, what a recover would take
+  watch                         long-running: sub-second crash detection for keepalived's track_file
   drill --crash NODE --yes [--takeover] [--wait-ms N]
                                 failover drill: crash NODE's FreeSWITCH, await (or run) the takeover,
                                 print the timeline and which calls came back
@@ -95,7 +96,7 @@ async function run(): Promise<number> {
   const [command, ...rest] = positionals;
   if (!command) throw new UsageError('no command given (see fs-ha --help)');
   configureLog({}, command);
-  const known = ['check', 'notify-master', 'notify-backup', 'notify-fault', 'notify-stop', 'notify', 'takeover', 'status', 'db', 'drill'];
+  const known = ['check', 'notify-master', 'notify-backup', 'notify-fault', 'notify-stop', 'notify', 'takeover', 'status', 'db', 'drill', 'watch'];
   if (!known.includes(command)) throw new UsageError(`unknown command "${command}" (see fs-ha --help)`);
   const extra = (n: number) => { if (rest.length > n) throw new UsageError(`${command}: unexpected argument "${rest[n]}"`); };
   const cfg: Config = loadConfig(values.config ?? process.env.FS_HA_CONFIG ?? DEFAULT_CONFIG_PATH);
@@ -146,6 +147,11 @@ async function run(): Promise<number> {
       const r = await status(cfg);
       process.stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : formatStatus(r));
       return 0;
+    }
+    case 'watch': {
+      extra(0);
+      const { watch } = await import('./commands/watch');
+      return watch(cfg);
     }
     case 'drill': {
       extra(0);

@@ -13,13 +13,27 @@ export interface NodeProbe extends ProbeResult {
 /** Within timeoutMs: connect+auth, status, sofia xmlstatus, core uuid. Never longer. */
 export async function probeNode(target: EslTarget | undefined, wanted: string[], timeoutMs: number): Promise<NodeProbe> {
   const started = Date.now();
-  const out = (kind: ProbeResult['kind'], detail: string, coreUuid: string | null = null, profiles: Map<string, string> | null = null): NodeProbe =>
-    ({ kind, detail, coreUuid, profiles, ms: Date.now() - started });
-  if (!target) return out('not-configured', 'no event socket configured');
+  if (!target) return { kind: 'not-configured', detail: 'no event socket configured', coreUuid: null, profiles: null, ms: 0 };
   let s: EslSession | null = null;
   try {
     s = await EslSession.open(target, timeoutMs);
-    const left = () => Math.max(1, timeoutMs - (Date.now() - started));
+  } catch (e) {
+    return failed(e, started);
+  }
+  try {
+    return await probeSession(s, wanted, Math.max(1, timeoutMs - (Date.now() - started)), started);
+  } finally {
+    s.close();
+  }
+}
+
+/** The same questions over a session that is already open (fs-ha watch keeps one). */
+export async function probeSession(s: EslSession, wanted: string[], timeoutMs: number, started = Date.now()): Promise<NodeProbe> {
+  const out = (kind: ProbeResult['kind'], detail: string, coreUuid: string | null = null, profiles: Map<string, string> | null = null): NodeProbe =>
+    ({ kind, detail, coreUuid, profiles, ms: Date.now() - started });
+  const deadline = started + timeoutMs;
+  try {
+    const left = () => Math.max(1, deadline - Date.now());
     const status = parseStatus(await s.api('status', left()));
     const profiles = parseXmlStatus(await s.api('sofia xmlstatus', left()));
     const coreUuid = parseCoreUuid(await s.api('global_getvar core_uuid', left()));
@@ -28,12 +42,11 @@ export async function probeNode(target: EslTarget | undefined, wanted: string[],
     if (!coreUuid) return out('unhealthy', 'global_getvar core_uuid gave no uuid', null, profiles);
     return out('healthy', `core ${coreUuid} ready, profiles ${[...(profiles ?? new Map()).keys()].join(',') || 'none'} running`, coreUuid, profiles);
   } catch (e) {
-    if (e instanceof EslError) {
-      const kind = e.kind === 'closed' ? 'error' : e.kind;
-      return out(kind, e.message);
-    }
-    return out('error', (e as Error).message);
-  } finally {
-    s?.close();
+    return failed(e, started);
   }
+}
+
+function failed(e: unknown, started: number): NodeProbe {
+  const kind: ProbeResult['kind'] = e instanceof EslError ? (e.kind === 'closed' ? 'error' : e.kind) : 'error';
+  return { kind, detail: (e as Error).message, coreUuid: null, profiles: null, ms: Date.now() - started };
 }

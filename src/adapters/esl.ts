@@ -78,11 +78,22 @@ export class EslSession {
     });
   }
 
+  private readonly closeListeners: Array<(reason: string) => void> = [];
+
+  /** Called once when the session ends for any reason (the far side closed, an error, a timeout, close()). */
+  onClose(fn: (reason: string) => void): void {
+    if (this.closedReason) fn(this.closedReason);
+    else this.closeListeners.push(fn);
+  }
+
+  get closed(): boolean { return this.closedReason !== null; }
+
   private fail(err: EslError): void {
     if (this.closedReason) return;
     this.closedReason = err.message;
     for (const w of this.waiters) w(err);
     this.waiters.clear();
+    for (const l of this.closeListeners.splice(0)) l(err.message);
     try { this.conn.socket?.destroy(); } catch { /* gone */ }
   }
 
@@ -115,6 +126,7 @@ export class EslSession {
     this.closedReason = 'closed by fs-ha';
     for (const w of this.waiters) w(new EslError('closed', 'closed by fs-ha'));
     this.waiters.clear();
+    for (const l of this.closeListeners.splice(0)) l('closed by fs-ha');
     try { this.conn.send('exit'); } catch { /* gone */ }
     try { this.conn.socket?.destroy(); } catch { /* gone */ }
   }

@@ -7,6 +7,7 @@
  *   STOP / DELETED: log only.
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { firedAfter, startTicks, type FireKey } from '../core/fire-order';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { nodeForInstance, type Config } from '../config';
@@ -19,10 +20,15 @@ import { takeover, type TakeoverReport } from './takeover';
 export type VrrpState = 'MASTER' | 'BACKUP' | 'FAULT' | 'STOP' | 'DELETED';
 export const STATES: VrrpState[] = ['MASTER', 'BACKUP', 'FAULT', 'STOP', 'DELETED'];
 
-/** when keepalived started this process, in ms since the epoch (sub-ms precision) */
-const FIRED_AT = performance.timeOrigin;
+/** when keepalived forked this process: kernel start tick + pid within this boot (core/fire-order.ts) */
+function ownFireKey(): FireKey {
+  const read = (f: string) => { try { return readFileSync(f, 'utf8').trim(); } catch { return ''; } };
+  const ticks = startTicks(read('/proc/self/stat'));
+  return { boot: read('/proc/sys/kernel/random/boot_id'), ticks: ticks ?? -1, pid: process.pid, wallMs: performance.timeOrigin };
+}
+const FIRED = ownFireKey();
 
-interface StateRecord { instance: string; state: VrrpState; firedAt: number; pid: number; at: string }
+interface StateRecord { instance: string; state: VrrpState; fired: FireKey; at: string }
 
 function stateFile(cfg: Config, instance: string): string {
   return join(cfg.stateDir, `notify-${instance.replace(/[^A-Za-z0-9._-]/g, '_')}.json`);
@@ -61,11 +67,11 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
   const release = await acquireHostLock(`fs-ha-notify-${cfg.node}`, cfg.timeouts.lockMs + cfg.timeouts.recoverMs);
   try {
     const prev = readState(cfg, name);
-    if (prev && prev.firedAt > FIRED_AT) {
-      log('info', `notify ${state} ignored: keepalived fired ${prev.state} after it (${(prev.firedAt - FIRED_AT).toFixed(1)} ms later)`, ctx);
+    if (prev?.fired && firedAfter(prev.fired, FIRED)) {
+      log('info', `notify ${state} ignored: keepalived fired ${prev.state} after it (pid ${prev.fired.pid} after ${FIRED.pid})`, ctx);
       return 0;
     }
-    writeState(cfg, { instance: name, state, firedAt: FIRED_AT, pid: process.pid, at: new Date().toISOString() });
+    writeState(cfg, { instance: name, state, fired: FIRED, at: new Date().toISOString() });
 
     if (state === 'MASTER') {
       const from = nodeForInstance(cfg, instance);

@@ -66,6 +66,8 @@ async function startPair(lab: Lab): Promise<void> {
   assert.equal(init.code, 0, init.err);
   await lab.startSim('freeswitch01');
   await lab.startSim('freeswitch02');
+  await lab.startWatch('freeswitch01');
+  await lab.startWatch('freeswitch02');
   lab.startKeepalived('freeswitch01');
   await lab.waitState('freeswitch01', 'VI_FS', 'MASTER', 20000);
   lab.startKeepalived('freeswitch02');
@@ -100,6 +102,10 @@ test('1. pair with VIP: 50 calls, FreeSWITCH on the master crashes; the backup t
     assert.equal(sipp.exitCode, 0, 'sipp saw every call picked up');
     const t = timeline(lab, { failed: 'freeswitch01', adopter: 'freeswitch02', instance: 'VI_FS', crash });
     process.stdout.write(formatTimeline('pair, 50 calls, VRRPv3 advert 0.1', t) + '\n');
+    await withClient(url, async (c) => {
+      const a = (await c.query('select timings from fsha.audit')).rows[0];
+      process.stdout.write(`  takeover steps (ms): ${JSON.stringify(a.timings)}\n`);
+    });
     assert.equal(t.reinvites, 50);
     // the old node's FreeSWITCH comes back: keepalived leaves FAULT for BACKUP and its profiles go to standby
     await lab.startSim('freeswitch01');
@@ -181,6 +187,7 @@ test('5. farm of three (one VRRP instance per node, per-node layout): node 1 die
     const init = lab.fsha('freeswitch01', ['db', 'init', '--layout', 'per-node']);
     assert.equal(init.code, 0, init.err);
     for (const n of nodes) await lab.startSim(n);
+    for (const n of nodes) await lab.startWatch(n);
     for (const n of nodes) lab.startKeepalived(n); // a farm boots together: a storm of notifies, then calm
     const own = (n: string) => `VI_FS0${nodes.indexOf(n) + 1}`;
     await waitFor('every node MASTER of its own instance, and calm for 2 s', () => {

@@ -203,11 +203,12 @@ export class Lab {
   confPath(node: string): string { return join(this.dir, node, 'keepalived.conf'); }
   fshaPath(node: string): string { return join(this.dir, node, 'fs-ha.yaml'); }
   logPath(node: string): string { return join(this.dir, node, 'fs-ha.log'); }
+  watchPath(node: string): string { return join(this.dir, node, 'health'); }
 
   /** keepalived/<topology>/keepalived.conf with its parameter block set for this lab; nothing else changes. */
   keepalivedConf(n: NodeSpec): string {
     const params: Record<string, string> = {
-      IFACE: 'eth0', FSHA: this.bin, CONF: this.fshaPath(n.name), VRRP_VERSION: '3', ADVERT: '0.1',
+      IFACE: 'eth0', FSHA: this.bin, CONF: this.fshaPath(n.name), WATCH_FILE: this.watchPath(n.name), VRRP_VERSION: '3', ADVERT: '0.1',
       ...(this.o.topology === 'pair' ? { VIP: `${VIP}/24`, VRID: String(100 + Number.parseInt(this.fabric.id, 16) % 100) } : {}),
       ...this.o.params,
     };
@@ -236,6 +237,7 @@ export class Lab {
       nodes,
       state_dir: join(this.dir, n.name, 'state'),
       log: { syslog: false, file: this.logPath(n.name) },
+      watch: { file: this.watchPath(n.name), interval_ms: 200 },
       ...this.o.fsha,
     };
     if (this.o.topology === 'pair') {
@@ -269,6 +271,16 @@ export class Lab {
   coreUuid(node: string): string {
     const l = [...this.sims[node].lines].reverse().find((x) => x.text.includes('"ev":"listening"'));
     return (JSON.parse(l!.text) as { coreUuid: string }).coreUuid;
+  }
+
+  readonly watchers: Record<string, Proc> = {};
+
+  /** fs-ha watch in node's namespace (a systemd service in production): sub-second crash detection. */
+  async startWatch(node: string): Promise<Proc> {
+    const p = this.spawnIn(node, 'watch', join(this.bin, 'fs-ha'), ['--config', this.fshaPath(node), 'watch']);
+    this.watchers[node] = p;
+    await p.waitLine(/watch: \S+ (healthy|FAILED)/, 10000);
+    return p;
   }
 
   /** keepalived in node's namespace, in the foreground, logging to us. */
@@ -357,7 +369,7 @@ export class Lab {
 
   /** Everything down: processes, namespaces, the run directory. Safe to call twice. */
   teardown(keepDir = false): void {
-    for (const p of [...Object.values(this.keepalived), ...Object.values(this.sims), ...this.others]) p.kill('SIGKILL');
+    for (const p of [...Object.values(this.keepalived), ...Object.values(this.sims), ...Object.values(this.watchers), ...this.others]) p.kill('SIGKILL');
     for (const n of Object.values(this.nodes)) {
       killNamespace(n.ns);
       for (const kind of ['s', 'm']) sh('ip', ['link', 'del', `${PREFIX}${this.fabric.id}${kind}${n.index}`], { allowFail: true });
@@ -368,7 +380,7 @@ export class Lab {
   /** For a failing test: the tails of every log, so CI shows what happened. */
   dump(): string {
     const out: string[] = [];
-    for (const p of [...Object.values(this.keepalived), ...Object.values(this.sims), ...this.others]) {
+    for (const p of [...Object.values(this.keepalived), ...Object.values(this.sims), ...Object.values(this.watchers), ...this.others]) {
       out.push(`--- ${p.name} (exit ${p.exitCode})`, ...p.lines.slice(-25).map((l) => `${new Date(l.at).toISOString()} ${l.text}`));
     }
     for (const n of Object.keys(this.nodes)) out.push(`--- ${n} fs-ha.log`, ...this.fshaLog(n).slice(-25).map((l) => `${new Date(l.at).toISOString()} ${l.text}`));

@@ -3,6 +3,7 @@ import type { Lab, Line } from './lab';
 
 export interface Timeline {
   crash: number;
+  watchFailed: number | null;
   checkFailed: number | null;
   vrrpMaster: number | null;
   notifyStart: number | null;
@@ -22,6 +23,7 @@ export function timeline(lab: Lab, o: { failed: string; adopter: string; instanc
   const reinvites = sim.filter((l) => l.at >= o.crash && l.text.includes('"ev":"reinvite"')).map((l) => (JSON.parse(l.text) as { at: number }).at);
   return {
     crash: o.crash,
+    watchFailed: after(failedLog, o.crash, new RegExp(`watch: ${o.failed} FAILED`)),
     checkFailed: after(failedLog, o.crash, new RegExp(`check failed on ${o.failed}`)),
     vrrpMaster: after(k, o.crash, new RegExp(`\\(${o.instance}\\) Entering MASTER STATE`)),
     notifyStart: after(adopterLog, o.crash, new RegExp(`notify MASTER ${o.instance}: taking over ${o.failed}`)),
@@ -37,6 +39,7 @@ export function formatTimeline(title: string, t: Timeline): string {
   return [
     `timeline: ${title}`,
     row('crash', t.crash),
+    row('fs-ha watch: down', t.watchFailed),
     row('check_fs fails', t.checkFailed),
     row('VRRP MASTER', t.vrrpMaster),
     row('notify_master starts', t.notifyStart),
