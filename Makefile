@@ -56,7 +56,7 @@ test: deps src/sql.generated.ts lint build dist/fs-sim.js
 	$(NODE) --import tsx test/run.ts $(TESTS)
 
 # the benchmark is bundled like the product, so it measures the code that ships (not tsx's transpiled copy)
-bench: deps src/sql.generated.ts build
+bench: deps src/sql.generated.ts build dist/fs-sim.js
 	$(ESBUILD) scripts/bench.ts --bundle --platform=node --target=node20 --format=cjs --outfile=dist/bench.js --log-level=warning
 	$(NODE) dist/bench.js
 

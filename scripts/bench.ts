@@ -16,6 +16,8 @@ import { configureLog } from '../src/log';
 import { loadRows } from '../test/helpers/fixtures';
 import { startThrowawayPostgres, createDatabase, withClient } from '../test/helpers/pg';
 import { startCluster } from '../test/helpers/cluster';
+import { Fabric, Lab, VIP, cleanStale, prerequisites, waitFor } from '../test/e2e/lab';
+import { timeline, type Timeline } from '../test/e2e/timeline';
 
 configureLog({ syslog: false, stderr: false });
 
@@ -131,6 +133,62 @@ async function startup() {
   }
 }
 
+/**
+ * Scenario 1 of the end-to-end tests (pair with a VIP, FreeSWITCH on the master crashes) with 100 and
+ * 1000 calls, at keepalived's VRRPv2 advert_int 1 and VRRPv3 advert_int 0.1: the timeline, median of
+ * BENCH_FAILOVER_RUNS (3) runs, in ms after the crash.
+ */
+async function failover() {
+  console.log('\nfailover: pair with VIP, FreeSWITCH on the master crashes (real keepalived in namespaces), ms after the crash');
+  const why = prerequisites();
+  if (why) { console.log(`skipped: ${why}`); return; }
+  cleanStale();
+  const fabric = new Fabric();
+  await fabric.start();
+  const runs = Number(process.env.BENCH_FAILOVER_RUNS ?? 3);
+  const cols: Array<[string, (t: Timeline) => number | null]> = [
+    ['watch', (t) => t.watchFailed], ['check', (t) => t.checkFailed], ['MASTER', (t) => t.vrrpMaster], ['notify', (t) => t.notifyStart],
+    ['rewritten', (t) => t.rowsRewritten], ['recovered', (t) => t.recoverDone], ['last_reINVITE', (t) => t.lastReinvite],
+  ];
+  console.log(`vrrp         calls  ${cols.map(([c]) => c.padStart(10)).join(' ')}   (median of ${runs})`);
+  try {
+    for (const [version, advert] of [['2', '1'], ['3', '0.1']]) {
+      for (const calls of (process.env.BENCH_FAILOVER_CALLS ?? '100,1000').split(',').map(Number)) {
+        const got: Timeline[] = [];
+        for (let i = 0; i < runs; i++) {
+          const url = await createDatabase('failover');
+          const lab = new Lab(fabric, url, { topology: 'pair', nodes: ['freeswitch01', 'freeswitch02'], simAddress: () => VIP, params: { VRRP_VERSION: version, ADVERT: advert } });
+          try {
+            lab.build();
+            await lab.startPair();
+            await lab.placeCalls('freeswitch01', calls);
+            const sipp = lab.startSipp(calls);
+            const crash = await lab.crash('freeswitch01');
+            await waitFor('the takeover', () => lab.fshaLog('freeswitch02').some((l) => /takeover done/.test(l.text)), 60000);
+            await waitFor('sipp', () => sipp.exitCode !== null, 60000);
+            if (sipp.exitCode !== 0) throw new Error(`sipp exit ${sipp.exitCode}: not every call was picked up`);
+            const t = timeline(lab, { failed: 'freeswitch01', adopter: 'freeswitch02', instance: 'VI_FS', crash });
+            if (t.reinvites !== calls) throw new Error(`${t.reinvites} re-INVITEs for ${calls} calls`);
+            got.push(t);
+          } catch (e) {
+            console.log(lab.dump());
+            throw e;
+          } finally {
+            lab.teardown();
+          }
+        }
+        const cell = (f: (t: Timeline) => number | null) => {
+          const v = got.map((t) => { const x = f(t); return x === null ? null : x - t.crash; }).filter((x): x is number => x !== null);
+          return (v.length ? String(med(v)) : '-').padStart(10);
+        };
+        console.log(`v${version} advert ${advert.padEnd(4)} ${String(calls).padStart(5)}  ${cols.map(([, f]) => cell(f)).join(' ')}`);
+      }
+    }
+  } finally {
+    fabric.stop();
+  }
+}
+
 async function main() {
   const parts = (process.env.BENCH_PARTS ?? 'rewrite,notify,startup,failover').split(',');
   const pg = process.env.DATABASE_URL ? null : await startThrowawayPostgres(process.env.FSHA_PG_LISTEN ?? '127.0.0.1');
@@ -139,6 +197,7 @@ async function main() {
     if (parts.includes('rewrite')) await rewrite();
     if (parts.includes('notify')) await notify();
     if (parts.includes('startup')) await startup();
+    if (parts.includes('failover')) await failover();
   } finally {
     pg?.stop();
   }

@@ -48,12 +48,18 @@ function targetEsl(cfg: Config, to: NodeConfig) {
   return to.name === cfg.node ? cfg.esl : to.esl;
 }
 
-async function awaitDeath(cfg: Config, from: NodeConfig, db: Db | null, timings: Record<string, number>, t0: number): Promise<Liveness> {
+/** Only these probe results leave the verdict to the heartbeat (core/plan.ts judgeLiveness). */
+const needsHeartbeat = (kind: NodeProbe['kind']) => !['healthy', 'unhealthy', 'refused', 'auth'].includes(kind);
+
+/** Step 1: is the failed node dead? The first probe may already be under way (started with the database connect). */
+async function awaitDeath(cfg: Config, from: NodeConfig, db: Db | null, timings: Record<string, number>, t0: number, first?: Promise<NodeProbe>): Promise<Liveness> {
   const staleMs = cfg.liveness.heartbeatStaleMs;
   const giveUp = Date.now() + staleMs + 1000;
+  let pending = first;
   for (;;) {
-    const probe = await probeNode(from.esl, cfg.check.profiles, from.esl?.timeoutMs ?? cfg.esl.timeoutMs);
-    const hb = db ? await store.readHeartbeat(db, from.name) : null;
+    const probe = await (pending ?? probeNode(from.esl, cfg.check.profiles, from.esl?.timeoutMs ?? cfg.esl.timeoutMs));
+    pending = undefined;
+    const hb = db && needsHeartbeat(probe.kind) ? await store.readHeartbeat(db, from.name) : null;
     const verdict = judgeLiveness(from.name, probe, hb, staleMs);
     timings.liveness_ms = Date.now() - t0;
     if (verdict.verdict !== 'wait' || Date.now() >= giveUp) return verdict;
@@ -84,11 +90,13 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
   let locked = false;
   let session: EslSession | null = null;
   try {
+    // the database connect and the first look at the failed node, side by side
+    const firstProbe = probeNode(from.esl, cfg.check.profiles, from.esl?.timeoutMs ?? cfg.esl.timeoutMs);
     db = await Db.connect(cfg.database, cfg.timeouts.databaseMs, `fs-ha takeover ${from.name}->${to.name}`);
     timings.db_connect_ms = Date.now() - t0;
 
     // 1. the failed node must be dead
-    const life = await awaitDeath(cfg, from, db, timings, t0);
+    const life = await awaitDeath(cfg, from, db, timings, t0, firstProbe);
     if (life.verdict !== 'dead') {
       if (!opts.force) throw new Refused(`refusing to take over ${from.name}: ${life.reason}`);
       log('warn', `takeover: --force given, going on although ${life.reason}`, ctx);

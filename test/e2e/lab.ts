@@ -13,12 +13,18 @@
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { appendFileSync, chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { EslSession } from '../../src/adapters/esl';
 import { startThrowawayPostgres, type PgServer } from '../helpers/pg';
 
-export const ROOT = join(__dirname, '..', '..');
+/** The checkout: found upwards from here, since this file also runs bundled (dist/bench.js). */
+export const ROOT = (() => {
+  for (let d = __dirname; ; d = dirname(d)) {
+    if (existsSync(join(d, 'keepalived', 'pair', 'keepalived.conf')) && existsSync(join(d, 'package.json'))) return d;
+    if (dirname(d) === d) throw new Error('fs-ha checkout not found above ' + __dirname);
+  }
+})();
 const PREFIX = 'fse2e';
 export const SERVICE_GW = '192.0.2.254';
 export const MGMT_DB = '198.51.100.5';
@@ -360,11 +366,35 @@ export class Lab {
   /** sipp as the far end of every call, on the service net, answering the re-INVITEs of recovered calls. */
   startSipp(calls: number): Proc {
     const child = spawn('sipp', ['-sf', join(ROOT, 'test', 'e2e', 'uas_reinvite.xml'), '-i', SERVICE_GW, '-p', '5060', '-m', String(calls),
-      '-nostdin', '-timeout', '120s', '-timeout_error', '-trace_err', '-error_file', join(this.dir, 'sipp-errors.log')],
+      '-nostdin', '-timeout', '120s', '-timeout_error', '-buff_size', '1048576', '-trace_err', '-error_file', join(this.dir, 'sipp-errors.log')],
     { stdio: ['ignore', 'pipe', 'pipe'], cwd: this.dir });
     const p = new Proc('sipp', child, join(this.dir, `sipp-${this.seq++}.out`));
     this.others.push(p);
     return p;
+  }
+
+  /** The pair up as an operator starts it: db init, FreeSWITCH and fs-ha watch on both, keepalived on
+   *  freeswitch01 first (MASTER with the VIP), then freeswitch02 (BACKUP, profiles in standby). */
+  async startPair(): Promise<void> {
+    const init = this.fsha('freeswitch01', ['db', 'init']);
+    if (init.code !== 0) throw new Error(`db init: ${init.err}`);
+    for (const n of ['freeswitch01', 'freeswitch02']) await this.startSim(n);
+    for (const n of ['freeswitch01', 'freeswitch02']) await this.startWatch(n);
+    this.startKeepalived('freeswitch01');
+    await this.waitState('freeswitch01', 'VI_FS', 'MASTER', 20000);
+    this.startKeepalived('freeswitch02');
+    await this.waitState('freeswitch02', 'VI_FS', 'BACKUP', 20000);
+    await waitFor('freeswitch02 in standby', async () => (await this.simState('freeswitch02')).standby, 10000);
+    if ((await this.simState('freeswitch01')).standby) throw new Error('freeswitch01 (MASTER) is in standby');
+    if (!this.hasVip('freeswitch01')) throw new Error('freeswitch01 (MASTER) does not hold the VIP');
+  }
+
+  /** n answered calls on node (simctl call n); returns their uuids. */
+  async placeCalls(node: string, n: number): Promise<string[]> {
+    const out = await this.api(node, `simctl call ${n}`, 60000);
+    const calls = out.trim().split('\n').filter(Boolean);
+    if (calls.length !== n || calls.some((c) => c.startsWith('-ERR'))) throw new Error(`simctl call ${n}: ${out.slice(0, 200)}`);
+    return calls;
   }
 
   /** Everything down: processes, namespaces, the run directory. Safe to call twice. */

@@ -200,10 +200,13 @@ export class FsSim {
     const where = cond.join(' and ');
     const res = await db.query(`select runtime_uuid, technology, profile_name, hostname, uuid, metadata from recovery where ${where}`, params);
     const recovered: Array<{ uuid: string; profile: string; metadata: string }> = [];
+    const paceFrom = Date.now();
     for (const row of res.rows) {
       // sofia_recover_callback: the channel is rebuilt from the XML; a row that does not parse is not recovered
       if (row.technology === 'sofia' && this.profiles.get(row.profile_name) && row.metadata && xmlProblem(row.metadata) === null) {
-        if (this.o.recoverDelayMs) await new Promise((r) => setTimeout(r, this.o.recoverDelayMs));
+        // one leg after another, recoverDelayMs each: paced on the clock, so timer granularity does not add up
+        const due = paceFrom + (recovered.length + 1) * this.o.recoverDelayMs;
+        if (this.o.recoverDelayMs && due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
         recovered.push({ uuid: row.uuid, profile: row.profile_name, metadata: row.metadata });
         if (this.o.sip) sendReinvite(row.metadata, this.o.address, (d) => this.o.onEvent?.('reinvite', d));
       }
