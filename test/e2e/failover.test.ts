@@ -8,13 +8,14 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createDatabase, withClient } from '../helpers/pg';
-import { Fabric, Lab, VIP, cleanStale, prerequisites, sh, waitFor, type LabOptions } from './lab';
+import { Fabric, Lab, VIP, cleanStale, installMissing, prerequisites, sh, waitFor, type LabOptions } from './lab';
 import { formatTimeline, timeline } from './timeline';
 
-const missing = prerequisites();
 const fabric = new Fabric();
 
 before(async () => {
+  installMissing();
+  const missing = prerequisites();
   if (missing) throw new Error(`end-to-end tests cannot run: ${missing}`);
   cleanStale();
   await fabric.start();
@@ -121,11 +122,14 @@ test('3. split brain: the VRRP link is cut while both FreeSWITCH are healthy; bo
     const calls = await placeCalls(lab, 'freeswitch01', 10);
     const core1 = lab.coreUuid('freeswitch01');
     const from = lab.keepalived.freeswitch02.lines.length;
+    const cut = Date.now();
     // out of the bridge, link still up: VRRP adverts are lost both ways, nothing else changes on the node
     const s1 = `${lab.nodes.freeswitch01.ns.replace(/n1$/, '')}s1`;
     sh('ip', ['link', 'set', s1, 'nomaster']);
     await lab.waitState('freeswitch02', 'VI_FS', 'MASTER', 20000, from);
-    await waitFor('freeswitch02 refusing the takeover', () => lab.fshaLog('freeswitch02').some((l) => /refusing to take over freeswitch01: freeswitch01 is alive/.test(l.text)), 20000);
+    const master2 = await lab.waitState('freeswitch02', 'VI_FS', 'MASTER', 20000, from);
+    const refused = await waitFor('freeswitch02 refusing the takeover', () => lab.fshaLog('freeswitch02').find((l) => /refusing to take over freeswitch01: freeswitch01 is alive/.test(l.text)), 20000);
+    process.stdout.write(`timeline: split brain\n  link cut               +     0 ms\n  freeswitch02 MASTER    +${String(master2.at - cut).padStart(6)} ms\n  takeover refused       +${String(refused.at - cut).padStart(6)} ms (freeswitch01 alive)\n`);
     assert.equal(lab.vrrpState('freeswitch01', 'VI_FS'), 'MASTER', 'freeswitch01 stays MASTER on its side');
     await assertOwnedOnce(url, calls, { freeswitch01: core1 });
     // the link returns: one MASTER again (freeswitch01, the higher priority), and still no call has moved
@@ -143,13 +147,16 @@ test('4. failback: the old master\'s FreeSWITCH returns; it stays BACKUP in stan
   await scenario(PAIR(), async (lab, url) => {
     await startPair(lab);
     const calls = await placeCalls(lab, 'freeswitch01', 10);
-    await lab.crash('freeswitch01');
+    const crash = await lab.crash('freeswitch01');
     await waitFor('the takeover on freeswitch02', () => lab.fshaLog('freeswitch02').some((l) => /takeover done/.test(l.text)), 20000);
+    process.stdout.write(formatTimeline('failback scenario: the failover first, 10 calls', timeline(lab, { failed: 'freeswitch01', adopter: 'freeswitch02', instance: 'VI_FS', crash })) + '\n');
     const core2 = lab.coreUuid('freeswitch02');
     await assertOwnedOnce(url, calls, { freeswitch02: core2 });
     const from = lab.keepalived.freeswitch01.lines.length;
+    const back = Date.now();
     await lab.startSim('freeswitch01');
-    await lab.waitState('freeswitch01', 'VI_FS', 'BACKUP', 20000, from);
+    const backup = await lab.waitState('freeswitch01', 'VI_FS', 'BACKUP', 20000, from);
+    process.stdout.write(`  freeswitch01 back: VRRP BACKUP +${backup.at - back} ms after its FreeSWITCH started; nothing moves\n`);
     await waitFor('freeswitch01 in standby', async () => (await lab.simState('freeswitch01')).standby, 10000);
     await new Promise((r) => setTimeout(r, 3000)); // give a wrong failback time to happen
     assert.equal(lab.vrrpState('freeswitch02', 'VI_FS'), 'MASTER', 'nopreempt: freeswitch02 keeps the VIP');
@@ -183,8 +190,8 @@ test('5. farm of three (one VRRP instance per node, per-node layout): node 1 die
     const adopter = await waitFor('a survivor\'s takeover of freeswitch01',
       () => ['freeswitch02', 'freeswitch03'].find((n) => lab.fshaLog(n).some((l) => l.at >= crash && /takeover done: \S+ took over \d+ call\(s\) of freeswitch01/.test(l.text))), 30000);
     const other = adopter === 'freeswitch02' ? 'freeswitch03' : 'freeswitch02';
-    assert.ok(lab.keepalived[adopter].lines.some((l) => l.at >= crash && /\(VI_FS01\) Entering MASTER STATE/.test(l.text)),
-      'the adopter became MASTER of the dead node\'s instance');
+    assert.ok(lab.fshaLog(adopter).some((l) => l.at >= crash && /notify MASTER VI_FS01: taking over freeswitch01/.test(l.text)),
+      'the adopter acted as MASTER of the dead node\'s instance');
     const owners = { freeswitch02: lab.coreUuid('freeswitch02'), freeswitch03: lab.coreUuid('freeswitch03') };
     const ownerOf = await assertOwnedOnce(url, [...calls.freeswitch01, ...calls.freeswitch02, ...calls.freeswitch03], owners, 'fsha.recovery');
     for (const c of calls.freeswitch01) assert.equal(ownerOf.get(c), adopter, 'all of the dead node\'s calls on one survivor');
@@ -208,13 +215,17 @@ test('6. database down at the moment of takeover: it fails cleanly, the calls st
     const core1 = lab.coreUuid('freeswitch01');
     const mgmt2 = `${lab.nodes.freeswitch02.ns.replace(/n2$/, '')}m2`;
     sh('ip', ['link', 'set', mgmt2, 'down']); // freeswitch02 loses the database (and the management net)
-    await lab.crash('freeswitch01');
+    const crash = await lab.crash('freeswitch01');
     await lab.waitState('freeswitch02', 'VI_FS', 'MASTER', 20000);
     await waitFor('the takeover failing on freeswitch02', () => lab.fshaLog('freeswitch02').some((l) => /ERROR notify-master: .*database/.test(l.text)), 30000);
     sh('ip', ['link', 'set', mgmt2, 'up']);
     await assertOwnedOnce(url, calls, { freeswitch01: core1 }); // untouched, still the dead node's rows
+    const rerun = Date.now();
     const r = lab.fsha('freeswitch02', ['takeover', '--from', 'freeswitch01']);
     assert.equal(r.code, 0, r.err + r.out);
+    const failedAt = lab.fshaLog('freeswitch02').find((l) => /ERROR notify-master: .*database/.test(l.text))!.at;
+    process.stdout.write(`timeline: database down\n  crash                  +     0 ms\n  takeover fails         +${String(failedAt - crash).padStart(6)} ms (database unreachable; nothing changed)\n` +
+      `  rerun by hand          +${String(rerun - crash).padStart(6)} ms\n  rerun done             +${String(Date.now() - crash).padStart(6)} ms\n`);
     assert.match(r.out, /adopted 10, recovered 10, missing 0/);
     await assertOwnedOnce(url, calls, { freeswitch02: lab.coreUuid('freeswitch02') });
   });
@@ -226,7 +237,7 @@ test('7. overlapping notifies (MASTER then BACKUP fired back to back): consisten
     const calls = await placeCalls(lab, 'freeswitch01', 10);
     lab.keepalived.freeswitch02.kill('SIGTERM'); // we fire its hooks ourselves, the way keepalived does: without waiting
     await waitFor('keepalived on freeswitch02 gone', () => lab.keepalived.freeswitch02.exitCode !== null, 10000);
-    await lab.crash('freeswitch01');
+    const crash = await lab.crash('freeswitch01');
     const master = lab.spawnIn('freeswitch02', 'notify-master', lab.bin + '/notify_master', ['--config', lab.fshaPath('freeswitch02'), 'VI_FS']);
     await new Promise((r) => setTimeout(r, 5));
     const backup = lab.spawnIn('freeswitch02', 'notify-backup', lab.bin + '/notify_backup', ['--config', lab.fshaPath('freeswitch02'), 'VI_FS']);
@@ -236,5 +247,8 @@ test('7. overlapping notifies (MASTER then BACKUP fired back to back): consisten
     assert.ok(moved === 0 || moved === 10, `all or nothing, got ${moved}`);
     await assertOwnedOnce(url, calls, moved ? { freeswitch02: lab.coreUuid('freeswitch02') } : { freeswitch01: lab.coreUuid('freeswitch01') });
     assert.equal((await lab.simState('freeswitch02')).standby, true, 'the later BACKUP leaves freeswitch02 in standby');
+    const log2 = lab.fshaLog('freeswitch02').filter((l) => l.at >= crash && /notify (MASTER|BACKUP)|ignored|takeover done/.test(l.text));
+    process.stdout.write(`timeline: overlapping notifies (${moved ? 'MASTER ran first' : 'MASTER ignored: fired before the BACKUP that ran first'})\n` +
+      log2.map((l) => `  +${String(l.at - crash).padStart(6)} ms  ${l.text.replace(/^fs-ha\[\d+\]: /, '').slice(0, 110)}`).join('\n') + '\n');
   });
 });

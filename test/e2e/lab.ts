@@ -37,6 +37,18 @@ export function sh(cmd: string, args: string[], opts: { input?: string; allowFai
   return r.stdout ?? '';
 }
 
+/** Install what is missing from Debian's packages (root, apt), as the issue asks of the test setup. */
+export function installMissing(): void {
+  if (process.getuid?.() !== 0 || spawnSync('sh', ['-c', 'command -v apt-get']).status !== 0) return;
+  const want: Array<[string, string]> = [['ip', 'iproute2'], ['keepalived', 'keepalived'], ['sipp', 'sip-tester'], ['sysctl', 'procps']];
+  const pkgs = want.filter(([tool]) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0).map(([, pkg]) => pkg);
+  if (!pkgs.length) return;
+  process.stderr.write(`e2e: installing ${pkgs.join(' ')} (apt-get)\n`);
+  spawnSync('apt-get', ['update', '-qq'], { stdio: 'ignore', timeout: 300000 });
+  spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...pkgs], { stdio: 'ignore', timeout: 600000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  spawnSync('sh', ['-c', 'systemctl stop keepalived 2>/dev/null || service keepalived stop 2>/dev/null || true']);
+}
+
 export function prerequisites(): string | null {
   if (process.getuid?.() !== 0) return 'the end-to-end tests need root (network namespaces, keepalived)';
   for (const tool of ['ip', 'keepalived', 'sipp']) {
