@@ -56,9 +56,20 @@ function standbyApplies(cfg: Config, instance: string | undefined): boolean {
   return Object.keys(cfg.nodes).length === 2;
 }
 
+/** `sofia global standby on|off`, tried 3 times: a node left in the wrong standby state answers (or refuses) new calls wrongly. */
 async function setStandby(cfg: Config, on: boolean): Promise<void> {
-  const reply = await eslApi(cfg.esl, `sofia global standby ${on ? 'on' : 'off'}`, cfg.esl.timeoutMs);
-  if (!reply.startsWith('+OK')) throw new ActionFailed(`sofia global standby ${on ? 'on' : 'off'} answered ${JSON.stringify(reply.trim())}`);
+  const cmd = `sofia global standby ${on ? 'on' : 'off'}`;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const reply = await eslApi(cfg.esl, cmd, cfg.esl.timeoutMs);
+      if (!reply.startsWith('+OK')) throw new ActionFailed(`${cmd} answered ${JSON.stringify(reply.trim())}`);
+      return;
+    } catch (e) {
+      if (attempt >= 3) throw e;
+      log('warn', `${cmd} failed (attempt ${attempt} of 3): ${errorMessage(e)}`, { node: cfg.node });
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  }
 }
 
 export async function notify(cfg: Config, state: VrrpState, instance: string | undefined): Promise<number> {

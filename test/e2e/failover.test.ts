@@ -182,7 +182,7 @@ test('5. farm of three (one VRRP instance per node, per-node layout): node 1 die
       if (!settled || Date.now() - last < 2000) return false;
       for (const n of nodes) if ((await lab.simState(n)).standby) return false;
       return true;
-    }, 60000, 200);
+    }, 90000, 200);
     const calls: Record<string, string[]> = {};
     for (const n of nodes) calls[n] = await placeCalls(lab, n, 10);
     const sipp = lab.startSipp(10);
