@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdtempSync, writeFileSync, symlinkSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, readFileSync, writeFileSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -226,6 +226,38 @@ test('drill: refuses without --yes (nothing crashed); with --yes --takeover cras
     assert.match(yes.out, /takeover done on fs2: adopted 5, recovered 5/);
     for (const u of calls) assert.match(yes.out, new RegExp(`${u}  came back on fs2`));
     assert.match(yes.out, /drill: 5 of 5 call\(s\) came back/);
+  } finally {
+    await c.stop();
+  }
+});
+
+test('watch: 0 while FreeSWITCH serves, 1 within moments of a crash, 0 again on SIGTERM (check_fs decides alone)', async () => {
+  const c = await startCluster({ nodes: ['fs1'] });
+  try {
+    const file = join(mkdtempSync(join(tmpdir(), 'fsha-watch-')), 'health');
+    const f = writeConfig(c, 'fs1', (o) => { o.watch = { file, interval_ms: 100 }; o.log = { syslog: false }; });
+    const p = spawn(process.execPath, [BIN, '--config', f, 'watch'], { env: { ...process.env, FS_HA_SYSLOG: '0' } });
+    let err = '';
+    p.stderr.on('data', (d) => { err += d; });
+    const exited = new Promise<number>((res) => p.on('exit', (code) => res(code ?? -1)));
+    const read = () => { try { return readFileSync(file, 'utf8').trim(); } catch { return ''; } };
+    const until = async (want: string, ms: number) => {
+      const end = Date.now() + ms;
+      while (read() !== want) {
+        if (Date.now() > end) throw new Error(`watch file is "${read()}", not ${want}; ${err}`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      return Date.now();
+    };
+    await until('0', 5000);
+    const crashed = Date.now();
+    await c.sims.fs1.crash();
+    const seen = await until('1', 2000);
+    assert.ok(seen - crashed < 500, `crash seen after ${seen - crashed} ms`);
+    assert.match(err, /watch: fs1 FAILED: event socket lost/);
+    p.kill('SIGTERM');
+    assert.equal(await exited, 0);
+    assert.equal(read(), '0');
   } finally {
     await c.stop();
   }

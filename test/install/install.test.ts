@@ -25,6 +25,8 @@ test('make install: binary and links root-owned and not writable by others, conf
     const s = statSync(join(dest, 'opt/fsha/share/fs-ha/keepalived', f));
     assert.equal(s.mode & 0o022, 0, `${f} writable by others`);
   }
+  const unit = readFileSync(join(dest, 'opt/fsha/share/fs-ha/systemd/fs-ha-watch.service'), 'utf8');
+  assert.match(unit, /^ExecStart=\/opt\/fsha\/bin\/fs-ha --config \/etc\/fs-ha\/fs-ha.yaml watch$/m);
   writeFileSync(conf, 'node: mine\n');
   assert.match(make('install', `DESTDIR=${dest}`, 'PREFIX=/opt/fsha'), /kept the existing/);
   assert.equal(readFileSync(conf, 'utf8'), 'node: mine\n');
