@@ -21,13 +21,13 @@ export async function probeNode(target: EslTarget | undefined, wanted: string[],
     return failed(e, started);
   }
   try {
-    return await probeSession(s, wanted, Math.max(1, timeoutMs - (Date.now() - started)), started);
+    return await probeSession(s, wanted, timeoutMs, started); // one deadline: started + timeoutMs
   } finally {
     s.close();
   }
 }
 
-/** The same questions over a session that is already open (fs-ha watch keeps one). */
+/** The same questions over a session that is already open (fs-ha watch keeps one); answers due by started + timeoutMs. */
 export async function probeSession(s: EslSession, wanted: string[], timeoutMs: number, started = Date.now()): Promise<NodeProbe> {
   const out = (kind: ProbeResult['kind'], detail: string, coreUuid: string | null = null, profiles: Map<string, string> | null = null): NodeProbe =>
     ({ kind, detail, coreUuid, profiles, ms: Date.now() - started });
