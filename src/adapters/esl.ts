@@ -86,8 +86,6 @@ export class EslSession {
     else this.closeListeners.push(fn);
   }
 
-  get closed(): boolean { return this.closedReason !== null; }
-
   private fail(err: EslError): void {
     if (this.closedReason) return;
     this.closedReason = err.message;

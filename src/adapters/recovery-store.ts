@@ -108,12 +108,17 @@ export interface MoveResult extends MovePreview {
 /** Rows per round trip: fetched through a cursor, written as one batch statement. */
 const CHUNK = 500;
 
-/** Is lz4 TOAST compression built into this server? It is ~3x cheaper than pglz for the rewritten metadata. */
-async function lz4Available(db: Db): Promise<boolean> {
-  const rows = await db.query<{ ok: boolean }>(
-    "SELECT 'lz4' = ANY(enumvals) AS ok FROM pg_settings WHERE name = 'default_toast_compression'", [], 'reading TOAST compression methods');
-  return rows.length > 0 && rows[0].ok;
-}
+/**
+ * The rewrite transaction's settings, in one round trip: joins on ctid must be TID scans (or every
+ * batch scans the whole table), and rewritten metadata is compressed with lz4 when the server has it
+ * (~3x cheaper than pglz).
+ */
+const REWRITE_SETTINGS = `SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
+  set_config('default_toast_compression',
+    CASE WHEN 'lz4' = ANY(enumvals) THEN 'lz4' ELSE current_setting('default_toast_compression') END, true)
+  FROM pg_settings WHERE name = 'default_toast_compression'`;
+
+const bondReason = (bond: string | null) => `its bridged leg ${bond} cannot be moved, and the two legs must move together`;
 
 /** A promise that is awaited later: mark it handled now so a failure meanwhile is not an unhandled rejection. */
 function handled<T>(p: Promise<T>): Promise<T> {
@@ -153,10 +158,7 @@ export async function moveRows(db: Db, layout: Layout, spec: RewriteSpec, opts: 
   const result: MoveResult = { rows: [], skipped: [], ms: { select: 0, rewrite: 0, write: 0 } };
   const batchParams = { takeoverId: opts.takeoverId, fromNode: opts.fromNode, toNode: opts.toNode, toSwitchname: spec.toSwitchname };
   const work = async () => {
-    if (await lz4Available(db)) await db.query('SET LOCAL default_toast_compression = lz4', [], 'choosing lz4 compression');
-    // joins on ctid must be TID scans, or every batch scans the whole table
-    await db.query('SET LOCAL enable_hashjoin = off', [], 'planning the rewrite');
-    await db.query('SET LOCAL enable_mergejoin = off', [], 'planning the rewrite');
+    await db.query(REWRITE_SETTINGS, [], 'planning the rewrite');
     await db.query(
       `DECLARE fsha_rows NO SCROLL CURSOR FOR SELECT ctid::text AS ctid, uuid, profile_name, metadata FROM ${t}
         WHERE hostname = $1 AND runtime_uuid IS DISTINCT FROM $2 FOR UPDATE`,
@@ -166,7 +168,6 @@ export async function moveRows(db: Db, layout: Layout, spec: RewriteSpec, opts: 
       `FETCH ${chunk} FROM fsha_rows`, [], 'reading the failed node\'s rows'));
     const skippedUuids = new Set<string>();
     const moved: Array<{ uuid: string; bond: string | null }> = [];
-    const bondOfMoved = new Map<string, string | null>();
     let written = 0;
     let expected = 0;
     let pendingWrite: Promise<unknown> | null = null;
@@ -183,13 +184,12 @@ export async function moveRows(db: Db, layout: Layout, spec: RewriteSpec, opts: 
         const rw = r.metadata === null ? { ok: false as const, reason: 'metadata is NULL' } : rewriteMetadata(r.metadata, spec, patterns);
         if (!rw.ok) { result.skipped.push({ uuid: r.uuid, reason: rw.reason }); skippedUuids.add(r.uuid); continue; }
         if (bond && skippedUuids.has(bond)) {
-          result.skipped.push({ uuid: r.uuid, reason: `its bridged leg ${bond} cannot be moved, and the two legs must move together` });
+          result.skipped.push({ uuid: r.uuid, reason: bondReason(bond) });
           skippedUuids.add(r.uuid);
           continue;
         }
         batch.push({ ctid: r.ctid, metadata: rw.metadata });
         moved.push({ uuid: r.uuid, bond });
-        bondOfMoved.set(r.uuid, bond);
         result.rows.push({ uuid: r.uuid, profile: r.profile_name, replaced: rw.replaced });
       }
       result.ms.rewrite += Date.now() - t0;
@@ -208,7 +208,7 @@ export async function moveRows(db: Db, layout: Layout, spec: RewriteSpec, opts: 
     // a leg moved before its partner turned out to be unmovable: put it back as it was
     const late = partnersToHoldBack(moved, skippedUuids);
     if (late.size) {
-      for (const uuid of late) result.skipped.push({ uuid, reason: `its bridged leg ${bondOfMoved.get(uuid)} cannot be moved, and the two legs must move together` });
+      for (const m of moved) if (late.has(m.uuid)) result.skipped.push({ uuid: m.uuid, reason: bondReason(m.bond) });
       result.rows = result.rows.filter((r) => !late.has(r.uuid));
       if (!opts.dryRun) {
         await db.query(

@@ -15,7 +15,7 @@ import { errorMessage } from '../errors';
 import { log } from '../log';
 import { probeSession } from '../observe';
 
-export async function watch(cfg: Config, stopAfterMs?: number): Promise<number> {
+export async function watch(cfg: Config): Promise<number> {
   const file = cfg.watch.file;
   const every = cfg.watch.intervalMs;
   mkdirSync(dirname(file), { recursive: true, mode: 0o755 });
@@ -34,7 +34,6 @@ export async function watch(cfg: Config, stopAfterMs?: number): Promise<number> 
   const stop = () => { stopping = true; wake?.(); };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
-  if (stopAfterMs) setTimeout(stop, stopAfterMs).unref();
   log('info', `watch: watching ${cfg.esl.host}:${cfg.esl.port} every ${every} ms, state in ${file}`, { node: cfg.node });
 
   let session: EslSession | null = null;

@@ -11,8 +11,8 @@
  * torn down afterwards, on failure too, and stale labs of an earlier killed run are removed first.
  * Needs root, iproute2, keepalived and sipp (.ci/run installs them).
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { appendFileSync, chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { appendFileSync, chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { EslSession } from '../../src/adapters/esl';
@@ -68,11 +68,7 @@ export function cleanStale(): void {
     const m = line.match(/^\d+: ([^:@]+)/);
     if (m && m[1].startsWith(PREFIX)) sh('ip', ['link', 'del', m[1]], { allowFail: true });
   }
-  for (const d of existsSync('/run') ? readdirRun() : []) rmSync(join('/run', d), { recursive: true, force: true });
-}
-
-function readdirRun(): string[] {
-  return sh('ls', ['/run'], { allowFail: true }).split('\n').filter((d) => d.startsWith('fsha-e2e-'));
+  for (const d of readdirSync('/run').filter((x) => x.startsWith('fsha-e2e-'))) rmSync(join('/run', d), { recursive: true, force: true });
 }
 
 function killNamespace(ns: string): void {
@@ -445,4 +441,3 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | null | unde
   }
 }
 
-export { execFileSync };
