@@ -191,7 +191,7 @@ async function failover() {
 
 async function main() {
   const parts = (process.env.BENCH_PARTS ?? 'rewrite,notify,startup,failover').split(',');
-  const pg = process.env.DATABASE_URL ? null : await startThrowawayPostgres(process.env.FSHA_PG_LISTEN ?? '127.0.0.1');
+  const pg = process.env.DATABASE_URL ? null : await startThrowawayPostgres({ listen: process.env.FSHA_PG_LISTEN });
   if (pg) process.env.DATABASE_URL = pg.url;
   try {
     if (parts.includes('rewrite')) await rewrite();

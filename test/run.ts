@@ -20,7 +20,7 @@ async function main() {
   let pg: PgServer | null = null;
   const env = { ...process.env };
   if (!env.DATABASE_URL) {
-    pg = await startThrowawayPostgres(process.env.FSHA_PG_LISTEN ?? '127.0.0.1');
+    pg = await startThrowawayPostgres({ listen: process.env.FSHA_PG_LISTEN });
     env.DATABASE_URL = pg.url;
     process.stderr.write(`test: throwaway PostgreSQL at ${pg.url}\n`);
   }

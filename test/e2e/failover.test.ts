@@ -3,21 +3,32 @@
  * check and notify scripts, the simulator as each node's FreeSWITCH, one real PostgreSQL, and sipp as
  * the far end that must receive every recovered call's re-INVITE. The keepalived and fs-ha files are
  * keepalived/pair/* and keepalived/farm/*, with only their parameter blocks and paths set (lab.ts).
- * Every scenario asserts that each tracked call ends up owned by exactly one live node.
+ * Every scenario asserts that each tracked call ends up owned by exactly one live node. The lab is sealed
+ * (net.ts): the first test checks that the root namespace has no address or route into it, the last one
+ * that tcpdump on every root interface saw not one of its packets during all the scenarios.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createDatabase, withClient } from '../helpers/pg';
-import { Fabric, Lab, VIP, cleanStale, installMissing, prerequisites, sh, waitFor, type LabOptions } from './lab';
+import { readFileSync } from 'node:fs';
+import { Fabric, Lab, PREFIX, VIP, cleanStale, installMissing, prerequisites, sh, waitFor, type LabOptions } from './lab';
+import { RootCapture } from './capture';
+import { rootExposure } from './net';
 import { formatTimeline, timeline } from './timeline';
 
 const fabric = new Fabric();
+const capture = new RootCapture();
+const ipForward = () => readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
+let ipForwardBefore = '';
+let captured: string[] = [];
 
 before(async () => {
   installMissing();
   const missing = prerequisites();
   if (missing) throw new Error(`end-to-end tests cannot run: ${missing}`);
   cleanStale();
+  ipForwardBefore = ipForward();
+  captured = await capture.start(); // before the lab exists: its whole life is watched
   await fabric.start();
 });
 after(() => fabric.stop());
@@ -63,6 +74,20 @@ const PAIR = (o: Partial<LabOptions> = {}): LabOptions => ({ topology: 'pair', n
 
 const startPair = (lab: Lab) => lab.startPair();
 const placeCalls = (lab: Lab, node: string, n: number) => lab.placeCalls(node, n);
+
+test('0. the lab is sealed: no address of it and no route into it in the root namespace; no way out of its namespaces', async () => {
+  await scenario(PAIR(), async (lab) => {
+    await startPair(lab);
+    assert.deepEqual(rootExposure(), [], 'the root namespace reaches nothing of the lab');
+    const rootLinks = RootCapture.rootInterfaces().map((i) => i.name);
+    assert.ok(!rootLinks.some((l) => l.startsWith(PREFIX)), `no lab interface in the root namespace: ${rootLinks}`);
+    for (const ns of [lab.fabric.ns, ...Object.values(lab.nodes).map((n) => n.ns)]) {
+      const routes = sh('ip', ['-n', ns, '-4', 'route', 'show', 'table', 'all']);
+      assert.ok(!/^default /m.test(routes), `${ns} has no default route: ${routes}`);
+    }
+    assert.equal(ipForward(), ipForwardBefore, 'ip_forward of the root namespace untouched');
+  });
+});
 
 test('1. pair with VIP: 50 calls, FreeSWITCH on the master crashes; the backup takes the VIP and every call, the old node goes FAULT', async () => {
   await scenario(PAIR(), async (lab, url) => {
@@ -124,8 +149,8 @@ test('3. split brain: the VRRP link is cut while both FreeSWITCH are healthy; bo
     const from = lab.keepalived.freeswitch02.lines.length;
     const cut = Date.now();
     // out of the bridge, link still up: VRRP adverts are lost both ways, nothing else changes on the node
-    const s1 = `${lab.nodes.freeswitch01.ns.replace(/n1$/, '')}s1`;
-    sh('ip', ['link', 'set', s1, 'nomaster']);
+    const s1 = lab.port('freeswitch01', 's');
+    lab.fabric.ip(['link', 'set', s1, 'nomaster']);
     await lab.waitState('freeswitch02', 'VI_FS', 'MASTER', 20000, from);
     const master2 = await lab.waitState('freeswitch02', 'VI_FS', 'MASTER', 20000, from);
     const refused = await waitFor('freeswitch02 refusing the takeover', () => lab.fshaLog('freeswitch02').find((l) => /refusing to take over freeswitch01: freeswitch01 is alive/.test(l.text)), 20000);
@@ -133,7 +158,7 @@ test('3. split brain: the VRRP link is cut while both FreeSWITCH are healthy; bo
     assert.equal(lab.vrrpState('freeswitch01', 'VI_FS'), 'MASTER', 'freeswitch01 stays MASTER on its side');
     await assertOwnedOnce(url, calls, { freeswitch01: core1 });
     // the link returns: one MASTER again (freeswitch01, the higher priority), and still no call has moved
-    sh('ip', ['link', 'set', s1, 'master', lab.fabric.s]);
+    lab.fabric.ip(['link', 'set', s1, 'master', lab.fabric.s]);
     await waitFor('one MASTER again', () => lab.vrrpState('freeswitch01', 'VI_FS') !== lab.vrrpState('freeswitch02', 'VI_FS'), 20000);
     await assertOwnedOnce(url, calls, { freeswitch01: core1 });
     await withClient(url, async (c) => {
@@ -215,12 +240,12 @@ test('6. database down at the moment of takeover: it fails cleanly, the calls st
     await startPair(lab);
     const calls = await placeCalls(lab, 'freeswitch01', 10);
     const core1 = lab.coreUuid('freeswitch01');
-    const mgmt2 = `${lab.nodes.freeswitch02.ns.replace(/n2$/, '')}m2`;
-    sh('ip', ['link', 'set', mgmt2, 'down']); // freeswitch02 loses the database (and the management net)
+    const mgmt2 = lab.port('freeswitch02', 'm');
+    lab.fabric.ip(['link', 'set', mgmt2, 'down']); // freeswitch02 loses the database (and the management net)
     const crash = await lab.crash('freeswitch01');
     await lab.waitState('freeswitch02', 'VI_FS', 'MASTER', 20000);
     await waitFor('the takeover failing on freeswitch02', () => lab.fshaLog('freeswitch02').some((l) => /ERROR notify-master: .*database/.test(l.text)), 30000);
-    sh('ip', ['link', 'set', mgmt2, 'up']);
+    lab.fabric.ip(['link', 'set', mgmt2, 'up']);
     await assertOwnedOnce(url, calls, { freeswitch01: core1 }); // untouched, still the dead node's rows
     const rerun = Date.now();
     const r = lab.fsha('freeswitch02', ['takeover', '--from', 'freeswitch01']);
@@ -253,4 +278,20 @@ test('7. overlapping notifies (MASTER then BACKUP fired back to back): consisten
     process.stdout.write(`timeline: overlapping notifies (${moved ? 'MASTER ran first' : 'MASTER ignored: fired before the BACKUP that ran first'})\n` +
       log2.map((l) => `  +${String(l.at - crash).padStart(6)} ms  ${l.text.replace(/^fs-ha\[\d+\]: /, '').slice(0, 110)}`).join('\n') + '\n');
   });
+});
+
+test('8. sealed: during every scenario above, tcpdump on each root interface saw no packet of the lab\'s subnets and no VRRP', async () => {
+  const seen = await capture.stop();
+  const up = RootCapture.rootInterfaces().filter((i) => i.up).map((i) => i.name);
+  assert.deepEqual(up.filter((i) => !captured.includes(i)), [], 'every root interface that is up now was captured from the start');
+  for (const c of seen) {
+    const leaks = c.packets.filter((p) => !capture.isCanary(p));
+    assert.deepEqual(leaks, [], `${c.iface}: lab packets in the root namespace`);
+  }
+  const lo = seen.find((c) => c.iface === 'lo');
+  assert.ok(lo, 'loopback was captured');
+  assert.equal(lo.packets.filter((p) => capture.isCanary(p)).length, capture.canariesSent, 'the capture was live from start to end (canaries seen)');
+  assert.equal(ipForward(), ipForwardBefore, 'ip_forward of the root namespace untouched');
+  assert.deepEqual(rootExposure(), [], 'the root namespace still reaches nothing of the lab');
+  process.stdout.write(`sealed: ${seen.map((c) => `${c.iface} ${c.packets.length - c.packets.filter((p) => capture.isCanary(p)).length} lab packets`).join(', ')}; ${capture.canariesSent} canaries seen on lo\n`);
 });

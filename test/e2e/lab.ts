@@ -1,15 +1,18 @@
 /**
  * The end-to-end lab: real keepalived doing real VRRP between network namespaces, one per node, each
- * running the simulator as its FreeSWITCH and our built dist/fs-ha as keepalived's scripts.
+ * running the simulator as its FreeSWITCH and our built dist/fs-ha as keepalived's scripts. Sealed: no
+ * address of it is in the root namespace (subnets and guards: net.ts).
  *
- *   root namespace: bridge <p>s  192.0.2.254/24    service net: VRRP, the VIP, the far end (sipp)
- *                   bridge <p>m  198.51.100.5/24   management net: PostgreSQL, event sockets
- *   node i:         eth0 192.0.2.1i/24, eth1 198.51.100.1i/24 (veth into the bridges)
+ *   fabric namespace: bridge <p>s  S.254/24   service net: VRRP, the VIP, the far end (sipp)
+ *                     bridge <p>m  M.5/24     management net: PostgreSQL, event sockets, the relay
+ *   node i:           eth0 S.1i/24, eth1 M.1i/24 (veth into the fabric's bridges); no default route
+ *   root namespace:   the test process; PostgreSQL through its unix socket, event sockets through the
+ *                     relay's unix socket (relay.ts); an unreachable route for S and M
  *
- * These are the addresses of keepalived/pair/fs-ha.yaml and keepalived/farm/fs-ha.yaml, so the lab runs
- * those very files; of keepalived.conf only the parameter block at the top is replaced. Everything is
- * torn down afterwards, on failure too, and stale labs of an earlier killed run are removed first.
- * Needs root, iproute2, keepalived and sipp (.ci/run installs them).
+ * S and M stand for the subnets of net.ts; the lab runs keepalived/pair/* and keepalived/farm/* with their
+ * template addresses moved there, and of keepalived.conf only the parameter block at the top is replaced.
+ * Everything is torn down afterwards, on failure too, and stale labs of an earlier killed run are removed
+ * first. Needs root, iproute2, keepalived, sipp and tcpdump (.ci/run installs them).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { appendFileSync, chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -17,6 +20,10 @@ import { dirname, join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { EslSession } from '../../src/adapters/esl';
 import { startThrowawayPostgres, type PgServer } from '../helpers/pg';
+import { MGMT, MGMT_DB, SERVICE, SERVICE_GW, VIP, addGuards, fromTemplate, host, refuseRoutedSubnets, removeGuards } from './net';
+import { Door } from './relay';
+
+export { MGMT_DB, SERVICE_GW, VIP };
 
 /** The checkout: found upwards from here, since this file also runs bundled (dist/bench.js). */
 export const ROOT = (() => {
@@ -25,10 +32,7 @@ export const ROOT = (() => {
     if (dirname(d) === d) throw new Error('fs-ha checkout not found above ' + __dirname);
   }
 })();
-const PREFIX = 'fse2e';
-export const SERVICE_GW = '192.0.2.254';
-export const MGMT_DB = '198.51.100.5';
-export const VIP = '192.0.2.100';
+export const PREFIX = 'fse2e';
 const LINKS = ['check_fs', 'notify_master', 'notify_backup', 'notify_fault', 'notify_stop', 'notify'];
 
 export function sh(cmd: string, args: string[], opts: { input?: string; allowFail?: boolean } = {}): string {
@@ -40,7 +44,7 @@ export function sh(cmd: string, args: string[], opts: { input?: string; allowFai
 /** Install what is missing from Debian's packages (root, apt), as the issue asks of the test setup. */
 export function installMissing(): void {
   if (process.getuid?.() !== 0 || spawnSync('sh', ['-c', 'command -v apt-get']).status !== 0) return;
-  const want: Array<[string, string]> = [['ip', 'iproute2'], ['keepalived', 'keepalived'], ['sipp', 'sip-tester'], ['sysctl', 'procps']];
+  const want: Array<[string, string]> = [['ip', 'iproute2'], ['keepalived', 'keepalived'], ['sipp', 'sip-tester'], ['sysctl', 'procps'], ['tcpdump', 'tcpdump']];
   const pkgs = want.filter(([tool]) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0).map(([, pkg]) => pkg);
   if (!pkgs.length) return;
   process.stderr.write(`e2e: installing ${pkgs.join(' ')} (apt-get)\n`);
@@ -51,14 +55,15 @@ export function installMissing(): void {
 
 export function prerequisites(): string | null {
   if (process.getuid?.() !== 0) return 'the end-to-end tests need root (network namespaces, keepalived)';
-  for (const tool of ['ip', 'keepalived', 'sipp']) {
-    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `${tool} is not installed (apt-get install iproute2 keepalived sip-tester)`;
+  for (const tool of ['ip', 'keepalived', 'sipp', 'tcpdump']) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `${tool} is not installed (apt-get install iproute2 keepalived sip-tester tcpdump)`;
   }
   if (!existsSync(join(ROOT, 'dist', 'fs-ha'))) return 'dist/fs-ha is not built (make build)';
   return null;
 }
 
-/** Remove what a killed earlier run left behind: its namespaces, bridges and run directories. */
+/** Remove what a killed earlier run left behind: its namespaces, bridges (older labs had them in the root
+ *  namespace), guard routes and run directories. */
 export function cleanStale(): void {
   for (const line of sh('ip', ['netns', 'list'], { allowFail: true }).split('\n')) {
     const ns = line.split(' ')[0];
@@ -68,6 +73,7 @@ export function cleanStale(): void {
     const m = line.match(/^\d+: ([^:@]+)/);
     if (m && m[1].startsWith(PREFIX)) sh('ip', ['link', 'del', m[1]], { allowFail: true });
   }
+  removeGuards();
   for (const d of readdirSync('/run').filter((x) => x.startsWith('fsha-e2e-'))) rmSync(join('/run', d), { recursive: true, force: true });
 }
 
@@ -77,33 +83,82 @@ function killNamespace(ns: string): void {
   sh('ip', ['netns', 'del', ns], { allowFail: true });
 }
 
-/** Bridges and the PostgreSQL server every scenario of a test file shares. */
+/** A namespace of the lab: loopback up, IPv6 off (nothing of the lab speaks it), no route but its subnets. */
+function addNamespace(ns: string): void {
+  sh('ip', ['netns', 'add', ns]);
+  sh('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+  sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+}
+
+/** The fabric namespace with both bridges, the PostgreSQL server every scenario of a test file shares,
+ *  and the relay to the event sockets. */
 export class Fabric {
   readonly id = Math.random().toString(16).slice(2, 6);
   pg!: PgServer;
+  readonly ns = `${PREFIX}${this.id}f`;
   readonly s = `${PREFIX}${this.id}s`;
   readonly m = `${PREFIX}${this.id}m`;
+  readonly dir = `/run/fsha-e2e-${this.id}-fabric`;
+  private relay: Proc | null = null;
+  private readonly doors = new Map<string, Door>();
 
   async start(): Promise<void> {
+    refuseRoutedSubnets(); // before anything is created
+    addGuards();
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    addNamespace(this.ns);
     for (const [br, addr] of [[this.s, `${SERVICE_GW}/24`], [this.m, `${MGMT_DB}/24`]]) {
-      sh('ip', ['link', 'add', br, 'type', 'bridge']);
-      sh('ip', ['addr', 'add', addr, 'dev', br]);
-      sh('ip', ['link', 'set', br, 'up']);
+      this.ip(['link', 'add', br, 'type', 'bridge']);
+      this.ip(['addr', 'add', addr, 'dev', br]);
+      this.ip(['link', 'set', br, 'up']);
     }
-    this.pg = await startThrowawayPostgres(`127.0.0.1,${MGMT_DB}`);
+    this.pg = await startThrowawayPostgres({ listen: MGMT_DB, netns: this.ns });
     process.env.DATABASE_URL = this.pg.url;
+    const sock = join(this.dir, 'relay.sock');
+    const child = spawn('ip', ['netns', 'exec', this.ns, process.execPath, '--import', 'tsx', join(ROOT, 'test', 'e2e', 'relay-main.ts'), sock],
+      { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
+    this.relay = new Proc('relay', child, join(this.dir, 'relay.out'));
+    await this.relay.waitLine(/relay listening/, 15000);
+  }
+
+  /** `ip -n <fabric> ...`: the bridges and the nodes' outer veth ends live there. */
+  ip(args: string[], opts: { allowFail?: boolean } = {}): string {
+    return sh('ip', ['-n', this.ns, ...args], opts);
+  }
+
+  /** A process on the fabric (sipp, the far end), on the service and management nets. */
+  spawn(cmd: string, args: string[], cwd: string): ChildProcess {
+    return spawn('ip', ['netns', 'exec', this.ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd });
+  }
+
+  /** A loopback port of the root namespace that leads to host:port inside the lab (through the relay). */
+  async door(hostPort: string): Promise<number> {
+    let d = this.doors.get(hostPort);
+    if (!d) {
+      d = new Door(join(this.dir, 'relay.sock'), hostPort);
+      await d.open();
+      this.doors.set(hostPort, d);
+    }
+    return d.port;
   }
 
   /** The same database as seen from inside a namespace (over the management net). */
   inside(url: string): string {
     const u = new URL(url);
     u.hostname = MGMT_DB;
+    u.searchParams.delete('host');
     return u.toString();
   }
 
   stop(): void {
-    try { this.pg?.stop(); } finally {
-      for (const br of [this.s, this.m]) sh('ip', ['link', 'del', br], { allowFail: true });
+    try {
+      for (const d of this.doors.values()) d.close();
+      this.relay?.kill('SIGKILL');
+      this.pg?.stop();
+    } finally {
+      killNamespace(this.ns);
+      removeGuards();
+      rmSync(this.dir, { recursive: true, force: true });
     }
   }
 }
@@ -184,7 +239,7 @@ export class Lab {
     this.dir = `/run/fsha-e2e-${fabric.id}-${Math.random().toString(16).slice(2, 6)}`;
     this.bin = join(this.dir, 'bin');
     o.nodes.forEach((name, i) => {
-      this.nodes[name] = { name, ns: `${PREFIX}${fabric.id}n${i + 1}`, index: i + 1, service: `192.0.2.1${i + 1}`, mgmt: `198.51.100.1${i + 1}` };
+      this.nodes[name] = { name, ns: `${PREFIX}${fabric.id}n${i + 1}`, index: i + 1, service: host(SERVICE, 11 + i), mgmt: host(MGMT, 11 + i) };
     });
   }
 
@@ -196,16 +251,16 @@ export class Lab {
     chmodSync(join(this.bin, 'fs-ha'), 0o755);
     for (const l of LINKS) symlinkSync('fs-ha', join(this.bin, l));
     for (const n of Object.values(this.nodes)) {
-      sh('ip', ['netns', 'add', n.ns]);
+      addNamespace(n.ns);
       const nsx = (...a: string[]) => sh('ip', ['netns', 'exec', n.ns, ...a]);
-      for (const [kind, br, ifc, addr] of [['s', this.fabric.s, 'eth0', n.service], ['m', this.fabric.m, 'eth1', n.mgmt]]) {
-        const outer = `${PREFIX}${this.fabric.id}${kind}${n.index}`;
-        sh('ip', ['link', 'add', outer, 'type', 'veth', 'peer', 'name', ifc, 'netns', n.ns]);
-        sh('ip', ['link', 'set', outer, 'master', br, 'up']);
+      for (const [kind, br, ifc, addr] of [['s', this.fabric.s, 'eth0', n.service], ['m', this.fabric.m, 'eth1', n.mgmt]] as const) {
+        // both ends are created in their namespaces: the veth never exists in the root namespace
+        const outer = this.port(n.name, kind);
+        sh('ip', ['link', 'add', outer, 'netns', this.fabric.ns, 'type', 'veth', 'peer', 'name', ifc, 'netns', n.ns]);
+        this.fabric.ip(['link', 'set', outer, 'master', br, 'up']);
         nsx('ip', 'addr', 'add', `${addr}/24`, 'dev', ifc);
         nsx('ip', 'link', 'set', ifc, 'up');
       }
-      nsx('ip', 'link', 'set', 'lo', 'up');
       // FreeSWITCH binds its profiles to the VIP on both nodes of the pair (keepalived/pair/keepalived.conf)
       nsx('sysctl', '-q', '-w', 'net.ipv4.ip_nonlocal_bind=1');
       mkdirSync(join(this.dir, n.name), { recursive: true, mode: 0o755 });
@@ -213,6 +268,9 @@ export class Lab {
       writeFileSync(this.fshaPath(n.name), stringify(this.fshaConf(n)), { mode: 0o600 });
     }
   }
+
+  /** The fabric end of node's veth into the service (s) or management (m) bridge. */
+  port(node: string, kind: 's' | 'm'): string { return `${PREFIX}${this.fabric.id}${kind}${this.nodes[node].index}`; }
 
   confPath(node: string): string { return join(this.dir, node, 'keepalived.conf'); }
   fshaPath(node: string): string { return join(this.dir, node, 'fs-ha.yaml'); }
@@ -226,7 +284,7 @@ export class Lab {
       ...(this.o.topology === 'pair' ? { VIP: `${VIP}/24`, VRID: String(100 + Number.parseInt(this.fabric.id, 16) % 100) } : {}),
       ...this.o.params,
     };
-    const text = readFileSync(join(ROOT, 'keepalived', this.o.topology, 'keepalived.conf'), 'utf8');
+    const text = fromTemplate(readFileSync(join(ROOT, 'keepalived', this.o.topology, 'keepalived.conf'), 'utf8'));
     const seen = new Set<string>();
     const out = text.replace(/^\$(\w+)=.*$/gm, (line, k: string) => {
       if (!(k in params)) return line;
@@ -239,7 +297,7 @@ export class Lab {
 
   /** keepalived/<topology>/fs-ha.yaml for node n: the template's settings, this lab's database and paths. */
   fshaConf(n: NodeSpec): Record<string, unknown> {
-    const t = parse(readFileSync(join(ROOT, 'keepalived', this.o.topology, 'fs-ha.yaml'), 'utf8')) as Record<string, unknown>;
+    const t = parse(fromTemplate(readFileSync(join(ROOT, 'keepalived', this.o.topology, 'fs-ha.yaml'), 'utf8'))) as Record<string, unknown>;
     const names = Object.keys(this.nodes);
     const templateNodes = Object.keys(t.nodes as object);
     if (names.some((x) => !templateNodes.includes(x))) throw new Error(`lab nodes ${names} are not the template's ${templateNodes}`);
@@ -325,9 +383,10 @@ export class Lab {
     return sh('ip', ['-n', this.nsOf(node), '-o', 'addr', 'show', 'dev', 'eth0']).includes(` ${VIP}/`);
   }
 
-  /** An `api` command to node's simulator from the root namespace, over the management net. */
+  /** An `api` command to node's simulator from the root namespace: through the relay, over the management net. */
   async api(node: string, cmd: string, timeoutMs = 5000): Promise<string> {
-    const s = await EslSession.open({ host: this.nodes[node].mgmt, port: 8021, password: 'ClueCon', timeoutMs }, timeoutMs);
+    const port = await this.fabric.door(`${this.nodes[node].mgmt}:8021`);
+    const s = await EslSession.open({ host: '127.0.0.1', port, password: 'ClueCon', timeoutMs }, timeoutMs);
     try {
       return await s.api(cmd, timeoutMs);
     } finally {
@@ -371,11 +430,10 @@ export class Lab {
     });
   }
 
-  /** sipp as the far end of every call, on the service net, answering the re-INVITEs of recovered calls. */
+  /** sipp as the far end of every call, on the fabric's service net, answering the re-INVITEs of recovered calls. */
   startSipp(calls: number): Proc {
-    const child = spawn('sipp', ['-sf', join(ROOT, 'test', 'e2e', 'uas_reinvite.xml'), '-i', SERVICE_GW, '-p', '5060', '-m', String(calls),
-      '-nostdin', '-timeout', '120s', '-timeout_error', '-buff_size', '1048576', '-trace_err', '-error_file', join(this.dir, 'sipp-errors.log')],
-    { stdio: ['ignore', 'pipe', 'pipe'], cwd: this.dir });
+    const child = this.fabric.spawn('sipp', ['-sf', join(ROOT, 'test', 'e2e', 'uas_reinvite.xml'), '-i', SERVICE_GW, '-p', '5060', '-m', String(calls),
+      '-nostdin', '-timeout', '120s', '-timeout_error', '-buff_size', '1048576', '-trace_err', '-error_file', join(this.dir, 'sipp-errors.log')], this.dir);
     const p = new Proc('sipp', child, join(this.dir, `sipp-${this.seq++}.out`));
     this.others.push(p);
     return p;
@@ -408,10 +466,7 @@ export class Lab {
   /** Everything down: processes, namespaces, the run directory. Safe to call twice. */
   teardown(keepDir = false): void {
     for (const p of [...Object.values(this.keepalived), ...Object.values(this.sims), ...Object.values(this.watchers), ...this.others]) p.kill('SIGKILL');
-    for (const n of Object.values(this.nodes)) {
-      killNamespace(n.ns);
-      for (const kind of ['s', 'm']) sh('ip', ['link', 'del', `${PREFIX}${this.fabric.id}${kind}${n.index}`], { allowFail: true });
-    }
+    for (const n of Object.values(this.nodes)) killNamespace(n.ns); // its veths go with it
     if (!keepDir) rmSync(this.dir, { recursive: true, force: true });
   }
 

