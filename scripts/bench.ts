@@ -11,7 +11,8 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { Db } from '../src/adapters/db';
-import { applySchema, moveRows } from '../src/adapters/recovery-store';
+import { applySchema } from '../src/adapters/recovery-store';
+import { moveRows } from '../src/adapters/move-rows';
 import { configureLog } from '../src/log';
 import { loadRows } from '../test/helpers/fixtures';
 import { startThrowawayPostgres, createDatabase, withClient } from '../test/helpers/pg';
@@ -68,7 +69,7 @@ async function rewrite() {
     const db = await Db.connect(url, 600000);
     await applySchema(db, 'shared');
     const t = Date.now();
-    const res = await moveRows(db, 'shared', { fromSwitchname: 'freeswitch01', toSwitchname: 'freeswitch02', addresses: [['127.0.0.11', '127.0.0.12']] },
+    const res = await moveRows(db, 'shared', 'public.recovery', { fromSwitchname: 'freeswitch01', toSwitchname: 'freeswitch02', addresses: [['127.0.0.11', '127.0.0.12']] },
       { takeoverId: 'bench', fromNode: 'freeswitch01', toNode: 'freeswitch02', targetCore: null, dryRun: false });
     const fshaMs = Date.now() - t;
     await db.close();

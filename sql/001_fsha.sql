@@ -45,3 +45,6 @@ CREATE TABLE IF NOT EXISTS fsha.takeover_rows (
     note          text NOT NULL DEFAULT 'moved'
 );
 CREATE INDEX IF NOT EXISTS takeover_rows_uuid ON fsha.takeover_rows (uuid);
+
+-- which takeover an audit row reports (a rerun records one that was interrupted: see takeover_rows)
+ALTER TABLE fsha.audit ADD COLUMN IF NOT EXISTS takeover_id text;

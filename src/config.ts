@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { ConfigError } from './errors';
+import { nodeSchemas } from './core/per-node';
 
 export interface EslTarget {
   host: string;
@@ -221,6 +222,12 @@ export function parseConfig(text: string, path = '<inline>'): Config {
     throw new ConfigError('config: check.database/check.heartbeat need the key database');
   }
 
+  const layout = r.oneOf('layout', ['shared', 'per-node'] as const, 'shared');
+  if (layout === 'per-node') {
+    const named = nodeSchemas(Object.values(nodes));
+    if ('problem' in named) throw new ConfigError(`config: ${named.problem}`);
+  }
+
   const livenessR = r.obj_('liveness', ['heartbeat_stale_ms']);
   const logR = r.obj_('log', ['syslog', 'facility', 'file']);
   const watchR = r.obj_('watch', ['file', 'interval_ms']);
@@ -236,7 +243,7 @@ export function parseConfig(text: string, path = '<inline>'): Config {
     recover: r.oneOf('recover', ['sofia', 'fsctl'] as const, 'sofia'),
     standby: r.bool('standby', true),
     fence: r.str('fence', ''),
-    layout: r.oneOf('layout', ['shared', 'per-node'] as const, 'shared'),
+    layout,
     timeouts,
     liveness: { heartbeatStaleMs: livenessR?.int('heartbeat_stale_ms', 3000, 0, 600000) ?? 3000 },
     stateDir: r.str('state_dir', '/run/fs-ha'),

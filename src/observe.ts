@@ -1,11 +1,13 @@
 /** Asks one FreeSWITCH over its event socket what check and takeover need to know. "Could not ask" is explicit. */
 import type { EslTarget } from './config';
-import { EslError, EslSession } from './adapters/esl';
+import { EslError, EslSession, type EslErrorKind } from './adapters/esl';
 import { healthProblem, parseCoreUuid, parseStatus, parseXmlStatus } from './core/health';
-import type { ProbeResult } from './core/plan';
+import type { ProbeKind, ProbeResult } from './core/liveness';
 
 export interface NodeProbe extends ProbeResult {
   coreUuid: string | null;
+  /** the core said "is ready" (false when it did not answer) */
+  ready: boolean;
   profiles: Map<string, string> | null;
   ms: number;
 }
@@ -13,7 +15,7 @@ export interface NodeProbe extends ProbeResult {
 /** Within timeoutMs: connect+auth, status, sofia xmlstatus, core uuid. Never longer. */
 export async function probeNode(target: EslTarget | undefined, wanted: string[], timeoutMs: number): Promise<NodeProbe> {
   const started = Date.now();
-  if (!target) return { kind: 'not-configured', detail: 'no event socket configured', coreUuid: null, profiles: null, ms: 0 };
+  if (!target) return { kind: 'not-configured', detail: 'no event socket configured', coreUuid: null, ready: false, profiles: null, ms: 0 };
   let s: EslSession | null = null;
   try {
     s = await EslSession.open(target, timeoutMs);
@@ -27,26 +29,29 @@ export async function probeNode(target: EslTarget | undefined, wanted: string[],
   }
 }
 
-/** The same questions over a session that is already open (fs-ha watch keeps one); answers due by started + timeoutMs. */
+/** The same questions over a session that is already open (watch and takeover keep one); answers due by started + timeoutMs. */
 export async function probeSession(s: EslSession, wanted: string[], timeoutMs: number, started = Date.now()): Promise<NodeProbe> {
-  const out = (kind: ProbeResult['kind'], detail: string, coreUuid: string | null = null, profiles: Map<string, string> | null = null): NodeProbe =>
-    ({ kind, detail, coreUuid, profiles, ms: Date.now() - started });
   const deadline = started + timeoutMs;
   try {
     const left = () => Math.max(1, deadline - Date.now());
     const status = parseStatus(await s.api('status', left()));
     const profiles = parseXmlStatus(await s.api('sofia xmlstatus', left()));
     const coreUuid = parseCoreUuid(await s.api('global_getvar core_uuid', left()));
+    const out = (kind: ProbeKind, detail: string): NodeProbe => ({ kind, detail, coreUuid, ready: status.ready, profiles, ms: Date.now() - started });
     const problem = healthProblem({ status, profiles, wanted });
-    if (problem) return out('unhealthy', problem, coreUuid, profiles);
-    if (!coreUuid) return out('unhealthy', 'global_getvar core_uuid gave no uuid', null, profiles);
-    return out('healthy', `core ${coreUuid} ready, profiles ${[...(profiles ?? new Map()).keys()].join(',') || 'none'} running`, coreUuid, profiles);
+    if (problem) return out('unhealthy', problem);
+    if (!coreUuid) return out('unhealthy', 'global_getvar core_uuid gave no uuid');
+    return out('healthy', `core ${coreUuid} ready, profiles ${[...(profiles ?? new Map()).keys()].join(',') || 'none'} running`);
   } catch (e) {
     return failed(e, started);
   }
 }
 
+const KIND: Record<EslErrorKind, ProbeKind> = {
+  refused: 'refused', unreachable: 'unreachable', silent: 'silent', auth: 'auth', rejected: 'rejected', closed: 'garbled', error: 'garbled',
+};
+
 function failed(e: unknown, started: number): NodeProbe {
-  const kind: ProbeResult['kind'] = e instanceof EslError ? (e.kind === 'closed' ? 'error' : e.kind) : 'error';
-  return { kind, detail: (e as Error).message, coreUuid: null, profiles: null, ms: Date.now() - started };
+  const kind: ProbeKind = e instanceof EslError ? KIND[e.kind] : 'garbled';
+  return { kind, detail: (e as Error).message, coreUuid: null, ready: false, profiles: null, ms: Date.now() - started };
 }

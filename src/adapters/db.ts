@@ -33,9 +33,12 @@ export class Db {
     return new Db(client, timeoutMs);
   }
 
-  async query<R extends QueryResultRow = QueryResultRow>(text: string, params: unknown[] = [], what = 'query'): Promise<R[]> {
+  /** o.timeoutMs: this statement's client-side deadline, when it may wait longer than the others (a lock wait). */
+  async query<R extends QueryResultRow = QueryResultRow>(text: string, params: unknown[] = [], what = 'query', o: { timeoutMs?: number } = {}): Promise<R[]> {
     try {
-      const res = await this.client.query<R>(text, params);
+      const res = o.timeoutMs
+        ? await this.client.query<R>({ text, values: params, query_timeout: o.timeoutMs } as unknown as string, undefined)
+        : await this.client.query<R>(text, params);
       return res.rows;
     } catch (e) {
       throw new ActionFailed(`database: ${what} failed: ${cleanError(e)}`);

@@ -6,7 +6,12 @@
  */
 import type { EslTarget } from '../config';
 
-export type EslErrorKind = 'refused' | 'timeout' | 'auth' | 'closed' | 'error';
+/**
+ * refused: nothing listens. unreachable: no TCP connection within the deadline, or no route. silent: TCP
+ * connected but no answer in time (a hung process). auth: password rejected. rejected: FreeSWITCH's
+ * inbound ACL turned us away (text/rude-rejection). closed / error: it connected, then closed or broke.
+ */
+export type EslErrorKind = 'refused' | 'unreachable' | 'silent' | 'auth' | 'rejected' | 'closed' | 'error';
 
 export class EslError extends Error {
   constructor(readonly kind: EslErrorKind, message: string) {
@@ -21,7 +26,7 @@ interface ModeslEvent {
 }
 
 interface ModeslConnection {
-  socket: { destroy(): void; setNoDelay?(v: boolean): void } | null;
+  socket: { destroy(): void; setNoDelay?(v: boolean): void; connecting?: boolean } | null;
   on(event: string, fn: (...args: unknown[]) => void): void;
   api(command: string, cb: (evt: ModeslEvent) => void): void;
   send(command: string): void;
@@ -54,9 +59,12 @@ export class EslSession {
           resolve(new EslSession(conn, where));
         }
       };
-      const timer = setTimeout(
-        () => done(new EslError('timeout', `event socket ${where} did not complete connect+auth within ${timeoutMs} ms`)),
-        timeoutMs);
+      const timer = setTimeout(() => {
+        const connected = conn?.socket ? conn.socket.connecting === false : false;
+        done(connected
+          ? new EslError('silent', `event socket ${where} accepted the connection but did not complete auth within ${timeoutMs} ms`)
+          : new EslError('unreachable', `event socket ${where}: no connection within ${timeoutMs} ms`));
+      }, timeoutMs);
       try {
         const { Connection } = require('modesl') as typeof import('modesl'); // loaded on first use
         conn = new Connection(target.host, target.port, target.password, () => done(null)) as unknown as ModeslConnection;
@@ -69,10 +77,12 @@ export class EslSession {
       conn.on('error', (e: unknown) => {
         const code = (e as NodeJS.ErrnoException)?.code;
         if (code === 'ECONNREFUSED') done(new EslError('refused', `event socket ${where} refused the connection (FreeSWITCH not listening)`));
-        else if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') done(new EslError('timeout', `event socket ${where} unreachable (${code})`));
+        else if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') done(new EslError('unreachable', `event socket ${where} unreachable (${code})`));
         else done(new EslError('error', `event socket ${where}: ${(e as Error)?.message ?? e}`));
       });
       conn.on('esl::event::auth::fail', () => done(new EslError('auth', `event socket ${where} rejected the password`)));
+      conn.on('esl::event::raw::text/rude-rejection', () => done(new EslError('rejected',
+        `event socket ${where} rejected us by its ACL (text/rude-rejection): FreeSWITCH is running; admit this host in event_socket.conf.xml apply-inbound-acl`)));
       conn.on('esl::end', () => done(new EslError('closed', `event socket ${where} closed the connection before auth completed`)));
       conn.on('esl::event::disconnect::notice', () => done(new EslError('closed', `event socket ${where} disconnected before auth completed`)));
     });
@@ -110,7 +120,7 @@ export class EslSession {
       };
       const onFail = (err: EslError) => finish(err);
       const timer = setTimeout(() => {
-        const err = new EslError('timeout', `event socket ${this.where}: no answer to "api ${command}" within ${timeoutMs} ms`);
+        const err = new EslError('silent', `event socket ${this.where}: no answer to "api ${command}" within ${timeoutMs} ms`);
         finish(err);
         this.fail(err);
       }, timeoutMs);

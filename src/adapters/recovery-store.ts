@@ -1,21 +1,19 @@
 /**
- * Every SQL statement fs-ha runs against the recovery table and its own tables. All parameterized.
- * shared layout: FreeSWITCH's public.recovery; per-node layout: the base table fsha.recovery.
+ * The takeover's and status's SQL on the recovery table and fs-ha's own tables (the rewrite transaction
+ * is move-rows.ts; check writes the heartbeat through here too). All parameterized.
+ * shared layout: FreeSWITCH's public.recovery; per-node layout: the base table fsha.recovery_base.
  */
 import type { Layout } from '../config';
 import { SQL_FILES } from '../sql.generated';
-import { bondOf, partnersToHoldBack, type ScopeGroup, type Heartbeat } from '../core/plan';
-import { rewriteMetadata, compilePatterns, type RewriteSpec } from '../core/rewrite';
-import { ActionFailed } from '../errors';
+import type { ScopeGroup } from '../core/decide';
+import type { Heartbeat } from '../core/liveness';
+import { nodeSchema, viewComment, type RecoveryRelation } from '../core/per-node';
 import { Db, quoteIdent } from './db';
 
-export function recoveryTable(layout: Layout): string {
-  return layout === 'per-node' ? 'fsha.recovery' : 'public.recovery';
-}
+export { nodeSchema };
 
-/** Schema holding a node's view in the per-node layout. */
-export function nodeSchema(switchname: string): string {
-  return 'fsha_node_' + switchname.toLowerCase().replace(/[^a-z0-9_]/g, '_');
+export function recoveryTable(layout: Layout): string {
+  return layout === 'per-node' ? 'fsha.recovery_base' : 'public.recovery';
 }
 
 export async function applySchema(db: Db, layout: Layout): Promise<string[]> {
@@ -36,9 +34,18 @@ export async function createNodeView(db: Db, switchname: string): Promise<string
   await db.query(
     `CREATE OR REPLACE VIEW ${quoteIdent(schema)}.recovery AS
        SELECT runtime_uuid, technology, profile_name, hostname, uuid, metadata
-       FROM fsha.recovery WHERE hostname = ${lit}
+       FROM fsha.recovery_base WHERE hostname = ${lit}
        WITH CASCADED CHECK OPTION`, [], `creating view ${schema}.recovery`);
+  await db.query(`COMMENT ON VIEW ${quoteIdent(schema)}.recovery IS '${viewComment(switchname).replace(/'/g, "''")}'`, [], `marking view ${schema}.recovery`);
   return schema;
+}
+
+/** Every relation named recovery, in every schema (core/per-node.ts decides which may exist). */
+export async function recoveryRelations(db: Db): Promise<RecoveryRelation[]> {
+  return db.query<RecoveryRelation>(
+    `SELECT n.nspname AS schema, c.relkind::text AS kind, obj_description(c.oid, 'pg_class') AS comment
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relname = 'recovery' AND c.relkind IN ('r', 'v', 'p', 'm', 'f') ORDER BY 1`, [], 'looking for relations named recovery');
 }
 
 export async function tableExists(db: Db, qualified: string): Promise<boolean> {
@@ -46,12 +53,6 @@ export async function tableExists(db: Db, qualified: string): Promise<boolean> {
   return rows[0].ok;
 }
 
-export async function publicRecoveryIsTable(db: Db): Promise<boolean> {
-  const rows = await db.query<{ ok: boolean }>(
-    "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relname = 'recovery') AS ok",
-    [], 'looking for public.recovery');
-  return rows[0].ok;
-}
 
 function groups(rows: Array<Record<string, unknown>>): ScopeGroup[] {
   return rows.map((r) => ({
@@ -85,162 +86,26 @@ export async function census(db: Db, layout: Layout): Promise<ScopeGroup[]> {
   return groups(await db.query(`SELECT ${GROUP_COLS} FROM ${recoveryTable(layout)} GROUP BY 1,2,3,4 ORDER BY 1,2`, [], 'counting recovery rows'));
 }
 
-/** Session advisory lock per failed node: two nodes promoting at once cannot both take its calls. */
+/**
+ * Session advisory lock per failed node: two nodes promoting at once cannot both take its calls. The wait
+ * is bounded by lockMs alone: lock_timeout, statement_timeout and the client's deadline are raised to it
+ * for this one statement (database_ms bounds every other statement).
+ */
 export async function lockNode(db: Db, switchname: string, timeoutMs: number): Promise<void> {
-  await db.query(`SET lock_timeout = ${Math.max(1, Math.floor(timeoutMs))}`, [], 'setting lock_timeout');
-  await db.query("SELECT pg_advisory_lock(1179862081, hashtext('fs-ha takeover ' || $1))", [switchname], `waiting for the takeover lock of ${switchname}`);
-  await db.query(`SET lock_timeout = ${db.timeoutMs}`, [], 'setting lock_timeout');
+  const ms = String(Math.max(1, Math.floor(timeoutMs)));
+  const set = (v: string) => db.query("SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $1, false)", [v], 'setting the lock wait');
+  await set(ms);
+  try {
+    await db.query("SELECT pg_advisory_lock(1179862081, hashtext('fs-ha takeover ' || $1))", [switchname], `waiting for the takeover lock of ${switchname}`,
+      { timeoutMs: timeoutMs + 500 });
+  } finally {
+    await set(String(db.timeoutMs));
+  }
 }
 
 export async function unlockNode(db: Db, switchname: string): Promise<void> {
   await db.query("SELECT pg_advisory_unlock(1179862081, hashtext('fs-ha takeover ' || $1))", [switchname], 'releasing the takeover lock').catch(() => undefined);
 }
-
-export interface MovePreview {
-  rows: Array<{ uuid: string; profile: string; replaced: number }>;
-  skipped: Array<{ uuid: string; reason: string }>;
-}
-
-export interface MoveResult extends MovePreview {
-  ms: { select: number; rewrite: number; write: number };
-}
-
-/** Rows per round trip: fetched through a cursor, written as one batch statement. */
-const CHUNK = 500;
-
-/**
- * The rewrite transaction's settings, in one round trip: joins on ctid must be TID scans (or every
- * batch scans the whole table), and rewritten metadata is compressed with lz4 when the server has it
- * (~3x cheaper than pglz).
- */
-const REWRITE_SETTINGS = `SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
-  set_config('default_toast_compression',
-    CASE WHEN 'lz4' = ANY(enumvals) THEN 'lz4' ELSE current_setting('default_toast_compression') END, true)
-  FROM pg_settings WHERE name = 'default_toast_compression'`;
-
-const bondReason = (bond: string | null) => `its bridged leg ${bond} cannot be moved, and the two legs must move together`;
-
-/** A promise that is awaited later: mark it handled now so a failure meanwhile is not an unhandled rejection. */
-function handled<T>(p: Promise<T>): Promise<T> {
-  p.catch(() => undefined);
-  return p;
-}
-
-/** Keep a copy of each original row, then rewrite it: one statement per batch, rows joined by ctid (TID scans). */
-function writeBatch(db: Db, table: string, batch: Array<{ ctid: string; metadata: string }>, p: { takeoverId: string; fromNode: string; toNode: string; toSwitchname: string }) {
-  const values = batch.map((_, i) => `($${2 * i + 5}::tid, $${2 * i + 6}::text)`).join(', ');
-  const params: unknown[] = [p.takeoverId, p.fromNode, p.toNode, p.toSwitchname];
-  for (const b of batch) params.push(b.ctid, b.metadata);
-  return db.query<{ n: number }>(
-    `WITH v(ctid, metadata) AS (VALUES ${values}),
-       kept AS (INSERT INTO fsha.takeover_rows (takeover_id, from_node, to_node, runtime_uuid, technology, profile_name, hostname, uuid, metadata)
-                SELECT $1, $2, $3, r.runtime_uuid, r.technology, r.profile_name, r.hostname, r.uuid, r.metadata
-                  FROM ${table} r JOIN v ON r.ctid = v.ctid RETURNING 1),
-       done AS (UPDATE ${table} AS r SET hostname = $4, metadata = v.metadata FROM v WHERE r.ctid = v.ctid RETURNING 1)
-     SELECT (SELECT count(*) FROM kept)::int + (SELECT count(*) FROM done)::int AS n`,
-    params, 'rewriting the rows');
-}
-
-/**
- * Step 5, in ONE transaction: every row of the failed node gets hostname = target and its metadata
- * rewritten; the originals are kept in fsha.takeover_rows. Rows that cannot be rewritten safely stay
- * untouched and are reported. With dryRun the transaction is rolled back after computing.
- *
- * Pipelined: rows come through a FOR UPDATE cursor CHUNK at a time, and while this process rewrites
- * one chunk the server already sends the next and writes the previous one.
- */
-export async function moveRows(db: Db, layout: Layout, spec: RewriteSpec, opts: {
-  takeoverId: string; fromNode: string; toNode: string; targetCore: string | null; dryRun: boolean; chunk?: number;
-}): Promise<MoveResult> {
-  const t = recoveryTable(layout);
-  const chunk = opts.chunk ?? CHUNK;
-  const patterns = compilePatterns(spec);
-  const result: MoveResult = { rows: [], skipped: [], ms: { select: 0, rewrite: 0, write: 0 } };
-  const batchParams = { takeoverId: opts.takeoverId, fromNode: opts.fromNode, toNode: opts.toNode, toSwitchname: spec.toSwitchname };
-  const work = async () => {
-    await db.query(REWRITE_SETTINGS, [], 'planning the rewrite');
-    await db.query(
-      `DECLARE fsha_rows NO SCROLL CURSOR FOR SELECT ctid::text AS ctid, uuid, profile_name, metadata FROM ${t}
-        WHERE hostname = $1 AND runtime_uuid IS DISTINCT FROM $2 FOR UPDATE`,
-      [spec.fromSwitchname, opts.targetCore], 'locking the failed node\'s rows');
-    type Row = { ctid: string; uuid: string; profile_name: string; metadata: string | null };
-    const fetchChunk = (): Promise<Row[]> => handled(db.query<Row>(
-      `FETCH ${chunk} FROM fsha_rows`, [], 'reading the failed node\'s rows'));
-    const skippedUuids = new Set<string>();
-    const moved: Array<{ uuid: string; bond: string | null }> = [];
-    let written = 0;
-    let expected = 0;
-    let pendingWrite: Promise<unknown> | null = null;
-    let next: Promise<Row[]> | null = fetchChunk();
-    while (next) {
-      let t0 = Date.now();
-      const rows: Row[] = await next;
-      result.ms.select += Date.now() - t0;
-      next = rows.length === chunk ? fetchChunk() : null;
-      t0 = Date.now();
-      const batch: Array<{ ctid: string; metadata: string }> = [];
-      for (const r of rows) {
-        const bond = r.metadata === null ? null : bondOf(r.metadata);
-        const rw = r.metadata === null ? { ok: false as const, reason: 'metadata is NULL' } : rewriteMetadata(r.metadata, spec, patterns);
-        if (!rw.ok) { result.skipped.push({ uuid: r.uuid, reason: rw.reason }); skippedUuids.add(r.uuid); continue; }
-        if (bond && skippedUuids.has(bond)) {
-          result.skipped.push({ uuid: r.uuid, reason: bondReason(bond) });
-          skippedUuids.add(r.uuid);
-          continue;
-        }
-        batch.push({ ctid: r.ctid, metadata: rw.metadata });
-        moved.push({ uuid: r.uuid, bond });
-        result.rows.push({ uuid: r.uuid, profile: r.profile_name, replaced: rw.replaced });
-      }
-      result.ms.rewrite += Date.now() - t0;
-      if (opts.dryRun || !batch.length) continue;
-      t0 = Date.now();
-      if (pendingWrite) await pendingWrite; // at most one batch in flight: every query keeps its own deadline
-      result.ms.write += Date.now() - t0;
-      expected += 2 * batch.length;
-      pendingWrite = handled(writeBatch(db, t, batch, batchParams).then((r) => { written += r[0].n; }));
-    }
-    let t0 = Date.now();
-    if (pendingWrite) await pendingWrite;
-    await db.query('CLOSE fsha_rows', [], 'closing the cursor');
-    if (written !== expected) throw new ActionFailed(`database: rewrote ${written / 2} of ${expected / 2} rows; rolled back`);
-
-    // a leg moved before its partner turned out to be unmovable: put it back as it was
-    const late = partnersToHoldBack(moved, skippedUuids);
-    if (late.size) {
-      for (const m of moved) if (late.has(m.uuid)) result.skipped.push({ uuid: m.uuid, reason: bondReason(m.bond) });
-      result.rows = result.rows.filter((r) => !late.has(r.uuid));
-      if (!opts.dryRun) {
-        await db.query(
-          `UPDATE ${t} AS r SET hostname = k.hostname, metadata = k.metadata FROM fsha.takeover_rows k
-            WHERE k.takeover_id = $1 AND k.note = 'moved' AND k.uuid = ANY($2) AND r.uuid = k.uuid AND r.hostname = $3`,
-          [opts.takeoverId, [...late], spec.toSwitchname], 'putting back a bridged leg');
-        await db.query("DELETE FROM fsha.takeover_rows WHERE takeover_id = $1 AND note = 'moved' AND uuid = ANY($2)",
-          [opts.takeoverId, [...late]], 'putting back a bridged leg');
-      }
-    }
-    if (!opts.dryRun && result.skipped.length) {
-      // in the shared layout FreeSWITCH's recover deletes these too (every foreign row): keep them for the operator
-      await db.query(
-        `INSERT INTO fsha.takeover_rows (takeover_id, from_node, to_node, runtime_uuid, technology, profile_name, hostname, uuid, metadata, note)
-         SELECT $1, $2, $3, runtime_uuid, technology, profile_name, hostname, uuid, metadata, 'skipped: ' || v.reason
-           FROM ${t} JOIN unnest($4::text[], $5::text[]) AS v(uuid, reason) USING (uuid)
-          WHERE hostname = $6`,
-        [opts.takeoverId, opts.fromNode, opts.toNode, result.skipped.map((x) => x.uuid), result.skipped.map((x) => x.reason), spec.fromSwitchname],
-        'keeping a copy of the rows left untouched');
-    }
-    result.ms.write += Date.now() - t0;
-    if (opts.dryRun) throw new DryRunRollback();
-  };
-  try {
-    await db.transaction(work, 'takeover rewrite');
-  } catch (e) {
-    if (!(e instanceof DryRunRollback)) throw e;
-  }
-  return result;
-}
-
-class DryRunRollback extends Error {}
 
 export async function pendingUuids(db: Db, layout: Layout, switchname: string, coreUuid: string): Promise<string[]> {
   const rows = await db.query<{ uuid: string }>(
@@ -267,6 +132,27 @@ export async function dropKeptCopies(db: Db, uuids: string[]): Promise<void> {
   await db.query("DELETE FROM fsha.takeover_rows WHERE uuid = ANY($1) AND note = 'moved'", [uuids], 'dropping copies of re-tracked rows');
 }
 
+/**
+ * What an earlier takeover of this node left, found by a rerun (it was killed between rewrite and verify):
+ * copies of calls re-tracked since are dropped, and each such takeover gets its audit row ("interrupted").
+ * The rows still pending are recovered by the rerun itself. Returns how many copies were dropped.
+ */
+export async function reconcile(db: Db, table: string, fromNode: string): Promise<{ dropped: number; interrupted: number }> {
+  const dropped = await db.query<{ n: number }>(
+    `WITH gone AS (DELETE FROM fsha.takeover_rows k WHERE k.from_node = $1 AND k.note = 'moved'
+        AND EXISTS (SELECT 1 FROM ${table} r WHERE r.uuid = k.uuid AND r.runtime_uuid IS DISTINCT FROM k.runtime_uuid)
+        RETURNING 1) SELECT count(*)::int AS n FROM gone`, [fromNode], 'dropping copies of calls re-tracked since');
+  const interrupted = await db.query<{ n: number }>(
+    `WITH lost AS (SELECT takeover_id, min(to_node) AS to_node, min(moved_at) AS at, count(*)::int AS n FROM fsha.takeover_rows
+                    WHERE from_node = $1 AND note = 'moved' GROUP BY takeover_id),
+          added AS (INSERT INTO fsha.audit (takeover_id, started_at, actor, command, from_node, to_node, result, reason, adopted)
+                    SELECT l.takeover_id, l.at, 'fs-ha', 'takeover (interrupted)', $1, l.to_node, 'interrupted',
+                           'stopped between the rewrite and the verified recover; a rerun completed it', l.n
+                      FROM lost l WHERE NOT EXISTS (SELECT 1 FROM fsha.audit a WHERE a.takeover_id = l.takeover_id) RETURNING 1)
+     SELECT count(*)::int AS n FROM added`, [fromNode], 'recording interrupted takeovers');
+  return { dropped: dropped[0].n, interrupted: interrupted[0].n };
+}
+
 export async function readHeartbeat(db: Db, node: string): Promise<Heartbeat | null> {
   if (!(await tableExists(db, 'fsha.heartbeat'))) return null;
   const rows = await db.query<{ age_ms: number; healthy: boolean; core_uuid: string | null }>(
@@ -284,14 +170,14 @@ export async function writeHeartbeat(db: Db, node: string, switchname: string, c
 }
 
 export interface AuditRecord {
-  startedAt: Date; actor: string; command: string; from: string; to: string; result: string; reason: string;
+  takeoverId: string; startedAt: Date; actor: string; command: string; from: string; to: string; result: string; reason: string;
   adopted: number; recovered: number | null; missing: number | null; skipped: number; timings: Record<string, number>;
 }
 
 export async function writeAudit(db: Db, a: AuditRecord): Promise<void> {
   await db.query(
-    `INSERT INTO fsha.audit (started_at, actor, command, from_node, to_node, result, reason, adopted, recovered, missing, skipped, timings)
-     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`,
-    [a.startedAt, a.actor, a.command, a.from, a.to, a.result, a.reason, a.adopted, a.recovered, a.missing, a.skipped, JSON.stringify(a.timings)],
+    `INSERT INTO fsha.audit (takeover_id, started_at, actor, command, from_node, to_node, result, reason, adopted, recovered, missing, skipped, timings)
+     VALUES ($13,$1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`,
+    [a.startedAt, a.actor, a.command, a.from, a.to, a.result, a.reason, a.adopted, a.recovered, a.missing, a.skipped, JSON.stringify(a.timings), a.takeoverId],
     'writing the audit row');
 }

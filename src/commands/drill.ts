@@ -40,7 +40,7 @@ export async function drill(cfg: Config, o: DrillOptions, out: (line: string) =>
     const deadline = t0 + o.waitMs;
     for (;;) {
       const p = await probeNode(esl, [], Math.min(500, esl.timeoutMs));
-      if (p.kind === 'refused' || p.kind === 'timeout' || p.kind === 'error') { out(`${t(Date.now() - t0)}  ${victim.name}'s event socket gone (${p.kind})`); break; }
+      if (p.kind === 'refused' || p.kind === 'unreachable' || p.kind === 'garbled') { out(`${t(Date.now() - t0)}  ${victim.name}'s event socket gone (${p.kind})`); break; }
       if (Date.now() > deadline) throw new ActionFailed(`drill: ${victim.name} still answers ${o.waitMs} ms after fsctl crash`);
       await new Promise((r) => setTimeout(r, 50));
     }

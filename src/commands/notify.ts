@@ -96,7 +96,7 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
           failure = e;
         }
       }
-      if (standbyApplies(cfg, instance) || from === cfg.node) {
+      if ((standbyApplies(cfg, instance) || from === cfg.node) && !report?.standbyOff) {
         await setStandby(cfg, false).then(
           () => log('info', `notify MASTER: profiles out of standby on ${cfg.node}`, ctx),
           (e) => log('error', `notify MASTER: could not leave standby: ${errorMessage(e)}`, ctx));

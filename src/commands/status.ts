@@ -4,6 +4,7 @@ import { Db, describeUrl } from '../adapters/db';
 import * as store from '../adapters/recovery-store';
 import { errorMessage } from '../errors';
 import { probeNode } from '../observe';
+import { nodeSchemas, recoveryRelationsProblem } from '../core/per-node';
 
 export interface NodeStatus {
   node: string;
@@ -39,8 +40,11 @@ export async function status(cfg: Config): Promise<StatusReport> {
   }
   try {
     const rows = db ? await store.census(db, cfg.layout).catch((e) => { report.warnings.push(errorMessage(e)); return []; }) : [];
-    if (db && cfg.layout === 'per-node' && (await store.publicRecoveryIsTable(db))) {
-      report.warnings.push('public.recovery exists beside the per-node layout: it shadows the per-node views and a recover would steal calls');
+    if (db) {
+      const named = nodeSchemas(Object.values(cfg.nodes));
+      const problem = 'problem' in named ? named.problem
+        : recoveryRelationsProblem(cfg.layout, await store.recoveryRelations(db).catch(() => []), named.schemas);
+      if (problem) report.warnings.push(`${problem}; every takeover is refused until this is fixed`);
     }
     for (const [i, n] of names.entries()) {
       const nc = cfg.nodes[n];

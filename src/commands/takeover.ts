@@ -1,25 +1,31 @@
 /**
- * The takeover (what notify_master does, and `fs-ha takeover` by hand):
- *  1 refuse if the failed node looks alive (unless --force); fence if configured
- *  2 advisory lock per failed node
- *  3 this node must be able to recover (event socket up, the rows' profiles RUNNING)
- *  4 scope check: what `recover` here would select must hold only this node's and the failed node's rows
- *  5 one transaction: hostname + metadata rewrite, originals kept
- *  6 recover, parse the count, verify re-tracking under this node's core uuid
+ * The takeover (what notify_master does, and `fs-ha takeover` by hand), as observe -> decide -> execute:
+ * each step observes what it needs, asks core/decide.ts (refuse with a reason, nothing to do, or go), and
+ * executes through adapters that only run SQL and event-socket commands.
+ *  1 is the failed node provably dead? (core/liveness.ts; a fence, when configured, runs before going on)
+ *  2 do the relations named recovery allow a safe recover? (core/per-node.ts); advisory lock; reconcile
+ *  3 can this node recover? one event-socket session to it from this probe to standby
+ *  4 would its recover take exactly what it adopts, with every profile it needs?
+ *  5 one transaction: groups moved whole or held back whole (adapters/move-rows.ts)
+ *  6 recover, verify re-tracking; the count may never exceed what was handed over
  *  7 one audit row and one log line
  */
 import { randomUUID } from 'node:crypto';
 import { userInfo } from 'node:os';
-import type { Config, NodeConfig } from '../config';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Config, EslTarget, NodeConfig } from '../config';
 import { EslSession } from '../adapters/esl';
 import { Db } from '../adapters/db';
 import { runFence } from '../adapters/fence';
+import { moveRows } from '../adapters/move-rows';
 import * as store from '../adapters/recovery-store';
-import { judgeLiveness, planRecover, type Liveness } from '../core/plan';
+import { decideDeath, decideTarget, judgeRecovery, planRecover } from '../core/decide';
+import { judgeLiveness, needsHeartbeat, type Liveness } from '../core/liveness';
+import { nodeSchemas, recoveryRelationsProblem } from '../core/per-node';
 import { parseRecoverReply } from '../core/health';
 import { ActionFailed, ConfigError, Refused, UsageError, errorMessage, reported } from '../errors';
 import { log } from '../log';
-import { probeNode, type NodeProbe } from '../observe';
+import { probeNode, probeSession, type NodeProbe } from '../observe';
 
 export interface TakeoverOptions {
   from: string;
@@ -39,33 +45,42 @@ export interface TakeoverReport {
   adopted: number;
   recovered: number | null;
   missing: string[];
+  /** rows not moved (their group could not be rewritten), with the reason; kept in fsha.takeover_rows */
   skipped: Array<{ uuid: string; reason: string }>;
   timings: Record<string, number>;
   preview?: Array<{ uuid: string; profile: string; replaced: number }>;
+  /** the takeover already took this node's profiles out of standby (notify need not) */
+  standbyOff?: boolean;
 }
 
-function targetEsl(cfg: Config, to: NodeConfig) {
-  return to.name === cfg.node ? cfg.esl : to.esl;
-}
-
-/** Only these probe results leave the verdict to the heartbeat (core/plan.ts judgeLiveness). */
-const needsHeartbeat = (kind: NodeProbe['kind']) => !['healthy', 'unhealthy', 'refused', 'auth'].includes(kind);
-
-/** Step 1: is the failed node dead? The first probe may already be under way (started with the database connect). */
-async function awaitDeath(cfg: Config, from: NodeConfig, db: Db | null, timings: Record<string, number>, t0: number, first?: Promise<NodeProbe>): Promise<Liveness> {
+/** Step 1's observation: probe (the first one may already be under way), the heartbeat when the probe cannot tell, until a verdict. */
+async function observeDeath(cfg: Config, from: NodeConfig, db: Db, first: Promise<NodeProbe>): Promise<Liveness> {
   const staleMs = cfg.liveness.heartbeatStaleMs;
   const giveUp = Date.now() + staleMs + 1000;
-  let pending = first;
+  let pending: Promise<NodeProbe> | null = first;
   for (;;) {
-    const probe = await (pending ?? probeNode(from.esl, cfg.check.profiles, from.esl?.timeoutMs ?? cfg.esl.timeoutMs));
-    pending = undefined;
-    const hb = db && needsHeartbeat(probe.kind) ? await store.readHeartbeat(db, from.name) : null;
-    const verdict = judgeLiveness(from.name, probe, hb, staleMs);
-    timings.liveness_ms = Date.now() - t0;
-    if (verdict.verdict !== 'wait' || Date.now() >= giveUp) return verdict;
-    log('info', `takeover: waiting ${verdict.waitMs} ms before judging ${from.name}`, { reason: verdict.reason });
-    await new Promise((r) => setTimeout(r, Math.min(verdict.waitMs + 50, Math.max(0, giveUp - Date.now()))));
+    const probe = await (pending ?? probeNode(from.esl, [], from.esl?.timeoutMs ?? cfg.esl.timeoutMs));
+    pending = null;
+    const hb = needsHeartbeat(probe.kind) ? await store.readHeartbeat(db, from.name) : null;
+    const life = judgeLiveness(from.name, probe, hb, staleMs);
+    if (life.verdict !== 'wait') return life;
+    if (Date.now() >= giveUp) return { verdict: 'unknown', reason: `${life.reason}, and it did not age within ${staleMs + 1000} ms` };
+    log('info', `takeover: waiting ${life.waitMs} ms before judging ${from.name}`, { reason: life.reason });
+    await sleep(Math.min(life.waitMs + 50, Math.max(0, giveUp - Date.now())));
   }
+}
+
+/** Step 3's observation: one session to the adopting node, kept for the recover and standby. */
+async function openTarget(target: EslTarget): Promise<{ session: EslSession | null; probe: NodeProbe }> {
+  const started = Date.now();
+  let session: EslSession;
+  try {
+    session = await EslSession.open(target, target.timeoutMs);
+  } catch {
+    return { session: null, probe: await probeNode(target, [], target.timeoutMs) }; // the same failure, typed
+  }
+  const probe = await probeSession(session, [], target.timeoutMs, started);
+  return { session, probe };
 }
 
 export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<TakeoverReport> {
@@ -76,9 +91,10 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
   if (!to) throw new UsageError(`unknown node "${toName}" (configured: ${Object.keys(cfg.nodes).join(', ')})`);
   if (from.name === to.name) throw new UsageError(`cannot take over ${from.name} onto itself`);
   if (!cfg.database) throw new ConfigError('config: missing key database (the takeover needs the shared database)');
-  const eslTo = targetEsl(cfg, to);
+  const eslTo = to.name === cfg.node ? cfg.esl : to.esl;
   if (!opts.noRecover && !eslTo) throw new ConfigError(`config: nodes.${to.name}.esl is needed to recover on ${to.name}`);
 
+  const takeoverId = randomUUID();
   const started = new Date();
   const t0 = Date.now();
   const timings: Record<string, number> = {};
@@ -86,97 +102,85 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
     result: 'failed', reason: '', from: from.name, to: to.name, adopted: 0, recovered: null, missing: [], skipped: [], timings,
   };
   const ctx = { from: from.name, to: to.name };
+  const table = store.recoveryTable(cfg.layout);
+  const nothing = (reason: string) => { report.result = 'nothing'; report.reason = reason; return report; };
   let db: Db | null = null;
   let locked = false;
   let session: EslSession | null = null;
   try {
-    // the database connect and the first look at the failed node, side by side
-    const firstProbe = probeNode(from.esl, cfg.check.profiles, from.esl?.timeoutMs ?? cfg.esl.timeoutMs);
+    // 1. the failed node must be provably dead (first probe beside the database connect)
+    const firstProbe = probeNode(from.esl, [], from.esl?.timeoutMs ?? cfg.esl.timeoutMs);
     db = await Db.connect(cfg.database, cfg.timeouts.databaseMs, `fs-ha takeover ${from.name}->${to.name}`);
     timings.db_connect_ms = Date.now() - t0;
-
-    // 1. the failed node must be dead
-    const life = await awaitDeath(cfg, from, db, timings, t0, firstProbe);
-    if (life.verdict !== 'dead') {
-      if (!opts.force) throw new Refused(`refusing to take over ${from.name}: ${life.reason}`);
-      log('warn', `takeover: --force given, going on although ${life.reason}`, ctx);
-    } else {
-      log('info', `takeover: ${life.reason}`, ctx);
-    }
-    if (cfg.fence && !opts.dryRun) {
+    const life = await observeDeath(cfg, from, db, firstProbe);
+    timings.liveness_ms = Date.now() - t0;
+    const death = decideDeath(from.name, life, { force: !!opts.force, fence: cfg.fence ? 'configured' : 'none' });
+    if (death.action !== 'go') throw new Refused(death.reason);
+    log(death.forced ? 'warn' : 'info', `takeover: ${death.reason}`, ctx);
+    if (death.fence && !opts.dryRun) {
       await runFence(cfg.fence, { FSHA_FAILED_NODE: from.name, FSHA_FAILED_SWITCHNAME: from.switchname, FSHA_NODE: to.name }, cfg.timeouts.fenceMs);
       timings.fence_ms = Date.now() - t0;
-      log('info', `takeover: fenced ${from.name}`, ctx);
+      log('info', `takeover: ${decideDeath(from.name, life, { force: false, fence: 'succeeded' }).reason}`, ctx);
     }
 
-    // 2. schema, layout guard, lock
+    // 2. the relations named recovery, the lock, what an earlier run left
     if (!opts.dryRun) await store.applySchema(db, cfg.layout);
-    if (cfg.layout === 'per-node') {
-      if (await store.publicRecoveryIsTable(db)) {
-        throw new Refused('refusing: public.recovery exists beside the per-node layout; it shadows the per-node views, so a recover would steal calls (a node lost its search_path?)');
-      }
-      if (!(await store.tableExists(db, 'fsha.recovery'))) throw new Refused('refusing: layout is per-node but fsha.recovery does not exist (run fs-ha db init --layout per-node)');
-    } else if (!(await store.tableExists(db, 'public.recovery'))) {
-      report.result = 'nothing';
-      report.reason = 'no recovery table yet (public.recovery): no calls are tracked';
-      return report;
+    const schemas = nodeSchemas(Object.values(cfg.nodes));
+    if ('problem' in schemas) throw new ConfigError(`config: ${schemas.problem}`);
+    const layoutProblem = recoveryRelationsProblem(cfg.layout, await store.recoveryRelations(db), schemas.schemas, [from.switchname, to.switchname]);
+    if (layoutProblem) throw new Refused(`refusing: ${layoutProblem}`);
+    if (!(await store.tableExists(db, table))) {
+      if (cfg.layout === 'per-node') throw new Refused(`refusing: layout is per-node but ${table} does not exist (run fs-ha db init --layout per-node)`);
+      return nothing(`no recovery table yet (${table}): no calls are tracked`);
     }
     await store.lockNode(db, from.switchname, cfg.timeouts.lockMs);
     locked = true;
     timings.locked_ms = Date.now() - t0;
+    if (!opts.dryRun) {
+      const r = await store.reconcile(db, table, from.name);
+      if (r.dropped || r.interrupted) log('warn', `takeover: an earlier takeover of ${from.name} was interrupted; recorded it, dropped ${r.dropped} copies of calls re-tracked since`, ctx);
+    }
 
-    // 3 + 4. can this node recover, and would its recover touch only what it adopts?
+    // 3 + 4. can this node recover, and would its recover take exactly what it adopts?
     let core: string | null = null;
-    let targetProbe: NodeProbe | null = null;
     if (!opts.noRecover) {
-      targetProbe = await probeNode(eslTo, [], eslTo!.timeoutMs);
-      if (!targetProbe.coreUuid || (targetProbe.kind !== 'healthy' && targetProbe.kind !== 'unhealthy')) {
-        throw new Refused(`refusing: this node's FreeSWITCH (${to.name}) cannot recover: ${targetProbe.detail}`);
-      }
-      if (targetProbe.kind === 'unhealthy' && !/profile/.test(targetProbe.detail)) {
-        throw new Refused(`refusing: ${to.name} is not ready to recover: ${targetProbe.detail}`);
-      }
-      core = targetProbe.coreUuid;
+      const opened = await openTarget(eslTo!);
+      session = opened.session;
+      const ready = decideTarget(to.name, opened.probe);
+      if (ready.action !== 'go') throw new Refused(ready.reason);
+      core = ready.coreUuid;
       const scope = await store.scopeOf(db, cfg.layout, to.switchname, core);
       const incoming = from.switchname === to.switchname ? [] : await store.rowsOfHost(db, cfg.layout, from.switchname, core);
       const plan = planRecover({
-        from: from.switchname, to: to.switchname, targetCoreUuid: core, recover: cfg.recover,
-        scope, incoming, targetProfiles: targetProbe.profiles ?? new Map(), force: !!opts.force,
+        from: from.switchname, to: to.switchname, recover: cfg.recover, scope, incoming,
+        targetProfiles: opened.probe.profiles ?? new Map(), force: !!opts.force,
       });
       timings.planned_ms = Date.now() - t0;
       log('info', `takeover: plan ${plan.action}: ${plan.reason}`, ctx);
-      if (plan.action === 'refuse') throw new Refused(`refusing: ${plan.reason}`);
-      if (plan.action === 'nothing') {
-        report.result = 'nothing';
-        report.reason = plan.reason;
-        return report;
-      }
+      if (plan.action === 'refuse') throw new Refused(plan.reason);
+      if (plan.action === 'nothing') return nothing(plan.reason);
     }
 
     // 5. the rewrite, all or nothing
-    const takeoverId = randomUUID();
-    const spec = {
-      fromSwitchname: from.switchname,
-      toSwitchname: to.switchname,
-      addresses: from.addresses.map((a, i): [string, string] => [a, to.addresses[i] ?? to.addresses[0] ?? a]),
-    };
     if (from.switchname !== to.switchname) {
-      const moved = await store.moveRows(db, cfg.layout, spec, { takeoverId, fromNode: from.name, toNode: to.name, targetCore: core, dryRun: !!opts.dryRun });
-      report.skipped = moved.skipped;
+      const spec = {
+        fromSwitchname: from.switchname,
+        toSwitchname: to.switchname,
+        addresses: from.addresses.map((a, i): [string, string] => [a, to.addresses[i] ?? to.addresses[0] ?? a]),
+      };
+      const moved = await moveRows(db, cfg.layout, table, spec, { takeoverId, fromNode: from.name, toNode: to.name, targetCore: core, dryRun: !!opts.dryRun });
+      report.skipped = moved.held;
       report.adopted = moved.rows.length;
-      timings.rewrite_select_ms = moved.ms.select;
-      timings.rewrite_cpu_ms = moved.ms.rewrite;
-      timings.rewrite_write_ms = moved.ms.write;
-      timings.rewritten_ms = Date.now() - t0;
-      for (const s of moved.skipped) log('warn', `takeover: row left untouched: ${s.reason}`, { ...ctx, uuid: s.uuid });
+      Object.assign(timings, { rewrite_select_ms: moved.ms.select, rewrite_cpu_ms: moved.ms.rewrite, rewrite_write_ms: moved.ms.write, rewritten_ms: Date.now() - t0 });
+      for (const s of moved.held) log('warn', `takeover: row held back: ${s.reason}`, { ...ctx, uuid: s.uuid });
       if (opts.dryRun) {
         report.preview = moved.rows;
         report.result = 'dry-run';
         report.reason = `would move ${moved.rows.length} row(s) of ${from.name} to ${to.name}` +
-          (moved.skipped.length ? `, leave ${moved.skipped.length} untouched` : '') + (opts.noRecover ? '' : ` and recover them on ${to.name}`);
+          (moved.held.length ? `, hold back ${moved.held.length}` : '') + (opts.noRecover ? '' : ` and recover them on ${to.name}`);
         return report;
       }
-      log('info', `takeover: moved ${moved.rows.length} row(s) to ${to.name}`, { ...ctx, calls: moved.rows.length, skipped: moved.skipped.length, ms: timings.rewritten_ms });
+      log('info', `takeover: moved ${moved.rows.length} row(s) to ${to.name}`, { ...ctx, calls: moved.rows.length, held: moved.held.length, ms: timings.rewritten_ms });
     } else if (opts.dryRun) {
       report.result = 'dry-run';
       report.reason = `${from.name} and ${to.name} share switchname ${to.switchname}: nothing to rewrite; would recover on ${to.name}`;
@@ -191,42 +195,42 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
     // 6. recover, verify
     const pending = await store.pendingUuids(db, cfg.layout, to.switchname, core!);
     report.adopted = pending.length;
-    session = await EslSession.open(eslTo!, eslTo!.timeoutMs);
     const cmd = cfg.recover === 'fsctl' ? 'fsctl recover' : 'sofia recover';
     timings.recover_start_ms = Date.now() - t0;
-    const reply = await session.api(cmd, cfg.timeouts.recoverMs);
+    const reply = await session!.api(cmd, cfg.timeouts.recoverMs);
     timings.recover_done_ms = Date.now() - t0;
     const count = parseRecoverReply(reply);
     if (count === null) throw new ActionFailed(`"${cmd}" gave an answer fs-ha does not understand: ${JSON.stringify(reply.trim().slice(0, 120))}`);
     report.recovered = count;
-    if (cfg.standby) await session.api('sofia global standby off', eslTo!.timeoutMs).catch((e) => log('warn', `takeover: standby off failed: ${errorMessage(e)}`, ctx));
+    if (cfg.standby) {
+      report.standbyOff = await session!.api('sofia global standby off', eslTo!.timeoutMs).then((r) => r.startsWith('+OK'),
+        (e) => { log('warn', `takeover: standby off failed: ${errorMessage(e)}`, ctx); return false; });
+    }
     report.missing = await store.awaitRetracked(db, cfg.layout, pending, core!, cfg.timeouts.verifyMs);
     timings.verified_ms = Date.now() - t0;
-    const retracked = pending.filter((u) => !report.missing.includes(u));
-    await store.dropKeptCopies(db, retracked);
-    if (report.missing.length) {
-      report.result = 'partial';
-      report.reason = `${to.name} recovered ${count} of ${pending.length} call(s); ${report.missing.length} not re-tracked (originals kept in fsha.takeover_rows)`;
-    } else {
-      report.result = 'done';
-      report.reason = `${to.name} took over ${pending.length} call(s) of ${from.name}`;
-    }
+    await store.dropKeptCopies(db, pending.filter((u) => !report.missing.includes(u)));
+    const verdict = judgeRecovery({ to: to.name, from: from.name, handed: pending.length, recovered: count, missing: report.missing.length, held: report.skipped.length });
+    report.result = verdict.result;
+    report.reason = verdict.reason;
+    if (verdict.result === 'failed') throw new ActionFailed(verdict.reason);
     return report;
   } catch (e) {
-    report.result = e instanceof Refused ? 'refused' : 'failed';
-    report.reason = errorMessage(e);
+    if (report.result !== 'failed' || !report.reason) {
+      report.result = e instanceof Refused ? 'refused' : 'failed';
+      report.reason = errorMessage(e);
+    }
     throw reported(e);
   } finally {
     timings.total_ms = Date.now() - t0;
     session?.close();
-    const level = report.result === 'done' || report.result === 'nothing' || report.result === 'dry-run' || report.result === 'moved' ? 'info' : 'error';
+    const level = report.result === 'failed' || report.result === 'partial' ? 'error' : report.result === 'refused' ? 'warn' : 'info';
     log(level, `takeover ${report.result}: ${report.reason}`, {
-      ...ctx, adopted: report.adopted, recovered: report.recovered ?? undefined, missing: report.missing.length, skipped: report.skipped.length, ms: timings.total_ms,
+      ...ctx, adopted: report.adopted, recovered: report.recovered ?? undefined, missing: report.missing.length, held: report.skipped.length, ms: timings.total_ms,
     });
     if (db) {
       if (!opts.dryRun && report.result !== 'nothing') {
         await store.writeAudit(db, {
-          startedAt: started, actor: `${userInfo().username}@${cfg.node}`, command: opts.command, from: from.name, to: to.name,
+          takeoverId, startedAt: started, actor: `${userInfo().username}@${cfg.node}`, command: opts.command, from: from.name, to: to.name,
           result: report.result, reason: report.reason, adopted: report.adopted, recovered: report.recovered,
           missing: report.recovered === null ? null : report.missing.length, skipped: report.skipped.length, timings,
         }).catch((e) => log('warn', `takeover: audit row not written: ${errorMessage(e)}`, ctx));

@@ -41,3 +41,15 @@ test('errors name the key', () => {
   ];
   for (const [text, re] of cases) assert.throws(() => parseConfig(text), re);
 });
+
+test('8.2 per-node layout: nodes whose schemas would collide (case, . - _, truncation at 63 bytes) are refused, naming them', () => {
+  const farm = (names: string[]) => `node: ${names[0]}\nlayout: per-node\nesl: { host: 127.0.0.1 }\nnodes:\n${names.map((n, i) => `  ${n}: { addresses: [127.0.0.${i + 1}] }`).join('\n')}\n`;
+  assert.throws(() => parseConfig(farm(['fs-1', 'fs2', 'fs.1'])), /nodes fs-1, fs\.1 would share the per-node schema fsha_node_fs_1/);
+  assert.throws(() => parseConfig(farm(['fs1', 'FS1'])), /nodes fs1, FS1 would share/);
+  assert.throws(() => parseConfig(farm(['fs_1', 'fs-1'])), /nodes fs_1, fs-1 would share/);
+  const long = 'n'.repeat(57);
+  assert.throws(() => parseConfig(farm([`${long}a`, `${long}b`])), /too long for the per-node layout/);
+  assert.doesNotThrow(() => parseConfig(farm(['fs1', 'fs2', 'fs3'])));
+  // the shared layout does not use schemas: the same names load
+  assert.doesNotThrow(() => parseConfig(farm(['fs-1', 'fs2', 'fs.1']).replace('layout: per-node', 'layout: shared')));
+});

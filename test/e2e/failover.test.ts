@@ -220,7 +220,7 @@ test('5. farm of three (one VRRP instance per node, per-node layout): node 1 die
     assert.ok(lab.fshaLog(adopter).some((l) => l.text.startsWith(`fs-ha[${doneBy}]: INFO notify: notify MASTER VI_FS01: taking over freeswitch01`)),
       'the adopter acted as MASTER of the dead node\'s instance');
     const owners = { freeswitch02: lab.coreUuid('freeswitch02'), freeswitch03: lab.coreUuid('freeswitch03') };
-    const ownerOf = await assertOwnedOnce(url, [...calls.freeswitch01, ...calls.freeswitch02, ...calls.freeswitch03], owners, 'fsha.recovery');
+    const ownerOf = await assertOwnedOnce(url, [...calls.freeswitch01, ...calls.freeswitch02, ...calls.freeswitch03], owners, 'fsha.recovery_base');
     for (const c of calls.freeswitch01) assert.equal(ownerOf.get(c), adopter, 'all of the dead node\'s calls on one survivor');
     for (const c of calls.freeswitch02) assert.equal(ownerOf.get(c), 'freeswitch02');
     for (const c of calls.freeswitch03) assert.equal(ownerOf.get(c), 'freeswitch03', 'the third node keeps its calls');

@@ -20,9 +20,22 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-export async function startCluster(opts: {
+export interface ClusterOptions {
   nodes: string[]; layout?: 'shared' | 'per-node'; switchname?: string; sip?: boolean; retrackDelayMs?: number;
-}): Promise<Cluster> {
+  /** the timeouts line of every node's fs-ha.yaml */
+  timeouts?: string;
+  /** a node's FreeSWITCH database DSN, instead of the one the layout prescribes (a misconfigured node) */
+  dsn?: Record<string, (url: string) => string>;
+}
+
+/** A cluster stopped when the test ends, whatever happens in it. */
+export async function withCluster(t: { after(fn: () => Promise<void> | void): void }, opts: ClusterOptions): Promise<Cluster> {
+  const c = await startCluster(opts);
+  t.after(() => c.stop());
+  return c;
+}
+
+export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   const url = await createDatabase('c');
   const layout = opts.layout ?? 'shared';
   const addr: Record<string, string> = {};
@@ -38,7 +51,7 @@ export async function startCluster(opts: {
     ...opts.nodes.map((n) => `  ${n}: { switchname: ${switchOf(n)}, addresses: [${opts.switchname ? '127.0.0.100' : addr[n]}], esl: { host: ${addr[n]}, port: ${ports[n]}, password: ClueCon, timeout_ms: 1000 } }`),
     `check: { profiles: [internal], database: false }`,
     `layout: ${layout}`,
-    'timeouts: { verify_ms: 3000, lock_ms: 5000, database_ms: 3000 }',
+    `timeouts: ${opts.timeouts ?? '{ verify_ms: 3000, lock_ms: 5000, database_ms: 3000 }'}`,
     'liveness: { heartbeat_stale_ms: 1500 }',
     `state_dir: /tmp/fsha-test-state-${process.pid}-${node}`,
     'log: { syslog: false }',
@@ -47,7 +60,7 @@ export async function startCluster(opts: {
   if (layout === 'per-node') await dbInit(parseConfig(yaml(opts.nodes[0])), 'per-node');
   const sims: Record<string, FsSim> = {};
   const make = (n: string) => {
-    const dsn = layout === 'per-node'
+    const dsn = opts.dsn?.[n] ? opts.dsn[n](url) : layout === 'per-node'
       ? `${url}?options=${encodeURIComponent(`-c search_path=public,${nodeSchema(switchOf(n))}`)}`
       : url;
     return new FsSim({ host: addr[n], port: ports[n], switchname: switchOf(n), address: opts.switchname ? '127.0.0.100' : addr[n], dsn, sip: opts.sip, retrackDelayMs: opts.retrackDelayMs });

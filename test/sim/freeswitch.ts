@@ -62,7 +62,8 @@ export class FsSim {
   readonly profiles = new Map<string, boolean>();
   standby = false;
   paused = false;
-  fault: { hang: boolean; slowMs: number } = { hang: false, slowMs: 0 };
+  /** hang: accept, never answer; slowMs: delay each reply; garbage: after auth, answer every api with bytes FreeSWITCH never sends */
+  fault: { hang: boolean; slowMs: number; garbage: boolean } = { hang: false, slowMs: 0, garbage: false };
   crashed = false;
   private readonly startedAt = Date.now();
   private sessionsSinceStart = 0;
@@ -303,13 +304,14 @@ export class FsSim {
         case 'calls': return (await this.ownCalls()).join('\n') + '\n';
         case 'hang': this.fault.hang = true; return '+OK\n';
         case 'slow': this.fault.slowMs = Number(a ?? 0); return '+OK\n';
-        case 'heal': this.fault = { hang: false, slowMs: 0 }; return '+OK\n';
+        case 'heal': this.fault = { hang: false, slowMs: 0, garbage: false }; return '+OK\n';
+        case 'garbage': this.fault.garbage = true; return '+OK\n';
         case 'refuse': setImmediate(() => void this.refuse()); return '+OK\n';
         case 'state': return JSON.stringify({
           switchname: this.o.switchname, coreUuid: this.coreUuid, standby: this.standby,
           profiles: Object.fromEntries(this.profiles), calls: (await this.ownCalls()).length,
         }) + '\n';
-        default: return '-ERR simctl call N [profile] | hangup UUID | calls | state | hang | slow MS | heal | refuse\n';
+        default: return '-ERR simctl call N [profile] | hangup UUID | calls | state | hang | slow MS | garbage | heal | refuse\n';
       }
     } catch (e) {
       return `-ERR ${(e as Error).message}\n`;
@@ -350,6 +352,7 @@ export class FsSim {
         return;
       }
       let m = cmd.match(/^api (.+)$/s);
+      if (m && this.fault.garbage && !m[1].startsWith('simctl')) { write(R.apiResponse('\u0000\u0007 ~~ not a FreeSWITCH reply ~~\n')); return; }
       if (m) {
         const body = await this.api(m[1]);
         if (body === null) return; // crashed: no reply, the socket just closes

@@ -7,7 +7,8 @@ import { startCluster } from '../helpers/cluster';
 import { withClient } from '../helpers/pg';
 import { loadRows } from '../helpers/fixtures';
 import { Db } from '../../src/adapters/db';
-import { applySchema, moveRows } from '../../src/adapters/recovery-store';
+import { applySchema } from '../../src/adapters/recovery-store';
+import { moveRows } from '../../src/adapters/move-rows';
 
 configureLog({ syslog: false, stderr: false });
 
@@ -89,7 +90,7 @@ test('per-node layout, three nodes: node 2 adopts node 1\'s calls, node 3\'s are
     const r = await takeover(c.config('fs2'), { from: 'fs1', command: 'test' });
     assert.equal(r.result, 'done', r.reason);
     assert.equal(r.recovered, 5);
-    const all = await rows(c.url, 'fsha.recovery');
+    const all = await rows(c.url, 'fsha.recovery_base');
     assert.deepEqual(all.filter((x) => x.hostname === 'fs2').map((x) => x.uuid).sort(), [...a].sort());
     const fs3 = all.filter((x) => x.hostname === 'fs3');
     assert.deepEqual(fs3.map((x) => x.uuid).sort(), [...b].sort());
@@ -105,8 +106,8 @@ test('per-node layout with a public.recovery beside it: refused', async () => {
     await c.sims.fs1.answerCalls(2);
     await c.sims.fs1.crash();
     await withClient(c.url, (db) => db.query('create table public.recovery (runtime_uuid varchar(255), technology varchar(255), profile_name varchar(255), hostname varchar(255), uuid varchar(255), metadata text)'));
-    await assert.rejects(takeover(c.config('fs2'), { from: 'fs1', command: 'test' }), /public\.recovery exists/);
-    assert.equal((await rows(c.url, 'fsha.recovery')).filter((x) => x.hostname === 'fs1').length, 2);
+    await assert.rejects(takeover(c.config('fs2'), { from: 'fs1', command: 'test' }), /public\.recovery \(table\) exists beside the per-node views/);
+    assert.equal((await rows(c.url, 'fsha.recovery_base')).filter((x) => x.hostname === 'fs1').length, 2);
   } finally {
     await c.stop();
   }
@@ -137,7 +138,7 @@ test('two concurrent takeovers of the same node: each call adopted once', async 
     ]);
     const results = [r2, r3].map((r) => (r.status === 'fulfilled' ? r.value.result : 'error'));
     assert.deepEqual(results.sort(), ['done', 'nothing']);
-    const all = await rows(c.url, 'fsha.recovery');
+    const all = await rows(c.url, 'fsha.recovery_base');
     assert.equal(all.length, 30);
     assert.equal(new Set(all.map((x) => x.uuid)).size, 30);
     assert.deepEqual(all.map((x) => x.uuid).sort(), [...calls].sort());
@@ -182,7 +183,7 @@ test('dry run changes nothing and lists what would move', async () => {
   }
 });
 
-test('real rows with a truncated one: the good ones move, the bad one is left untouched, kept and reported', async () => {
+test('real rows with a truncated one: the good ones move, the bad one is held back: out of the table, kept and reported; partial', async () => {
   const c = await startCluster({ nodes: ['fs1', 'fs2'] });
   try {
     await c.sims.fs1.crash();
@@ -190,12 +191,13 @@ test('real rows with a truncated one: the good ones move, the bad one is left un
     // the real rows, as node fs1 (127.0.0.11 is fs1's address in the test cluster too)
     await insertAsFs1(c.url, real, (m, i) => (i === 2 ? m.slice(0, 3000) : m));
     const r = await takeover(c.config('fs2'), { from: 'fs1', command: 'test' });
+    assert.equal(r.result, 'partial');
     assert.equal(r.skipped.length, 1);
     assert.equal(r.skipped[0].uuid, real[2].uuid);
     assert.match(r.skipped[0].reason, /does not parse/);
     assert.equal(r.recovered, 4);
-    // shared table: FreeSWITCH's recover deletes every foreign row, the unrecoverable one too (as the real
-    // server does); fs-ha kept it, untouched, for the operator
+    // shared table: FreeSWITCH's recover takes every foreign row, so the held one left the table first;
+    // fs-ha keeps it, untouched, for the operator
     assert.equal((await rows(c.url)).length, 4);
     await withClient(c.url, async (db) => {
       const kept = (await db.query('select uuid, hostname, metadata, note from fsha.takeover_rows')).rows;
@@ -203,7 +205,7 @@ test('real rows with a truncated one: the good ones move, the bad one is left un
       assert.equal(kept[0].uuid, real[2].uuid);
       assert.equal(kept[0].hostname, 'fs1');
       assert.equal(kept[0].metadata, real[2].metadata.slice(0, 3000));
-      assert.match(kept[0].note, /^skipped: metadata does not parse/);
+      assert.match(kept[0].note, /^held: metadata does not parse/);
     });
   } finally {
     await c.stop();
@@ -224,13 +226,12 @@ test('bridged calls (real rows): both legs move and are recovered in one run', a
   }
 });
 
-test('bridged pair whose second leg cannot be moved: the leg already written is put back byte for byte', async () => {
+test('bridged pair whose second leg cannot be moved, one row per batch: neither leg is written, both are held back as they were', async () => {
   const c = await startCluster({ nodes: ['fs1', 'fs2'] });
   try {
     await c.sims.fs1.crash();
     const legs = loadRows('bridged_rows.sql');
     const bond = (m: string) => m.match(/<signal_bond>([^<]+)</)?.[1];
-    // the broken leg comes last, so with one row per chunk its partner is rewritten and written first
     const broken = legs.length - 1;
     const partner = legs.findIndex((l) => l.uuid === bond(legs[broken].metadata));
     assert.ok(partner >= 0 && partner < broken, 'fixture: the last leg\'s partner comes earlier');
@@ -238,14 +239,15 @@ test('bridged pair whose second leg cannot be moved: the leg already written is 
     const before = await rows(c.url);
     const db = await Db.connect(c.url, 5000);
     try {
-      await applySchema(db, 'shared');
-      const res = await moveRows(db, 'shared', { fromSwitchname: 'fs1', toSwitchname: 'fs2', addresses: [[c.addr.fs1, c.addr.fs2]] },
-        { takeoverId: 't1', fromNode: 'fs1', toNode: 'fs2', targetCore: c.sims.fs2.coreUuid, dryRun: false, chunk: 1 });
-      assert.deepEqual(res.skipped.map((s) => s.uuid).sort(), [legs[broken].uuid, legs[partner].uuid].sort());
+      await applySchema(db, 'per-node'); // fsha.takeover_rows
+      const res = await moveRows(db, 'per-node', 'public.recovery', { fromSwitchname: 'fs1', toSwitchname: 'fs2', addresses: [[c.addr.fs1, c.addr.fs2]] },
+        { takeoverId: 't1', fromNode: 'fs1', toNode: 'fs2', targetCore: c.sims.fs2.coreUuid, dryRun: false, limits: { rows: 1, bytes: 1 } });
+      assert.deepEqual(res.held.map((s) => s.uuid).sort(), [legs[broken].uuid, legs[partner].uuid].sort());
       assert.equal(res.rows.length, legs.length - 2);
     } finally {
       await db.close();
     }
+    // per-node: held rows stay in place (only their own node's view sees them), untouched
     const after = await rows(c.url);
     for (const uuid of [legs[broken].uuid, legs[partner].uuid]) {
       assert.deepEqual(after.find((x) => x.uuid === uuid), before.find((x) => x.uuid === uuid), `${uuid} untouched`);

@@ -1,0 +1,124 @@
+/**
+ * The takeover's decisions, pure: from what was observed to "refuse, with the reason", "nothing to do",
+ * or what to do next. Every branch returns the sentence that is logged and asserted in tests. The
+ * takeover (commands/takeover.ts) observes, asks these in order, and executes what they say.
+ */
+import { isRunning } from './health';
+import type { Liveness, ProbeKind } from './liveness';
+
+export type Step<T = object> =
+  | ({ action: 'go'; reason: string } & T)
+  | { action: 'refuse'; reason: string }
+  | { action: 'nothing'; reason: string };
+
+/** Step 1: may the failed node's calls be taken? fence: whether a fence command is configured, and whether it already ran. */
+export function decideDeath(node: string, life: Liveness, o: { force: boolean; fence: 'none' | 'configured' | 'succeeded' }):
+  Step<{ fence: boolean; forced: boolean }> {
+  const fence = o.fence === 'configured';
+  if (o.fence === 'succeeded') return { action: 'go', reason: `${node} is fenced (the fence command succeeded)`, fence: false, forced: false };
+  switch (life.verdict) {
+    case 'dead':
+      return { action: 'go', reason: life.reason, fence, forced: false };
+    case 'unknown':
+      if (fence) return { action: 'go', reason: `${life.reason}; fencing it first`, fence: true, forced: false };
+      if (o.force) return { action: 'go', reason: `--force given although ${life.reason}`, fence: false, forced: true };
+      return { action: 'refuse', reason: `refusing to take over ${node}: ${life.reason} (configure fence, or use --force once you know it is down)` };
+    case 'alive':
+    case 'wait':
+      if (o.force) return { action: 'go', reason: `--force given although ${life.reason}`, fence, forced: true };
+      return { action: 'refuse', reason: `refusing to take over ${node}: ${life.reason}` };
+  }
+}
+
+/** Rows the target's recover would select, grouped. */
+export interface ScopeGroup {
+  hostname: string;
+  runtimeUuid: string;
+  technology: string;
+  profile: string;
+  count: number;
+}
+
+export interface TargetFacts {
+  kind: ProbeKind;
+  detail: string;
+  coreUuid: string | null;
+  /** the core said "is ready" */
+  ready: boolean;
+  profiles: Map<string, string> | null;
+}
+
+/** Step 3: can the adopting node recover at all? (Which profiles its rows need is the plan's question.) */
+export function decideTarget(node: string, t: TargetFacts): Step<{ coreUuid: string }> {
+  if (t.kind !== 'healthy' && t.kind !== 'unhealthy') return { action: 'refuse', reason: `refusing: this node's FreeSWITCH (${node}) cannot recover: ${t.detail}` };
+  if (!t.ready) return { action: 'refuse', reason: `refusing: ${node} is not ready to recover: ${t.detail}` };
+  if (!t.coreUuid) return { action: 'refuse', reason: `refusing: ${node} gave no core uuid, so fs-ha cannot tell what its recover would select` };
+  return { action: 'go', reason: `${node} is ready (core ${t.coreUuid})`, coreUuid: t.coreUuid };
+}
+
+export interface PlanInput {
+  from: string;          // failed node switchname
+  to: string;            // adopting node switchname
+  recover: 'sofia' | 'fsctl';
+  /** foreign rows visible to the target's FreeSWITCH, BEFORE the move (runtime_uuid != target core) */
+  scope: ScopeGroup[];
+  /** rows the move will bring into the target's view (per-node layout: the failed node's rows) */
+  incoming: ScopeGroup[];
+  targetProfiles: Map<string, string>;
+  /** --force: recover even though some rows' profiles are not running here */
+  force: boolean;
+}
+
+const key = (g: ScopeGroup) => `${g.hostname}|${g.runtimeUuid}|${g.technology}|${g.profile}`;
+
+/** Step 4: after the move, would the target's recover take exactly the calls it adopts, and can it recover them? */
+export function planRecover(p: PlanInput): Step<{ calls: number }> {
+  const merged = new Map<string, ScopeGroup>();
+  for (const g of [...p.scope, ...p.incoming]) if (!merged.has(key(g))) merged.set(key(g), { ...g }); // shared layout: in both lists
+  // after the move every failed-node row carries the target's hostname
+  const after = [...merged.values()].map((g) => ({ ...g, hostname: g.hostname === p.from ? p.to : g.hostname }));
+  const running = new Set([...p.targetProfiles].filter(([, s]) => isRunning(s)).map(([n]) => n));
+  const selected = p.recover === 'fsctl' ? after : after.filter((g) => g.technology === 'sofia' && running.has(g.profile));
+
+  const adopt = selected.filter((g) => g.hostname === p.to).reduce((n, g) => n + g.count, 0);
+  const waiting = after.filter((g) => g.hostname === p.to).reduce((n, g) => n + g.count, 0);
+  if (waiting === 0) return { action: 'nothing', reason: `no calls of ${p.from} left to take over on ${p.to}` };
+
+  const strangers = new Map<string, number>();
+  for (const g of after) if (g.hostname !== p.to) strangers.set(g.hostname, (strangers.get(g.hostname) ?? 0) + g.count);
+  if (strangers.size) {
+    const list = [...strangers].map(([h, n]) => `${h} (${n} row${n === 1 ? '' : 's'})`).join(', ');
+    return {
+      action: 'refuse',
+      reason: `refusing: a recover on ${p.to} would also take the calls of ${list}: they share its recovery table ` +
+        `(FreeSWITCH selects by runtime_uuid, not hostname); use the per-node layout (fs-ha db init --layout per-node)`,
+    };
+  }
+  const down = new Map<string, number>();
+  for (const g of after) {
+    const name = g.technology === 'sofia' ? g.profile : `${g.technology}/${g.profile}`;
+    if (g.technology !== 'sofia' ? p.recover === 'fsctl' : !running.has(g.profile)) down.set(name, (down.get(name) ?? 0) + g.count);
+  }
+  if (down.size && !p.force) {
+    const list = [...down].map(([prof, n]) => `${prof} (${n} call${n === 1 ? '' : 's'})`).join(', ');
+    return { action: 'refuse', reason: `refusing: profile(s) not RUNNING on ${p.to}: ${list}; FreeSWITCH would drop those rows and the calls would be lost` };
+  }
+  if (adopt === 0) return { action: 'nothing', reason: `no calls of ${p.from} that ${p.to} can recover` };
+  return { action: 'go', reason: `${adopt} call(s) to recover on ${p.to}`, calls: adopt };
+}
+
+/** Rows held back in the shared layout must leave the table before the recover (it takes every foreign row). */
+export function heldRowsLeaveTable(layout: 'shared' | 'per-node'): boolean {
+  return layout === 'shared';
+}
+
+/** Step 6: what the recover's count and the re-tracking say. */
+export function judgeRecovery(o: { to: string; from: string; handed: number; recovered: number; missing: number; held: number }):
+  { result: 'done' | 'partial' | 'failed'; reason: string } {
+  if (o.recovered > o.handed) {
+    return { result: 'failed', reason: `${o.to} recovered ${o.recovered} call(s) but fs-ha handed it ${o.handed}: its recover took rows fs-ha did not rewrite for it` };
+  }
+  if (o.missing) return { result: 'partial', reason: `${o.to} recovered ${o.recovered} of ${o.handed} call(s); ${o.missing} not re-tracked (originals kept in fsha.takeover_rows)` };
+  if (o.held) return { result: 'partial', reason: `${o.to} took over ${o.handed} call(s) of ${o.from}; ${o.held} held back (kept in fsha.takeover_rows with the reason)` };
+  return { result: 'done', reason: `${o.to} took over ${o.handed} call(s) of ${o.from}` };
+}

@@ -1,0 +1,130 @@
+/**
+ * Issue 8: configurations in which a takeover used to take a LIVE node's calls (or recover rows it had not
+ * rewritten) while it reported `done`. Each scenario is the one adversarial testing found, against a real
+ * PostgreSQL and simulated nodes that apply FreeSWITCH's recovery SQL.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { takeover } from '../../src/commands/takeover';
+import { status } from '../../src/commands/status';
+import { dbInit } from '../../src/commands/db';
+import { configureLog } from '../../src/log';
+import { withCluster } from '../helpers/cluster';
+import { withClient } from '../helpers/pg';
+import { loadRows } from '../helpers/fixtures';
+
+configureLog({ syslog: false, stderr: false });
+
+type Row = { hostname: string; runtime_uuid: string; uuid: string; metadata: string };
+const rows = (url: string, table: string) =>
+  withClient(url, async (c) => (await c.query<Row>(`select hostname, runtime_uuid, uuid, metadata from ${table} order by uuid`)).rows);
+
+test('8.1 per-node layout, one FreeSWITCH logs in as role fsha with a plain DSN: the takeover refuses, the third node keeps its live calls', async (t) => {
+  await withClient(process.env.DATABASE_URL!, (c) => c.query(
+    "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fsha') THEN CREATE ROLE fsha LOGIN SUPERUSER; END IF; END $$"));
+  const asFsha = (url: string) => { const u = new URL(url); u.username = 'fsha'; return u.toString(); };
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2', 'fs3'], layout: 'per-node', dsn: { fs2: asFsha } });
+  const a = await c.sims.fs1.answerCalls(4);
+  const b = await c.sims.fs3.answerCalls(6);
+  const st = await status(c.config('fs2'));
+  assert.ok(st.warnings.some((w) => /recovery/.test(w) && /refused|steal/.test(w)), `status says so loudly: ${st.warnings.join(' | ')}`);
+  await c.sims.fs1.crash();
+  const before3 = await rows(c.url, 'fsha_node_fs3.recovery');
+  await assert.rejects(takeover(c.config('fs2'), { from: 'fs1', command: 'test' }), /refusing/);
+  assert.deepEqual(await rows(c.url, 'fsha_node_fs3.recovery'), before3, 'fs3\'s live calls untouched');
+  assert.deepEqual((await rows(c.url, 'fsha_node_fs3.recovery')).map((r) => r.uuid).sort(), [...b].sort());
+  assert.deepEqual((await rows(c.url, 'fsha_node_fs1.recovery')).map((r) => r.uuid).sort(), [...a].sort(), 'fs1\'s rows wait for a safe takeover');
+  const init = await dbInit(c.config('fs1'), 'per-node');
+  assert.match(init, /WARNING: .*recovery/);
+});
+
+test('8.3a the failed node answers with a profile missing (check.profiles names one it lacks): alive, refused without --force', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  await c.sims.fs1.answerCalls(5);
+  const cfg = c.config('fs2');
+  cfg.check.profiles = ['internal', 'external'];
+  const before = await rows(c.url, 'public.recovery');
+  await assert.rejects(takeover(cfg, { from: 'fs1', command: 'test' }), /refusing to take over fs1: fs1 (is alive|answers)/);
+  assert.deepEqual(await rows(c.url, 'public.recovery'), before);
+  assert.equal((await c.sims.fs1.ownCalls()).length, 5, 'fs1 keeps its calls');
+});
+
+test('8.3b the failed node answers garbage after auth, with a fresh healthy heartbeat: alive, refused', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  await c.sims.fs1.answerCalls(3);
+  await dbInit(c.config('fs1'));
+  await withClient(c.url, (q) => q.query(
+    "INSERT INTO fsha.heartbeat (node, switchname, core_uuid, healthy, detail, at) VALUES ('fs1', 'fs1', $1, true, 'healthy', clock_timestamp())", [c.sims.fs1.coreUuid]));
+  c.sims.fs1.fault.garbage = true;
+  const before = await rows(c.url, 'public.recovery');
+  await assert.rejects(takeover(c.config('fs2'), { from: 'fs1', command: 'test' }), /refusing to take over fs1/);
+  assert.deepEqual(await rows(c.url, 'public.recovery'), before);
+});
+
+test('8.3c the failed node rejects our password, or accepts and never answers with no heartbeat: never judged dead', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  await c.sims.fs1.answerCalls(2);
+  const cfg = c.config('fs2');
+  cfg.nodes.fs1.esl = { ...cfg.nodes.fs1.esl!, password: 'wrong' };
+  await assert.rejects(takeover(cfg, { from: 'fs1', command: 'test' }), /refusing to take over fs1/);
+  c.sims.fs1.fault.hang = true;
+  await assert.rejects(takeover(c.config('fs2'), { from: 'fs1', command: 'test' }), /refusing to take over fs1/);
+  assert.equal((await rows(c.url, 'public.recovery')).filter((r) => r.hostname === 'fs1').length, 2);
+});
+
+test('8.4 shared layout: rows fs-ha cannot rewrite are taken out of the table with their whole group before the recover; result partial', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  await c.sims.fs1.crash();
+  const single = loadRows('recovery_rows.sql');
+  const legs = loadRows('bridged_rows.sql');
+  const members = loadRows('conference_rows.sql');
+  const bond = (m: string) => m.match(/<signal_bond>([^<]+)</)?.[1];
+  const brokenLeg = legs[0];
+  const partner = legs.find((l) => l.uuid === bond(brokenLeg.metadata))!;
+  const broken = new Set([single[2].uuid, brokenLeg.uuid, members[1].uuid]);
+  await withClient(c.url, async (db) => {
+    for (const r of [...single, ...legs, ...members]) {
+      await db.query('insert into recovery values ($1,$2,$3,$4,$5,$6)',
+        [r.runtime_uuid, r.technology, r.profile_name, 'fs1', r.uuid, !broken.has(r.uuid) ? r.metadata
+          // truncated, or (as adversarial testing found) the failed node's address where fs-ha does not rewrite: a comment
+          : r.uuid === single[2].uuid ? r.metadata.slice(0, 3000) : r.metadata.replace('</cdr>', '<!-- via 127.0.0.11 --></cdr>')]);
+    }
+  });
+  const held = new Set([single[2].uuid, brokenLeg.uuid, partner.uuid, ...members.map((m) => m.uuid)]);
+  const total = single.length + legs.length + members.length;
+  const r = await takeover(c.config('fs2'), { from: 'fs1', command: 'test' });
+  assert.equal(r.result, 'partial', r.reason);
+  assert.equal(r.adopted, total - held.size);
+  assert.equal(r.recovered, total - held.size, 'the recover took exactly what was handed over');
+  assert.deepEqual(r.skipped.map((s) => s.uuid).sort(), [...held].sort(), 'each broken row held back with its group');
+  const after = await rows(c.url, 'public.recovery');
+  assert.equal(after.length, total - held.size);
+  for (const x of after) {
+    assert.equal(x.runtime_uuid, c.sims.fs2.coreUuid);
+    assert.ok(!held.has(x.uuid), `${x.uuid} was held back, yet recovered`);
+  }
+  await withClient(c.url, async (db) => {
+    const kept = (await db.query<{ uuid: string; hostname: string; note: string }>("select uuid, hostname, note from fsha.takeover_rows where note like 'held: %' order by uuid")).rows;
+    assert.deepEqual(kept.map((k) => k.uuid).sort(), [...held].sort());
+    for (const k of kept) assert.equal(k.hostname, 'fs1', 'kept as they were');
+    assert.ok(kept.some((k) => /conference/.test(k.note)), 'the reason names the conference');
+  });
+  // a rerun adds no second copy of a held row
+  await takeover(c.config('fs2'), { from: 'fs1', command: 'test' }).catch(() => undefined);
+  await withClient(c.url, async (db) => {
+    const n = (await db.query("select count(*)::int n from fsha.takeover_rows where note like 'held: %'")).rows[0].n;
+    assert.equal(n, held.size);
+  });
+});
+
+test('8.5 lock_ms above database_ms: the loser of a race waits lock_ms for the winner, then finds nothing left (exit 0)', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2', 'fs3'], layout: 'per-node', timeouts: '{ verify_ms: 8000, lock_ms: 8000, database_ms: 1000 }' });
+  await c.sims.fs1.answerCalls(2000);
+  await c.sims.fs1.crash();
+  const results = await Promise.allSettled([
+    takeover(c.config('fs2'), { from: 'fs1', command: 'test' }),
+    takeover(c.config('fs3'), { from: 'fs1', command: 'test' }),
+  ]);
+  const got = results.map((r) => (r.status === 'fulfilled' ? r.value.result : `error: ${(r.reason as Error).message}`));
+  assert.deepEqual(got.sort(), ['done', 'nothing']);
+});
