@@ -3,6 +3,7 @@
  * Nothing here does I/O beyond reading that file.
  */
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { ConfigError } from './errors';
 import { nodeSchemas } from './core/per-node';
 
@@ -46,6 +47,8 @@ export interface Config {
 }
 
 export const DEFAULT_CONFIG_PATH = '/etc/fs-ha/fs-ha.yaml';
+/** syslog facilities log.facility may name (log.ts maps them to numbers) */
+export const FACILITIES = ['daemon', 'user', 'local0', 'local1', 'local2', 'local3', 'local4', 'local5', 'local6', 'local7'] as const;
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 type Obj = Record<string, unknown>;
@@ -74,6 +77,15 @@ class Reader {
     }
     if (typeof v !== 'string' && typeof v !== 'number') throw new ConfigError(`config: ${this.key(k)} must be a string`);
     return String(v);
+  }
+  /** A file or directory: a non-empty string (allowEmpty: '' means "none"). */
+  path(k: string, def: string, allowEmpty = false): string {
+    const v = this.obj[k];
+    if (v === undefined || v === null) return def;
+    if (typeof v !== 'string') throw new ConfigError(`config: ${this.key(k)} must be a path (a string)`);
+    if (v === '' && !allowEmpty) throw new ConfigError(`config: ${this.key(k)} must not be empty`);
+    if (v !== '' && !v.startsWith('/')) throw new ConfigError(`config: ${this.key(k)} must be an absolute path`);
+    return v;
   }
   name(k: string): string {
     const v = this.str(k);
@@ -132,11 +144,18 @@ function readEsl(r: Reader | undefined, def: Partial<EslTarget>, fallbackTimeout
   };
 }
 
-const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-const IPV6 = /^[0-9A-Fa-f:]+(\.\d+\.\d+\.\d+\.\d+)?$/;
-
 export function isAddress(a: string): boolean {
-  return IPV4.test(a) || (a.includes(':') && IPV6.test(a));
+  return isIP(a) !== 0;
+}
+
+/** The form FreeSWITCH writes: IPv6 compressed and lower case (2001:db8:0:0::1 -> 2001:db8::1). */
+export function canonicalAddress(a: string): string {
+  return isIP(a) === 6 ? new URL(`http://[${a}]/`).hostname.slice(1, -1) : a;
+}
+
+/** Which of the target's addresses replaces each of the failed node's: position by position, else its first. */
+export function addressPairs(from: NodeConfig, to: NodeConfig): Array<[string, string]> {
+  return from.addresses.map((a, i): [string, string] => [a, to.addresses[i] ?? to.addresses[0] ?? a]);
 }
 
 export function parseConfig(text: string, path = '<inline>'): Config {
@@ -178,10 +197,10 @@ export function parseConfig(text: string, path = '<inline>'): Config {
     if (!isObj(raw)) throw new ConfigError(`config: nodes.${name} must be a mapping`);
     const nr = new Reader(raw, `nodes.${name}`, ['switchname', 'addresses', 'esl']);
     const switchname = nr.has('switchname') ? nr.name('switchname') : name;
-    const addresses = nr.strList('addresses');
-    for (const a of addresses) {
+    const addresses = nr.strList('addresses').map((a) => {
       if (!isAddress(a)) throw new ConfigError(`config: nodes.${name}.addresses has "${a}", which is not an IP address`);
-    }
+      return canonicalAddress(a);
+    });
     const esl = readEsl(nr.obj_('esl', ESL_KEYS), {}, localEsl?.timeoutMs ?? 1500);
     nodes[name] = { name, switchname, addresses, esl };
     const other = seenSwitch.get(switchname);
@@ -194,6 +213,17 @@ export function parseConfig(text: string, path = '<inline>'): Config {
     seenSwitch.set(switchname, name);
   }
   if (!nodes[node]) throw new ConfigError(`config: node "${node}" is not listed under nodes`);
+  // a takeover replaces each address of one node by the one at the same position of another: same family, always
+  for (const a of Object.values(nodes)) {
+    for (const b of Object.values(nodes)) {
+      if (a === b || !b.addresses.length) continue;
+      for (const [x, y] of addressPairs(a, b)) {
+        if (isIP(x) !== isIP(y)) {
+          throw new ConfigError(`config: nodes.${a.name}.addresses and nodes.${b.name}.addresses pair ${x} with ${y} (IPv${isIP(x)} with IPv${isIP(y)}): list them in the same order, one family per position`);
+        }
+      }
+    }
+  }
   const esl = localEsl ?? nodes[node].esl;
   if (!esl) throw new ConfigError('config: missing key esl (the local FreeSWITCH event socket)');
 
@@ -246,9 +276,13 @@ export function parseConfig(text: string, path = '<inline>'): Config {
     layout,
     timeouts,
     liveness: { heartbeatStaleMs: livenessR?.int('heartbeat_stale_ms', 3000, 0, 600000) ?? 3000 },
-    stateDir: r.str('state_dir', '/run/fs-ha'),
-    log: { syslog: logR?.bool('syslog', true) ?? true, facility: logR?.str('facility', 'daemon') ?? 'daemon', file: logR?.str('file', '') ?? '' },
-    watch: { file: watchR?.str('file', '/run/fs-ha.health') ?? '/run/fs-ha.health', intervalMs: watchR?.int('interval_ms', 200, 20, 60000) ?? 200 },
+    stateDir: r.path('state_dir', '/run/fs-ha'),
+    log: {
+      syslog: logR?.bool('syslog', true) ?? true,
+      facility: logR?.oneOf('facility', FACILITIES, 'daemon') ?? 'daemon',
+      file: logR?.path('file', '', true) ?? '',
+    },
+    watch: { file: watchR?.path('file', '/run/fs-ha.health') ?? '/run/fs-ha.health', intervalMs: watchR?.int('interval_ms', 200, 20, 60000) ?? 200 },
   };
 }
 
@@ -270,4 +304,14 @@ export function nodeForInstance(cfg: Config, instance: string | undefined): stri
   if (others.length === 1) return others[0];
   throw new ConfigError(
     instance ? `config: instances has no entry for VRRP instance ${instance}` : 'config: no instance given and more than two nodes');
+}
+
+/** Every secret the file holds (event-socket passwords, the database URL's password), for the log's redaction. */
+export function configSecrets(cfg: Config): string[] {
+  const out = new Set<string>([cfg.esl.password]);
+  for (const n of Object.values(cfg.nodes)) if (n.esl) out.add(n.esl.password);
+  if (cfg.database) {
+    try { const p = decodeURIComponent(new URL(cfg.database).password); if (p) out.add(p); } catch { /* validated at load */ }
+  }
+  return [...out].filter(Boolean);
 }

@@ -18,6 +18,8 @@ export interface LogOptions {
   facility: string;
   /** append every line here too ('' = no file) */
   file: string;
+  /** the configured secrets (event-socket passwords, the database password): never written anywhere */
+  secrets: string[];
 }
 
 let options: LogOptions = {
@@ -26,6 +28,7 @@ let options: LogOptions = {
   debug: process.env.FS_HA_DEBUG === '1',
   facility: 'daemon',
   file: '',
+  secrets: [],
 };
 let fileFailed = false;
 let command = 'fs-ha';
@@ -37,11 +40,16 @@ export function configureLog(opts: Partial<LogOptions>, cmd?: string): void {
   if (cmd) command = cmd;
 }
 
-/** Never let a secret reach a log: strip passwords from DSNs and key=value pairs. */
-export function redact(text: string): string {
-  return text
+/**
+ * Never let a secret reach a log: the configured secrets wherever they appear, the password of a URL
+ * (user:PASSWORD@) and of a libpq keyword DSN (password=...). Nothing else: ordinary words stay.
+ */
+export function redact(text: string, secrets: string[] = options.secrets): string {
+  let out = text
     .replace(/(\w+:\/\/[^:/@\s]*:)[^@\s]*@/g, '$1***@')
-    .replace(/(password\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,}&]+)/gi, '$1***');
+    .replace(/(\bpassword=)("[^"]*"|'[^']*'|[^\s,}&]+)/gi, '$1***');
+  for (const s of secrets) if (s.length >= 3) out = out.split(s).join('***');
+  return out;
 }
 
 function fields(extra?: Record<string, unknown>): string {

@@ -4,7 +4,7 @@
  */
 import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from './config';
+import { DEFAULT_CONFIG_PATH, configSecrets, loadConfig, type Config } from './config';
 import { FsHaError, UsageError, errorMessage } from './errors';
 import { closeLog, configureLog, log } from './log';
 
@@ -100,7 +100,7 @@ async function run(): Promise<number> {
   if (!known.includes(command)) throw new UsageError(`unknown command "${command}" (see fs-ha --help)`);
   const extra = (n: number) => { if (rest.length > n) throw new UsageError(`${command}: unexpected argument "${rest[n]}"`); };
   const cfg: Config = loadConfig(values.config ?? process.env.FS_HA_CONFIG ?? DEFAULT_CONFIG_PATH);
-  configureLog({ syslog: cfg.log.syslog && process.env.FS_HA_SYSLOG !== '0', facility: cfg.log.facility, file: cfg.log.file }, command);
+  configureLog({ syslog: cfg.log.syslog && process.env.FS_HA_SYSLOG !== '0', facility: cfg.log.facility, file: cfg.log.file, secrets: configSecrets(cfg) }, command);
 
   switch (command) {
     case 'check': {

@@ -1,17 +1,19 @@
 /**
  * The optional fence command (STONITH, a PDU, a cloud API...) run before adopting a node's calls.
- * Run through /bin/sh with the facts in the environment, never on its command line; it has a deadline.
+ * Run through /bin/sh with the facts in the environment, never on its command line; it has a deadline,
+ * and when it passes, the command's whole process group is killed.
  */
 import { spawn } from 'node:child_process';
 import { ActionFailed } from '../errors';
 
 export function runFence(command: string, env: Record<string, string>, timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn('/bin/sh', ['-c', command], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    // its own process group, so a timeout kills everything the command started, not only /bin/sh
+    const child = spawn('/bin/sh', ['-c', command], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
     let stderr = '';
     child.stderr.on('data', (d) => { stderr = (stderr + d.toString()).slice(-500); });
     const timer = setTimeout(() => {
-      child.kill('SIGKILL');
+      try { process.kill(-child.pid!, 'SIGKILL'); } catch { child.kill('SIGKILL'); }
       reject(new ActionFailed(`fence command did not finish within ${timeoutMs} ms`));
     }, timeoutMs);
     child.on('error', (e) => { clearTimeout(timer); reject(new ActionFailed(`fence command could not start: ${e.message}`)); });

@@ -13,7 +13,7 @@
 import { randomUUID } from 'node:crypto';
 import { userInfo } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Config, EslTarget, NodeConfig } from '../config';
+import { addressPairs, type Config, type EslTarget, type NodeConfig } from '../config';
 import { EslSession } from '../adapters/esl';
 import { Db } from '../adapters/db';
 import { runFence } from '../adapters/fence';
@@ -112,6 +112,7 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
     const firstProbe = probeNode(from.esl, [], from.esl?.timeoutMs ?? cfg.esl.timeoutMs);
     db = await Db.connect(cfg.database, cfg.timeouts.databaseMs, `fs-ha takeover ${from.name}->${to.name}`);
     timings.db_connect_ms = Date.now() - t0;
+    if (!opts.dryRun) await store.applySchema(db, cfg.layout); // fs-ha's tables first: every outcome gets its audit row
     const life = await observeDeath(cfg, from, db, firstProbe);
     timings.liveness_ms = Date.now() - t0;
     const death = decideDeath(from.name, life, { force: !!opts.force, fence: cfg.fence ? 'configured' : 'none' });
@@ -124,7 +125,6 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
     }
 
     // 2. the relations named recovery, the lock, what an earlier run left
-    if (!opts.dryRun) await store.applySchema(db, cfg.layout);
     const schemas = nodeSchemas(Object.values(cfg.nodes));
     if ('problem' in schemas) throw new ConfigError(`config: ${schemas.problem}`);
     const layoutProblem = recoveryRelationsProblem(cfg.layout, await store.recoveryRelations(db), schemas.schemas, [from.switchname, to.switchname]);
@@ -166,7 +166,7 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
       const spec = {
         fromSwitchname: from.switchname,
         toSwitchname: to.switchname,
-        addresses: from.addresses.map((a, i): [string, string] => [a, to.addresses[i] ?? to.addresses[0] ?? a]),
+        addresses: addressPairs(from, to),
       };
       const moved = await moveRows(db, cfg.layout, table, spec, { takeoverId, fromNode: from.name, toNode: to.name, targetCore: core, dryRun: !!opts.dryRun });
       report.skipped = moved.held;

@@ -53,3 +53,36 @@ test('8.2 per-node layout: nodes whose schemas would collide (case, . - _, trunc
   // the shared layout does not use schemas: the same names load
   assert.doesNotThrow(() => parseConfig(farm(['fs-1', 'fs2', 'fs.1']).replace('layout: per-node', 'layout: shared')));
 });
+
+test('8.10 values that used to pass or fail late are errors naming the key', () => {
+  const cases: Array<[string, RegExp]> = [
+    [GOOD + 'log: { facility: nonsense }\n', /log\.facility must be one of daemon/],
+    [GOOD + "state_dir: ''\n", /state_dir must not be empty/],
+    [GOOD + 'log: { file: 5 }\n', /log\.file must be a path/],
+    [GOOD + "watch: { file: '' }\n", /watch\.file must not be empty/],
+    [GOOD + 'state_dir: relative/dir\n', /state_dir must be an absolute path/],
+  ];
+  for (const [text, re] of cases) assert.throws(() => parseConfig(text), re);
+  assert.equal(parseConfig(GOOD + "log: { file: '' }\n").log.file, '', "log.file '' means no file");
+});
+
+test('8.7 addresses: only real IPs, IPv6 in FreeSWITCH\'s canonical form, one family per position', () => {
+  for (const bad of [':', '1:2', '::::::::::::', '1:2:3:4:5:6:7:8:9:10', '300.1.1.1']) {
+    assert.throws(() => parseConfig(GOOD.replace('[192.0.2.10]', `["${bad}"]`)), /nodes\.freeswitch01\.addresses has/, bad);
+  }
+  const c = parseConfig(GOOD.replace('[192.0.2.10]', '["2001:DB8:0:0::1"]').replace('[192.0.2.11]', '["2001:db8::2"]'));
+  assert.deepEqual(c.nodes.freeswitch01.addresses, ['2001:db8::1']);
+  assert.throws(() => parseConfig(GOOD.replace('[192.0.2.10]', '[127.0.0.11, "fd00::11"]').replace('[192.0.2.11]', '[127.0.0.12]')),
+    /pair fd00::11 with 127\.0\.0\.12 \(IPv6 with IPv4\)/);
+});
+
+test('8.11 redaction: the configured secrets and DSN passwords, and no ordinary word', async () => {
+  const { redact } = await import('../../src/log');
+  const { configSecrets } = await import('../../src/config');
+  const c = parseConfig(GOOD.replace('postgres://fsha@', 'postgres://fsha:s3cr%40t@').replace('password: ClueCon }', 'password: Pw-of-fs1 }'));
+  const secrets = configSecrets(c);
+  assert.deepEqual(redact('fs1 answers but rejected the password: cannot prove it is down', secrets), 'fs1 answers but rejected the password: cannot prove it is down');
+  assert.equal(redact('auth Pw-of-fs1 failed; ClueCon', secrets), 'auth *** failed; ***');
+  assert.equal(redact('connect postgres://fsha:s3cr%40t@db/x and host=db password=hunter2 dbname=x', secrets), 'connect postgres://fsha:***@db/x and host=db password=*** dbname=x');
+  assert.equal(redact('the s3cr@t leaked', secrets), 'the *** leaked');
+});

@@ -3,6 +3,7 @@
  * rewritten) while it reported `done`. Each scenario is the one adversarial testing found, against a real
  * PostgreSQL and simulated nodes that apply FreeSWITCH's recovery SQL.
  */
+import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { takeover } from '../../src/commands/takeover';
@@ -12,6 +13,9 @@ import { configureLog } from '../../src/log';
 import { withCluster } from '../helpers/cluster';
 import { withClient } from '../helpers/pg';
 import { loadRows } from '../helpers/fixtures';
+import { Db } from '../../src/adapters/db';
+import { applySchema } from '../../src/adapters/recovery-store';
+import { moveRows } from '../../src/adapters/move-rows';
 
 configureLog({ syslog: false, stderr: false });
 
@@ -127,4 +131,49 @@ test('8.5 lock_ms above database_ms: the loser of a race waits lock_ms for the w
   ]);
   const got = results.map((r) => (r.status === 'fulfilled' ? r.value.result : `error: ${(r.reason as Error).message}`));
   assert.deepEqual(got.sort(), ['done', 'nothing']);
+});
+
+test('8.9 a fence that outlives fence_ms: its whole process group is killed, and the failed takeover still writes its audit row', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  await c.sims.fs1.answerCalls(2);
+  await c.sims.fs1.crash();
+  const marker = `31.${process.pid % 1000}7`;
+  const cfg = c.config('fs2', `fence: "sleep ${marker}; echo done"`);
+  cfg.timeouts.fenceMs = 300;
+  await assert.rejects(takeover(cfg, { from: 'fs1', command: 'test' }), /fence command did not finish within 300 ms/);
+  await new Promise((r) => setTimeout(r, 200));
+  const left = spawnSync('pgrep', ['-f', `sleep ${marker}`], { encoding: 'utf8' }).stdout.trim();
+  assert.equal(left, '', 'no process of the fence is left');
+  await withClient(c.url, async (q) => {
+    const a = (await q.query("select result, reason from fsha.audit")).rows;
+    assert.equal(a.length, 1);
+    assert.equal(a[0].result, 'failed');
+    assert.match(a[0].reason, /fence/);
+  });
+  assert.equal((await rows(c.url, 'public.recovery')).filter((r) => r.hostname === 'fs1').length, 2, 'nothing moved');
+});
+
+test('8.12 a takeover killed after its rewrite: a rerun records it as interrupted, recovers what is pending, drops the copies', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  const calls = await c.sims.fs1.answerCalls(5);
+  await c.sims.fs1.crash();
+  // what a takeover killed between its rewrite and its recover leaves: moved rows, copies, no audit row
+  const db = await Db.connect(c.url, 5000);
+  try {
+    await applySchema(db, 'shared');
+    await moveRows(db, 'shared', 'public.recovery', { fromSwitchname: 'fs1', toSwitchname: 'fs2', addresses: [[c.addr.fs1, c.addr.fs2]] },
+      { takeoverId: 'killed-1', fromNode: 'fs1', toNode: 'fs2', targetCore: c.sims.fs2.coreUuid, dryRun: false });
+  } finally {
+    await db.close();
+  }
+  const r = await takeover(c.config('fs2'), { from: 'fs1', command: 'test' });
+  assert.equal(r.result, 'done', r.reason);
+  assert.equal(r.recovered, 5);
+  assert.deepEqual((await rows(c.url, 'public.recovery')).map((x) => x.uuid).sort(), [...calls].sort());
+  await withClient(c.url, async (q) => {
+    assert.equal((await q.query('select count(*)::int n from fsha.takeover_rows')).rows[0].n, 0, 'copies dropped once re-tracked');
+    const a = (await q.query('select takeover_id, result from fsha.audit order by id')).rows;
+    assert.deepEqual(a.map((x) => x.result), ['interrupted', 'done']);
+    assert.equal(a[0].takeover_id, 'killed-1');
+  });
 });
