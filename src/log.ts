@@ -5,7 +5,7 @@
  * Syslog goes through logger(1) reading stdin, so nothing we log ever shows up in `ps`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync } from 'node:fs';
+import { appendNoFollow } from './adapters/safe-files';
 
 export type Level = 'debug' | 'info' | 'warn' | 'error';
 const SYSLOG_SEVERITY: Record<Level, number> = { debug: 7, info: 6, warn: 4, error: 3 };
@@ -87,7 +87,7 @@ export function log(level: Level, message: string, extra?: Record<string, unknow
   toSyslog(level, line);
   if (options.file && !fileFailed) {
     try {
-      appendFileSync(options.file, `${new Date().toISOString()} fs-ha[${process.pid}]: ${line}\n`, { mode: 0o600 });
+      appendNoFollow(options.file, `${new Date().toISOString()} fs-ha[${process.pid}]: ${line}\n`);
     } catch (e) {
       fileFailed = true;
       if (options.stderr) process.stderr.write(`fs-ha: WARN cannot write log.file ${options.file}: ${(e as Error).message}\n`);

@@ -6,13 +6,14 @@
  *   BACKUP / FAULT: put the local profiles into standby (config `standby`); never touch the recovery table.
  *   STOP / DELETED: log only.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { firedAfter, startTicks, type FireKey } from '../core/fire-order';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { nodeForInstance, type Config } from '../config';
 import { eslApi } from '../adapters/esl';
 import { acquireHostLock } from '../adapters/host-lock';
+import { privateDir, replaceFile } from '../adapters/safe-files';
 import { ActionFailed, UsageError, errorMessage } from '../errors';
 import { log } from '../log';
 import { takeover, type TakeoverReport } from './takeover';
@@ -43,10 +44,8 @@ function readState(cfg: Config, instance: string): StateRecord | null {
 }
 
 function writeState(cfg: Config, rec: StateRecord): void {
-  mkdirSync(cfg.stateDir, { recursive: true, mode: 0o755 });
-  const f = stateFile(cfg, rec.instance);
-  writeFileSync(f + '.tmp', JSON.stringify(rec) + '\n', { mode: 0o644 });
-  renameSync(f + '.tmp', f);
+  privateDir(cfg.stateDir);
+  replaceFile(stateFile(cfg, rec.instance), JSON.stringify(rec) + '\n');
 }
 
 /** Does standby apply to this instance? Its own instance in a farm; the one shared instance of a pair. */
@@ -75,7 +74,7 @@ async function setStandby(cfg: Config, on: boolean): Promise<void> {
 export async function notify(cfg: Config, state: VrrpState, instance: string | undefined): Promise<number> {
   const name = instance ?? '_';
   const ctx = { node: cfg.node, instance: name, state };
-  const release = await acquireHostLock(`fs-ha-notify-${cfg.node}`, cfg.timeouts.lockMs + cfg.timeouts.recoverMs);
+  const release = await acquireHostLock(cfg.stateDir, `notify-${cfg.node}`, cfg.timeouts.lockMs + cfg.timeouts.recoverMs);
   try {
     const prev = readState(cfg, name);
     if (prev?.fired && firedAfter(prev.fired, FIRED)) {

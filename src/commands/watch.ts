@@ -7,7 +7,8 @@
  * check_fs stays the authority: if this process is not running, the file keeps its last value and the
  * once-a-second check still fails the node. On SIGTERM it writes 0, handing back to check_fs.
  */
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { replaceFile } from '../adapters/safe-files';
 import { dirname } from 'node:path';
 import type { Config } from '../config';
 import { EslSession } from '../adapters/esl';
@@ -23,8 +24,7 @@ export async function watch(cfg: Config): Promise<number> {
   const set = (healthy: boolean, reason: string) => {
     const v = healthy ? '0' : '1';
     if (v === last) return;
-    writeFileSync(file + '.tmp', v + '\n', { mode: 0o644 });
-    renameSync(file + '.tmp', file);
+    replaceFile(file, v + '\n');
     log(healthy ? 'info' : 'warn', `watch: ${cfg.node} ${healthy ? 'healthy' : 'FAILED'}: ${reason}`, { node: cfg.node, file, value: v });
     last = v;
   };

@@ -3,13 +3,19 @@
  * rewritten) while it reported `done`. Each scenario is the one adversarial testing found, against a real
  * PostgreSQL and simulated nodes that apply FreeSWITCH's recovery SQL.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { takeover } from '../../src/commands/takeover';
 import { status } from '../../src/commands/status';
 import { dbInit } from '../../src/commands/db';
-import { configureLog } from '../../src/log';
+import { configureLog, log } from '../../src/log';
+import { notify } from '../../src/commands/notify';
+import { acquireHostLock } from '../../src/adapters/host-lock';
+import { privateDir, replaceFile } from '../../src/adapters/safe-files';
 import { withCluster } from '../helpers/cluster';
 import { withClient } from '../helpers/pg';
 import { loadRows } from '../helpers/fixtures';
@@ -176,4 +182,49 @@ test('8.12 a takeover killed after its rewrite: a rerun records it as interrupte
     assert.deepEqual(a.map((x) => x.result), ['interrupted', 'done']);
     assert.equal(a[0].takeover_id, 'killed-1');
   });
+});
+
+test('8.6 another local user cannot take or block the host lock: notify runs while nobody squats the old abstract name and tries the lock file', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  const cfg = c.config('fs2');
+  cfg.stateDir = mkdtempSync(join(tmpdir(), 'fsha-state-'));
+  cfg.timeouts.lockMs = 300;
+  cfg.timeouts.recoverMs = 300;
+  const squat = spawn('runuser', ['-u', 'nobody', '--', process.execPath, '-e',
+    "require('net').createServer().listen('\\0fs-ha-notify-fs2', () => console.log('squatting')); setTimeout(() => {}, 20000)"], { stdio: ['ignore', 'pipe', 'ignore'] });
+  t.after(() => { squat.kill('SIGKILL'); });
+  await new Promise<void>((resolve) => squat.stdout!.once('data', () => resolve()));
+  await acquireHostLock(cfg.stateDir, 'notify-fs2', 100).then((release) => release()); // the file exists now
+  const tryLock = spawnSync('runuser', ['-u', 'nobody', '--', 'flock', '-n', join(cfg.stateDir, 'notify-fs2.lock'), 'true'], { encoding: 'utf8' });
+  assert.notEqual(tryLock.status, 0, 'nobody cannot even open the lock file');
+  const t0 = Date.now();
+  assert.equal(await notify(cfg, 'BACKUP', undefined), 0);
+  assert.ok(Date.now() - t0 < 3000, 'not held up');
+  assert.equal(c.sims.fs2.standby, true);
+  // two notifies of our own still take turns
+  const release = await acquireHostLock(cfg.stateDir, 'notify-fs2', 500);
+  await assert.rejects(notify(cfg, 'BACKUP', undefined), /still holds the host lock/);
+  release();
+});
+
+test('8.8 state_dir and log.file are never written through a link', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'fsha-links-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const victim = join(dir, 'victim');
+  writeFileSync(victim, 'precious\n');
+  symlinkSync(victim, join(dir, 'log'));
+  configureLog({ file: join(dir, 'log'), stderr: false });
+  log('info', 'a line that must not land in the victim');
+  configureLog({ file: '' });
+  assert.equal(readFileSync(victim, 'utf8'), 'precious\n');
+  mkdirSync(join(dir, 'real'));
+  symlinkSync(join(dir, 'real'), join(dir, 'state'));
+  assert.throws(() => privateDir(join(dir, 'state')), /not a directory \(a link\?\)/);
+  chmodSync(join(dir, 'real'), 0o777);
+  assert.throws(() => privateDir(join(dir, 'real')), /writable by others/);
+  chmodSync(join(dir, 'real'), 0o700);
+  symlinkSync(victim, join(dir, 'real', `x.${process.pid}.tmp`)); // even a guessed temporary name is never followed
+  replaceFile(join(dir, 'real', 'x'), 'new\n');
+  assert.equal(readFileSync(join(dir, 'real', 'x'), 'utf8'), 'new\n');
+  assert.equal(readFileSync(victim, 'utf8'), 'precious\n');
 });
