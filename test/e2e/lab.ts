@@ -466,7 +466,12 @@ export class Lab {
   /** Everything down: processes, namespaces, the run directory. Safe to call twice. */
   teardown(keepDir = false): void {
     for (const p of [...Object.values(this.keepalived), ...Object.values(this.sims), ...Object.values(this.watchers), ...this.others]) p.kill('SIGKILL');
-    for (const n of Object.values(this.nodes)) killNamespace(n.ns); // its veths go with it
+    for (const n of Object.values(this.nodes)) {
+      killNamespace(n.ns);
+      // the kernel removes a deleted namespace's veth pairs later, in the background: delete the fabric
+      // ends now, or the next scenario's veth of the same name may find the old one still there
+      for (const kind of ['s', 'm'] as const) this.fabric.ip(['link', 'del', this.port(n.name, kind)], { allowFail: true });
+    }
     if (!keepDir) rmSync(this.dir, { recursive: true, force: true });
   }
 
