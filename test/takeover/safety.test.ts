@@ -191,8 +191,9 @@ test('8.6 another local user cannot take or block the host lock: notify runs whi
   cfg.timeouts.lockMs = 300;
   cfg.timeouts.recoverMs = 300;
   const squat = spawn('runuser', ['-u', 'nobody', '--', process.execPath, '-e',
-    "require('net').createServer().listen('\\0fs-ha-notify-fs2', () => console.log('squatting')); setTimeout(() => {}, 20000)"], { stdio: ['ignore', 'pipe', 'ignore'] });
-  t.after(() => { squat.kill('SIGKILL'); });
+    "require('net').createServer().listen('\\0fs-ha-notify-fs2', () => console.log('squatting')); setTimeout(() => process.exit(0), 20000)"],
+  { stdio: ['ignore', 'pipe', 'ignore'], detached: true });
+  t.after(() => { try { process.kill(-squat.pid!, 'SIGKILL'); } catch { /* gone */ } });
   await new Promise<void>((resolve) => squat.stdout!.once('data', () => resolve()));
   await acquireHostLock(cfg.stateDir, 'notify-fs2', 100).then((release) => release()); // the file exists now
   const tryLock = spawnSync('runuser', ['-u', 'nobody', '--', 'flock', '-n', join(cfg.stateDir, 'notify-fs2.lock'), 'true'], { encoding: 'utf8' });
