@@ -5,6 +5,7 @@ import * as store from '../adapters/recovery-store';
 import { errorMessage } from '../errors';
 import { probeNode } from '../observe';
 import { nodeSchemas, recoveryRelationsProblem } from '../core/per-node';
+import { strangersOf } from '../core/decide';
 
 export interface NodeStatus {
   node: string;
@@ -25,27 +26,49 @@ export interface StatusReport {
   nodes: NodeStatus[];
 }
 
-export async function status(cfg: Config): Promise<StatusReport> {
+/**
+ * Within one deadline (o.deadlineMs, default: the event-socket timeout plus timeouts.database_ms), whatever
+ * does not answer: the probes and the database are asked side by side, and what could not be read in time is
+ * a warning naming it, never a hang.
+ */
+export async function status(cfg: Config, o: { deadlineMs?: number } = {}): Promise<StatusReport> {
+  const budget = o.deadlineMs ?? cfg.esl.timeoutMs + cfg.timeouts.databaseMs;
+  const deadline = Date.now() + budget;
   const names = Object.keys(cfg.nodes);
-  const probes = await Promise.all(names.map((n) => {
-    const target = n === cfg.node ? cfg.esl : cfg.nodes[n].esl;
-    return probeNode(target, cfg.check.profiles, target?.timeoutMs ?? cfg.esl.timeoutMs);
-  }));
   const report: StatusReport = { database: cfg.database ? describeUrl(cfg.database) : '(none)', layout: cfg.layout, warnings: [], nodes: [] };
-  let db: Db | null = null;
+  const late = new Set<string>();
+  /** p, or fallback once the deadline has passed (noting what was not read) */
+  const within = async <T>(what: string, p: Promise<T>, fallback: T): Promise<T> => {
+    p.catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'late'>((r) => { timer = setTimeout(() => r('late'), Math.max(0, deadline - Date.now())); });
+    try {
+      const v = await Promise.race([p, timeout]);
+      if (v === 'late') { late.add(what); return fallback; }
+      return v as T;
+    } catch (e) {
+      report.warnings.push(`${what}: ${errorMessage(e)}`);
+      return fallback;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  const probesP = Promise.all(names.map((n) => {
+    const target = n === cfg.node ? cfg.esl : cfg.nodes[n].esl;
+    return probeNode(target, cfg.check.profiles, Math.min(target?.timeoutMs ?? cfg.esl.timeoutMs, budget));
+  }));
+  const dbP = cfg.database ? Db.connect(cfg.database, Math.min(cfg.timeouts.databaseMs, budget), 'fs-ha status') : Promise.resolve(null);
+  const db = await within('the database', dbP, null);
+  if (!db) dbP.then((d) => d?.close(), () => undefined); // connected too late: close it when it arrives
   try {
-    if (cfg.database) db = await Db.connect(cfg.database, cfg.timeouts.databaseMs, 'fs-ha status');
-  } catch (e) {
-    report.warnings.push(errorMessage(e));
-  }
-  try {
-    const rows = db ? await store.census(db, cfg.layout).catch((e) => { report.warnings.push(errorMessage(e)); return []; }) : [];
+    const rows = db ? await within('the tracked calls', store.census(db, cfg.layout), []) : [];
     if (db) {
       const named = nodeSchemas(Object.values(cfg.nodes));
-      const problem = 'problem' in named ? named.problem
-        : recoveryRelationsProblem(cfg.layout, await store.recoveryRelations(db).catch(() => []), named.schemas);
+      const relations = await within('the relations named recovery', store.recoveryRelations(db), null);
+      const problem = 'problem' in named ? named.problem : relations ? recoveryRelationsProblem(cfg.layout, relations, named.schemas) : null;
       if (problem) report.warnings.push(`${problem}; every takeover is refused until this is fixed`);
     }
+    const probes = await probesP; // each has its own deadline, within the budget
     for (const [i, n] of names.entries()) {
       const nc = cfg.nodes[n];
       const p = probes[i];
@@ -57,17 +80,20 @@ export async function status(cfg: Config): Promise<StatusReport> {
         recoverWouldTake: null,
       };
       if (db && p.coreUuid) {
-        const scope = await store.scopeOf(db, cfg.layout, nc.switchname, p.coreUuid).catch(() => []);
-        st.recoverWouldTake = {};
-        for (const g of scope) st.recoverWouldTake[g.hostname] = (st.recoverWouldTake[g.hostname] ?? 0) + g.count;
-        const strangers = Object.keys(st.recoverWouldTake).filter((h) => h !== nc.switchname);
-        if (strangers.length) report.warnings.push(`a recover on ${n} now would take calls of ${strangers.join(', ')}`);
+        const scope = await within(`what a recover on ${n} would take`, store.scopeOf(db, cfg.layout, nc.switchname, p.coreUuid), null);
+        if (scope) {
+          st.recoverWouldTake = {};
+          for (const g of scope) st.recoverWouldTake[g.hostname] = (st.recoverWouldTake[g.hostname] ?? 0) + g.count;
+          const strangers = strangersOf(scope, nc.switchname);
+          if (strangers.size) report.warnings.push(`a recover on ${n} now would take calls of ${[...strangers.keys()].join(', ')}`);
+        }
       }
       report.nodes.push(st);
     }
   } finally {
-    await db?.close();
+    if (db) await db.close();
   }
+  if (late.size) report.warnings.push(`not answered within ${budget} ms: ${[...late].join(', ')}`);
   return report;
 }
 

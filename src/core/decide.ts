@@ -69,6 +69,13 @@ export interface PlanInput {
   force: boolean;
 }
 
+/** The one rule of the shared table: rows of any node but `owner` that a recover there would take, counted by node. */
+export function strangersOf(scope: ScopeGroup[], owner: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const g of scope) if (g.hostname !== owner) out.set(g.hostname, (out.get(g.hostname) ?? 0) + g.count);
+  return out;
+}
+
 const key = (g: ScopeGroup) => `${g.hostname}|${g.runtimeUuid}|${g.technology}|${g.profile}`;
 
 /** Step 4: after the move, would the target's recover take exactly the calls it adopts, and can it recover them? */
@@ -84,8 +91,7 @@ export function planRecover(p: PlanInput): Step<{ calls: number }> {
   const waiting = after.filter((g) => g.hostname === p.to).reduce((n, g) => n + g.count, 0);
   if (waiting === 0) return { action: 'nothing', reason: `no calls of ${p.from} left to take over on ${p.to}` };
 
-  const strangers = new Map<string, number>();
-  for (const g of after) if (g.hostname !== p.to) strangers.set(g.hostname, (strangers.get(g.hostname) ?? 0) + g.count);
+  const strangers = strangersOf(after, p.to);
   if (strangers.size) {
     const list = [...strangers].map(([h, n]) => `${h} (${n} row${n === 1 ? '' : 's'})`).join(', ');
     return {

@@ -7,7 +7,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { startCluster, type Cluster } from '../helpers/cluster';
+import { withCluster, type Cluster } from '../helpers/cluster';
 import { freePort } from '../helpers/pg';
 
 const BIN = join(__dirname, '..', '..', 'dist', 'fs-ha.js');
@@ -41,58 +41,54 @@ function writeConfig(c: Cluster, node: string, patch: (o: Record<string, unknown
   return f;
 }
 
-test('check: 0 when healthy, 1 with one line why; never longer than its deadline', async () => {
-  const c = await startCluster({ nodes: ['fs1', 'fs2'] });
-  try {
-    const f = writeConfig(c, 'fs1');
-    let r = await run(['--config', f, 'check']);
-    assert.equal(r.code, 0, r.err);
-    assert.match(r.out, /^ok: healthy/);
+test('check: 0 when healthy, 1 with one line why; never longer than its deadline', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  const f = writeConfig(c, 'fs1');
+  let r = await run(['--config', f, 'check']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^ok: healthy/);
 
-    await c.sims.fs1.api('sofia profile internal stop');
-    r = await run(['--config', f, 'check']);
-    assert.equal(r.code, 1);
-    assert.equal(r.err.trim().split("\n").length, 1, r.err);
-    assert.match(r.err, /profile\(s\) not RUNNING: internal=absent/);
-    await c.sims.fs1.api('sofia profile internal start');
+  await c.sims.fs1.api('sofia profile internal stop');
+  r = await run(['--config', f, 'check']);
+  assert.equal(r.code, 1);
+  assert.equal(r.err.trim().split("\n").length, 1, r.err);
+  assert.match(r.err, /profile\(s\) not RUNNING: internal=absent/);
+  await c.sims.fs1.api('sofia profile internal start');
 
-    await c.sims.fs1.api('fsctl pause');
-    r = await run(['--config', f, 'check']);
-    assert.equal(r.code, 1);
-    assert.match(r.err, /is not ready/);
-    await c.sims.fs1.api('fsctl resume');
+  await c.sims.fs1.api('fsctl pause');
+  r = await run(['--config', f, 'check']);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /is not ready/);
+  await c.sims.fs1.api('fsctl resume');
 
-    const wrong = writeConfig(c, 'fs1', (o) => { (o.esl as Record<string, unknown>).password = 'nope'; });
-    r = await run(['--config', wrong, 'check']);
-    assert.equal(r.code, 1);
-    assert.match(r.err, /rejected the password/);
-    assert.ok(!r.err.includes('nope'), 'the password is never printed');
+  const wrong = writeConfig(c, 'fs1', (o) => { (o.esl as Record<string, unknown>).password = 'nope'; });
+  r = await run(['--config', wrong, 'check']);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /rejected the password/);
+  assert.ok(!r.err.includes('nope'), 'the password is never printed');
 
-    c.sims.fs1.fault.hang = true;
-    r = await run(['--config', f, 'check']);
-    assert.equal(r.code, 1);
-    assert.ok(r.ms < 2500, `took ${r.ms} ms`);
-    c.sims.fs1.fault.hang = false;
+  c.sims.fs1.fault.hang = true;
+  r = await run(['--config', f, 'check']);
+  assert.equal(r.code, 1);
+  assert.ok(r.ms < 2500, `took ${r.ms} ms`);
+  c.sims.fs1.fault.hang = false;
 
-    // a server that answers garbage, and one that half-closes
-    for (const behaviour of ['garbage', 'halfclose']) {
-      const port = await freePort();
-      const srv = createServer((s) => { if (behaviour === 'garbage') s.write('HTTP/1.1 400 Bad\r\n\r\n\n\n\n'); else s.end(); });
-      await new Promise<void>((res) => srv.listen(port, '127.0.0.1', () => res()));
-      const g = writeConfig(c, 'fs1', (o) => { o.esl = { host: '127.0.0.1', port, password: 'ClueCon', timeout_ms: 800 }; });
-      r = await run(['--config', g, 'check']);
-      assert.equal(r.code, 1, behaviour);
-      assert.ok(r.ms < 2500);
-      srv.close();
-    }
-
-    await c.sims.fs1.crash();
-    r = await run(['--config', f, 'check']);
-    assert.equal(r.code, 1);
-    assert.match(r.err, /refused the connection/);
-  } finally {
-    await c.stop();
+  // a server that answers garbage, and one that half-closes
+  for (const behaviour of ['garbage', 'halfclose']) {
+    const port = await freePort();
+    const srv = createServer((s) => { if (behaviour === 'garbage') s.write('HTTP/1.1 400 Bad\r\n\r\n\n\n\n'); else s.end(); });
+    await new Promise<void>((res) => srv.listen(port, '127.0.0.1', () => res()));
+    const g = writeConfig(c, 'fs1', (o) => { o.esl = { host: '127.0.0.1', port, password: 'ClueCon', timeout_ms: 800 }; });
+    r = await run(['--config', g, 'check']);
+    assert.equal(r.code, 1, behaviour);
+    assert.ok(r.ms < 2500);
+    srv.close();
   }
+
+  await c.sims.fs1.crash();
+  r = await run(['--config', f, 'check']);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /refused the connection/);
 });
 
 test('usage and configuration errors exit 2 with one line naming the problem', async () => {
@@ -115,152 +111,132 @@ test('usage and configuration errors exit 2 with one line naming the problem', a
   assert.match((await run(['--help'])).out, /exit codes: 0 ok, 1 .* 2 usage/);
 });
 
-test('keepalived hooks through links: BACKUP puts profiles in standby, MASTER takes over and leaves standby', async () => {
-  const c = await startCluster({ nodes: ['fs1', 'fs2'] });
-  try {
-    const f = writeConfig(c, 'fs2', (o) => { o.instances = { VI_1: 'fs1' }; });
-    const dir = mkdtempSync(join(tmpdir(), 'fsha-links-'));
-    for (const l of ['check_fs', 'notify_master', 'notify_backup', 'notify']) symlinkSync(BIN, join(dir, l));
-    let r = await run(['VI_1'], { argv0: join(dir, 'notify_backup'), env: { FS_HA_CONFIG: f } });
-    assert.equal(r.code, 0, r.err);
-    assert.equal(c.sims.fs2.standby, true);
+test('keepalived hooks through links: BACKUP puts profiles in standby, MASTER takes over and leaves standby', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  const f = writeConfig(c, 'fs2', (o) => { o.instances = { VI_1: 'fs1' }; });
+  const dir = mkdtempSync(join(tmpdir(), 'fsha-links-'));
+  for (const l of ['check_fs', 'notify_master', 'notify_backup', 'notify']) symlinkSync(BIN, join(dir, l));
+  let r = await run(['VI_1'], { argv0: join(dir, 'notify_backup'), env: { FS_HA_CONFIG: f } });
+  assert.equal(r.code, 0, r.err);
+  assert.equal(c.sims.fs2.standby, true);
 
-    const calls = await c.sims.fs1.answerCalls(10);
-    await c.sims.fs1.crash();
-    r = await run(['INSTANCE', 'VI_1', 'MASTER', '100'], { argv0: join(dir, 'notify'), env: { FS_HA_CONFIG: f } });
-    assert.equal(r.code, 0, r.err);
-    assert.equal(c.sims.fs2.standby, false);
-    await new Promise((res) => setTimeout(res, 50));
-    assert.deepEqual((await c.sims.fs2.ownCalls()).sort(), [...calls].sort());
-    assert.match(r.err, /takeover done: fs2 took over 10 call\(s\) of fs1 from=fs1 to=fs2 adopted=10 recovered=10 missing=0/);
+  const calls = await c.sims.fs1.answerCalls(10);
+  await c.sims.fs1.crash();
+  r = await run(['INSTANCE', 'VI_1', 'MASTER', '100'], { argv0: join(dir, 'notify'), env: { FS_HA_CONFIG: f } });
+  assert.equal(r.code, 0, r.err);
+  assert.equal(c.sims.fs2.standby, false);
+  await new Promise((res) => setTimeout(res, 50));
+  assert.deepEqual((await c.sims.fs2.ownCalls()).sort(), [...calls].sort());
+  assert.match(r.err, /takeover done: fs2 took over 10 call\(s\) of fs1 from=fs1 to=fs2 adopted=10 recovered=10 missing=0/);
 
-    // MASTER then BACKUP fired back to back (overlapping): consistent, and the BACKUP, fired later, wins standby
-    const [m, b] = await Promise.all([
-      run(['VI_1'], { argv0: join(dir, 'notify_master'), env: { FS_HA_CONFIG: f } }),
-      new Promise<Awaited<ReturnType<typeof run>>>((res) => setTimeout(() => void run(['VI_1'], { argv0: join(dir, 'notify_backup'), env: { FS_HA_CONFIG: f } }).then(res), 5)),
-    ]);
-    assert.equal(m.code, 0, m.err);
-    assert.equal(b.code, 0, b.err);
-    assert.equal(c.sims.fs2.standby, true);
-    assert.equal((await c.sims.fs2.ownCalls()).length, 10, 'a BACKUP never touches the recovery table');
-  } finally {
-    await c.stop();
-  }
+  // MASTER then BACKUP fired back to back (overlapping): consistent, and the BACKUP, fired later, wins standby
+  const [m, b] = await Promise.all([
+    run(['VI_1'], { argv0: join(dir, 'notify_master'), env: { FS_HA_CONFIG: f } }),
+    new Promise<Awaited<ReturnType<typeof run>>>((res) => setTimeout(() => void run(['VI_1'], { argv0: join(dir, 'notify_backup'), env: { FS_HA_CONFIG: f } }).then(res), 5)),
+  ]);
+  assert.equal(m.code, 0, m.err);
+  assert.equal(b.code, 0, b.err);
+  assert.equal(c.sims.fs2.standby, true);
+  assert.equal((await c.sims.fs2.ownCalls()).length, 10, 'a BACKUP never touches the recovery table');
 });
 
-test('takeover by hand: --dry-run prints the plan, unknown node exits 2, a live node is refused (exit 1)', async () => {
-  const c = await startCluster({ nodes: ['fs1', 'fs2'] });
-  try {
-    const f = writeConfig(c, 'fs2');
-    await c.sims.fs1.answerCalls(3);
-    let r = await run(['--config', f, 'takeover', '--from', 'fs1']);
-    assert.equal(r.code, 1);
-    assert.match(r.err, /refusing to take over fs1: fs1 is alive/);
-    r = await run(['--config', f, 'takeover', '--from', 'ghost']);
-    assert.equal(r.code, 2);
-    assert.match(r.err, /unknown node "ghost"/);
-    await c.sims.fs1.crash();
-    r = await run(['--config', f, 'takeover', '--from', 'fs1', '--dry-run']);
-    assert.equal(r.code, 0, r.err);
-    assert.equal((r.out.match(/^ {2}move /gm) ?? []).length, 3);
-    assert.match(r.out, /dry-run: would move 3 row\(s\) of fs1 to fs2/);
-    r = await run(['--config', f, 'status', '--json']);
-    assert.equal(r.code, 0, r.err);
-    const st = JSON.parse(r.out);
-    assert.equal(st.nodes.find((n: { node: string }) => n.node === 'fs1').trackedCalls, 3);
-    assert.equal(st.nodes.find((n: { node: string }) => n.node === 'fs1').health, 'refused');
-    r = await run(['--config', f, 'takeover', '--from', 'fs1']);
-    assert.equal(r.code, 0, r.err);
-    assert.match(r.out, /^done: fs2 took over 3 call\(s\) of fs1/);
-  } finally {
-    await c.stop();
-  }
+test('takeover by hand: --dry-run prints the plan, unknown node exits 2, a live node is refused (exit 1)', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  const f = writeConfig(c, 'fs2');
+  await c.sims.fs1.answerCalls(3);
+  let r = await run(['--config', f, 'takeover', '--from', 'fs1']);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /refusing to take over fs1: fs1 is alive/);
+  r = await run(['--config', f, 'takeover', '--from', 'ghost']);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /unknown node "ghost"/);
+  await c.sims.fs1.crash();
+  r = await run(['--config', f, 'takeover', '--from', 'fs1', '--dry-run']);
+  assert.equal(r.code, 0, r.err);
+  assert.equal((r.out.match(/^ {2}move /gm) ?? []).length, 3);
+  assert.match(r.out, /dry-run: would move 3 row\(s\) of fs1 to fs2/);
+  r = await run(['--config', f, 'status', '--json']);
+  assert.equal(r.code, 0, r.err);
+  const st = JSON.parse(r.out);
+  assert.equal(st.nodes.find((n: { node: string }) => n.node === 'fs1').trackedCalls, 3);
+  assert.equal(st.nodes.find((n: { node: string }) => n.node === 'fs1').health, 'refused');
+  r = await run(['--config', f, 'takeover', '--from', 'fs1']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^done: fs2 took over 3 call\(s\) of fs1/);
 });
 
-test('standalone dist/fs-ha: runs from an empty directory with no node on PATH and no node_modules, links included', async () => {
-  const c = await startCluster({ nodes: ['fs1'] });
-  try {
-    const dir = mkdtempSync(join(tmpdir(), 'fsha-standalone-'));
-    copyFileSync(join(__dirname, '..', '..', 'dist', 'fs-ha'), join(dir, 'fs-ha'));
-    chmodSync(join(dir, 'fs-ha'), 0o755);
-    symlinkSync('fs-ha', join(dir, 'check_fs'));
-    const env = { PATH: join(dir, 'no-such-bin'), HOME: dir }; // no node anywhere on PATH
-    const exec = (cmd: string, args: string[]) => new Promise<{ code: number; out: string; err: string }>((resolve) => {
-      const p = spawn(join(dir, cmd), args, { cwd: dir, env });
-      let out = '';
-      let err = '';
-      p.stdout.on('data', (d) => { out += d; });
-      p.stderr.on('data', (d) => { err += d; });
-      p.on('exit', (code) => resolve({ code: code ?? -1, out, err }));
-    });
-    const v = await exec('fs-ha', ['--version']);
-    assert.equal(v.code, 0, v.err);
-    assert.match(v.out, /^fs-ha \d+\.\d+\.\d+/);
-    const cfg = writeConfig(c, 'fs1', (o) => { o.log = { syslog: false }; });
-    const ok = await exec('check_fs', ['--config', cfg]);
-    assert.equal(ok.code, 0, ok.err);
-    assert.match(ok.out, /^ok: healthy/);
-    await c.sims.fs1.crash();
-    const bad = await exec('check_fs', ['--config', cfg]);
-    assert.equal(bad.code, 1);
-    assert.match(bad.err, /check failed on fs1: event socket .* refused/);
-  } finally {
-    await c.stop();
-  }
-});
-
-test('drill: refuses without --yes (nothing crashed); with --yes --takeover crashes the node and reports every call back', async () => {
-  const c = await startCluster({ nodes: ['fs1', 'fs2'] });
-  try {
-    const calls = await c.sims.fs1.answerCalls(5);
-    const f = writeConfig(c, 'fs2');
-    const no = await run(['--config', f, 'drill', '--crash', 'fs1']);
-    assert.equal(no.code, 2);
-    assert.match(no.err, /crashes FreeSWITCH on fs1 .*--yes/);
-    assert.equal(c.sims.fs1.crashed, false);
-    assert.deepEqual((await c.sims.fs1.ownCalls()).sort(), [...calls].sort());
-    const yes = await run(['--config', f, 'drill', '--crash', 'fs1', '--yes', '--takeover', '--wait-ms', '8000']);
-    assert.equal(yes.code, 0, yes.err + yes.out);
-    assert.equal(c.sims.fs1.crashed, true);
-    assert.match(yes.out, /fsctl crash sent to fs1/);
-    assert.match(yes.out, /takeover done on fs2: adopted 5, recovered 5/);
-    for (const u of calls) assert.match(yes.out, new RegExp(`${u}  came back on fs2`));
-    assert.match(yes.out, /drill: 5 of 5 call\(s\) came back/);
-  } finally {
-    await c.stop();
-  }
-});
-
-test('watch: 0 while FreeSWITCH serves, 1 within moments of a crash, 0 again on SIGTERM (check_fs decides alone)', async () => {
-  const c = await startCluster({ nodes: ['fs1'] });
-  try {
-    const file = join(mkdtempSync(join(tmpdir(), 'fsha-watch-')), 'health');
-    const f = writeConfig(c, 'fs1', (o) => { o.watch = { file, interval_ms: 100 }; o.log = { syslog: false }; });
-    const p = spawn(process.execPath, [BIN, '--config', f, 'watch'], { env: { ...process.env, FS_HA_SYSLOG: '0' } });
+test('standalone dist/fs-ha: runs from an empty directory with no node on PATH and no node_modules, links included', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1'] });
+  const dir = mkdtempSync(join(tmpdir(), 'fsha-standalone-'));
+  copyFileSync(join(__dirname, '..', '..', 'dist', 'fs-ha'), join(dir, 'fs-ha'));
+  chmodSync(join(dir, 'fs-ha'), 0o755);
+  symlinkSync('fs-ha', join(dir, 'check_fs'));
+  const env = { PATH: join(dir, 'no-such-bin'), HOME: dir }; // no node anywhere on PATH
+  const exec = (cmd: string, args: string[]) => new Promise<{ code: number; out: string; err: string }>((resolve) => {
+    const p = spawn(join(dir, cmd), args, { cwd: dir, env });
+    let out = '';
     let err = '';
+    p.stdout.on('data', (d) => { out += d; });
     p.stderr.on('data', (d) => { err += d; });
-    const exited = new Promise<number>((res) => p.on('exit', (code) => res(code ?? -1)));
-    const read = () => { try { return readFileSync(file, 'utf8').trim(); } catch { return ''; } };
-    const until = async (want: string, ms: number) => {
-      const end = Date.now() + ms;
-      while (read() !== want) {
-        if (Date.now() > end) throw new Error(`watch file is "${read()}", not ${want}; ${err}`);
-        await new Promise((r) => setTimeout(r, 5));
-      }
-      return Date.now();
-    };
-    await until('0', 5000);
-    const crashed = Date.now();
-    await c.sims.fs1.crash();
-    const seen = await until('1', 2000);
-    assert.ok(seen - crashed < 500, `crash seen after ${seen - crashed} ms`);
-    // the log line travels through a pipe: it may arrive a moment after the file changed
-    for (const end = Date.now() + 2000; !/watch: fs1 FAILED/.test(err) && Date.now() < end;) await new Promise((r) => setTimeout(r, 5));
-    assert.match(err, /watch: fs1 FAILED: event socket (lost|.*closed)/);
-    p.kill('SIGTERM');
-    assert.equal(await exited, 0);
-    assert.equal(read(), '0');
-  } finally {
-    await c.stop();
-  }
+    p.on('exit', (code) => resolve({ code: code ?? -1, out, err }));
+  });
+  const v = await exec('fs-ha', ['--version']);
+  assert.equal(v.code, 0, v.err);
+  assert.match(v.out, /^fs-ha \d+\.\d+\.\d+/);
+  const cfg = writeConfig(c, 'fs1', (o) => { o.log = { syslog: false }; });
+  const ok = await exec('check_fs', ['--config', cfg]);
+  assert.equal(ok.code, 0, ok.err);
+  assert.match(ok.out, /^ok: healthy/);
+  await c.sims.fs1.crash();
+  const bad = await exec('check_fs', ['--config', cfg]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.err, /check failed on fs1: event socket .* refused/);
+});
+
+test('drill: refuses without --yes (nothing crashed); with --yes --takeover crashes the node and reports every call back', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  const calls = await c.sims.fs1.answerCalls(5);
+  const f = writeConfig(c, 'fs2');
+  const no = await run(['--config', f, 'drill', '--crash', 'fs1']);
+  assert.equal(no.code, 2);
+  assert.match(no.err, /crashes FreeSWITCH on fs1 .*--yes/);
+  assert.equal(c.sims.fs1.crashed, false);
+  assert.deepEqual((await c.sims.fs1.ownCalls()).sort(), [...calls].sort());
+  const yes = await run(['--config', f, 'drill', '--crash', 'fs1', '--yes', '--takeover', '--wait-ms', '8000']);
+  assert.equal(yes.code, 0, yes.err + yes.out);
+  assert.equal(c.sims.fs1.crashed, true);
+  assert.match(yes.out, /fsctl crash sent to fs1/);
+  assert.match(yes.out, /takeover done on fs2: adopted 5, recovered 5/);
+  for (const u of calls) assert.match(yes.out, new RegExp(`${u}  came back on fs2`));
+  assert.match(yes.out, /drill: 5 of 5 call\(s\) came back/);
+});
+
+test('watch: 0 while FreeSWITCH serves, 1 within moments of a crash, 0 again on SIGTERM (check_fs decides alone)', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1'] });
+  const file = join(mkdtempSync(join(tmpdir(), 'fsha-watch-')), 'health');
+  const f = writeConfig(c, 'fs1', (o) => { o.watch = { file, interval_ms: 100 }; o.log = { syslog: false }; });
+  const p = spawn(process.execPath, [BIN, '--config', f, 'watch'], { env: { ...process.env, FS_HA_SYSLOG: '0' } });
+  let err = '';
+  p.stderr.on('data', (d) => { err += d; });
+  const exited = new Promise<number>((res) => p.on('exit', (code) => res(code ?? -1)));
+  const read = () => { try { return readFileSync(file, 'utf8').trim(); } catch { return ''; } };
+  const until = async (want: string, ms: number) => {
+    const end = Date.now() + ms;
+    while (read() !== want) {
+      if (Date.now() > end) throw new Error(`watch file is "${read()}", not ${want}; ${err}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return Date.now();
+  };
+  await until('0', 5000);
+  const crashed = Date.now();
+  await c.sims.fs1.crash();
+  const seen = await until('1', 2000);
+  assert.ok(seen - crashed < 500, `crash seen after ${seen - crashed} ms`);
+  // the log line travels through a pipe: it may arrive a moment after the file changed
+  for (const end = Date.now() + 2000; !/watch: fs1 FAILED/.test(err) && Date.now() < end;) await new Promise((r) => setTimeout(r, 5));
+  assert.match(err, /watch: fs1 FAILED: event socket (lost|.*closed)/);
+  p.kill('SIGTERM');
+  assert.equal(await exited, 0);
+  assert.equal(read(), '0');
 });

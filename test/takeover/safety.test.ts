@@ -4,6 +4,7 @@
  * PostgreSQL and simulated nodes that apply FreeSWITCH's recovery SQL.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { Client } from 'pg';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -228,4 +229,57 @@ test('8.8 state_dir and log.file are never written through a link', async (t) =>
   replaceFile(join(dir, 'real', 'x'), 'new\n');
   assert.equal(readFileSync(join(dir, 'real', 'x'), 'utf8'), 'new\n');
   assert.equal(readFileSync(victim, 'utf8'), 'precious\n');
+});
+
+test('8.14 status answers within its deadline under a table lock, and says what it could not read', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  await c.sims.fs1.answerCalls(2);
+  const blocker = new Client({ connectionString: c.url });
+  await blocker.connect();
+  t.after(() => blocker.end());
+  await blocker.query('BEGIN');
+  await blocker.query('LOCK TABLE public.recovery IN ACCESS EXCLUSIVE MODE');
+  const cfg = c.config('fs2');
+  const budget = cfg.esl.timeoutMs + cfg.timeouts.databaseMs;
+  const t0 = Date.now();
+  const st = await status(cfg);
+  const took = Date.now() - t0;
+  assert.ok(took < budget + 1500, `status took ${took} ms (deadline ${budget} ms)`);
+  const said = st.warnings.join(' | ');
+  assert.match(said, /the tracked calls/, 'names what it could not read');
+  assert.match(said, new RegExp(`not answered within ${budget} ms: what a recover on fs1 would take`));
+  assert.deepEqual(st.nodes.map((n) => n.health), ['healthy', 'healthy'], 'the event sockets were still read');
+  await blocker.query('ROLLBACK');
+});
+
+test('8.13 batches are bounded by bytes too: 40 rows of 5 MB move with a bounded memory peak', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  await c.sims.fs1.crash();
+  const real = loadRows('recovery_rows.sql')[0];
+  const pad = 'x'.repeat(5 * 1024 * 1024);
+  await withClient(c.url, async (db) => {
+    for (let i = 0; i < 40; i++) {
+      const uuid = `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
+      await db.query('insert into recovery values ($1,$2,$3,$4,$5,$6)',
+        [real.runtime_uuid, real.technology, real.profile_name, 'fs1', uuid, real.metadata.replace('<variables>', `<variables>\n    <fsha_pad>${pad}</fsha_pad>`)]);
+    }
+  });
+  const db = await Db.connect(c.url, 60000);
+  t.after(() => db.close());
+  await applySchema(db, 'shared');
+  global.gc?.();
+  const base = process.memoryUsage.rss();
+  let peak = base;
+  const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage.rss()); }, 5);
+  let res;
+  try {
+    res = await moveRows(db, 'shared', 'public.recovery', { fromSwitchname: 'fs1', toSwitchname: 'fs2', addresses: [[c.addr.fs1, c.addr.fs2]] },
+      { takeoverId: 'big', fromNode: 'fs1', toNode: 'fs2', targetCore: c.sims.fs2.coreUuid, dryRun: false });
+  } finally {
+    clearInterval(sampler);
+  }
+  assert.equal(res.rows.length, 40);
+  const grewMb = Math.round((peak - base) / 1048576);
+  process.stdout.write(`  40 rows of 5 MB: RSS grew by ${grewMb} MB during the move (the rows total 200 MB)\n`);
+  assert.ok(grewMb < 200, `memory grew by ${grewMb} MB: less than the rows themselves`);
 });
