@@ -106,9 +106,9 @@ class Reader {
     if (typeof v !== 'boolean') throw new ConfigError(`config: ${this.key(k)} must be true or false`);
     return v;
   }
-  obj_(k: string): Reader | undefined;
-  obj_(k: string, allowed: string[]): Reader | undefined;
-  obj_(k: string, allowed: string[] = []): Reader | undefined {
+  section(k: string): Reader | undefined;
+  section(k: string, allowed: string[]): Reader | undefined;
+  section(k: string, allowed: string[] = []): Reader | undefined {
     const v = this.obj[k];
     if (v === undefined || v === null) return undefined;
     if (!isObj(v)) throw new ConfigError(`config: ${this.key(k)} must be a mapping`);
@@ -174,7 +174,7 @@ export function parseConfig(text: string, path = '<inline>'): Config {
   ]);
 
   const node = r.name('node');
-  const timeoutsR = r.obj_('timeouts', ['database_ms', 'recover_ms', 'verify_ms', 'lock_ms', 'fence_ms']);
+  const timeoutsR = r.section('timeouts', ['database_ms', 'recover_ms', 'verify_ms', 'lock_ms', 'fence_ms']);
   const timeouts = {
     databaseMs: timeoutsR?.int('database_ms', 3000, 50, 600000) ?? 3000,
     recoverMs: timeoutsR?.int('recover_ms', 30000, 100, 3600000) ?? 30000,
@@ -183,7 +183,7 @@ export function parseConfig(text: string, path = '<inline>'): Config {
     fenceMs: timeoutsR?.int('fence_ms', 10000, 100, 600000) ?? 10000,
   };
 
-  const eslR = r.obj_('esl', ESL_KEYS);
+  const eslR = r.section('esl', ESL_KEYS);
   const localEsl = readEsl(eslR, {}, 1500);
 
   const nodesObj = r.raw('nodes');
@@ -201,7 +201,7 @@ export function parseConfig(text: string, path = '<inline>'): Config {
       if (!isAddress(a)) throw new ConfigError(`config: nodes.${name}.addresses has "${a}", which is not an IP address`);
       return canonicalAddress(a);
     });
-    const esl = readEsl(nr.obj_('esl', ESL_KEYS), {}, localEsl?.timeoutMs ?? 1500);
+    const esl = readEsl(nr.section('esl', ESL_KEYS), {}, localEsl?.timeoutMs ?? 1500);
     nodes[name] = { name, switchname, addresses, esl };
     const other = seenSwitch.get(switchname);
     if (other && addresses.length && nodes[other].addresses.length &&
@@ -237,7 +237,7 @@ export function parseConfig(text: string, path = '<inline>'): Config {
     instances[inst] = target;
   }
 
-  const checkR = r.obj_('check', ['profiles', 'database', 'timeout_ms', 'heartbeat']);
+  const checkR = r.section('check', ['profiles', 'database', 'timeout_ms', 'heartbeat']);
   const database = r.has('database') ? r.str('database') : undefined;
   if (database !== undefined && !/^postgres(ql)?:\/\//.test(database)) {
     throw new ConfigError('config: database must be a postgres:// or postgresql:// URL');
@@ -258,9 +258,9 @@ export function parseConfig(text: string, path = '<inline>'): Config {
     if ('problem' in named) throw new ConfigError(`config: ${named.problem}`);
   }
 
-  const livenessR = r.obj_('liveness', ['heartbeat_stale_ms']);
-  const logR = r.obj_('log', ['syslog', 'facility', 'file']);
-  const watchR = r.obj_('watch', ['file', 'interval_ms']);
+  const livenessR = r.section('liveness', ['heartbeat_stale_ms']);
+  const logR = r.section('log', ['syslog', 'facility', 'file']);
+  const watchR = r.section('watch', ['file', 'interval_ms']);
 
   return {
     path,

@@ -2,6 +2,7 @@
  * PostgreSQL with a deadline on everything: connect, each statement (server side and client side),
  * lock waits and idle transactions. Errors become one-line ActionFailed messages with no secrets.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client as PgClient, QueryResultRow } from 'pg';
 import { ActionFailed } from '../errors';
 import { redact } from '../log';
@@ -59,7 +60,7 @@ export class Db {
   }
 
   async close(): Promise<void> {
-    await Promise.race([this.client.end().catch(() => undefined), new Promise((r) => setTimeout(r, 500).unref())]);
+    await Promise.race([this.client.end().catch(() => undefined), sleep(500, undefined, { ref: false })]);
   }
 }
 

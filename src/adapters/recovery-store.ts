@@ -3,6 +3,7 @@
  * is move-rows.ts; check writes the heartbeat through here too). All parameterized.
  * shared layout: FreeSWITCH's public.recovery; per-node layout: the base table fsha.recovery_base.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Layout } from '../config';
 import { SQL_FILES } from '../sql.generated';
 import type { ScopeGroup } from '../core/decide';
@@ -68,10 +69,10 @@ const GROUP_COLS = 'hostname, runtime_uuid, technology, profile_name, count(*)::
 
 /** Foreign rows (runtime_uuid != core) that the node's FreeSWITCH can see: all of them (shared) or its own hostname's (per-node). */
 export async function scopeOf(db: Db, layout: Layout, switchname: string, coreUuid: string): Promise<ScopeGroup[]> {
-  const t = recoveryTable(layout);
+  const table = recoveryTable(layout);
   const rows = layout === 'per-node'
-    ? await db.query(`SELECT ${GROUP_COLS} FROM ${t} WHERE hostname = $1 AND runtime_uuid IS DISTINCT FROM $2 GROUP BY 1,2,3,4`, [switchname, coreUuid], 'reading the recover scope')
-    : await db.query(`SELECT ${GROUP_COLS} FROM ${t} WHERE runtime_uuid IS DISTINCT FROM $1 GROUP BY 1,2,3,4`, [coreUuid], 'reading the recover scope');
+    ? await db.query(`SELECT ${GROUP_COLS} FROM ${table} WHERE hostname = $1 AND runtime_uuid IS DISTINCT FROM $2 GROUP BY 1,2,3,4`, [switchname, coreUuid], 'reading the recover scope')
+    : await db.query(`SELECT ${GROUP_COLS} FROM ${table} WHERE runtime_uuid IS DISTINCT FROM $1 GROUP BY 1,2,3,4`, [coreUuid], 'reading the recover scope');
   return groups(rows);
 }
 
@@ -123,7 +124,7 @@ export async function awaitRetracked(db: Db, layout: Layout, uuids: string[], co
     const found = new Set(rows.map((r) => r.uuid));
     missing = missing.filter((u) => !found.has(u));
     if (!missing.length || Date.now() >= deadline) return missing;
-    await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, deadline - Date.now()))));
+    await sleep(Math.min(50, Math.max(1, deadline - Date.now())));
   }
 }
 

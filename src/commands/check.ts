@@ -9,6 +9,8 @@ import { writeHeartbeat } from '../adapters/recovery-store';
 import { ActionFailed, errorMessage, reported } from '../errors';
 import { log } from '../log';
 import { probeNode } from '../observe';
+import type { Output } from '../cli/output';
+import type { CommandSpec } from '../cli/spec';
 
 export interface CheckResult { ok: boolean; reason: string; ms: number }
 
@@ -42,13 +44,28 @@ export async function check(cfg: Config): Promise<CheckResult> {
   return { ok: true, reason: `healthy (${probe.detail})`, ms };
 }
 
-export async function runCheck(cfg: Config): Promise<number> {
+export async function runCheck(cfg: Config, out: Output): Promise<number> {
   const r = await check(cfg);
   if (!r.ok) {
     log('error', `check failed on ${cfg.node}: ${r.reason}`, { node: cfg.node, ms: r.ms });
     throw reported(new ActionFailed(`check failed: ${r.reason}`));
   }
   log('debug', `check ok on ${cfg.node}: ${r.reason}`, { ms: r.ms });
-  process.stdout.write(`ok: ${r.reason}\n`);
+  out.result(r, `ok: ${r.reason}`);
   return 0;
 }
+
+export const command: CommandSpec = {
+  name: 'check', links: ['check_fs'], args: '', positionals: { min: 0, max: 0 },
+  summary: 'keepalived vrrp_script: is the local FreeSWITCH serving?',
+  exits: '0 healthy, 1 not (one line why), 2 configuration error',
+  options: {},
+  run({ cfg, out }) {
+    // the hard deadline: whatever the far side does, keepalived gets an answer in time
+    setTimeout(() => {
+      process.stderr.write(`fs-ha: check failed: no verdict within ${cfg.check.timeoutMs} ms\n`);
+      process.exit(1);
+    }, cfg.check.timeoutMs + 150).unref();
+    return runCheck(cfg, out);
+  },
+};

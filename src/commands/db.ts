@@ -2,9 +2,10 @@
 import type { Config, Layout } from '../config';
 import { Db } from '../adapters/db';
 import * as store from '../adapters/recovery-store';
-import { ConfigError } from '../errors';
+import { ConfigError, UsageError } from '../errors';
 import { log } from '../log';
 import { nodeSchemas, recoveryRelationsProblem } from '../core/per-node';
+import type { CommandSpec } from '../cli/spec';
 
 export async function dbInit(cfg: Config, layoutArg?: Layout): Promise<string> {
   if (!cfg.database) throw new ConfigError('config: missing key database');
@@ -40,3 +41,18 @@ export async function dbInit(cfg: Config, layoutArg?: Layout): Promise<string> {
   }
   return out.join('\n') + '\n';
 }
+
+export const command: CommandSpec = {
+  name: 'db', links: [], args: 'init', positionals: { min: 1, max: 1 },
+  summary: "create fs-ha's tables (idempotent); per-node: one view per node",
+  exits: '0, 1 database error, 2 usage or configuration error',
+  options: { layout: { type: 'string', arg: 'shared|per-node', help: 'the layout to create (default: the configured one)' } },
+  async run({ cfg, values, positionals, out }) {
+    if (positionals[0] !== 'init') throw new UsageError('usage: fs-ha db init [--layout shared|per-node]');
+    const layout = values.layout;
+    if (layout !== undefined && layout !== 'shared' && layout !== 'per-node') throw new UsageError('--layout must be shared or per-node');
+    const text = await dbInit(cfg, layout);
+    out.result({ layout: layout ?? cfg.layout, text }, text);
+    return 0;
+  },
+};

@@ -5,6 +5,7 @@
  * a survivor to do it, and prints the timeline and, call by call, who tracks it now.
  * It refuses to run without --yes: it really crashes FreeSWITCH.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config';
 import { Db } from '../adapters/db';
 import { eslApi } from '../adapters/esl';
@@ -13,12 +14,16 @@ import { ActionFailed, UsageError, errorMessage } from '../errors';
 import { log } from '../log';
 import { probeNode } from '../observe';
 import { takeover } from './takeover';
+import type { Output } from '../cli/output';
+import type { CommandSpec } from '../cli/spec';
 
 export interface DrillOptions { crash: string; yes: boolean; takeover: boolean; waitMs: number }
 
 interface Owner { uuid: string; hostname: string; runtime_uuid: string }
 
-export async function drill(cfg: Config, o: DrillOptions, out: (line: string) => void): Promise<number> {
+export async function drill(cfg: Config, o: DrillOptions, output: Output): Promise<number> {
+  const out = (line: string) => output.line(line);
+  const facts: { calls: number; back: number; lost: string[] } = { calls: 0, back: 0, lost: [] };
   const victim = cfg.nodes[o.crash];
   if (!victim) throw new UsageError(`drill: unknown node "${o.crash}" (nodes: ${Object.keys(cfg.nodes).join(', ')})`);
   const esl = victim.name === cfg.node ? cfg.esl : victim.esl;
@@ -28,7 +33,7 @@ export async function drill(cfg: Config, o: DrillOptions, out: (line: string) =>
   if (!cfg.database) throw new UsageError('drill needs `database` in the config (it reads the recovery table)');
 
   const db = await Db.connect(cfg.database, cfg.timeouts.databaseMs, 'fs-ha drill');
-  const t = (ms: number) => `+${String(ms).padStart(6)} ms`;
+  const at = (ms: number) => `+${String(ms).padStart(6)} ms`;
   try {
     const before = await store.rowsOfHost(db, cfg.layout, victim.switchname, null);
     const calls = await store.pendingUuids(db, cfg.layout, victim.switchname, '');
@@ -36,17 +41,17 @@ export async function drill(cfg: Config, o: DrillOptions, out: (line: string) =>
     const t0 = Date.now();
     log('warn', `drill: crashing FreeSWITCH on ${victim.name}`, { node: victim.name, calls: calls.length });
     await eslApi(esl, 'fsctl crash', esl.timeoutMs).catch(() => undefined); // the socket just closes
-    out(`${t(0)}  fsctl crash sent to ${victim.name}`);
+    out(`${at(0)}  fsctl crash sent to ${victim.name}`);
     const deadline = t0 + o.waitMs;
     for (;;) {
       const p = await probeNode(esl, [], Math.min(500, esl.timeoutMs));
-      if (p.kind === 'refused' || p.kind === 'unreachable' || p.kind === 'garbled') { out(`${t(Date.now() - t0)}  ${victim.name}'s event socket gone (${p.kind})`); break; }
+      if (p.kind === 'refused' || p.kind === 'unreachable' || p.kind === 'garbled') { out(`${at(Date.now() - t0)}  ${victim.name}'s event socket gone (${p.kind})`); break; }
       if (Date.now() > deadline) throw new ActionFailed(`drill: ${victim.name} still answers ${o.waitMs} ms after fsctl crash`);
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
     if (o.takeover) {
       const r = await takeover(cfg, { from: victim.name, command: `drill ${victim.name}` });
-      out(`${t(Date.now() - t0)}  takeover here: ${r.result}: ${r.reason}`);
+      out(`${at(Date.now() - t0)}  takeover here: ${r.result}: ${r.reason}`);
     } else {
       out(`waiting up to ${o.waitMs} ms for keepalived's notify_master on a survivor to adopt the calls...`);
     }
@@ -57,16 +62,16 @@ export async function drill(cfg: Config, o: DrillOptions, out: (line: string) =>
         `SELECT uuid, hostname, runtime_uuid FROM ${store.recoveryTable(cfg.layout)} WHERE uuid = ANY($1)`, [calls], 'reading who tracks the calls'));
       const back = owners.filter((r) => r.hostname !== victim.switchname);
       if (back.length >= calls.length || Date.now() > deadline) break;
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
     const audits = await db.query<{ started_at: Date; finished_at: Date; actor: string; to_node: string; result: string; adopted: number; recovered: number | null; timings: Record<string, number> }>(
       `SELECT started_at, finished_at, actor, to_node, result, adopted, recovered, timings FROM fsha.audit
         WHERE from_node = $1 AND finished_at >= to_timestamp($2 / 1000.0) ORDER BY started_at`, [victim.name, t0], 'reading the audit rows')
       .catch(() => []);
     for (const a of audits) {
-      out(`${t(a.started_at.getTime() - t0)}  takeover started on ${a.to_node} (${a.actor})`);
-      if (a.timings.rewritten_ms !== undefined) out(`${t(a.started_at.getTime() - t0 + a.timings.rewritten_ms)}  rows rewritten for ${a.to_node}`);
-      out(`${t(a.finished_at.getTime() - t0)}  takeover ${a.result} on ${a.to_node}: adopted ${a.adopted}, recovered ${a.recovered ?? '-'}`);
+      out(`${at(a.started_at.getTime() - t0)}  takeover started on ${a.to_node} (${a.actor})`);
+      if (a.timings.rewritten_ms !== undefined) out(`${at(a.started_at.getTime() - t0 + a.timings.rewritten_ms)}  rows rewritten for ${a.to_node}`);
+      out(`${at(a.finished_at.getTime() - t0)}  takeover ${a.result} on ${a.to_node}: adopted ${a.adopted}, recovered ${a.recovered ?? '-'}`);
     }
     const byUuid = new Map(owners.map((r) => [r.uuid, r]));
     const lost: string[] = [];
@@ -76,7 +81,8 @@ export async function drill(cfg: Config, o: DrillOptions, out: (line: string) =>
       if (r && r.hostname !== victim.switchname) out(`  ${uuid}  came back on ${r.hostname}`);
       else { lost.push(uuid); out(`  ${uuid}  NOT back${r ? ` (still ${victim.switchname}'s row)` : ' (row gone)'}`); }
     }
-    out(`drill: ${calls.length - lost.length} of ${calls.length} call(s) came back in ${Date.now() - t0} ms`);
+    Object.assign(facts, { calls: calls.length, back: calls.length - lost.length, lost });
+    output.result({ node: victim.name, ...facts, ms: Date.now() - t0 }, `drill: ${calls.length - lost.length} of ${calls.length} call(s) came back in ${Date.now() - t0} ms`);
     log(lost.length ? 'error' : 'info', `drill on ${victim.name}: ${calls.length - lost.length} of ${calls.length} calls came back`, { node: victim.name, calls: calls.length });
     return lost.length ? 1 : 0;
   } catch (e) {
@@ -86,3 +92,22 @@ export async function drill(cfg: Config, o: DrillOptions, out: (line: string) =>
     await db.close();
   }
 }
+
+export const command: CommandSpec = {
+  name: 'drill', links: [], args: '', positionals: { min: 0, max: 0 },
+  summary: "failover drill: crash NODE's FreeSWITCH, await (or run) the takeover, print the timeline and which calls came back",
+  exits: '0 every call came back, 1 not, 2 usage or configuration error (without --yes it changes nothing)',
+  options: {
+    crash: { type: 'string', arg: 'NODE', required: true, help: 'the node whose FreeSWITCH is crashed (fsctl crash)' },
+    yes: { type: 'boolean', help: 'really do it' },
+    takeover: { type: 'boolean', help: 'run the takeover here instead of awaiting keepalived' },
+    'wait-ms': { type: 'string', arg: 'N', help: 'how long to wait for the calls to come back (default 30000)' },
+  },
+  json: true,
+  run({ cfg, values, out }) {
+    if (typeof values.crash !== 'string') throw new UsageError('drill needs --crash NODE');
+    const waitMs = values['wait-ms'] === undefined ? 30000 : Number(values['wait-ms']);
+    if (!Number.isInteger(waitMs) || waitMs < 100) throw new UsageError('--wait-ms must be a whole number of milliseconds, at least 100');
+    return drill(cfg, { crash: values.crash, yes: !!values.yes, takeover: !!values.takeover, waitMs }, out);
+  },
+};

@@ -7,6 +7,7 @@
  *   STOP / DELETED: log only.
  */
 import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { firedAfter, startTicks, type FireKey } from '../core/fire-order';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -17,6 +18,8 @@ import { privateDir, replaceFile } from '../adapters/safe-files';
 import { ActionFailed, UsageError, errorMessage } from '../errors';
 import { log } from '../log';
 import { takeover, type TakeoverReport } from './takeover';
+import { Output } from '../cli/output';
+import type { CommandSpec } from '../cli/spec';
 
 export type VrrpState = 'MASTER' | 'BACKUP' | 'FAULT' | 'STOP' | 'DELETED';
 export const STATES: VrrpState[] = ['MASTER', 'BACKUP', 'FAULT', 'STOP', 'DELETED'];
@@ -66,12 +69,12 @@ async function setStandby(cfg: Config, on: boolean): Promise<void> {
     } catch (e) {
       if (attempt >= 3) throw e;
       log('warn', `${cmd} failed (attempt ${attempt} of 3): ${errorMessage(e)}`, { node: cfg.node });
-      await new Promise((r) => setTimeout(r, 300));
+      await sleep(300);
     }
   }
 }
 
-export async function notify(cfg: Config, state: VrrpState, instance: string | undefined): Promise<number> {
+export async function notify(cfg: Config, state: VrrpState, instance: string | undefined, out = new Output(false)): Promise<number> {
   const name = instance ?? '_';
   const ctx = { node: cfg.node, instance: name, state };
   const release = await acquireHostLock(cfg.stateDir, `notify-${cfg.node}`, cfg.timeouts.lockMs + cfg.timeouts.recoverMs);
@@ -102,7 +105,7 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
       }
       if (failure) throw failure;
       if (report && report.result === 'partial') throw new ActionFailed(report.reason);
-      process.stdout.write(`${report ? report.reason : `instance ${name} is ${cfg.node}'s own: nothing to take over`}\n`);
+      out.result(report ?? { instance: name, own: true }, report ? report.reason : `instance ${name} is ${cfg.node}'s own: nothing to take over`);
       return 0;
     }
     if (state === 'BACKUP' || state === 'FAULT') {
@@ -129,3 +132,25 @@ export function parseGenericNotify(args: string[]): { state: VrrpState; instance
   if (!STATES.includes(state as VrrpState)) throw new UsageError(`notify: STATE must be one of ${STATES.join(', ')}, not "${state}"`);
   return { state: state as VrrpState, instance: name };
 }
+
+const hook = (state: Exclude<VrrpState, 'DELETED'>, summary: string): CommandSpec => ({
+  name: `notify-${state.toLowerCase()}`, links: [`notify_${state.toLowerCase()}`], args: '[INSTANCE]', positionals: { min: 0, max: 1 },
+  summary, exits: '0 done or nothing to do, 1 failed or refused, 2 usage or configuration error', options: {},
+  run: ({ cfg, positionals, out }) => notify(cfg, state, positionals[0], out),
+});
+
+export const commands: CommandSpec[] = [
+  hook('MASTER', 'take over the calls of the node INSTANCE stands for, leave standby'),
+  hook('BACKUP', 'put the local profiles into standby'),
+  hook('FAULT', 'the same as backup'),
+  hook('STOP', 'log only'),
+  {
+    name: 'notify', links: ['notify'], args: 'TYPE NAME STATE [PRIORITY]', positionals: { min: 3, max: 4 },
+    summary: "keepalived's generic notify (TYPE GROUP|INSTANCE, STATE MASTER|BACKUP|FAULT|STOP|DELETED)",
+    exits: '0 done or nothing to do, 1 failed or refused, 2 usage or configuration error', options: {},
+    run({ cfg, positionals, out }) {
+      const { state, instance } = parseGenericNotify(positionals);
+      return notify(cfg, state, instance, out);
+    },
+  },
+];

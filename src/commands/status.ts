@@ -6,6 +6,7 @@ import { errorMessage } from '../errors';
 import { probeNode } from '../observe';
 import { nodeSchemas, recoveryRelationsProblem } from '../core/per-node';
 import { strangersOf } from '../core/decide';
+import type { CommandSpec } from '../cli/spec';
 
 export interface NodeStatus {
   node: string;
@@ -110,3 +111,14 @@ export function formatStatus(r: StatusReport): string {
   for (const wmsg of r.warnings) lines.push(`WARNING: ${wmsg}`);
   return lines.join('\n') + '\n';
 }
+
+export const command: CommandSpec = {
+  name: 'status', links: [], args: '', positionals: { min: 0, max: 0 },
+  summary: 'nodes, health, core uuids, tracked calls, what a recover would take',
+  exits: '0 (what it could not read is in the report)', options: {}, json: true,
+  async run({ cfg, out }) {
+    const r = await status(cfg);
+    out.result(r, formatStatus(r));
+    return 0;
+  },
+};

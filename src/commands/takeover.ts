@@ -26,6 +26,7 @@ import { parseRecoverReply } from '../core/health';
 import { ActionFailed, ConfigError, Refused, UsageError, errorMessage, reported } from '../errors';
 import { log } from '../log';
 import { probeNode, probeSession, type NodeProbe } from '../observe';
+import type { CommandSpec } from '../cli/spec';
 
 export interface TakeoverOptions {
   from: string;
@@ -240,3 +241,36 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
     }
   }
 }
+
+/** The report as people read it: the rows a dry run would move, the rows held back, one summary line. */
+export function formatTakeover(r: TakeoverReport): string {
+  const lines: string[] = [];
+  for (const row of r.preview ?? []) lines.push(`  move ${row.uuid} profile=${row.profile} replacements=${row.replaced}`);
+  for (const s of r.skipped) lines.push(`  held ${s.uuid}: ${s.reason}`);
+  lines.push(`${r.result}: ${r.reason}` +
+    (r.recovered !== null ? ` (adopted ${r.adopted}, recovered ${r.recovered}, missing ${r.missing.length}, ${r.timings.total_ms} ms)` : ''));
+  return lines.join('\n');
+}
+
+export const command: CommandSpec = {
+  name: 'takeover', links: [], args: '', positionals: { min: 0, max: 0 },
+  summary: "move NODE's calls here (or to --to) by hand: drills, maintenance",
+  exits: '0 done or nothing to do, 1 refused, failed or partial, 2 usage or configuration error',
+  options: {
+    from: { type: 'string', arg: 'NODE', required: true, help: 'the node whose calls move' },
+    to: { type: 'string', arg: 'NODE', help: 'the adopting node (default: this one)' },
+    'dry-run': { type: 'boolean', help: 'list what would move; change nothing' },
+    'no-recover': { type: 'boolean', help: 'rewrite only; recover by hand later' },
+    force: { type: 'boolean', help: 'go on although the node looks alive or a profile is down' },
+  },
+  json: true,
+  async run({ cfg, values, out }) {
+    if (typeof values.from !== 'string') throw new UsageError('takeover needs --from NODE');
+    const r = await takeover(cfg, {
+      from: values.from, to: values.to as string | undefined, dryRun: !!values['dry-run'], noRecover: !!values['no-recover'], force: !!values.force,
+      command: 'takeover',
+    });
+    out.result(r, formatTakeover(r));
+    return r.result === 'partial' ? 1 : 0;
+  },
+};

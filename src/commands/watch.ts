@@ -15,6 +15,7 @@ import { EslSession } from '../adapters/esl';
 import { errorMessage } from '../errors';
 import { log } from '../log';
 import { probeSession } from '../observe';
+import type { CommandSpec } from '../cli/spec';
 
 export async function watch(cfg: Config): Promise<number> {
   const file = cfg.watch.file;
@@ -66,3 +67,10 @@ export async function watch(cfg: Config): Promise<number> {
   set(true, 'watch stopped: check_fs decides alone');
   return 0;
 }
+
+export const command: CommandSpec = {
+  name: 'watch', links: [], args: '', positionals: { min: 0, max: 0 },
+  summary: "long-running: sub-second crash detection for keepalived's track_file",
+  exits: '0 after SIGTERM, 2 configuration error', options: {},
+  run: ({ cfg }) => watch(cfg),
+};

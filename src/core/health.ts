@@ -5,14 +5,12 @@ export interface CoreStatus {
   ready: boolean;
   /** the "FreeSWITCH (Version ...) is ready|is not ready" line, or null if absent */
   line: string | null;
-  sessions: number | null;
 }
 
 export function parseStatus(body: string): CoreStatus {
   const line = body.split('\n').find((l) => /^FreeSWITCH .* is (not )?ready\s*$/.test(l)) ?? null;
   const ready = line !== null && /is ready\s*$/.test(line) && body.startsWith('UP ');
-  const m = body.match(/^(\d+) session\(s\) - peak/m);
-  return { ready, line: line?.trim() ?? null, sessions: m ? Number(m[1]) : null };
+  return { ready, line: line?.trim() ?? null };
 }
 
 /** `sofia xmlstatus`: profile name -> state ("RUNNING (0)"). A stopped profile is absent. */

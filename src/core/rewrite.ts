@@ -82,7 +82,7 @@ interface Match { start: number; end: number; to: string }
 
 function findAddresses(decoded: string, patterns: Pattern[]): Match[] {
   const found: Match[] = [];
-  for (const [re, to] of patterns) {
+  for (const { re, to } of patterns) {
     re.lastIndex = 0;
     for (let m = re.exec(decoded); m; m = re.exec(decoded)) found.push({ start: m.index, end: m.index + m[0].length, to });
   }
@@ -95,7 +95,7 @@ function findAddresses(decoded: string, patterns: Pattern[]): Match[] {
 /** Replace the whole addresses found in one text piece; returns the new raw text and how many were replaced. */
 function rewritePiece(raw: string, mode: 'url' | 'xml', patterns: Pattern[]): [string, number] {
   // fast path: digits, letters and dots are never escaped, so an address's longest such run must be there
-  if (!patterns.some((p) => raw.includes(p[2]) || (p[3] && raw.toLowerCase().includes(p[2])))) return [raw, 0];
+  if (!patterns.some((p) => raw.includes(p.needle) || (p.ignoreCase && raw.toLowerCase().includes(p.needle)))) return [raw, 0];
   const plain = mode === 'url' ? !/[%&]/.test(raw) : !raw.includes('&');
   const units = plain ? null : decodeUnits(raw, mode);
   const decoded = units ? units.decoded : raw;
@@ -114,14 +114,25 @@ function rewritePiece(raw: string, mode: 'url' | 'xml', patterns: Pattern[]): [s
 
 const ATTR = /(\s+)([^\s=>/]+)(\s*=\s*)("([^"]*)"|'([^']*)')/g;
 
-/** [whole-address regexp, replacement, a run of the address that is never escaped, case-insensitive?, the address] */
-export type Pattern = [RegExp, string, string, boolean, string];
+/** One address of the failed node, ready to be found and replaced. */
+export interface Pattern {
+  /** the whole address, never a part of a longer one */
+  re: RegExp;
+  /** what replaces it */
+  to: string;
+  /** its longest run of characters that are never escaped: a piece without it cannot hold the address */
+  needle: string;
+  /** IPv6: hex digits in either case */
+  ignoreCase: boolean;
+  /** the address itself */
+  from: string;
+}
 
 export function compilePatterns(spec: RewriteSpec): Pattern[] {
   return spec.addresses.filter(([a, b]) => a !== b).map(([a, b]): Pattern => {
     const v6 = a.includes(':');
     const needle = (a.match(/[0-9A-Za-z.]+/g) ?? [a]).reduce((x, y) => (y.length > x.length ? y : x));
-    return [addressPattern(a), b, v6 ? needle.toLowerCase() : needle, v6, a];
+    return { re: addressPattern(a), to: b, needle: v6 ? needle.toLowerCase() : needle, ignoreCase: v6, from: a };
   });
 }
 
@@ -201,8 +212,8 @@ export function leftoverAddress(metadata: string, patterns: Pattern[]): string |
   const decoded = metadata
     .replace(/%([0-9A-Fa-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)))
     .replace(/&([^;&\s]{1,10});/g, (all, e: string) => decodeEntity(e) ?? all);
-  const targets = new Set(patterns.map((p) => p[1].toLowerCase()));
-  for (const [re, , , , from] of patterns) {
+  const targets = new Set(patterns.map((p) => p.to.toLowerCase()));
+  for (const { re, from } of patterns) {
     // an address that is also some other address's replacement may rightly be there now
     if (targets.has(from.toLowerCase())) continue;
     re.lastIndex = 0;

@@ -98,7 +98,7 @@ test('usage and configuration errors exit 2 with one line naming the problem', a
     [['--config', join(dir, 'none.yaml'), 'check'], /cannot read .*none\.yaml \(ENOENT\)/],
     [['--config', join(dir, 'bad.yaml'), 'check'], /node "x" is not listed under nodes/],
     [['frobnicate'], /unknown command "frobnicate"/],
-    [['--bogus'], /Unknown option '--bogus'/],
+    [['--bogus'], /unknown option --bogus/],
     [['--config', join(dir, 'bad.yaml'), 'notify', 'INSTANCE', 'VI_1', 'SLEEPY', '100'], /./],
   ];
   for (const [args, re] of cases) {
@@ -239,4 +239,32 @@ test('watch: 0 while FreeSWITCH serves, 1 within moments of a crash, 0 again on 
   p.kill('SIGTERM');
   assert.equal(await exited, 0);
   assert.equal(read(), '0');
+});
+
+test('one command table: help lists every command and link; an option of another command, or a missing required one, is exit 2 naming it', async () => {
+  const { COMMANDS } = await import('../../src/cli/table');
+  const help = await run(['--help']);
+  assert.equal(help.code, 0);
+  for (const c of COMMANDS) {
+    assert.match(help.out, new RegExp(`^  ${c.name}\\b`, 'm'), `help lists ${c.name}`);
+    for (const l of c.links) assert.ok(help.out.includes(l), `help names the link ${l}`);
+    const own = await run([c.name, '--help']);
+    assert.equal(own.code, 0, `${c.name} --help`);
+    for (const o of Object.keys(c.options)) assert.ok(own.out.includes(`--${o}`), `${c.name} --help shows --${o}`);
+  }
+  const cases: Array<[string[], RegExp]> = [
+    [['check', '--crash', 'x'], /check: unknown option --crash/],
+    [['status', '--from', 'a'], /status: unknown option --from/],
+    [['takeover'], /takeover needs --from NODE/],
+    [['drill', '--yes'], /drill needs --crash NODE/],
+    [['notify-master', 'VI_1', 'extra'], /notify-master: unexpected argument "extra"/],
+    [['frobnicate'], /unknown command "frobnicate"/],
+    [['--json', 'check'], /check: unknown option --json/],
+  ];
+  for (const [args, re] of cases) {
+    const r = await run(['--config', '/nonexistent/fs-ha.yaml', ...args]);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
+    assert.match(r.err, re);
+    assert.equal(r.err.trim().split('\n').length, 1, 'one line');
+  }
 });
