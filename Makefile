@@ -7,7 +7,7 @@ SYSCONFDIR ?= /etc
 DESTDIR ?=
 ESBUILD := node_modules/.bin/esbuild
 
-.PHONY: all deps build bundle test test-core test-e2e bench demo lint clean install uninstall deb
+.PHONY: all deps build bundle test test-core test-e2e bench demo lint clean install uninstall deb docs
 
 all: build
 
@@ -62,6 +62,10 @@ bench: deps src/sql.generated.ts build dist/fs-sim.js
 
 demo: deps src/sql.generated.ts bundle
 	$(NODE) --import tsx scripts/demo.ts $(DEMO_ARGS)
+
+# the README's configuration reference, from src/config-schema.ts
+docs: deps
+	$(NODE) --import tsx scripts/gen-config-doc.ts
 
 clean:
 	rm -rf dist src/sql.generated.ts

@@ -26,7 +26,7 @@ export async function drill(cfg: Config, o: DrillOptions, output: Output): Promi
   const facts: { calls: number; back: number; lost: string[] } = { calls: 0, back: 0, lost: [] };
   const victim = cfg.nodes[o.crash];
   if (!victim) throw new UsageError(`drill: unknown node "${o.crash}" (nodes: ${Object.keys(cfg.nodes).join(', ')})`);
-  const esl = victim.name === cfg.node ? cfg.esl : victim.esl;
+  const esl = victim.esl;
   if (!esl) throw new UsageError(`drill: nodes.${victim.name}.esl is not configured: cannot crash it`);
   if (!o.yes) throw new UsageError(`drill: this crashes FreeSWITCH on ${victim.name} (fsctl crash); run it again with --yes`);
   if (o.takeover && victim.name === cfg.node) throw new UsageError('drill --takeover must run on a survivor, not on the node it crashes');

@@ -55,7 +55,7 @@ export async function status(cfg: Config, o: { deadlineMs?: number } = {}): Prom
     }
   };
   const probesP = Promise.all(names.map((n) => {
-    const target = n === cfg.node ? cfg.esl : cfg.nodes[n].esl;
+    const target = cfg.nodes[n].esl;
     return probeNode(target, cfg.check.profiles, Math.min(target?.timeoutMs ?? cfg.esl.timeoutMs, budget));
   }));
   const dbP = cfg.database ? Db.connect(cfg.database, Math.min(cfg.timeouts.databaseMs, budget), 'fs-ha status') : Promise.resolve(null);
@@ -73,7 +73,7 @@ export async function status(cfg: Config, o: { deadlineMs?: number } = {}): Prom
     for (const [i, n] of names.entries()) {
       const nc = cfg.nodes[n];
       const p = probes[i];
-      const target = n === cfg.node ? cfg.esl : nc.esl;
+      const target = nc.esl;
       const st: NodeStatus = {
         node: n, switchname: nc.switchname, esl: target ? `${target.host}:${target.port}` : '(not configured)',
         health: p.kind, detail: p.detail, coreUuid: p.coreUuid,

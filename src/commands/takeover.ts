@@ -92,7 +92,7 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
   if (!to) throw new UsageError(`unknown node "${toName}" (configured: ${Object.keys(cfg.nodes).join(', ')})`);
   if (from.name === to.name) throw new UsageError(`cannot take over ${from.name} onto itself`);
   if (!cfg.database) throw new ConfigError('config: missing key database (the takeover needs the shared database)');
-  const eslTo = to.name === cfg.node ? cfg.esl : to.esl;
+  const eslTo = to.esl;
   if (!opts.noRecover && !eslTo) throw new ConfigError(`config: nodes.${to.name}.esl is needed to recover on ${to.name}`);
 
   const takeoverId = randomUUID();
