@@ -25,8 +25,17 @@ export class ConfigError extends FsHaError {
 /** Something we tried did not work (could not ask, or the answer was bad). */
 export class ActionFailed extends FsHaError {}
 
-/** A guard said no: acting would be unsafe. */
-export class Refused extends FsHaError {}
+/**
+ * A guard said no: acting would be unsafe. level follows the log rule (README, "Log levels"): 'info' when
+ * nothing is wrong (the node is alive and serving its own calls), 'warn' when it is degraded but no call is
+ * at risk, 'error' when a call may be lost or an operator must act. nothingToDo: the refusal is the
+ * normal answer (a notify MASTER whose peer is alive); notify reports it as such and exits 0.
+ */
+export class Refused extends FsHaError {
+  constructor(message: string, readonly level: 'info' | 'warn' | 'error' = 'error', readonly nothingToDo: string | null = null) {
+    super(message);
+  }
+}
 
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message || err.name;

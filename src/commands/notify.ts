@@ -12,10 +12,10 @@ import { firedAfter, startTicks, type FireKey } from '../core/fire-order';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { nodeForInstance, type Config } from '../config';
-import { eslApi } from '../adapters/esl';
+import { EslError, eslApi } from '../adapters/esl';
 import { acquireHostLock } from '../adapters/host-lock';
 import { privateDir, replaceFile } from '../adapters/safe-files';
-import { ActionFailed, UsageError, errorMessage } from '../errors';
+import { ActionFailed, Refused, UsageError, errorMessage } from '../errors';
 import { log } from '../log';
 import { takeover, type TakeoverReport } from './takeover';
 import { Output } from '../cli/output';
@@ -58,15 +58,20 @@ function standbyApplies(cfg: Config, instance: string | undefined): boolean {
   return Object.keys(cfg.nodes).length === 2;
 }
 
-/** `sofia global standby on|off`, tried 3 times: a node left in the wrong standby state answers (or refuses) new calls wrongly. */
-async function setStandby(cfg: Config, on: boolean): Promise<void> {
+/**
+ * `sofia global standby on|off`, tried 3 times: a node left in the wrong standby state answers (or refuses)
+ * new calls wrongly. Standby on for a FreeSWITCH that is not running (its socket refuses) is already true:
+ * a dead FreeSWITCH takes no new calls. Returns false then (nothing was sent).
+ */
+async function setStandby(cfg: Config, on: boolean): Promise<boolean> {
   const cmd = `sofia global standby ${on ? 'on' : 'off'}`;
   for (let attempt = 1; ; attempt++) {
     try {
       const reply = await eslApi(cfg.esl, cmd, cfg.esl.timeoutMs);
       if (!reply.startsWith('+OK')) throw new ActionFailed(`${cmd} answered ${JSON.stringify(reply.trim())}`);
-      return;
+      return true;
     } catch (e) {
+      if (on && e instanceof EslError && e.kind === 'refused') return false;
       if (attempt >= 3) throw e;
       log('warn', `${cmd} failed (attempt ${attempt} of 3): ${errorMessage(e)}`, { node: cfg.node });
       await sleep(300);
@@ -95,7 +100,8 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
         try {
           report = await takeover(cfg, { from, command: `notify MASTER ${name}` });
         } catch (e) {
-          failure = e;
+          if (e instanceof Refused && e.nothingToDo) log('info', `notify MASTER ${name}: nothing to take over: ${e.nothingToDo}`, ctx);
+          else failure = e;
         }
       }
       if ((standbyApplies(cfg, instance) || from === cfg.node) && !report?.standbyOff) {
@@ -105,7 +111,7 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
       }
       if (failure) throw failure;
       if (report && report.result === 'partial') throw new ActionFailed(report.reason);
-      out.result(report ?? { instance: name, own: true }, report ? report.reason : `instance ${name} is ${cfg.node}'s own: nothing to take over`);
+      out.result(report ?? { instance: name, from, nothing: true }, report ? report.reason : from === cfg.node ? `instance ${name} is ${cfg.node}'s own: nothing to take over` : `nothing to take over: ${from} is alive`);
       return 0;
     }
     if (state === 'BACKUP' || state === 'FAULT') {
@@ -113,8 +119,8 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
         log('info', `notify ${state}: instance ${name} is another node's; nothing to do here`, ctx);
         return 0;
       }
-      await setStandby(cfg, true);
-      log('info', `notify ${state}: profiles in standby on ${cfg.node} (new calls get 503)`, ctx);
+      if (await setStandby(cfg, true)) log('info', `notify ${state}: profiles in standby on ${cfg.node} (new calls get 503)`, ctx);
+      else log('warn', `notify ${state}: FreeSWITCH on ${cfg.node} is down (its event socket refused the connection): it takes no new calls, no standby needed`, ctx);
       return 0;
     }
     log('info', `notify ${state}: nothing to do`, ctx);

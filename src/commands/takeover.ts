@@ -108,6 +108,7 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
   let db: Db | null = null;
   let locked = false;
   let session: EslSession | null = null;
+  let refusalLevel: 'info' | 'warn' | 'error' = 'error';
   try {
     // 1. the failed node must be provably dead (first probe beside the database connect)
     const firstProbe = probeNode(from.esl, [], from.esl?.timeoutMs ?? cfg.esl.timeoutMs);
@@ -117,7 +118,7 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
     const life = await observeDeath(cfg, from, db, firstProbe);
     timings.liveness_ms = Date.now() - t0;
     const death = decideDeath(from.name, life, { force: !!opts.force, fence: cfg.fence ? 'configured' : 'none' });
-    if (death.action !== 'go') throw new Refused(death.reason);
+    if (death.action !== 'go') throw new Refused(death.reason, death.action === 'refuse' ? death.level : 'error', death.action === 'refuse' ? death.nothingToDo ?? null : null);
     log(death.forced ? 'warn' : 'info', `takeover: ${death.reason}`, ctx);
     if (death.fence && !opts.dryRun) {
       await runFence(cfg.fence, { FSHA_FAILED_NODE: from.name, FSHA_FAILED_SWITCHNAME: from.switchname, FSHA_NODE: to.name }, cfg.timeouts.fenceMs);
@@ -173,7 +174,8 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
       report.skipped = moved.held;
       report.adopted = moved.rows.length;
       Object.assign(timings, { rewrite_select_ms: moved.ms.select, rewrite_cpu_ms: moved.ms.rewrite, rewrite_write_ms: moved.ms.write, rewritten_ms: Date.now() - t0 });
-      for (const s of moved.held) log('warn', `takeover: row held back: ${s.reason}`, { ...ctx, uuid: s.uuid });
+      // ERROR: a held call is not recovered anywhere; the operator decides (its row is kept in fsha.takeover_rows)
+      for (const s of moved.held) log('error', `takeover: call held back, not recovered: ${s.reason}`, { ...ctx, uuid: s.uuid });
       if (opts.dryRun) {
         report.preview = moved.rows;
         report.result = 'dry-run';
@@ -216,6 +218,7 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
     if (verdict.result === 'failed') throw new ActionFailed(verdict.reason);
     return report;
   } catch (e) {
+    if (e instanceof Refused) refusalLevel = e.level;
     if (report.result !== 'failed' || !report.reason) {
       report.result = e instanceof Refused ? 'refused' : 'failed';
       report.reason = errorMessage(e);
@@ -224,7 +227,7 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
   } finally {
     timings.total_ms = Date.now() - t0;
     session?.close();
-    const level = report.result === 'failed' || report.result === 'partial' ? 'error' : report.result === 'refused' ? 'warn' : 'info';
+    const level = report.result === 'refused' ? refusalLevel : report.result === 'failed' || report.result === 'partial' ? 'error' : 'info';
     log(level, `takeover ${report.result}: ${report.reason}`, {
       ...ctx, adopted: report.adopted, recovered: report.recovered ?? undefined, missing: report.missing.length, held: report.skipped.length, ms: timings.total_ms,
     });

@@ -8,7 +8,7 @@ import type { Liveness, ProbeKind } from './liveness';
 
 export type Step<T = object> =
   | ({ action: 'go'; reason: string } & T)
-  | { action: 'refuse'; reason: string }
+  | { action: 'refuse'; reason: string; level?: 'info' | 'warn' | 'error'; nothingToDo?: string }
   | { action: 'nothing'; reason: string };
 
 /** Step 1: may the failed node's calls be taken? fence: whether a fence command is configured, and whether it already ran. */
@@ -26,7 +26,12 @@ export function decideDeath(node: string, life: Liveness, o: { force: boolean; f
     case 'alive':
     case 'wait':
       if (o.force) return { action: 'go', reason: `--force given although ${life.reason}`, fence, forced: true };
-      return { action: 'refuse', reason: `refusing to take over ${node}: ${life.reason}` };
+      // the log rule: a node serving its own calls is nothing to worry about; one that answers but does not
+      // serve is degraded (its calls are not at risk from us); one we cannot judge may hold calls at risk
+      if (life.verdict === 'alive' && life.serving) {
+        return { action: 'refuse', reason: `refusing to take over ${node}: ${life.reason}`, level: 'info', nothingToDo: life.reason };
+      }
+      return { action: 'refuse', reason: `refusing to take over ${node}: ${life.reason}`, level: life.verdict === 'alive' ? 'warn' : 'error' };
   }
 }
 

@@ -33,7 +33,7 @@ export interface Heartbeat {
 
 export type Liveness =
   | { verdict: 'dead'; reason: string }
-  | { verdict: 'alive'; reason: string }
+  | { verdict: 'alive'; reason: string; serving: boolean }
   | { verdict: 'unknown'; reason: string }
   | { verdict: 'wait'; waitMs: number; reason: string };
 
@@ -45,15 +45,15 @@ export function needsHeartbeat(kind: ProbeKind): boolean {
 export function judgeLiveness(node: string, probe: ProbeResult, hb: Heartbeat | null, staleMs: number): Liveness {
   switch (probe.kind) {
     case 'healthy':
-      return { verdict: 'alive', reason: `${node} is alive and serving its own calls (${probe.detail})` };
+      return { verdict: 'alive', serving: true, reason: `${node} is alive and serving its own calls (${probe.detail})` };
     case 'unhealthy':
-      return { verdict: 'alive', reason: `${node} answers but is not serving (${probe.detail}): it is running, so it is not dead` };
+      return { verdict: 'alive', serving: false, reason: `${node} answers but is not serving (${probe.detail}): it is running, so it is not dead` };
     case 'auth':
-      return { verdict: 'alive', reason: `${node} answers but rejected the password: it is running, fs-ha cannot prove it is down (${probe.detail})` };
+      return { verdict: 'alive', serving: false, reason: `${node} answers but rejected the password: it is running, fs-ha cannot prove it is down (${probe.detail})` };
     case 'rejected':
-      return { verdict: 'alive', reason: `${node} answers but its event-socket ACL rejects us: it is running (fix apply-inbound-acl) (${probe.detail})` };
+      return { verdict: 'alive', serving: false, reason: `${node} answers but its event-socket ACL rejects us: it is running (${probe.detail})` };
     case 'garbled':
-      return { verdict: 'alive', reason: `${node} answers, but not as FreeSWITCH does: it is running, fs-ha cannot prove it is down (${probe.detail})` };
+      return { verdict: 'alive', serving: false, reason: `${node} answers, but not as FreeSWITCH does: it is running, fs-ha cannot prove it is down (${probe.detail})` };
     case 'refused':
       return { verdict: 'dead', reason: `${node}'s FreeSWITCH is down: its event socket refused the connection (${probe.detail})` };
     case 'unreachable':

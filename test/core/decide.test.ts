@@ -62,7 +62,7 @@ test('liveness: dead only when refused, or unreachable with a stale heartbeat; w
 
 test('death: unknown goes on only through a fence or --force; alive is refused, never fenced without --force', () => {
   const unknown = { verdict: 'unknown' as const, reason: 'fs1 cannot be asked' };
-  const alive = { verdict: 'alive' as const, reason: 'fs1 answers' };
+  const alive = { verdict: 'alive' as const, reason: 'fs1 answers', serving: false };
   const dead = { verdict: 'dead' as const, reason: 'fs1 is down' };
   assert.equal(decideDeath('fs1', unknown, { force: false, fence: 'none' }).action, 'refuse');
   assert.deepEqual(decideDeath('fs1', unknown, { force: false, fence: 'configured' }), { action: 'go', reason: 'fs1 cannot be asked; fencing it first', fence: true, forced: false });
@@ -153,4 +153,13 @@ test('per-node schemas: injective or refused; only the expected, commented views
   assert.match(recoveryRelationsProblem('per-node', [ok[0]], expected, ['fs1', 'fs2'])!, /view of fs2 .* is missing/);
   assert.equal(recoveryRelationsProblem('shared', [{ schema: 'public', kind: 'r', comment: null }], expected), null);
   assert.match(recoveryRelationsProblem('shared', [{ schema: 'public', kind: 'r', comment: null }, ok[0]], expected)!, /besides public\.recovery: fsha_node_fs1\.recovery \(view\)/);
+});
+
+test('log levels of a refusal: a node serving its own calls is nothing to do (INFO); one that answers without serving WARNING; one fs-ha cannot judge ERROR', () => {
+  const serving = decideDeath('fs2', { verdict: 'alive', serving: true, reason: 'fs2 is alive and serving its own calls' }, { force: false, fence: 'none' });
+  assert.deepEqual(serving, { action: 'refuse', reason: 'refusing to take over fs2: fs2 is alive and serving its own calls', level: 'info', nothingToDo: 'fs2 is alive and serving its own calls' });
+  const degraded = decideDeath('fs2', { verdict: 'alive', serving: false, reason: 'fs2 answers but is not serving' }, { force: false, fence: 'none' });
+  assert.equal(degraded.action === 'refuse' && degraded.level, 'warn');
+  const unknown = decideDeath('fs2', { verdict: 'unknown', reason: 'fs2 cannot be asked' }, { force: false, fence: 'none' });
+  assert.equal(unknown.action === 'refuse' && (unknown.level ?? 'error'), 'error');
 });

@@ -80,6 +80,12 @@ export class RootCapture {
     return got;
   }
 
+  /** Stop every capture without reading it (a run that skipped the sealed check must still end). */
+  kill(): void {
+    for (const p of this.procs) if (p.child.exitCode === null) p.child.kill('SIGKILL');
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
   isCanary(line: string): boolean {
     return new RegExp(`> 127\\.0\\.0\\.1\\.${this.canaryPort}: UDP`).test(line);
   }

@@ -31,7 +31,7 @@ before(async () => {
   captured = await capture.start(); // before the lab exists: its whole life is watched
   await fabric.start();
 });
-after(() => fabric.stop());
+after(() => { capture.kill(); fabric.stop(); });
 
 /** Run a scenario in a fresh lab; always torn down, with every log printed when it fails. */
 async function scenario(o: LabOptions, body: (lab: Lab, url: string) => Promise<void>): Promise<void> {
@@ -92,6 +92,8 @@ test('0. the lab is sealed: no address of it and no route into it in the root na
 test('1. pair with VIP: 50 calls, FreeSWITCH on the master crashes; the backup takes the VIP and every call, the old node goes FAULT', async () => {
   await scenario(PAIR(), async (lab, url) => {
     await startPair(lab);
+    const errorLines = () => ['freeswitch01', 'freeswitch02'].flatMap((n) => lab.fshaLog(n).filter((l) => /: ERROR /.test(l.text)).map((l) => `${n}: ${l.text}`));
+    assert.deepEqual(errorLines(), [], 'a normal start logs no ERROR (issue 15)');
     const calls = await placeCalls(lab, 'freeswitch01', 50);
     const sipp = lab.startSipp(50);
     const crash = await lab.crash('freeswitch01');
@@ -116,6 +118,9 @@ test('1. pair with VIP: 50 calls, FreeSWITCH on the master crashes; the backup t
     await lab.startSim('freeswitch01');
     await lab.waitState('freeswitch01', 'VI_FS', 'BACKUP', 20000);
     await waitFor('freeswitch01 in standby', async () => (await lab.simState('freeswitch01')).standby, 10000);
+    assert.deepEqual(errorLines(), [], 'a normal failover (and the old node\'s return) logs no ERROR (issue 15)');
+    assert.ok(lab.fshaLog('freeswitch01').some((l) => /WARN notify-fault: notify FAULT: FreeSWITCH on freeswitch01 is down/.test(l.text)),
+      'the crashed node says once, as a WARNING, that its FreeSWITCH is down');
   });
 });
 

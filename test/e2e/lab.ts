@@ -334,7 +334,9 @@ export class Lab {
     if (layout === 'per-node') dsn += `?options=${encodeURIComponent(`-c search_path=public,fsha_node_${node}`)}`;
     const address = this.o.simAddress ? this.o.simAddress(n) : n.service;
     const p = this.spawnIn(node, 'sim', process.execPath, [join(ROOT, 'dist', 'fs-sim.js'), '--switchname', node, '--esl', '0.0.0.0:8021',
-      '--address', address, '--dsn', dsn, '--far', `${SERVICE_GW}:5060`, '--sip', ...extra]);
+      '--address', address, '--dsn', dsn, '--far', `${SERVICE_GW}:5060`, '--sip',
+      // apply-inbound-acl as the templates tell the operator: loopback and the management net (peers, the relay)
+      '--acl', `127.0.0.0/8,${MGMT.cidr}`, ...extra]);
     this.sims[node] = p;
     await p.waitLine(/"ev":"listening"/, 15000);
     return p;

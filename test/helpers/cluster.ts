@@ -26,6 +26,8 @@ export interface ClusterOptions {
   timeouts?: string;
   /** a node's FreeSWITCH database DSN, instead of the one the layout prescribes (a misconfigured node) */
   dsn?: Record<string, (url: string) => string>;
+  /** a node's event-socket apply-inbound-acl (CIDRs), instead of loopback */
+  acl?: Record<string, string[]>;
 }
 
 /** A cluster stopped when the test ends, whatever happens in it. */
@@ -63,7 +65,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     const dsn = opts.dsn?.[n] ? opts.dsn[n](url) : layout === 'per-node'
       ? `${url}?options=${encodeURIComponent(`-c search_path=public,${nodeSchema(switchOf(n))}`)}`
       : url;
-    return new FsSim({ host: addr[n], port: ports[n], switchname: switchOf(n), address: opts.switchname ? '127.0.0.100' : addr[n], dsn, sip: opts.sip, retrackDelayMs: opts.retrackDelayMs });
+    return new FsSim({ host: addr[n], port: ports[n], switchname: switchOf(n), address: opts.switchname ? '127.0.0.100' : addr[n], dsn, sip: opts.sip, retrackDelayMs: opts.retrackDelayMs, acl: opts.acl?.[n] });
   };
   for (const n of opts.nodes) {
     sims[n] = make(n);

@@ -41,6 +41,11 @@ export interface SimOptions {
   retrackDelayMs?: number;
   /** per recovered leg (real: ~3 ms) */
   recoverDelayMs?: number;
+  /**
+   * event_socket.conf.xml apply-inbound-acl: the client networks admitted (IPv4 CIDRs). FreeSWITCH's default
+   * is loopback.auto, so that is ours too; anything else gets a text/rude-rejection and the socket closes.
+   */
+  acl?: string[];
   onEvent?: (what: string, detail: Record<string, unknown>) => void;
 }
 
@@ -75,7 +80,7 @@ export class FsSim {
   constructor(opts: SimOptions) {
     this.o = {
       password: 'ClueCon', profiles: ['internal'], farEnd: '127.0.0.21', farEndPort: 5060, sip: false,
-      retrackDelayMs: 5, recoverDelayMs: 0, ...opts,
+      retrackDelayMs: 5, recoverDelayMs: 0, ...opts, acl: opts.acl ?? ['127.0.0.0/8'],
     };
     for (const p of this.o.profiles) this.profiles.set(p, true);
   }
@@ -323,6 +328,14 @@ export class FsSim {
     this.sockets.add(sock);
     sock.on('close', () => this.sockets.delete(sock));
     sock.on('error', () => undefined);
+    const from = (sock.remoteAddress ?? '').replace(/^::ffff:/, '');
+    if (!this.o.acl.some((cidr) => inCidr(from, cidr))) {
+      // mod_event_socket's listener_run: the ACL is checked before auth/request is sent
+      sock.write(R.RUDE_REJECTION + R.DISCONNECT_NOTICE);
+      sock.end();
+      this.o.onEvent?.('acl-rejected', { from });
+      return;
+    }
     if (this.fault.hang) return; // accept, never answer
     let authed = false;
     let buf = '';
@@ -407,4 +420,13 @@ export class FsSim {
       `\nContent-Length: ${Buffer.byteLength(body)}\n\n${body}`;
     return `Content-Length: ${Buffer.byteLength(text)}\nContent-Type: text/event-plain\n\n${text}`;
   }
+}
+
+/** IPv4 address in an IPv4 CIDR (what the simulator's ACL needs). */
+export function inCidr(ip: string, cidr: string): boolean {
+  const [net, bits] = cidr.split('/');
+  const n = (a: string) => a.split('.').reduce((x, o) => x * 256 + Number(o), 0);
+  if (!/^\d+\.\d+\.\d+\.\d+$/.test(ip) || !/^\d+\.\d+\.\d+\.\d+$/.test(net)) return false;
+  const size = 2 ** (32 - Number(bits ?? 32));
+  return Math.floor(n(ip) / size) === Math.floor(n(net) / size);
 }

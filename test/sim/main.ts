@@ -19,6 +19,8 @@ const { values } = parseArgs({
     far: { type: 'string', default: '127.0.0.21:5060' },
     sip: { type: 'boolean', default: false },
     profiles: { type: 'string', default: 'internal' },
+    // event_socket.conf.xml apply-inbound-acl, as CIDRs (default: loopback only, FreeSWITCH's loopback.auto)
+    acl: { type: 'string', default: '127.0.0.0/8' },
     'retrack-delay-ms': { type: 'string', default: '5' },
     // the real server recovers legs one after another, ~3 ms each (fixtures README: 50 calls, last
     // re-INVITE +136-142 ms; 200 calls +595-604 ms); the process mode is the faithful one
@@ -40,7 +42,7 @@ async function main() {
   const sim = new FsSim({
     host, port: Number(port), password: values.password, switchname: values.switchname!, address: values.address!,
     dsn: values.dsn!, farEnd: farHost, farEndPort: Number(farPort ?? 5060), sip: values.sip,
-    profiles: values.profiles!.split(','), retrackDelayMs: Number(values['retrack-delay-ms']), recoverDelayMs: Number(values['recover-delay-ms']),
+    profiles: values.profiles!.split(','), acl: values.acl!.split(','), retrackDelayMs: Number(values['retrack-delay-ms']), recoverDelayMs: Number(values['recover-delay-ms']),
     onEvent: (what, d) => {
       emit(what, d);
       if (what === 'crash') setImmediate(() => process.exit(134));

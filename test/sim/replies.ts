@@ -1,5 +1,7 @@
 /** Reply texts of FreeSWITCH 1.10.12, byte for byte as in fixtures/esl_transcripts*.txt. */
 export const AUTH_REQUEST = 'Content-Type: auth/request\n\n';
+/** mod_event_socket to a client its apply-inbound-acl does not admit (then the disconnect notice, then close) */
+export const RUDE_REJECTION = 'Content-Type: text/rude-rejection\nContent-Length: 24\n\nAccess Denied, go away.\n';
 export const DISCONNECT_NOTICE =
   'Content-Type: text/disconnect-notice\nContent-Length: 67\n\nDisconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n';
 
