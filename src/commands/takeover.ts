@@ -19,7 +19,7 @@ import { Db } from '../adapters/db';
 import { runFence } from '../adapters/fence';
 import { moveRows } from '../adapters/move-rows';
 import * as store from '../adapters/recovery-store';
-import { decideDeath, decideTarget, judgeRecovery, planRecover } from '../core/decide';
+import { decideDeath, decideStillDead, decideTarget, judgeRecovery, planRecover } from '../core/decide';
 import { judgeLiveness, needsHeartbeat, type Liveness } from '../core/liveness';
 import { nodeSchemas, recoveryRelationsProblem } from '../core/per-node';
 import { parseRecoverReply } from '../core/health';
@@ -138,6 +138,14 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
     await store.lockNode(db, from.switchname, cfg.timeouts.lockMs);
     locked = true;
     timings.locked_ms = Date.now() - t0;
+    // the lock may have taken a while: a node judged dead by its refusing socket is asked once more, so one
+    // that came back meanwhile (new calls under a new core uuid, same hostname) is never taken
+    if (!death.forced && !death.fence && life.verdict === 'dead' && !opts.dryRun) {
+      const again = await probeNode(from.esl, [], Math.min(500, from.esl?.timeoutMs ?? cfg.esl.timeoutMs));
+      const hb = needsHeartbeat(again.kind) ? await store.readHeartbeat(db, from.name) : null;
+      const still = decideStillDead(from.name, judgeLiveness(from.name, again, hb, cfg.liveness.heartbeatStaleMs));
+      if (still.action !== 'go') throw new Refused(still.reason);
+    }
     if (!opts.dryRun) {
       const r = await store.reconcile(db, table, from.name);
       if (r.dropped || r.interrupted) log('warn', `takeover: an earlier takeover of ${from.name} was interrupted; recorded it, dropped ${r.dropped} copies of calls re-tracked since`, ctx);

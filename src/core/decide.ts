@@ -35,6 +35,12 @@ export function decideDeath(node: string, life: Liveness, o: { force: boolean; f
   }
 }
 
+/** Step 2, under the lock: is the node judged dead still dead? Anything else means it came back. */
+export function decideStillDead(node: string, now: Liveness): Step {
+  if (now.verdict === 'dead') return { action: 'go', reason: `${node} is still down` };
+  return { action: 'refuse', reason: `refusing to take over ${node}: it came back while the takeover started (${now.reason})` };
+}
+
 /** Rows the target's recover would select, grouped. */
 export interface ScopeGroup {
   hostname: string;

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decideDeath, decideTarget, judgeRecovery, planRecover, type ScopeGroup } from '../../src/core/decide';
+import { decideDeath, decideStillDead, decideTarget, judgeRecovery, planRecover, type ScopeGroup } from '../../src/core/decide';
 import { judgeLiveness } from '../../src/core/liveness';
 import { batches, groupRows, judgeGroup, type RowFacts } from '../../src/core/groups';
 import { nodeSchemas, recoveryRelationsProblem, viewComment } from '../../src/core/per-node';
@@ -162,4 +162,11 @@ test('log levels of a refusal: a node serving its own calls is nothing to do (IN
   assert.equal(degraded.action === 'refuse' && degraded.level, 'warn');
   const unknown = decideDeath('fs2', { verdict: 'unknown', reason: 'fs2 cannot be asked' }, { force: false, fence: 'none' });
   assert.equal(unknown.action === 'refuse' && (unknown.level ?? 'error'), 'error');
+});
+
+test('under the lock, a node judged dead must still be dead: one that came back is refused', () => {
+  assert.equal(decideStillDead('fs1', { verdict: 'dead', reason: 'refused' }).action, 'go');
+  const back = decideStillDead('fs1', { verdict: 'alive', serving: true, reason: 'fs1 is alive and serving its own calls' });
+  assert.match(back.reason, /refusing to take over fs1: it came back while the takeover started/);
+  assert.equal(decideStillDead('fs1', { verdict: 'wait', waitMs: 100, reason: 'fresh heartbeat' }).action, 'refuse');
 });

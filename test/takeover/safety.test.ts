@@ -283,3 +283,25 @@ test('8.13 batches are bounded by bytes too: 40 rows of 5 MB move with a bounded
   process.stdout.write(`  40 rows of 5 MB: RSS grew by ${grewMb} MB during the move (the rows total 200 MB)\n`);
   assert.ok(grewMb < 200, `memory grew by ${grewMb} MB: less than the rows themselves`);
 });
+
+test('8.16 the failed node comes back while the takeover waits for its lock: refused, its new calls stay with it', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  await c.sims.fs1.answerCalls(3);
+  await c.sims.fs1.crash();
+  await dbInit(c.config('fs2'));
+  // another takeover of fs1 holds its lock (as a concurrent notify would)
+  const holder = new Client({ connectionString: c.url });
+  await holder.connect();
+  t.after(() => holder.end());
+  await holder.query("SELECT pg_advisory_lock(1179862081, hashtext('fs-ha takeover ' || 'fs1'))");
+  const pending = takeover(c.config('fs2'), { from: 'fs1', command: 'test' });
+  pending.catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 300)); // judged dead, now waiting for the lock
+  const back = await c.restart('fs1');
+  const fresh = await back.answerCalls(2);
+  await holder.query("SELECT pg_advisory_unlock(1179862081, hashtext('fs-ha takeover ' || 'fs1'))");
+  await assert.rejects(pending, /refusing to take over fs1: it came back while the takeover started/);
+  const mine = (await rows(c.url, 'public.recovery')).filter((r) => fresh.includes(r.uuid));
+  assert.equal(mine.length, 2);
+  for (const r of mine) { assert.equal(r.hostname, 'fs1'); assert.equal(r.runtime_uuid, back.coreUuid); }
+});
