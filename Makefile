@@ -102,15 +102,14 @@ install: dist/fs-ha.8
 	install -m 0644 $(OWNER) keepalived/farm/keepalived.conf keepalived/farm/fs-ha.yaml $(SHAREDIR)/keepalived/farm/
 	install -m 0644 $(OWNER) README.md $(DOCDIR)/README.md
 	install -m 0644 $(OWNER) dist/fs-ha.8 $(MANDIR)/fs-ha.8
-	sed 's|@BINDIR@|$(PREFIX)/bin|' keepalived/systemd/fs-ha-watch.service > $(UNITDIR)/fs-ha-watch.service
-	chmod 0644 $(UNITDIR)/fs-ha-watch.service
+	for u in fs-ha-watch fs-ha-agent; do sed 's|@BINDIR@|$(PREFIX)/bin|' keepalived/systemd/$$u.service > $(UNITDIR)/$$u.service; chmod 0644 $(UNITDIR)/$$u.service; done
 	install -d -m 0755 $(OWNER) $(CONFDIR)
 	@if [ -e $(CONFDIR)/fs-ha.yaml ]; then echo "kept the existing $(CONFDIR)/fs-ha.yaml"; \
 	 else install -m 0600 $(OWNER) keepalived/pair/fs-ha.yaml $(CONFDIR)/fs-ha.yaml && echo "installed an example $(CONFDIR)/fs-ha.yaml: edit it"; fi
 
 # the configuration in /etc/fs-ha is yours: uninstall leaves it
 uninstall:
-	rm -f $(BINDIR)/fs-ha $(UNITDIR)/fs-ha-watch.service $(MANDIR)/fs-ha.8
+	rm -f $(BINDIR)/fs-ha $(UNITDIR)/fs-ha-watch.service $(UNITDIR)/fs-ha-agent.service $(MANDIR)/fs-ha.8
 	rm -rf $(HOOKDIR) $(SHAREDIR) $(DOCDIR)
 	@echo "left $(CONFDIR) in place"
 

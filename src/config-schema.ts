@@ -78,8 +78,13 @@ export const SCHEMA: Record<string, Field> = {
       file: { kind: 'path', doc: 'also append timestamped lines here (empty: no file)', default: '', allowEmpty: true },
     },
   },
+  agent: {
+    kind: 'section', doc: 'fs-ha agent', fields: {
+      fifo: { kind: 'path', doc: 'keepalived\'s notify FIFO (global_defs notify_fifo); the agent creates it (0600) if missing', default: '/run/fs-ha/keepalived.fifo' },
+    },
+  },
   watch: {
-    kind: 'section', doc: 'fs-ha watch', fields: {
+    kind: 'section', doc: 'fs-ha watch and the agent\'s health loop', fields: {
       file: { kind: 'path', doc: 'where it writes 0/1 for keepalived\'s track_file', default: '/run/fs-ha.health' },
       interval_ms: { kind: 'int', doc: 'how often it asks', default: 200, min: 20, max: 60000 },
     },

@@ -8,7 +8,27 @@ import { ActionFailed } from '../errors';
 import { redact } from '../log';
 
 export class Db {
-  private constructor(private readonly client: PgClient, readonly timeoutMs: number) {}
+  private lost: string | null = null;
+  private readonly lostListeners: Array<(why: string) => void> = [];
+
+  private constructor(private readonly client: PgClient, readonly timeoutMs: number) {
+    const gone = (why: string) => {
+      if (this.lost) return;
+      this.lost = why;
+      for (const l of this.lostListeners.splice(0)) l(why);
+    };
+    client.on('error', (e: Error) => gone(cleanError(e)));
+    client.on('end', () => gone('connection closed'));
+  }
+
+  /** null while the connection is usable, else why it is not */
+  get lostReason(): string | null { return this.lost; }
+
+  /** Called once when the connection breaks or ends. */
+  onLost(fn: (why: string) => void): void {
+    if (this.lost) fn(this.lost);
+    else this.lostListeners.push(fn);
+  }
 
   static async connect(url: string, timeoutMs: number, appName = 'fs-ha'): Promise<Db> {
     const { Client } = require('pg') as typeof import('pg'); // loaded on first use (start-up of check_fs)

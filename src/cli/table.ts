@@ -4,8 +4,9 @@ import { commands as notifyHooks } from '../commands/notify';
 import { command as takeover } from '../commands/takeover';
 import { command as status } from '../commands/status';
 import { command as watch } from '../commands/watch';
+import { command as agent } from '../commands/agent';
 import { command as drill } from '../commands/drill';
 import { command as db } from '../commands/db';
 import type { CommandSpec } from './spec';
 
-export const COMMANDS: CommandSpec[] = [check, ...notifyHooks, takeover, status, watch, drill, db];
+export const COMMANDS: CommandSpec[] = [check, ...notifyHooks, takeover, status, agent, watch, drill, db];

@@ -18,11 +18,13 @@ import { privateDir, replaceFile } from '../adapters/safe-files';
 import { ActionFailed, Refused, UsageError, errorMessage } from '../errors';
 import { log } from '../log';
 import { takeover, type TakeoverReport } from './takeover';
+import type { Db } from '../adapters/db';
 import { Output } from '../cli/output';
 import type { CommandSpec } from '../cli/spec';
 
-export type VrrpState = 'MASTER' | 'BACKUP' | 'FAULT' | 'STOP' | 'DELETED';
-export const STATES: VrrpState[] = ['MASTER', 'BACKUP', 'FAULT', 'STOP', 'DELETED'];
+import { STATES, type VrrpState } from '../core/vrrp';
+
+export type { VrrpState };
 
 /** when keepalived forked this process: kernel start tick + pid within this boot (core/fire-order.ts) */
 function ownFireKey(): FireKey {
@@ -79,17 +81,23 @@ async function setStandby(cfg: Config, on: boolean): Promise<boolean> {
   }
 }
 
-export async function notify(cfg: Config, state: VrrpState, instance: string | undefined, out = new Output(false)): Promise<number> {
+/**
+ * One keepalived transition. fired: when keepalived fired it (a hook process: its fork; the agent: when it
+ * read the FIFO line); db: the agent's warm connection for the takeover.
+ */
+export async function notify(cfg: Config, state: VrrpState, instance: string | undefined, out = new Output(false),
+  o: { fired?: FireKey; db?: Db } = {}): Promise<number> {
+  const fired = o.fired ?? FIRED;
   const name = instance ?? '_';
   const ctx = { node: cfg.node, instance: name, state };
   const release = await acquireHostLock(cfg.stateDir, `notify-${cfg.node}`, cfg.timeouts.lockMs + cfg.timeouts.recoverMs);
   try {
     const prev = readState(cfg, name);
-    if (prev?.fired && firedAfter(prev.fired, FIRED)) {
-      log('info', `notify ${state} ignored: keepalived fired ${prev.state} after it (pid ${prev.fired.pid} after ${FIRED.pid})`, ctx);
+    if (prev?.fired && firedAfter(prev.fired, fired)) {
+      log('info', `notify ${state} ignored: keepalived fired ${prev.state} after it (pid ${prev.fired.pid} after ${fired.pid})`, ctx);
       return 0;
     }
-    writeState(cfg, { instance: name, state, fired: FIRED, at: new Date().toISOString() });
+    writeState(cfg, { instance: name, state, fired, at: new Date().toISOString() });
 
     if (state === 'MASTER') {
       const from = nodeForInstance(cfg, instance);
@@ -98,7 +106,7 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
       let failure: unknown = null;
       if (from !== cfg.node) {
         try {
-          report = await takeover(cfg, { from, command: `notify MASTER ${name}` });
+          report = await takeover(cfg, { from, command: `notify MASTER ${name}`, db: o.db });
         } catch (e) {
           if (e instanceof Refused && e.nothingToDo) log('info', `notify MASTER ${name}: nothing to take over: ${e.nothingToDo}`, ctx);
           else failure = e;

@@ -36,6 +36,8 @@ export interface TakeoverOptions {
   force?: boolean;
   /** how this takeover was started, for the audit row (notify-master VI_1, takeover, ...) */
   command: string;
+  /** a connection kept ready by the agent: used, never closed, by this takeover */
+  db?: Db;
 }
 
 export interface TakeoverReport {
@@ -112,7 +114,7 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
   try {
     // 1. the failed node must be provably dead (first probe beside the database connect)
     const firstProbe = probeNode(from.esl, [], from.esl?.timeoutMs ?? cfg.esl.timeoutMs);
-    db = await Db.connect(cfg.database, cfg.timeouts.databaseMs, `fs-ha takeover ${from.name}->${to.name}`);
+    db = opts.db && !opts.db.lostReason ? opts.db : await Db.connect(cfg.database, cfg.timeouts.databaseMs, `fs-ha takeover ${from.name}->${to.name}`);
     timings.db_connect_ms = Date.now() - t0;
     if (!opts.dryRun) await store.applySchema(db, cfg.layout); // fs-ha's tables first: every outcome gets its audit row
     const life = await observeDeath(cfg, from, db, firstProbe);
@@ -248,7 +250,7 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
         }).catch((e) => log('warn', `takeover: audit row not written: ${errorMessage(e)}`, ctx));
       }
       if (locked) await store.unlockNode(db, from.switchname);
-      await db.close();
+      if (db !== opts.db) await db.close();
     }
   }
 }

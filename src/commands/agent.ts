@@ -1,0 +1,150 @@
+/**
+ * `fs-ha agent`: one long-lived process per node (systemd fs-ha-agent.service, Restart=always). It hears
+ * keepalived through its notify FIFO and dispatches each transition exactly as `fs-ha notify TYPE NAME
+ * STATE PRIORITY` does (same guards, same ordering, one at a time), keeps the local FreeSWITCH's health in
+ * watch.file for keepalived's track_file (one event-socket session, kept open; the file's mtime touched
+ * every second for keepalived's backstop), and keeps a database connection ready, so a takeover starts
+ * warm. Stopping it (SIGTERM: systemctl restart, an upgrade) leaves watch.file as it is: no VRRP
+ * transition; keepalived's backstop fails the node only if nobody touches the file for 3 s.
+ */
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Config } from '../config';
+import { Db } from '../adapters/db';
+import { FifoReader } from '../adapters/fifo';
+import { latestPerInstance, parseFifoLine, type FifoLine } from '../core/fifo-line';
+import type { FireKey } from '../core/fire-order';
+import { errorMessage } from '../errors';
+import { log } from '../log';
+import { LocalHealth } from '../local-health';
+import { Output } from '../cli/output';
+import type { CommandSpec } from '../cli/spec';
+import { notify } from './notify';
+
+/** A database connection kept ready: reconnected with backoff, never in the way of events or health. */
+export class WarmDb {
+  private db: Db | null = null;
+  private backoffMs = 100;
+  private stopped = false;
+
+  constructor(private readonly cfg: Config) {}
+
+  start(): void { void this.connect(); }
+
+  private async connect(): Promise<void> {
+    while (!this.stopped && this.cfg.database) {
+      try {
+        const db = await Db.connect(this.cfg.database, this.cfg.timeouts.databaseMs, `fs-ha agent ${this.cfg.node}`);
+        if (this.stopped) { await db.close(); return; }
+        this.db = db;
+        this.backoffMs = 100;
+        db.onLost((why) => {
+          if (this.db === db) this.db = null;
+          log('warn', `agent: database connection lost (${why}); reconnecting`, { node: this.cfg.node });
+          if (!this.stopped) void this.connect();
+        });
+        return;
+      } catch (e) {
+        log('warn', `agent: database not reachable (${errorMessage(e)}); next try in ${this.backoffMs} ms`, { node: this.cfg.node });
+        await sleep(this.backoffMs);
+        this.backoffMs = Math.min(this.backoffMs * 2, 5000);
+      }
+    }
+  }
+
+  /** The ready connection, if there is one (a takeover without it connects by itself). */
+  get(): Db | undefined { return this.db && !this.db.lostReason ? this.db : undefined; }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.db?.close();
+  }
+}
+
+/** When the agent read a line, in the kernel's clock ticks since boot: comparable with a hook process's fork. */
+function readKey(): FireKey {
+  const read = (f: string) => { try { return readFileSync(f, 'utf8').trim(); } catch { return ''; } };
+  const up = Number(read('/proc/uptime').split(' ')[0]);
+  return { boot: read('/proc/sys/kernel/random/boot_id'), ticks: Number.isFinite(up) ? Math.floor(up * 100) : -1, pid: process.pid, wallMs: performance.timeOrigin + performance.now() };
+}
+
+export class Agent {
+  private chain: Promise<void> = Promise.resolve();
+  readonly health: LocalHealth;
+  readonly db: WarmDb;
+  private fifo: FifoReader | null = null;
+  private healthRun: Promise<void> | null = null;
+  /** transitions handled, by state (metrics and tests) */
+  readonly handled: Record<string, number> = {};
+
+  constructor(private readonly cfg: Config, private readonly out = new Output(false)) {
+    this.health = new LocalHealth(cfg, { keepAlive: true, who: 'agent' });
+    this.db = new WarmDb(cfg);
+  }
+
+  /** Instances this node knows: those under `instances`, or any instance of a pair (nodeForInstance's rule). */
+  private known(name: string): boolean {
+    return name in this.cfg.instances || (Object.keys(this.cfg.instances).length === 0 && Object.keys(this.cfg.nodes).length === 2);
+  }
+
+  /** One line, after the ones before it: in keepalived's order, one at a time. */
+  private enqueue(l: FifoLine, fired: FireKey): Promise<void> {
+    this.chain = this.chain.then(async () => {
+      if (l.kind === 'ignored') { log('debug', `agent: ${l.reason}`); return; }
+      if (!this.known(l.name)) {
+        log('info', `agent: ${l.type} ${l.name} ${l.state}: not an instance of this node's configuration; ignored`, { node: this.cfg.node });
+        return;
+      }
+      log('info', `agent: keepalived says ${l.type} ${l.name} ${l.state}`, { node: this.cfg.node, instance: l.name, state: l.state });
+      this.handled[l.state] = (this.handled[l.state] ?? 0) + 1;
+      await notify(this.cfg, l.state, l.name, this.out, { fired, db: this.db.get() }).catch(() => undefined); // notify logged it
+    });
+    return this.chain;
+  }
+
+  start(): void {
+    this.db.start();
+    this.healthRun = this.health.run();
+    this.fifo = new FifoReader(this.cfg.agent.fifo, {
+      backlog: (lines) => {
+        const fired = readKey();
+        const kept = latestPerInstance(lines.map(parseFifoLine));
+        if (lines.length) log('info', `agent: ${lines.length} line(s) waited in the FIFO; acting on the last state of each instance (${kept.length})`, { node: this.cfg.node });
+        for (const l of kept) void this.enqueue(l, fired);
+      },
+      line: (line) => { void this.enqueue(parseFifoLine(line), readKey()); },
+      reopened: () => log('info', `agent: ${this.cfg.agent.fifo} was recreated (keepalived reloaded); reading the new one`, { node: this.cfg.node }),
+    });
+    this.fifo.start();
+    log('info', `agent: listening on ${this.cfg.agent.fifo}`, { node: this.cfg.node });
+  }
+
+  /** Stop reading, finish the transition under way, leave watch.file as it is. */
+  async stop(): Promise<void> {
+    this.fifo?.close();
+    this.health.stop(false);
+    await this.chain;
+    await this.healthRun;
+    await this.db.stop();
+  }
+}
+
+export async function agent(cfg: Config, out: Output): Promise<number> {
+  const a = new Agent(cfg, out);
+  a.start();
+  await new Promise<void>((resolve) => {
+    const stop = () => { void a.stop().then(resolve); };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  log('info', 'agent: stopped; watch.file left as it was', { node: cfg.node });
+  return 0;
+}
+
+export const command: CommandSpec = {
+  name: 'agent', links: [], args: '', positionals: { min: 0, max: 0 },
+  summary: "long-running: hears keepalived's notify FIFO, keeps FreeSWITCH's health for track_file, takes over warm",
+  exits: '0 after SIGTERM, 1 the FIFO cannot be used, 2 configuration error', options: {},
+  run: ({ cfg, out }) => agent(cfg, out),
+};

@@ -1,0 +1,91 @@
+/**
+ * One event-socket session to the local FreeSWITCH, kept open, asked the check's questions every
+ * watch.interval_ms; watch.file holds 0 while it serves and 1 the moment it stops (the session closing is
+ * seen at once), for keepalived's track_file. `fs-ha watch` runs it alone; the agent runs it beside its
+ * FIFO reader. keepAlive: also touch watch.file's mtime every second, so keepalived's backstop can tell a
+ * live writer from a file nobody updates (the agent; see the keepalived templates).
+ */
+import { mkdirSync, utimesSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Config } from './config';
+import { EslSession } from './adapters/esl';
+import { replaceFile } from './adapters/safe-files';
+import { errorMessage } from './errors';
+import { log } from './log';
+import { probeSession, type NodeProbe } from './observe';
+
+export class LocalHealth {
+  private last: string | null = null;
+  private stopping = false;
+  private handBack = false;
+  private wake: (() => void) | null = null;
+  private session: EslSession | null = null;
+  private touch: NodeJS.Timeout | null = null;
+  lastProbe: NodeProbe | null = null;
+
+  constructor(private readonly cfg: Config, private readonly o: { keepAlive?: boolean; who: string }) {}
+
+  get healthy(): boolean { return this.last === '0'; }
+
+  private set(healthy: boolean, reason: string): void {
+    const v = healthy ? '0' : '1';
+    if (v === this.last) return;
+    replaceFile(this.cfg.watch.file, v + '\n');
+    log(healthy ? 'info' : 'warn', `${this.o.who}: ${this.cfg.node} ${healthy ? 'healthy' : 'FAILED'}: ${reason}`, { node: this.cfg.node, file: this.cfg.watch.file, value: v });
+    this.last = v;
+  }
+
+  private nap(ms: number): Promise<void> {
+    return new Promise<void>((r) => { const t = setTimeout(r, ms); this.wake = () => { clearTimeout(t); r(); }; });
+  }
+
+  /** Runs until stop(). */
+  async run(): Promise<void> {
+    const { cfg } = this;
+    const every = cfg.watch.intervalMs;
+    mkdirSync(dirname(cfg.watch.file), { recursive: true, mode: 0o755 });
+    if (this.o.keepAlive) {
+      this.touch = setInterval(() => {
+        const now = new Date();
+        try { utimesSync(cfg.watch.file, now, now); } catch { /* written at the next change */ }
+      }, 1000);
+    }
+    log('info', `${this.o.who}: watching ${cfg.esl.host}:${cfg.esl.port} every ${every} ms, state in ${cfg.watch.file}`, { node: cfg.node });
+    while (!this.stopping) {
+      if (!this.session) {
+        try {
+          const mine = await EslSession.open(cfg.esl, cfg.check.timeoutMs);
+          this.session = mine;
+          mine.onClose((why) => {
+            if (this.session !== mine) return;
+            this.session = null;
+            if (!this.stopping && why !== 'closed by fs-ha') this.set(false, `event socket lost: ${why}`);
+            this.wake?.();
+          });
+        } catch (e) {
+          this.set(false, errorMessage(e));
+          await this.nap(every);
+          continue;
+        }
+      }
+      const p = await probeSession(this.session, cfg.check.profiles, cfg.check.timeoutMs);
+      this.lastProbe = p;
+      if (p.kind === 'healthy') this.set(true, p.detail);
+      else {
+        this.set(false, p.detail);
+        if (p.kind !== 'unhealthy') { this.session?.close(); this.session = null; } // timed out or broken: reconnect
+      }
+      if (!this.stopping) await this.nap(every);
+    }
+    if (this.touch) clearInterval(this.touch);
+    this.session?.close();
+    if (this.handBack) this.set(true, 'watch stopped: check_fs decides alone');
+  }
+
+  /** handBack: write 0 (fs-ha watch stopping: check_fs decides alone); the agent leaves the file as it is. */
+  stop(handBack: boolean): void {
+    this.handBack = handBack;
+    this.stopping = true;
+    this.wake?.();
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * fs-ha agent against a real FIFO, real PostgreSQL and simulated FreeSWITCH nodes: keepalived's lines as
+ * keepalived writes them (one per transition), the backlog that waited in the pipe, a FIFO recreated by a
+ * reload, and the health file it keeps for track_file. (keepalived itself writes to it in test/e2e.)
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { closeSync, constants, mkdtempSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent } from '../../src/commands/agent';
+import { configureLog } from '../../src/log';
+import { withCluster } from '../helpers/cluster';
+import { withClient } from '../helpers/pg';
+
+configureLog({ syslog: false, stderr: false });
+
+const until = async (what: string, fn: () => boolean | Promise<boolean>, ms = 5000) => {
+  const end = Date.now() + ms;
+  while (!(await Promise.resolve().then(fn).catch(() => false))) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+
+/** keepalived's side of the FIFO: it keeps it open and writes one line per transition. */
+function writer(path: string): { say(line: string): void; close(): void } {
+  const fd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
+  let open = true;
+  return { say: (line) => { writeSync(fd, line + '\n'); }, close: () => { if (open) closeSync(fd); open = false; } };
+}
+
+test('agent: the backlog reduced to the last state per instance, MASTER takes over warm, unknown instances ignored, a recreated FIFO reopened, the health file kept and left as it is on stop', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  const dir = mkdtempSync(join(tmpdir(), 'fsha-agent-'));
+  const fifo = join(dir, 'keepalived.fifo');
+  const cfg = c.config('fs2', `instances: { VI_FS: fs1 }\nagent: { fifo: ${fifo} }\nwatch: { file: ${join(dir, 'health')}, interval_ms: 100 }`);
+  cfg.stateDir = join(dir, 'state');
+  assert.equal(spawnSync('mkfifo', ['-m', '0600', fifo]).status, 0);
+  const k = writer(fifo);
+  t.after(() => k.close());
+  // what keepalived wrote while no agent ran: only the last line of VI_FS still holds
+  k.say('INSTANCE "VI_FS" MASTER 100');
+  k.say('INSTANCE "VI_FS" BACKUP 100');
+  const agent = new Agent(cfg);
+  agent.start();
+  t.after(() => agent.stop());
+  await until('fs2 in standby (the backlog\'s last state)', () => c.sims.fs2.standby);
+  assert.deepEqual(agent.handled, { BACKUP: 1 }, 'the stale MASTER was not acted on');
+  await until('watch file healthy', () => { try { return readFileSync(cfg.watch.file, 'utf8') === '0\n'; } catch { return false; } });
+
+  // the node's own transitions, one line each
+  const calls = await c.sims.fs1.answerCalls(8);
+  await c.sims.fs1.crash();
+  k.say('INSTANCE "VI_OTHER" MASTER 100');        // not this node's instance
+  k.say('INSTANCE "VI_FS" MASTER_PRIORITY 100');  // notify_priority_changes: not a transition
+  k.say('INSTANCE "VI_FS" MASTER 100');
+  await until('the takeover', async () => (await withClient(c.url, (q) => q.query("select count(*)::int n from fsha.audit where result = 'done'"))).rows[0].n === 1, 10000);
+  assert.deepEqual(agent.handled, { BACKUP: 1, MASTER: 1 });
+  const rows = (await withClient(c.url, (q) => q.query('select uuid, runtime_uuid from recovery'))).rows;
+  assert.deepEqual(rows.map((r) => r.uuid).sort(), [...calls].sort());
+  for (const r of rows) assert.equal(r.runtime_uuid, c.sims.fs2.coreUuid);
+  assert.equal(c.sims.fs2.standby, false, 'the new MASTER takes new calls');
+  assert.ok(agent.db.get(), 'the warm connection is still there after the takeover');
+
+  // keepalived reloads: the FIFO is recreated; the next line arrives in the new one
+  k.close();
+  unlinkSync(fifo);
+  assert.equal(spawnSync('mkfifo', ['-m', '0600', fifo]).status, 0);
+  const k2 = writer(fifo);
+  t.after(() => k2.close());
+  await new Promise((r) => setTimeout(r, 1300)); // the agent checks the inode every second
+  k2.say('INSTANCE "VI_FS" BACKUP 100');
+  await until('fs2 back in standby through the new FIFO', () => c.sims.fs2.standby, 5000);
+
+  // the file's mtime is kept fresh for keepalived's backstop
+  const m1 = statSync(cfg.watch.file).mtimeMs;
+  await new Promise((r) => setTimeout(r, 1200));
+  assert.ok(statSync(cfg.watch.file).mtimeMs > m1, 'touched every second');
+  await agent.stop();
+  assert.equal(readFileSync(cfg.watch.file, 'utf8'), '0\n', 'stopping the agent (a restart) changes nothing keepalived sees');
+});
