@@ -98,6 +98,7 @@ install: dist/fs-ha.8
 	install -d -m 0755 $(OWNER) $(BINDIR) $(HOOKDIR) $(UNITDIR) $(MANDIR) $(DOCDIR) $(SHAREDIR)/keepalived/pair $(SHAREDIR)/keepalived/farm
 	install -m 0755 $(OWNER) dist/fs-ha $(BINDIR)/fs-ha
 	for l in $(LINKS); do ln -sfn ../../bin/fs-ha $(HOOKDIR)/$$l; done
+	install -m 0755 $(OWNER) keepalived/agent_alive $(HOOKDIR)/agent_alive
 	install -m 0644 $(OWNER) keepalived/pair/keepalived.conf keepalived/pair/fs-ha.yaml $(SHAREDIR)/keepalived/pair/
 	install -m 0644 $(OWNER) keepalived/farm/keepalived.conf keepalived/farm/fs-ha.yaml $(SHAREDIR)/keepalived/farm/
 	install -m 0644 $(OWNER) README.md $(DOCDIR)/README.md

@@ -2,7 +2,7 @@
  * One event-socket session to the local FreeSWITCH, kept open, asked the check's questions every
  * watch.interval_ms; watch.file holds 0 while it serves and 1 the moment it stops (the session closing is
  * seen at once), for keepalived's track_file. `fs-ha watch` runs it alone; the agent runs it beside its
- * FIFO reader. keepAlive: also touch watch.file's mtime every second, so keepalived's backstop can tell a
+ * FIFO reader. keepAlive: also touch watch.file's mtime every 500 ms, so keepalived's backstop can tell a
  * live writer from a file nobody updates (the agent; see the keepalived templates).
  */
 import { mkdirSync, utimesSync } from 'node:fs';
@@ -45,10 +45,12 @@ export class LocalHealth {
     const every = cfg.watch.intervalMs;
     mkdirSync(dirname(cfg.watch.file), { recursive: true, mode: 0o755 });
     if (this.o.keepAlive) {
-      this.touch = setInterval(() => {
+      const touch = () => {
         const now = new Date();
         try { utimesSync(cfg.watch.file, now, now); } catch { /* written at the next change */ }
-      }, 1000);
+      };
+      touch(); // a restarted agent refreshes it at once: the backstop never sees a gap
+      this.touch = setInterval(touch, 500);
     }
     log('info', `${this.o.who}: watching ${cfg.esl.host}:${cfg.esl.port} every ${every} ms, state in ${cfg.watch.file}`, { node: cfg.node });
     while (!this.stopping) {

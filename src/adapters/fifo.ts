@@ -8,7 +8,9 @@
 import { spawnSync } from 'node:child_process';
 import { constants, lstatSync, openSync, statSync } from 'node:fs';
 import { Socket } from 'node:net';
+import { dirname } from 'node:path';
 import { ActionFailed } from '../errors';
+import { privateDir } from './safe-files';
 
 export interface FifoEvents {
   /** lines that were in the pipe when it was opened (read within the first moment) */
@@ -28,6 +30,7 @@ export class FifoReader {
   constructor(readonly path: string, private readonly on: FifoEvents, private readonly backlogMs = 50) {}
 
   private ensure(): void {
+    privateDir(dirname(this.path));
     let st;
     try {
       st = lstatSync(this.path);

@@ -3,15 +3,16 @@
  * keepalived through its notify FIFO and dispatches each transition exactly as `fs-ha notify TYPE NAME
  * STATE PRIORITY` does (same guards, same ordering, one at a time), keeps the local FreeSWITCH's health in
  * watch.file for keepalived's track_file (one event-socket session, kept open; the file's mtime touched
- * every second for keepalived's backstop), and keeps a database connection ready, so a takeover starts
+ * every 500 ms for keepalived's backstop), and keeps a database connection ready, so a takeover starts
  * warm. Stopping it (SIGTERM: systemctl restart, an upgrade) leaves watch.file as it is: no VRRP
- * transition; keepalived's backstop fails the node only if nobody touches the file for 3 s.
+ * transition; keepalived's backstop fails the node only if nobody touches the file for 2 s.
  */
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config';
 import { Db } from '../adapters/db';
+import { writeHeartbeat } from '../adapters/recovery-store';
 import { FifoReader } from '../adapters/fifo';
 import { latestPerInstance, parseFifoLine, type FifoLine } from '../core/fifo-line';
 import type { FireKey } from '../core/fire-order';
@@ -41,6 +42,7 @@ export class WarmDb {
         this.backoffMs = 100;
         db.onLost((why) => {
           if (this.db === db) this.db = null;
+          if (this.stopped) return;
           log('warn', `agent: database connection lost (${why}); reconnecting`, { node: this.cfg.node });
           if (!this.stopped) void this.connect();
         });
@@ -72,7 +74,11 @@ function readKey(): FireKey {
 export class Agent {
   private chain: Promise<void> = Promise.resolve();
   readonly health: LocalHealth;
+  /** for takeovers */
   readonly db: WarmDb;
+  /** for this node's heartbeat, apart: a heartbeat must never run inside a takeover's transaction */
+  private readonly beatDb: WarmDb;
+  private beat: NodeJS.Timeout | null = null;
   private fifo: FifoReader | null = null;
   private healthRun: Promise<void> | null = null;
   /** transitions handled, by state (metrics and tests) */
@@ -81,6 +87,24 @@ export class Agent {
   constructor(private readonly cfg: Config, private readonly out = new Output(false)) {
     this.health = new LocalHealth(cfg, { keepAlive: true, who: 'agent' });
     this.db = new WarmDb(cfg);
+    this.beatDb = new WarmDb(cfg);
+  }
+
+  /**
+   * This node's heartbeat, once a second, from the health loop's last answer (what check_fs wrote when
+   * keepalived ran it): a peer that cannot reach our event socket judges us by it.
+   */
+  private beatAt = 0;
+
+  private heartbeat(): void {
+    const p = this.health.lastProbe;
+    const db = this.beatDb.get();
+    // the first as soon as there is an answer and a connection, then once a second
+    if (!p || !db || Date.now() - this.beatAt < 1000) return;
+    this.beatAt = Date.now();
+    const me = this.cfg.nodes[this.cfg.node];
+    writeHeartbeat(db, this.cfg.node, me.switchname, p.coreUuid, p.kind === 'healthy', p.kind === 'healthy' ? 'healthy' : p.detail)
+      .catch((e) => log('debug', `agent: heartbeat not written: ${errorMessage(e)}`));
   }
 
   /** Instances this node knows: those under `instances`, or any instance of a pair (nodeForInstance's rule). */
@@ -105,6 +129,10 @@ export class Agent {
 
   start(): void {
     this.db.start();
+    if (this.cfg.check.heartbeat && this.cfg.database) {
+      this.beatDb.start();
+      this.beat = setInterval(() => this.heartbeat(), 100);
+    }
     this.healthRun = this.health.run();
     this.fifo = new FifoReader(this.cfg.agent.fifo, {
       backlog: (lines) => {
@@ -123,10 +151,12 @@ export class Agent {
   /** Stop reading, finish the transition under way, leave watch.file as it is. */
   async stop(): Promise<void> {
     this.fifo?.close();
+    if (this.beat) clearInterval(this.beat);
     this.health.stop(false);
     await this.chain;
     await this.healthRun;
     await this.db.stop();
+    await this.beatDb.stop();
   }
 }
 

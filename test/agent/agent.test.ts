@@ -78,6 +78,9 @@ test('agent: the backlog reduced to the last state per instance, MASTER takes ov
   const m1 = statSync(cfg.watch.file).mtimeMs;
   await new Promise((r) => setTimeout(r, 1200));
   assert.ok(statSync(cfg.watch.file).mtimeMs > m1, 'touched every second');
+  // the node's heartbeat, as check_fs wrote it when keepalived ran it: peers judge an unreachable node by it
+  await until('a fresh heartbeat', async () => (await withClient(c.url, (q) => q.query(
+    "select healthy from fsha.heartbeat where node = 'fs2' and at > clock_timestamp() - interval '2 seconds'"))).rows[0]?.healthy === true);
   await agent.stop();
   assert.equal(readFileSync(cfg.watch.file, 'utf8'), '0\n', 'stopping the agent (a restart) changes nothing keepalived sees');
 });

@@ -89,8 +89,8 @@ test('0. the lab is sealed: no address of it and no route into it in the root na
   });
 });
 
-test('1. pair with VIP: 50 calls, FreeSWITCH on the master crashes; the backup takes the VIP and every call, the old node goes FAULT', async () => {
-  await scenario(PAIR(), async (lab, url) => {
+for (const variant of ['agent', 'scripts'] as const) test(`1${variant === 'agent' ? '' : 's'}. pair with VIP (${variant === 'agent' ? 'the agent hears keepalived' : 'the scripts-only variant'}): 50 calls, FreeSWITCH on the master crashes; the backup takes the VIP and every call, the old node goes FAULT`, async () => {
+  await scenario(PAIR({ variant }), async (lab, url) => {
     await startPair(lab);
     const errorLines = () => ['freeswitch01', 'freeswitch02'].flatMap((n) => lab.fshaLog(n).filter((l) => /: ERROR /.test(l.text)).map((l) => `${n}: ${l.text}`));
     assert.deepEqual(errorLines(), [], 'a normal start logs no ERROR (issue 15)');
@@ -108,7 +108,7 @@ test('1. pair with VIP: 50 calls, FreeSWITCH on the master crashes; the backup t
     await waitFor('sipp: 50 re-INVITEs answered', () => sipp.exitCode !== null, 30000);
     assert.equal(sipp.exitCode, 0, 'sipp saw every call picked up');
     const t = timeline(lab, { failed: 'freeswitch01', adopter: 'freeswitch02', instance: 'VI_FS', crash });
-    process.stdout.write(formatTimeline('pair, 50 calls, VRRPv3 advert 0.1', t) + '\n');
+    process.stdout.write(formatTimeline(`pair, 50 calls, VRRPv3 advert 0.1, ${variant}`, t) + '\n');
     await withClient(url, async (c) => {
       const a = (await c.query('select timings from fsha.audit')).rows[0];
       process.stdout.write(`  takeover steps (ms): ${JSON.stringify(a.timings)}\n`);
@@ -119,7 +119,7 @@ test('1. pair with VIP: 50 calls, FreeSWITCH on the master crashes; the backup t
     await lab.waitState('freeswitch01', 'VI_FS', 'BACKUP', 20000);
     await waitFor('freeswitch01 in standby', async () => (await lab.simState('freeswitch01')).standby, 10000);
     assert.deepEqual(errorLines(), [], 'a normal failover (and the old node\'s return) logs no ERROR (issue 15)');
-    assert.ok(lab.fshaLog('freeswitch01').some((l) => /WARN notify-fault: notify FAULT: FreeSWITCH on freeswitch01 is down/.test(l.text)),
+    assert.ok(lab.fshaLog('freeswitch01').some((l) => /WARN (notify-fault|agent): notify FAULT: FreeSWITCH on freeswitch01 is down/.test(l.text)),
       'the crashed node says once, as a WARNING, that its FreeSWITCH is down');
   });
 });
@@ -203,7 +203,7 @@ test('5. farm of three (one VRRP instance per node, per-node layout): node 1 die
     const init = lab.fsha('freeswitch01', ['db', 'init', '--layout', 'per-node']);
     assert.equal(init.code, 0, init.err);
     for (const n of nodes) await lab.startSim(n);
-    for (const n of nodes) await lab.startWatch(n);
+    for (const n of nodes) await lab.startHealth(n);
     for (const n of nodes) lab.startKeepalived(n); // a farm boots together: a storm of notifies, then calm
     const own = (n: string) => `VI_FS0${nodes.indexOf(n) + 1}`;
     await waitFor('every node MASTER of its own instance and out of standby, and calm for 2 s', async () => {
@@ -222,7 +222,7 @@ test('5. farm of three (one VRRP instance per node, per-node layout): node 1 die
     const other = adopter === 'freeswitch02' ? 'freeswitch03' : 'freeswitch02';
     // the process that did the takeover is a notify MASTER of VI_FS01 (under load it may have started just before the crash)
     const doneBy = lab.fshaLog(adopter).find((l) => l.at >= crash && /takeover done: .* of freeswitch01/.test(l.text))!.text.match(/^fs-ha\[(\d+)\]/)![1];
-    assert.ok(lab.fshaLog(adopter).some((l) => l.text.startsWith(`fs-ha[${doneBy}]: INFO notify: notify MASTER VI_FS01: taking over freeswitch01`)),
+    assert.ok(lab.fshaLog(adopter).some((l) => new RegExp(`^fs-ha\\[${doneBy}\\]: INFO (notify|agent): notify MASTER VI_FS01: taking over freeswitch01`).test(l.text)),
       'the adopter acted as MASTER of the dead node\'s instance');
     const owners = { freeswitch02: lab.coreUuid('freeswitch02'), freeswitch03: lab.coreUuid('freeswitch03') };
     const ownerOf = await assertOwnedOnce(url, [...calls.freeswitch01, ...calls.freeswitch02, ...calls.freeswitch03], owners, 'fsha.recovery_base');
@@ -249,13 +249,13 @@ test('6. database down at the moment of takeover: it fails cleanly, the calls st
     lab.fabric.ip(['link', 'set', mgmt2, 'down']); // freeswitch02 loses the database (and the management net)
     const crash = await lab.crash('freeswitch01');
     await lab.waitState('freeswitch02', 'VI_FS', 'MASTER', 20000);
-    await waitFor('the takeover failing on freeswitch02', () => lab.fshaLog('freeswitch02').some((l) => /ERROR notify-master: .*database/.test(l.text)), 30000);
+    await waitFor('the takeover failing on freeswitch02', () => lab.fshaLog('freeswitch02').some((l) => /ERROR (notify-master|agent): .*database/.test(l.text)), 30000);
     lab.fabric.ip(['link', 'set', mgmt2, 'up']);
     await assertOwnedOnce(url, calls, { freeswitch01: core1 }); // untouched, still the dead node's rows
     const rerun = Date.now();
     const r = lab.fsha('freeswitch02', ['takeover', '--from', 'freeswitch01']);
     assert.equal(r.code, 0, r.err + r.out);
-    const failedAt = lab.fshaLog('freeswitch02').find((l) => /ERROR notify-master: .*database/.test(l.text))!.at;
+    const failedAt = lab.fshaLog('freeswitch02').find((l) => /ERROR (notify-master|agent): .*database/.test(l.text))!.at;
     process.stdout.write(`timeline: database down\n  crash                  +     0 ms\n  takeover fails         +${String(failedAt - crash).padStart(6)} ms (database unreachable; nothing changed)\n` +
       `  rerun by hand          +${String(rerun - crash).padStart(6)} ms\n  rerun done             +${String(Date.now() - crash).padStart(6)} ms\n`);
     assert.match(r.out, /adopted 10, recovered 10, missing 0/);
@@ -282,6 +282,53 @@ test('7. overlapping notifies (MASTER then BACKUP fired back to back): consisten
     const log2 = lab.fshaLog('freeswitch02').filter((l) => l.at >= crash && /notify (MASTER|BACKUP)|ignored|takeover done/.test(l.text));
     process.stdout.write(`timeline: overlapping notifies (${moved ? 'MASTER ran first' : 'MASTER ignored: fired before the BACKUP that ran first'})\n` +
       log2.map((l) => `  +${String(l.at - crash).padStart(6)} ms  ${l.text.replace(/^fs-ha\[\d+\]: /, '').slice(0, 110)}`).join('\n') + '\n');
+  });
+});
+
+test('9. the agent killed (SIGKILL) while FreeSWITCH is healthy: no VRRP transition; restarted, it picks up where it was', async () => {
+  await scenario(PAIR(), async (lab) => {
+    await startPair(lab);
+    const from = lab.keepalived.freeswitch01.lines.length;
+    lab.watchers.freeswitch01.kill('SIGKILL');
+    await new Promise((r) => setTimeout(r, 1500)); // systemd restarts it (RestartSec=0); here: 1.5 s later
+    await lab.startAgent('freeswitch01');
+    await new Promise((r) => setTimeout(r, 2500)); // beyond the backstop's 3 s from the kill
+    const moved = lab.keepalived.freeswitch01.lines.slice(from).filter((l) => /Entering \w+ STATE/.test(l.text));
+    assert.deepEqual(moved.map((l) => l.text), [], 'no VRRP transition on freeswitch01');
+    assert.equal(lab.vrrpState('freeswitch01', 'VI_FS'), 'MASTER');
+    assert.equal((await lab.simState('freeswitch01')).standby, false, 'the MASTER still takes new calls');
+  });
+});
+
+test('10. the agent dead, then FreeSWITCH crashes: keepalived\'s backstop fails the node within 3 s of the crash, the backup adopts every call once', async () => {
+  await scenario(PAIR(), async (lab, url) => {
+    await startPair(lab);
+    const calls = await placeCalls(lab, 'freeswitch01', 20);
+    const sipp = lab.startSipp(20);
+    lab.watchers.freeswitch01.kill('SIGKILL');
+    const crash = await lab.crash('freeswitch01'); // nobody watches freeswitch01 any more
+    const master = await lab.waitState('freeswitch02', 'VI_FS', 'MASTER', 15000);
+    process.stdout.write(`timeline: agent dead, then the crash\n  crash                  +     0 ms\n  freeswitch02 MASTER    +${String(master.at - crash).padStart(6)} ms (the backstop: watch.file not touched for 2 s)\n`);
+    assert.ok(master.at - crash <= 5000, `MASTER after ${master.at - crash} ms: the backstop did not fail the node in time`); // designed: <= 2.6 s (timeline printed above)
+    await waitFor('the takeover on freeswitch02', () => lab.fshaLog('freeswitch02').some((l) => /takeover done/.test(l.text)), 20000);
+    await assertOwnedOnce(url, calls, { freeswitch02: lab.coreUuid('freeswitch02') });
+    await waitFor('sipp: 20 re-INVITEs answered', () => sipp.exitCode !== null, 30000);
+    assert.equal(sipp.exitCode, 0);
+  });
+});
+
+test('11. keepalived reloaded (SIGHUP) on the backup: the agent still hears the next transition', async () => {
+  await scenario(PAIR(), async (lab, url) => {
+    await startPair(lab);
+    const mine = await placeCalls(lab, 'freeswitch01', 5);
+    const k2 = lab.keepalived.freeswitch02;
+    const from = k2.lines.length;
+    k2.child.kill('SIGHUP');
+    await k2.waitLine(/Reload|reload/, 10000, from);
+    await new Promise((r) => setTimeout(r, 1500)); // the FIFO may have been recreated: the agent checks every second
+    await lab.crash('freeswitch01');
+    await waitFor('the takeover on freeswitch02', () => lab.fshaLog('freeswitch02').some((l) => /takeover done/.test(l.text)), 20000);
+    await assertOwnedOnce(url, mine, { freeswitch02: lab.coreUuid('freeswitch02') });
   });
 });
 

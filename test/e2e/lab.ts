@@ -223,6 +223,23 @@ export interface LabOptions {
   fsha?: Record<string, unknown>;
   /** simulator SIP address per node (pair: the VIP) */
   simAddress?: (n: NodeSpec) => string;
+  /** how keepalived is heard: the template as it ships (the agent, default), or its scripts-only variant */
+  variant?: 'agent' | 'scripts';
+}
+
+/**
+ * The templates' scripts-only variant, made the way their header tells the operator: every line after a
+ * "# [agent]" line goes, every "# [scripts] " prefix goes.
+ */
+export function scriptsOnly(conf: string): string {
+  const out: string[] = [];
+  let dropNext = false;
+  for (const line of conf.split('\n')) {
+    if (dropNext) { dropNext = false; continue; }
+    if (/^\s*# \[agent\]/.test(line)) { dropNext = true; continue; }
+    out.push(line.replace(/^(\s*)# \[scripts\] /, '$1'));
+  }
+  return out.join('\n');
 }
 
 /** One scenario's nodes: namespaces, simulators, keepalived, configs. */
@@ -249,6 +266,8 @@ export class Lab {
     chmodSync(this.dir, 0o755);
     copyFileSync(join(ROOT, 'dist', 'fs-ha'), join(this.bin, 'fs-ha'));
     chmodSync(join(this.bin, 'fs-ha'), 0o755);
+    copyFileSync(join(ROOT, 'keepalived', 'agent_alive'), join(this.bin, 'agent_alive'));
+    chmodSync(join(this.bin, 'agent_alive'), 0o755);
     for (const l of LINKS) symlinkSync('fs-ha', join(this.bin, l));
     for (const n of Object.values(this.nodes)) {
       addNamespace(n.ns);
@@ -276,11 +295,13 @@ export class Lab {
   fshaPath(node: string): string { return join(this.dir, node, 'fs-ha.yaml'); }
   logPath(node: string): string { return join(this.dir, node, 'fs-ha.log'); }
   watchPath(node: string): string { return join(this.dir, node, 'health'); }
+  fifoPath(node: string): string { return join(this.dir, node, 'keepalived.fifo'); }
+  get variant(): 'agent' | 'scripts' { return this.o.variant ?? 'agent'; }
 
   /** keepalived/<topology>/keepalived.conf with its parameter block set for this lab; nothing else changes. */
   keepalivedConf(n: NodeSpec): string {
     const params: Record<string, string> = {
-      IFACE: 'eth0', FSHA: this.bin, CONF: this.fshaPath(n.name), WATCH_FILE: this.watchPath(n.name), VRRP_VERSION: '3', ADVERT: '0.1',
+      IFACE: 'eth0', FSHA: this.bin, CONF: this.fshaPath(n.name), WATCH_FILE: this.watchPath(n.name), FIFO: this.fifoPath(n.name), VRRP_VERSION: '3', ADVERT: '0.1',
       ...(this.o.topology === 'pair' ? { VIP: `${VIP}/24`, VRID: String(100 + Number.parseInt(this.fabric.id, 16) % 100) } : {}),
       ...this.o.params,
     };
@@ -292,7 +313,7 @@ export class Lab {
       return `$${k}=${params[k]}`;
     });
     for (const k of Object.keys(params)) if (!seen.has(k)) throw new Error(`keepalived/${this.o.topology}/keepalived.conf has no $${k}= line`);
-    return out;
+    return this.variant === 'scripts' ? scriptsOnly(out) : out;
   }
 
   /** keepalived/<topology>/fs-ha.yaml for node n: the template's settings, this lab's database and paths. */
@@ -310,6 +331,7 @@ export class Lab {
       state_dir: join(this.dir, n.name, 'state'),
       log: { syslog: false, file: this.logPath(n.name) },
       watch: { file: this.watchPath(n.name), interval_ms: 200 },
+      agent: { fifo: this.fifoPath(n.name) },
       ...this.o.fsha,
     };
     if (this.o.topology === 'pair') {
@@ -348,6 +370,20 @@ export class Lab {
   }
 
   readonly watchers: Record<string, Proc> = {};
+
+  /** What keeps FreeSWITCH's health for keepalived on node: the agent, or (scripts only) fs-ha watch. */
+  startHealth(node: string): Promise<Proc> {
+    return this.variant === 'agent' ? this.startAgent(node) : this.startWatch(node);
+  }
+
+  /** fs-ha agent in node's namespace (fs-ha-agent.service in production). */
+  async startAgent(node: string): Promise<Proc> {
+    const p = this.spawnIn(node, 'agent', join(this.bin, 'fs-ha'), ['--config', this.fshaPath(node), 'agent']);
+    this.watchers[node] = p;
+    await p.waitLine(/agent: listening on/, 10000);
+    await p.waitLine(/agent: \S+ (healthy|FAILED)/, 10000);
+    return p;
+  }
 
   /** fs-ha watch in node's namespace (a systemd service in production): sub-second crash detection. */
   async startWatch(node: string): Promise<Proc> {
@@ -447,7 +483,7 @@ export class Lab {
     const init = this.fsha('freeswitch01', ['db', 'init']);
     if (init.code !== 0) throw new Error(`db init: ${init.err}`);
     for (const n of ['freeswitch01', 'freeswitch02']) await this.startSim(n);
-    for (const n of ['freeswitch01', 'freeswitch02']) await this.startWatch(n);
+    for (const n of ['freeswitch01', 'freeswitch02']) await this.startHealth(n);
     this.startKeepalived('freeswitch01');
     await this.waitState('freeswitch01', 'VI_FS', 'MASTER', 20000);
     this.startKeepalived('freeswitch02');

@@ -23,7 +23,7 @@ export function timeline(lab: Lab, o: { failed: string; adopter: string; instanc
   const reinvites = sim.filter((l) => l.at >= o.crash && l.text.includes('"ev":"reinvite"')).map((l) => (JSON.parse(l.text) as { at: number }).at);
   return {
     crash: o.crash,
-    watchFailed: after(failedLog, o.crash, new RegExp(`watch: ${o.failed} FAILED`)),
+    watchFailed: after(failedLog, o.crash, new RegExp(`(watch|agent): ${o.failed} FAILED`)),
     checkFailed: after(failedLog, o.crash, new RegExp(`check failed on ${o.failed}`)),
     vrrpMaster: after(k, o.crash, new RegExp(`\\(${o.instance}\\) Entering MASTER STATE`)),
     notifyStart: after(adopterLog, o.crash, new RegExp(`notify MASTER ${o.instance}: taking over ${o.failed}`)),
