@@ -5,8 +5,10 @@
  *  notify   - a whole `notify-master` (process start -> recover verified) for 100 calls against the simulator;
  *  startup  - dist/fs-ha (standalone) vs node dist/fs-ha.js: --version and a full check_fs, median of 20,
  *             in keepalived's bare environment;
- *  failover - issue 3's scenario 1 with real keepalived in network namespaces (root only): crash -> last re-INVITE.
- * BENCH_PARTS=rewrite,notify,startup,failover picks parts.
+ *  failover - issue 3's scenario 1 with real keepalived in network namespaces (root only): crash -> last re-INVITE;
+ *  health   - CPU of health checking on an idle, healthy node, per hour: keepalived forking check_fs every
+ *             second (scripts only) vs the agent's loop plus keepalived's agent_alive backstop every second.
+ * BENCH_PARTS=rewrite,notify,startup,failover,health picks parts.
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -190,8 +192,60 @@ async function failover() {
   }
 }
 
+/** CPU seconds (user + sys) that bash's children used running `cmd` n times, one after another. */
+function childCpu(cmd: string, n: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    // `times` prints the children's user and system time last; keepalived's bare environment
+    const p = spawn('bash', ['-c', `for i in $(seq ${n}); do ${cmd} >/dev/null 2>&1; done; times`], { env: BARE_ENV });
+    let out = '';
+    p.stdout.on('data', (d) => { out += d; });
+    p.on('error', reject);
+    p.on('exit', () => {
+      const line = out.trim().split('\n').pop() ?? '';
+      const secs = [...line.matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60 + Number(m[2]));
+      resolve(secs.reduce((a, b) => a + b, 0));
+    });
+  });
+}
+
+/** utime + stime of a running process, in seconds (/proc/PID/stat fields 14 and 15, clock ticks of 1/100 s). */
+function procCpu(pid: number): number {
+  const stat = require('node:fs').readFileSync(`/proc/${pid}/stat`, 'utf8') as string;
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+async function health() {
+  console.log('\nhealth checking on an idle, healthy node (simulator), CPU seconds per hour (and % of one core)');
+  if (!existsSync('dist/fs-ha')) { console.log('dist/fs-ha not built (make build): skipped'); return; }
+  const c = await startCluster({ nodes: ['fs1'] });
+  const dir = require('node:fs').mkdtempSync('/tmp/fsha-bench-agent-') as string;
+  try {
+    const interval = Number(process.env.BENCH_HEALTH_INTERVAL_MS ?? 200);
+    const cfg = c.configFile('fs1', `agent: { fifo: ${dir}/keepalived.fifo }\nwatch: { file: ${dir}/health, interval_ms: ${interval} }`);
+    const runs = 20;
+    const checkPerRun = (await childCpu(`${process.cwd()}/dist/fs-ha --config ${cfg} check`, runs)) / runs;
+    const agent = spawn('dist/fs-ha', ['--config', cfg, 'agent'], { env: { ...BARE_ENV, FS_HA_SYSLOG: '0' }, stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 3000)); // past start-up: the steady state
+    const seconds = Number(process.env.BENCH_HEALTH_SECONDS ?? 20);
+    const a0 = procCpu(agent.pid!);
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    const agentPerSec = (procCpu(agent.pid!) - a0) / seconds;
+    const alivePerRun = (await childCpu(`${process.cwd()}/keepalived/agent_alive ${dir}/health 2000`, runs)) / runs;
+    agent.kill('SIGTERM');
+    const perHour = (x: number) => `${(x * 3600).toFixed(1).padStart(7)} s/h ${(x * 100).toFixed(2).padStart(6)} %`;
+    console.log(`check_fs every second (scripts only)     ${perHour(checkPerRun)}   (${(checkPerRun * 1000).toFixed(1)} ms CPU a run)`);
+    console.log(`agent loop, watch.interval_ms ${String(interval).padEnd(10)}${perHour(agentPerSec)}   (measured over ${seconds} s)`);
+    console.log(`agent_alive every second (the backstop)  ${perHour(alivePerRun)}   (${(alivePerRun * 1000).toFixed(1)} ms CPU a run)`);
+    const total = agentPerSec + alivePerRun;
+    console.log(`agent + backstop                          ${perHour(total)}   ${(total / checkPerRun).toFixed(2)}x check_fs`);
+  } finally {
+    await c.stop();
+  }
+}
+
 async function main() {
-  const parts = (process.env.BENCH_PARTS ?? 'rewrite,notify,startup,failover').split(',');
+  const parts = (process.env.BENCH_PARTS ?? 'rewrite,notify,startup,failover,health').split(',');
   const pg = process.env.DATABASE_URL ? null : await startThrowawayPostgres({ listen: process.env.FSHA_PG_LISTEN });
   if (pg) process.env.DATABASE_URL = pg.url;
   try {
@@ -199,6 +253,7 @@ async function main() {
     if (parts.includes('notify')) await notify();
     if (parts.includes('startup')) await startup();
     if (parts.includes('failover')) await failover();
+    if (parts.includes('health')) await health();
   } finally {
     pg?.stop();
   }

@@ -22,6 +22,7 @@ export class LocalHealth {
   private session: EslSession | null = null;
   private touch: NodeJS.Timeout | null = null;
   lastProbe: NodeProbe | null = null;
+  private core: string | null = null;
 
   constructor(private readonly cfg: Config, private readonly o: { keepAlive?: boolean; who: string }) {}
 
@@ -58,6 +59,7 @@ export class LocalHealth {
         try {
           const mine = await EslSession.open(cfg.esl, cfg.check.timeoutMs);
           this.session = mine;
+          this.core = null; // a new session may be a new FreeSWITCH: ask its core uuid once
           mine.onClose((why) => {
             if (this.session !== mine) return;
             this.session = null;
@@ -70,7 +72,8 @@ export class LocalHealth {
           continue;
         }
       }
-      const p = await probeSession(this.session, cfg.check.profiles, cfg.check.timeoutMs);
+      const p = await probeSession(this.session, cfg.check.profiles, cfg.check.timeoutMs, Date.now(), this.core);
+      this.core = p.coreUuid;
       this.lastProbe = p;
       if (p.kind === 'healthy') this.set(true, p.detail);
       else {

@@ -131,7 +131,7 @@ export class Agent {
     this.db.start();
     if (this.cfg.check.heartbeat && this.cfg.database) {
       this.beatDb.start();
-      this.beat = setInterval(() => this.heartbeat(), 100);
+      this.beat = setInterval(() => this.heartbeat(), 250);
     }
     this.healthRun = this.health.run();
     this.fifo = new FifoReader(this.cfg.agent.fifo, {
