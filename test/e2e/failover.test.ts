@@ -332,6 +332,43 @@ test('11. keepalived reloaded (SIGHUP) on the backup: the agent still hears the 
   });
 });
 
+test('12. keepalived reloaded (SIGHUP) on the MASTER: no transition, no standby flap, no takeover', async () => {
+  await scenario(PAIR(), async (lab, url) => {
+    await startPair(lab);
+    const calls = await placeCalls(lab, 'freeswitch01', 5);
+    const k1 = lab.keepalived.freeswitch01;
+    const from1 = k1.lines.length;
+    const from2 = lab.keepalived.freeswitch02.lines.length;
+    const log2 = lab.fshaLog('freeswitch02').length;
+    k1.child.kill('SIGHUP');
+    await k1.waitLine(/Reload|reload/, 10000, from1);
+    await new Promise((r) => setTimeout(r, 3000));
+    const transitions = [...k1.lines.slice(from1), ...lab.keepalived.freeswitch02.lines.slice(from2)].filter((l) => /Entering (MASTER|BACKUP|FAULT) STATE/.test(l.text));
+    assert.deepEqual(transitions.map((l) => l.text), [], 'no VRRP transition on either node');
+    assert.equal((await lab.simState('freeswitch01')).standby, false, 'the MASTER stays out of standby');
+    assert.equal((await lab.simState('freeswitch02')).standby, true, 'the BACKUP stays in standby');
+    assert.ok(!lab.fshaLog('freeswitch02').slice(log2).some((l) => /taking over/.test(l.text)), 'no takeover started');
+    await assertOwnedOnce(url, calls, { freeswitch01: lab.coreUuid('freeswitch01') });
+  });
+});
+
+test('13. the agent and the script hooks both configured: a crash is taken over exactly once', async () => {
+  await scenario(PAIR({ variant: 'both' }), async (lab, url) => {
+    await startPair(lab);
+    const calls = await placeCalls(lab, 'freeswitch01', 10);
+    await lab.crash('freeswitch01');
+    await waitFor('the takeover on freeswitch02', () => lab.fshaLog('freeswitch02').some((l) => /takeover done/.test(l.text)), 20000);
+    await new Promise((r) => setTimeout(r, 2000)); // the second listener has had its turn
+    await assertOwnedOnce(url, calls, { freeswitch02: lab.coreUuid('freeswitch02') });
+    await withClient(url, async (c) => {
+      const done = (await c.query("select count(*)::int n from fsha.audit where from_node = 'freeswitch01' and result = 'done'")).rows[0].n;
+      assert.equal(done, 1, 'one takeover; the other listener found nothing left or was ordered out');
+    });
+    const heard = lab.fshaLog('freeswitch02').filter((l) => /notify MASTER VI_FS: taking over|notify MASTER ignored/.test(l.text));
+    assert.ok(heard.length >= 1);
+  });
+});
+
 test('8. sealed: during every scenario above, tcpdump on each root interface saw no packet of the lab\'s subnets and no VRRP', async () => {
   const seen = await capture.stop();
   const up = RootCapture.rootInterfaces().filter((i) => i.up).map((i) => i.name);

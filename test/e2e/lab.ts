@@ -223,20 +223,21 @@ export interface LabOptions {
   fsha?: Record<string, unknown>;
   /** simulator SIP address per node (pair: the VIP) */
   simAddress?: (n: NodeSpec) => string;
-  /** how keepalived is heard: the template as it ships (the agent, default), or its scripts-only variant */
-  variant?: 'agent' | 'scripts';
+  /** how keepalived is heard: the template as it ships (the agent, default), its scripts-only variant, or
+   *  both at once (an operator who enabled the hooks and the agent) */
+  variant?: 'agent' | 'scripts' | 'both';
 }
 
 /**
  * The templates' scripts-only variant, made the way their header tells the operator: every line after a
  * "# [agent]" line goes, every "# [scripts] " prefix goes.
  */
-export function scriptsOnly(conf: string): string {
+export function scriptsOnly(conf: string, keepAgent = false): string {
   const out: string[] = [];
   let dropNext = false;
   for (const line of conf.split('\n')) {
     if (dropNext) { dropNext = false; continue; }
-    if (/^\s*# \[agent\]/.test(line)) { dropNext = true; continue; }
+    if (/^\s*# \[agent\]/.test(line)) { dropNext = !keepAgent; continue; }
     out.push(line.replace(/^(\s*)# \[scripts\] /, '$1'));
   }
   return out.join('\n');
@@ -296,7 +297,7 @@ export class Lab {
   logPath(node: string): string { return join(this.dir, node, 'fs-ha.log'); }
   watchPath(node: string): string { return join(this.dir, node, 'health'); }
   fifoPath(node: string): string { return join(this.dir, node, 'keepalived.fifo'); }
-  get variant(): 'agent' | 'scripts' { return this.o.variant ?? 'agent'; }
+  get variant(): 'agent' | 'scripts' | 'both' { return this.o.variant ?? 'agent'; }
 
   /** keepalived/<topology>/keepalived.conf with its parameter block set for this lab; nothing else changes. */
   keepalivedConf(n: NodeSpec): string {
@@ -313,7 +314,7 @@ export class Lab {
       return `$${k}=${params[k]}`;
     });
     for (const k of Object.keys(params)) if (!seen.has(k)) throw new Error(`keepalived/${this.o.topology}/keepalived.conf has no $${k}= line`);
-    return this.variant === 'scripts' ? scriptsOnly(out) : out;
+    return this.variant === 'agent' ? out : scriptsOnly(out, this.variant === 'both');
   }
 
   /** keepalived/<topology>/fs-ha.yaml for node n: the template's settings, this lab's database and paths. */
@@ -373,7 +374,7 @@ export class Lab {
 
   /** What keeps FreeSWITCH's health for keepalived on node: the agent, or (scripts only) fs-ha watch. */
   startHealth(node: string): Promise<Proc> {
-    return this.variant === 'agent' ? this.startAgent(node) : this.startWatch(node);
+    return this.variant === 'scripts' ? this.startWatch(node) : this.startAgent(node);
   }
 
   /** fs-ha agent in node's namespace (fs-ha-agent.service in production). */
