@@ -81,6 +81,10 @@ export const SCHEMA: Record<string, Field> = {
   agent: {
     kind: 'section', doc: 'fs-ha agent', fields: {
       fifo: { kind: 'path', doc: 'keepalived\'s notify FIFO (global_defs notify_fifo); the agent creates it (0600) if missing', default: '/run/fs-ha/keepalived.fifo' },
+      metrics: {
+        kind: 'string', doc: 'serve Prometheus metrics at http://HOST:PORT/metrics, on loopback only (127.0.0.1:9642); empty: none', default: '',
+        check: (v) => (v === '' || /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\]):\d{1,5}$/.test(v) ? null : 'must be a loopback HOST:PORT (127.0.0.1:9642 or [::1]:9642), or empty'),
+      },
     },
   },
   watch: {

@@ -47,7 +47,7 @@ export interface Config {
   log: { syslog: boolean; facility: string; file: string };
   /** fs-ha watch and the agent: where it writes 0/1 for keepalived's track_file, and how often it asks */
   watch: { file: string; intervalMs: number };
-  agent: { fifo: string };
+  agent: { fifo: string; metrics: string };
 }
 
 export const DEFAULT_CONFIG_PATH = '/etc/fs-ha/fs-ha.yaml';
@@ -150,7 +150,7 @@ export function parseConfig(text: string, path = '<inline>'): Config {
     stateDir: r.state_dir,
     log: { syslog: r.log.syslog, facility: r.log.facility, file: r.log.file },
     watch: { file: r.watch.file, intervalMs: r.watch.interval_ms },
-    agent: { fifo: r.agent.fifo },
+    agent: { fifo: r.agent.fifo, metrics: r.agent.metrics },
   };
 }
 

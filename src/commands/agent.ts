@@ -12,7 +12,8 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config';
 import { Db } from '../adapters/db';
-import { writeHeartbeat } from '../adapters/recovery-store';
+import { census, writeHeartbeat } from '../adapters/recovery-store';
+import { MetricsServer, type Sample } from '../adapters/metrics';
 import { FifoReader } from '../adapters/fifo';
 import { latestPerInstance, parseFifoLine, type FifoLine } from '../core/fifo-line';
 import type { FireKey } from '../core/fire-order';
@@ -83,6 +84,13 @@ export class Agent {
   private healthRun: Promise<void> | null = null;
   /** transitions handled, by state (metrics and tests) */
   readonly handled: Record<string, number> = {};
+  /** the VRRP state of each instance as last heard */
+  readonly vrrp: Record<string, string> = {};
+  readonly takeovers: Record<string, number> = {};
+  private lastTakeoverMs: number | null = null;
+  private tracked: Array<{ hostname: string; count: number }> = [];
+  private trackedAt = 0;
+  private metrics: MetricsServer | null = null;
 
   constructor(private readonly cfg: Config, private readonly out = new Output(false)) {
     this.health = new LocalHealth(cfg, { keepAlive: true, who: 'agent' });
@@ -103,6 +111,11 @@ export class Agent {
     if (!p || !db || Date.now() - this.beatAt < 1000) return;
     this.beatAt = Date.now();
     const me = this.cfg.nodes[this.cfg.node];
+    if (this.metrics && Date.now() - this.trackedAt > 10000) { // the calls tracked per node: a cheap count, every 10 s at most
+      this.trackedAt = Date.now();
+      census(db, this.cfg.layout).then((g) => { this.tracked = g; }, () => undefined);
+    }
+    if (!this.cfg.check.heartbeat) return;
     writeHeartbeat(db, this.cfg.node, me.switchname, p.coreUuid, p.kind === 'healthy', p.kind === 'healthy' ? 'healthy' : p.detail)
       .catch((e) => log('debug', `agent: heartbeat not written: ${errorMessage(e)}`));
   }
@@ -122,14 +135,39 @@ export class Agent {
       }
       log('info', `agent: keepalived says ${l.type} ${l.name} ${l.state}`, { node: this.cfg.node, instance: l.name, state: l.state });
       this.handled[l.state] = (this.handled[l.state] ?? 0) + 1;
-      await notify(this.cfg, l.state, l.name, this.out, { fired, db: this.db.get() }).catch(() => undefined); // notify logged it
+      this.vrrp[l.name] = l.state;
+      await notify(this.cfg, l.state, l.name, this.out, {
+        fired, db: this.db.get(),
+        onTakeover: (result, ms) => { this.takeovers[result] = (this.takeovers[result] ?? 0) + 1; if (ms !== null) this.lastTakeoverMs = ms; },
+      }).catch(() => undefined); // notify logged it
     });
     return this.chain;
   }
 
+  /** What /metrics shows (agent.metrics). */
+  samples(): Sample[] {
+    const perNode = new Map<string, number>();
+    for (const g of this.tracked) perNode.set(g.hostname, (perNode.get(g.hostname) ?? 0) + g.count);
+    return [
+      { name: 'fsha_freeswitch_healthy', help: 'the local FreeSWITCH answers, its core is ready and its profiles run (1) or not (0)', type: 'gauge', values: [{ value: this.health.healthy ? 1 : 0 }] },
+      { name: 'fsha_calls_tracked', help: 'answered calls in the recovery table, by node switchname (counted every 10 s at most)', type: 'gauge', values: [...perNode].map(([node, value]) => ({ labels: { node }, value })) },
+      { name: 'fsha_vrrp_state', help: 'the VRRP state of each instance as keepalived last reported it (1 for that state)', type: 'gauge', values: Object.entries(this.vrrp).map(([instance, state]) => ({ labels: { instance, state }, value: 1 })) },
+      { name: 'fsha_takeovers_total', help: 'takeovers this agent ran, by result', type: 'counter', values: Object.entries(this.takeovers).map(([result, value]) => ({ labels: { result }, value })) },
+      { name: 'fsha_last_takeover_duration_ms', help: 'how long the last takeover took, in milliseconds', type: 'gauge', values: this.lastTakeoverMs === null ? [] : [{ value: this.lastTakeoverMs }] },
+      { name: 'fsha_events_total', help: 'keepalived transitions handled, by state', type: 'counter', values: Object.entries(this.handled).map(([state, value]) => ({ labels: { state }, value })) },
+    ];
+  }
+
   start(): void {
+    if (this.cfg.agent.metrics) {
+      const at = this.cfg.agent.metrics.lastIndexOf(':');
+      const host = this.cfg.agent.metrics.slice(0, at).replace(/^\[|\]$/g, '');
+      this.metrics = new MetricsServer(host, Number(this.cfg.agent.metrics.slice(at + 1)), () => this.samples());
+      this.metrics.start().then(() => log('info', `agent: metrics on http://${this.cfg.agent.metrics}/metrics`, { node: this.cfg.node }),
+        (e) => log('error', `agent: cannot serve metrics on ${this.cfg.agent.metrics}: ${errorMessage(e)}`, { node: this.cfg.node }));
+    }
     this.db.start();
-    if (this.cfg.check.heartbeat && this.cfg.database) {
+    if ((this.cfg.check.heartbeat || this.cfg.agent.metrics) && this.cfg.database) {
       this.beatDb.start();
       this.beat = setInterval(() => this.heartbeat(), 250);
     }
@@ -151,6 +189,7 @@ export class Agent {
   /** Stop reading, finish the transition under way, leave watch.file as it is. */
   async stop(): Promise<void> {
     this.fifo?.close();
+    this.metrics?.close();
     if (this.beat) clearInterval(this.beat);
     this.health.stop(false);
     await this.chain;

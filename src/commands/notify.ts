@@ -86,7 +86,7 @@ async function setStandby(cfg: Config, on: boolean): Promise<boolean> {
  * read the FIFO line); db: the agent's warm connection for the takeover.
  */
 export async function notify(cfg: Config, state: VrrpState, instance: string | undefined, out = new Output(false),
-  o: { fired?: FireKey; db?: Db } = {}): Promise<number> {
+  o: { fired?: FireKey; db?: Db; onTakeover?: (result: TakeoverReport['result'], ms: number | null) => void } = {}): Promise<number> {
   const fired = o.fired ?? FIRED;
   const name = instance ?? '_';
   const ctx = { node: cfg.node, instance: name, state };
@@ -107,7 +107,9 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
       if (from !== cfg.node) {
         try {
           report = await takeover(cfg, { from, command: `notify MASTER ${name}`, db: o.db });
+          o.onTakeover?.(report.result, report.timings.total_ms ?? null);
         } catch (e) {
+          o.onTakeover?.(e instanceof Refused ? (e.nothingToDo ? 'nothing' : 'refused') : 'failed', null);
           if (e instanceof Refused && e.nothingToDo) log('info', `notify MASTER ${name}: nothing to take over: ${e.nothingToDo}`, ctx);
           else failure = e;
         }

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { Agent } from '../../src/commands/agent';
 import { configureLog } from '../../src/log';
 import { withCluster } from '../helpers/cluster';
-import { withClient } from '../helpers/pg';
+import { freePort, withClient } from '../helpers/pg';
 
 configureLog({ syslog: false, stderr: false });
 
@@ -35,7 +35,8 @@ test('agent: the backlog reduced to the last state per instance, MASTER takes ov
   const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
   const dir = mkdtempSync(join(tmpdir(), 'fsha-agent-'));
   const fifo = join(dir, 'keepalived.fifo');
-  const cfg = c.config('fs2', `instances: { VI_FS: fs1 }\nagent: { fifo: ${fifo} }\nwatch: { file: ${join(dir, 'health')}, interval_ms: 100 }`);
+  const metricsPort = await freePort();
+  const cfg = c.config('fs2', `instances: { VI_FS: fs1 }\nagent: { fifo: ${fifo}, metrics: '127.0.0.1:${metricsPort}' }\nwatch: { file: ${join(dir, 'health')}, interval_ms: 100 }`);
   cfg.stateDir = join(dir, 'state');
   assert.equal(spawnSync('mkfifo', ['-m', '0600', fifo]).status, 0);
   const k = writer(fifo);
@@ -78,6 +79,19 @@ test('agent: the backlog reduced to the last state per instance, MASTER takes ov
   const m1 = statSync(cfg.watch.file).mtimeMs;
   await new Promise((r) => setTimeout(r, 1200));
   assert.ok(statSync(cfg.watch.file).mtimeMs > m1, 'touched every second');
+  // Prometheus metrics on loopback
+  await until('metrics with the takeover and the calls', async () => {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    return /^fsha_takeovers_total\{result="done"\} 1$/m.test(text) && /^fsha_calls_tracked\{node="fs2"\} 8$/m.test(text);
+  }, 15000);
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  assert.match(text, /^fsha_freeswitch_healthy 1$/m);
+  assert.match(text, /^fsha_vrrp_state\{instance="VI_FS",state="BACKUP"\} 1$/m);
+  assert.match(text, /^fsha_events_total\{state="MASTER"\} 1$/m);
+  assert.match(text, /^fsha_last_takeover_duration_ms \d+$/m);
+  assert.match(text, /^# TYPE fsha_takeovers_total counter$/m);
+  assert.equal((await fetch(`http://127.0.0.1:${metricsPort}/other`)).status, 404);
+
   // the node's heartbeat, as check_fs wrote it when keepalived ran it: peers judge an unreachable node by it
   await until('a fresh heartbeat', async () => (await withClient(c.url, (q) => q.query(
     "select healthy from fsha.heartbeat where node = 'fs2' and at > clock_timestamp() - interval '2 seconds'"))).rows[0]?.healthy === true);

@@ -86,3 +86,11 @@ test('8.11 redaction: the configured secrets and DSN passwords, and no ordinary 
   assert.equal(redact('connect postgres://fsha:s3cr%40t@db/x and host=db password=hunter2 dbname=x', secrets), 'connect postgres://fsha:***@db/x and host=db password=*** dbname=x');
   assert.equal(redact('the s3cr@t leaked', secrets), 'the *** leaked');
 });
+
+test('agent.metrics is served on loopback only', () => {
+  assert.equal(parseConfig(GOOD + "agent: { metrics: '127.0.0.1:9642' }\n").agent.metrics, '127.0.0.1:9642');
+  assert.equal(parseConfig(GOOD).agent.metrics, '');
+  for (const bad of ['0.0.0.0:9642', '192.0.2.10:9642', 'localhost:9642', '127.0.0.1']) {
+    assert.throws(() => parseConfig(GOOD + `agent: { metrics: '${bad}' }\n`), /agent\.metrics must be a loopback HOST:PORT/, bad);
+  }
+});
