@@ -6,9 +6,13 @@
  *  startup  - dist/fs-ha (standalone) vs node dist/fs-ha.js: --version and a full check_fs, median of 20,
  *             in keepalived's bare environment;
  *  failover - issue 3's scenario 1 with real keepalived in network namespaces (root only): crash -> last re-INVITE;
+ *  latency  - the takeover from keepalived's event to the last recovered leg, 50 and 100 calls: the seed talk's
+ *             recipe (a fresh psql running one UPDATE ... regexp_replace, then a fresh event-socket client
+ *             sending fsctl recover, as fs_cli does) vs `fs-ha notify-master` as a process vs the agent
+ *             hearing the FIFO line; median of BENCH_LATENCY_RUNS (3);
  *  health   - CPU of health checking on an idle, healthy node, per hour: keepalived forking check_fs every
  *             second (scripts only) vs the agent's loop plus keepalived's agent_alive backstop every second.
- * BENCH_PARTS=rewrite,notify,startup,failover,health picks parts.
+ * BENCH_PARTS=rewrite,notify,startup,failover,latency,health picks parts.
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -244,8 +248,69 @@ async function health() {
   }
 }
 
+/** One run of a recipe: returns ms from the event to fs2's recover having recovered every leg. */
+async function latency() {
+  console.log('\ntakeover latency: keepalived\'s event -> the last leg recovered on the adopter (simulator pacing 3 ms a leg, as the real server), median');
+  if (!existsSync('dist/fs-ha')) { console.log('dist/fs-ha not built (make build): skipped'); return; }
+  const fs = require('node:fs') as typeof import('node:fs');
+  let recovered: (() => void) | null = null;
+  const c = await startCluster({ nodes: ['fs1', 'fs2'], recoverDelayMs: 3, onEvent: (node, what) => { if (node === 'fs2' && what === 'recover') recovered?.(); } });
+  const dir = fs.mkdtempSync('/tmp/fsha-bench-latency-');
+  const cfgFile = c.configFile('fs2', `instances: { VI_1: fs1 }\nagent: { fifo: ${dir}/keepalived.fifo }\nwatch: { file: ${dir}/health, interval_ms: 200 }\nrecover: fsctl`);
+  const runs = Number(process.env.BENCH_LATENCY_RUNS ?? 3);
+  const waitRecovered = () => new Promise<number>((resolve) => { recovered = () => { recovered = null; resolve(Date.now()); }; });
+  const psqlUrl = c.url;
+  const esl = c.ports.fs2;
+  const seed = async (): Promise<void> => {
+    // the seed talk: psql's UPDATE with a regexp over the metadata, then fs_cli -x 'fsctl recover'
+    const sql = "UPDATE recovery SET hostname = 'fs2', metadata = regexp_replace(metadata, '127\\.0\\.0\\.11', '127.0.0.12', 'g') WHERE hostname = 'fs1'";
+    const a = await run('psql', [psqlUrl, '-q', '-c', sql], BARE_ENV);
+    if (a.code !== 0) throw new Error(`psql: ${a.err}`);
+    // fs_cli's part in bash (a C-like start-up: no runtime to load): auth, api, read the reply
+    const cli = `exec 3<>/dev/tcp/${c.addr.fs2}/${esl}; printf 'auth ClueCon\\n\\napi fsctl recover\\n\\n' >&3; while read -r -t 30 l <&3; do case "$l" in *recovered*) exit 0;; esac; done; exit 1`;
+    const b = await run('bash', ['-c', cli], BARE_ENV);
+    if (b.code !== 0) throw new Error(`fsctl recover: ${b.err}`);
+  };
+  const notifyProc = async (): Promise<void> => {
+    const r = await run('dist/fs-ha', ['--config', cfgFile, 'notify-master', 'VI_1'], { ...BARE_ENV, FS_HA_SYSLOG: '0' });
+    if (r.code !== 0) throw new Error(`notify-master: ${r.err}`);
+  };
+  const agent = spawn('dist/fs-ha', ['--config', cfgFile, 'agent'], { env: { ...BARE_ENV, FS_HA_SYSLOG: '0' }, stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 1500));
+  const fifo = fs.openSync(`${dir}/keepalived.fifo`, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
+  const viaAgent = async (): Promise<void> => { fs.writeSync(fifo, 'INSTANCE "VI_1" MASTER 100\n'); };
+  try {
+    const recipes: Array<[string, () => Promise<void>]> = [['seed recipe (psql + fsctl recover)', seed], ['fs-ha notify-master (process)', notifyProc], ['fs-ha agent (FIFO line)', viaAgent]];
+    for (const calls of (process.env.BENCH_LATENCY_CALLS ?? '50,100').split(',').map(Number)) {
+      const got: Record<string, number[]> = {};
+      for (let i = 0; i < runs; i++) {
+        for (const [label, go] of recipes) { // interleaved, so each sees the same machine
+          await c.restart('fs1');
+          await c.sims.fs1.answerCalls(calls);
+          await c.sims.fs1.crash();
+          await withClient(c.url, (q) => q.query("DELETE FROM recovery WHERE hostname = 'fs2'")); // the last run's calls end
+          const done = waitRecovered();
+          const t0 = Date.now();
+          await go();
+          const ms = (await done) - t0;
+          const back = (await withClient(c.url, (q) => q.query("SELECT count(*)::int n FROM recovery WHERE hostname = 'fs2'"))).rows[0].n;
+          if (back < calls) await new Promise((r) => setTimeout(r, 50));
+          (got[label] ??= []).push(ms);
+        }
+      }
+      const base = med(got[recipes[0][0]]);
+      console.log(`${calls} calls:`);
+      for (const [label] of recipes) console.log(`  ${label.padEnd(38)} ${String(med(got[label])).padStart(6)} ms  ${(med(got[label]) / base).toFixed(2)}x   runs: ${got[label].join(', ')}`);
+    }
+  } finally {
+    fs.closeSync(fifo);
+    agent.kill('SIGTERM');
+    await c.stop();
+  }
+}
+
 async function main() {
-  const parts = (process.env.BENCH_PARTS ?? 'rewrite,notify,startup,failover,health').split(',');
+  const parts = (process.env.BENCH_PARTS ?? 'rewrite,notify,startup,failover,latency,health').split(',');
   const pg = process.env.DATABASE_URL ? null : await startThrowawayPostgres({ listen: process.env.FSHA_PG_LISTEN });
   if (pg) process.env.DATABASE_URL = pg.url;
   try {
@@ -253,6 +318,7 @@ async function main() {
     if (parts.includes('notify')) await notify();
     if (parts.includes('startup')) await startup();
     if (parts.includes('failover')) await failover();
+    if (parts.includes('latency')) await latency();
     if (parts.includes('health')) await health();
   } finally {
     pg?.stop();

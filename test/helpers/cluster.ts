@@ -28,6 +28,10 @@ export interface ClusterOptions {
   dsn?: Record<string, (url: string) => string>;
   /** a node's event-socket apply-inbound-acl (CIDRs), instead of loopback */
   acl?: Record<string, string[]>;
+  /** per recovered leg, as the real server paces them (~3 ms); default 0 */
+  recoverDelayMs?: number;
+  /** the simulators' events (recover, reinvite, crash, ...) */
+  onEvent?: (node: string, what: string, detail: Record<string, unknown>) => void;
 }
 
 /** A cluster stopped when the test ends, whatever happens in it. */
@@ -65,7 +69,8 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     const dsn = opts.dsn?.[n] ? opts.dsn[n](url) : layout === 'per-node'
       ? `${url}?options=${encodeURIComponent(`-c search_path=public,${nodeSchema(switchOf(n))}`)}`
       : url;
-    return new FsSim({ host: addr[n], port: ports[n], switchname: switchOf(n), address: opts.switchname ? '127.0.0.100' : addr[n], dsn, sip: opts.sip, retrackDelayMs: opts.retrackDelayMs, acl: opts.acl?.[n] });
+    return new FsSim({ host: addr[n], port: ports[n], switchname: switchOf(n), address: opts.switchname ? '127.0.0.100' : addr[n], dsn, sip: opts.sip, retrackDelayMs: opts.retrackDelayMs, acl: opts.acl?.[n],
+      recoverDelayMs: opts.recoverDelayMs, onEvent: opts.onEvent ? (what, d) => opts.onEvent!(n, what, d) : undefined });
   };
   for (const n of opts.nodes) {
     sims[n] = make(n);
