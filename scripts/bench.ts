@@ -159,7 +159,8 @@ async function failover() {
   ];
   console.log(`vrrp         calls  ${cols.map(([c]) => c.padStart(10)).join(' ')}   (median of ${runs})`);
   try {
-    for (const [version, advert] of [['2', '1'], ['3', '0.1']]) {
+    const versions = (process.env.BENCH_FAILOVER_VRRP ?? '2,3').split(',');
+    for (const [version, advert] of [['2', '1'], ['3', '0.1']].filter(([v]) => versions.includes(v))) {
       for (const calls of (process.env.BENCH_FAILOVER_CALLS ?? '100,1000').split(',').map(Number)) {
         const got: Timeline[] = [];
         for (let i = 0; i < runs; i++) {

@@ -17,6 +17,17 @@ export function recoveryTable(layout: Layout): string {
   return layout === 'per-node' ? 'fsha.recovery_base' : 'public.recovery';
 }
 
+const applied = new WeakMap<Db, Set<Layout>>();
+
+/** applySchema once per connection and layout: the agent's warm connection has it done before any takeover. */
+export async function applySchemaOnce(db: Db, layout: Layout): Promise<void> {
+  const done = applied.get(db) ?? new Set<Layout>();
+  if (done.has(layout)) return;
+  await applySchema(db, layout);
+  done.add(layout);
+  applied.set(db, done);
+}
+
 export async function applySchema(db: Db, layout: Layout): Promise<string[]> {
   const applied: string[] = [];
   for (const [name, sql] of SQL_FILES) {

@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config';
 import { Db } from '../adapters/db';
-import { census, writeHeartbeat } from '../adapters/recovery-store';
+import { applySchemaOnce, census, writeHeartbeat } from '../adapters/recovery-store';
 import { MetricsServer, type Sample } from '../adapters/metrics';
 import { FifoReader } from '../adapters/fifo';
 import { latestPerInstance, parseFifoLine, type FifoLine } from '../core/fifo-line';
@@ -23,6 +23,7 @@ import { LocalHealth } from '../local-health';
 import { Output } from '../cli/output';
 import type { CommandSpec } from '../cli/spec';
 import { notify } from './notify';
+import { warmRewrite } from '../core/warmup';
 
 /** A database connection kept ready: reconnected with backoff, never in the way of events or health. */
 export class WarmDb {
@@ -41,6 +42,8 @@ export class WarmDb {
         if (this.stopped) { await db.close(); return; }
         this.db = db;
         this.backoffMs = 100;
+        // fs-ha's tables, once, before any takeover needs them (best effort: a takeover applies them itself)
+        applySchemaOnce(db, this.cfg.layout).catch(() => undefined);
         db.onLost((why) => {
           if (this.db === db) this.db = null;
           if (this.stopped) return;
@@ -184,6 +187,8 @@ export class Agent {
     });
     this.fifo.start();
     log('info', `agent: listening on ${this.cfg.agent.fifo}`, { node: this.cfg.node });
+    // compile the rewrite's hot paths now, not during the first failover (after the first answers are in)
+    setTimeout(() => { const t0 = Date.now(); const n = warmRewrite(); log('debug', `agent: rewrite warmed (${n} rows, ${Date.now() - t0} ms)`); }, 300).unref();
   }
 
   /** Stop reading, finish the transition under way, leave watch.file as it is. */

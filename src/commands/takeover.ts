@@ -116,7 +116,7 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
     const firstProbe = probeNode(from.esl, [], from.esl?.timeoutMs ?? cfg.esl.timeoutMs);
     db = opts.db && !opts.db.lostReason ? opts.db : await Db.connect(cfg.database, cfg.timeouts.databaseMs, `fs-ha takeover ${from.name}->${to.name}`);
     timings.db_connect_ms = Date.now() - t0;
-    if (!opts.dryRun) await store.applySchema(db, cfg.layout); // fs-ha's tables first: every outcome gets its audit row
+    if (!opts.dryRun) await store.applySchemaOnce(db, cfg.layout); // fs-ha's tables first: every outcome gets its audit row
     const life = await observeDeath(cfg, from, db, firstProbe);
     timings.liveness_ms = Date.now() - t0;
     const death = decideDeath(from.name, life, { force: !!opts.force, fence: cfg.fence ? 'configured' : 'none' });

@@ -98,7 +98,7 @@ export function judgeGroup(group: CallGroup, failures: Map<string, string>): Gro
 /** Limits of one read or write round trip: whole groups only; a group larger than the limits goes alone. */
 export interface BatchLimits { rows: number; bytes: number }
 
-export const DEFAULT_LIMITS: BatchLimits = { rows: 500, bytes: 8 * 1024 * 1024 };
+export const DEFAULT_LIMITS: BatchLimits = { rows: 100, bytes: 8 * 1024 * 1024 };
 
 /** Consecutive groups cut into batches within the limits; never splits a group. */
 export function batches(groups: CallGroup[], limits: BatchLimits = DEFAULT_LIMITS): CallGroup[][] {

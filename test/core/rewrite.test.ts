@@ -155,3 +155,8 @@ test('fuzz (2000 mutated real rows): one-pass check agrees with a full parse; re
   }
   assert.ok(ok > 200, `only ${ok} mutated rows were rewritable: the fuzz does not reach the rewrite`);
 });
+
+test('the agent\'s warm-up rows are real work: every one is rewritten', async () => {
+  const { warmRewrite } = await import('../../src/core/warmup');
+  assert.equal(warmRewrite(20), 20);
+});
