@@ -28,6 +28,20 @@ export class LocalHealth {
 
   get healthy(): boolean { return this.last === '0'; }
 
+  private lent: Promise<void> | null = null;
+
+  /**
+   * The open session, lent to a takeover: the probes wait until it is given back (a recover may take
+   * seconds, and a probe timing out behind it must not close the session under it). The session closing
+   * is still seen at once, and the file's mtime is still touched. null when there is no session now.
+   */
+  borrow(): { session: EslSession; giveBack: () => void } | null {
+    if (!this.session || this.session.closed || this.lent) return null;
+    let giveBack!: () => void;
+    this.lent = new Promise<void>((r) => { giveBack = () => { this.lent = null; r(); }; });
+    return { session: this.session, giveBack };
+  }
+
   private set(healthy: boolean, reason: string): void {
     const v = healthy ? '0' : '1';
     if (v === this.last) return;
@@ -72,6 +86,7 @@ export class LocalHealth {
           continue;
         }
       }
+      if (this.lent) { await this.lent; continue; }
       const p = await probeSession(this.session, cfg.check.profiles, cfg.check.timeoutMs, Date.now(), this.core);
       this.core = p.coreUuid;
       this.lastProbe = p;

@@ -90,6 +90,9 @@ export class EslSession {
 
   private readonly closeListeners: Array<(reason: string) => void> = [];
 
+  /** the session ended (the far side closed, an error, a timeout, close()) */
+  get closed(): boolean { return this.closedReason !== null; }
+
   /** Called once when the session ends for any reason (the far side closed, an error, a timeout, close()). */
   onClose(fn: (reason: string) => void): void {
     if (this.closedReason) fn(this.closedReason);

@@ -139,10 +139,16 @@ export class Agent {
       log('info', `agent: keepalived says ${l.type} ${l.name} ${l.state}`, { node: this.cfg.node, instance: l.name, state: l.state });
       this.handled[l.state] = (this.handled[l.state] ?? 0) + 1;
       this.vrrp[l.name] = l.state;
-      await notify(this.cfg, l.state, l.name, this.out, {
-        fired, db: this.db.get(),
-        onTakeover: (result, ms) => { this.takeovers[result] = (this.takeovers[result] ?? 0) + 1; if (ms !== null) this.lastTakeoverMs = ms; },
-      }).catch(() => undefined); // notify logged it
+      // a MASTER's takeover borrows the health loop's session to the local FreeSWITCH and the warm connection
+      const lent = l.state === 'MASTER' ? this.health.borrow() : null;
+      try {
+        await notify(this.cfg, l.state, l.name, this.out, {
+          fired, db: this.db.get(), session: lent?.session,
+          onTakeover: (result, ms) => { this.takeovers[result] = (this.takeovers[result] ?? 0) + 1; if (ms !== null) this.lastTakeoverMs = ms; },
+        }).catch(() => undefined); // notify logged it
+      } finally {
+        lent?.giveBack();
+      }
     });
     return this.chain;
   }

@@ -12,7 +12,7 @@ import { firedAfter, startTicks, type FireKey } from '../core/fire-order';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { nodeForInstance, type Config } from '../config';
-import { EslError, eslApi } from '../adapters/esl';
+import { EslError, eslApi, type EslSession } from '../adapters/esl';
 import { acquireHostLock } from '../adapters/host-lock';
 import { privateDir, replaceFile } from '../adapters/safe-files';
 import { ActionFailed, Refused, UsageError, errorMessage } from '../errors';
@@ -86,7 +86,7 @@ async function setStandby(cfg: Config, on: boolean): Promise<boolean> {
  * read the FIFO line); db: the agent's warm connection for the takeover.
  */
 export async function notify(cfg: Config, state: VrrpState, instance: string | undefined, out = new Output(false),
-  o: { fired?: FireKey; db?: Db; onTakeover?: (result: TakeoverReport['result'], ms: number | null) => void } = {}): Promise<number> {
+  o: { fired?: FireKey; db?: Db; session?: EslSession; onTakeover?: (result: TakeoverReport['result'], ms: number | null) => void } = {}): Promise<number> {
   const fired = o.fired ?? FIRED;
   const name = instance ?? '_';
   const ctx = { node: cfg.node, instance: name, state };
@@ -106,7 +106,7 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
       let failure: unknown = null;
       if (from !== cfg.node) {
         try {
-          report = await takeover(cfg, { from, command: `notify MASTER ${name}`, db: o.db });
+          report = await takeover(cfg, { from, command: `notify MASTER ${name}`, db: o.db, session: o.session });
           o.onTakeover?.(report.result, report.timings.total_ms ?? null);
         } catch (e) {
           o.onTakeover?.(e instanceof Refused ? (e.nothingToDo ? 'nothing' : 'refused') : 'failed', null);

@@ -38,6 +38,8 @@ export interface TakeoverOptions {
   command: string;
   /** a connection kept ready by the agent: used, never closed, by this takeover */
   db?: Db;
+  /** the agent's open session to this node's FreeSWITCH, lent for this takeover (its health probes wait): used, never closed */
+  session?: EslSession;
 }
 
 export interface TakeoverReport {
@@ -74,8 +76,9 @@ async function observeDeath(cfg: Config, from: NodeConfig, db: Db, first: Promis
 }
 
 /** Step 3's observation: one session to the adopting node, kept for the recover and standby. */
-async function openTarget(target: EslTarget): Promise<{ session: EslSession | null; probe: NodeProbe }> {
+async function openTarget(target: EslTarget, lent?: EslSession): Promise<{ session: EslSession | null; probe: NodeProbe }> {
   const started = Date.now();
+  if (lent && !lent.closed) return { session: lent, probe: await probeSession(lent, [], target.timeoutMs, started) };
   let session: EslSession;
   try {
     session = await EslSession.open(target, target.timeoutMs);
@@ -156,7 +159,7 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
     // 3 + 4. can this node recover, and would its recover take exactly what it adopts?
     let core: string | null = null;
     if (!opts.noRecover) {
-      const opened = await openTarget(eslTo!);
+      const opened = await openTarget(eslTo!, to.name === cfg.node ? opts.session : undefined);
       session = opened.session;
       const ready = decideTarget(to.name, opened.probe);
       if (ready.action !== 'go') throw new Refused(ready.reason);
@@ -236,7 +239,7 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
     throw reported(e);
   } finally {
     timings.total_ms = Date.now() - t0;
-    session?.close();
+    if (session !== opts.session) session?.close();
     const level = report.result === 'refused' ? refusalLevel : report.result === 'failed' || report.result === 'partial' ? 'error' : 'info';
     log(level, `takeover ${report.result}: ${report.reason}`, {
       ...ctx, adopted: report.adopted, recovered: report.recovered ?? undefined, missing: report.missing.length, held: report.skipped.length, ms: timings.total_ms,

@@ -56,6 +56,7 @@ test('agent: the backlog reduced to the last state per instance, MASTER takes ov
   await c.sims.fs1.crash();
   k.say('INSTANCE "VI_OTHER" MASTER 100');        // not this node's instance
   k.say('INSTANCE "VI_FS" MASTER_PRIORITY 100');  // notify_priority_changes: not a transition
+  const connsBefore = c.sims.fs2.eslConnections;
   k.say('INSTANCE "VI_FS" MASTER 100');
   await until('the takeover', async () => (await withClient(c.url, (q) => q.query("select count(*)::int n from fsha.audit where result = 'done'"))).rows[0].n === 1, 10000);
   assert.deepEqual(agent.handled, { BACKUP: 1, MASTER: 1 });
@@ -64,6 +65,7 @@ test('agent: the backlog reduced to the last state per instance, MASTER takes ov
   for (const r of rows) assert.equal(r.runtime_uuid, c.sims.fs2.coreUuid);
   assert.equal(c.sims.fs2.standby, false, 'the new MASTER takes new calls');
   assert.ok(agent.db.get(), 'the warm connection is still there after the takeover');
+  assert.equal(c.sims.fs2.eslConnections, connsBefore, 'the takeover used the agent\'s open session to fs2: no new connection');
 
   // keepalived reloads: the FIFO is recreated; the next line arrives in the new one
   k.close();

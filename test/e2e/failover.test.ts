@@ -369,6 +369,29 @@ test('13. the agent and the script hooks both configured: a crash is taken over 
   });
 });
 
+test('14. keepalived restarted on the MASTER: keepalived hands the VIP over (its priority-0 advert); no takeover, no call moved, no ERROR', async () => {
+  await scenario(PAIR(), async (lab, url) => {
+    await startPair(lab);
+    const calls = await placeCalls(lab, 'freeswitch01', 5);
+    const core1 = lab.coreUuid('freeswitch01');
+    const from2 = lab.fshaLog('freeswitch02').length;
+    lab.keepalived.freeswitch01.kill('SIGTERM');
+    await waitFor('keepalived on freeswitch01 stopped', () => lab.keepalived.freeswitch01.exitCode !== null, 10000);
+    lab.startKeepalived('freeswitch01');
+    await lab.waitState('freeswitch01', 'VI_FS', 'BACKUP', 20000);
+    await waitFor('the roles settled: one MASTER', () => lab.vrrpState('freeswitch02', 'VI_FS') === 'MASTER', 10000);
+    await new Promise((r) => setTimeout(r, 1500));
+    const after = lab.fshaLog('freeswitch02').slice(from2);
+    assert.ok(after.some((l) => /nothing to take over: freeswitch01 is alive and serving its own calls/.test(l.text)), 'the new MASTER looked, found freeswitch01 alive');
+    assert.ok(!after.some((l) => /takeover done/.test(l.text)), 'no takeover');
+    await assertOwnedOnce(url, calls, { freeswitch01: core1 }); // every call still freeswitch01's, under its core
+    assert.equal((await lab.simState('freeswitch02')).standby, false, 'the MASTER takes new calls');
+    await waitFor('freeswitch01 (BACKUP) in standby', async () => (await lab.simState('freeswitch01')).standby, 10000);
+    const errors = ['freeswitch01', 'freeswitch02'].flatMap((n) => lab.fshaLog(n).filter((l) => /: ERROR /.test(l.text)).map((l) => `${n}: ${l.text}`));
+    assert.deepEqual(errors, []);
+  });
+});
+
 test('8. sealed: during every scenario above, tcpdump on each root interface saw no packet of the lab\'s subnets and no VRRP', async () => {
   const seen = await capture.stop();
   const up = RootCapture.rootInterfaces().filter((i) => i.up).map((i) => i.name);

@@ -324,7 +324,11 @@ export class FsSim {
   }
 
   // ---------------------------------------------------------------- event socket
+  /** event-socket connections accepted since start (tests: who opened how many) */
+  eslConnections = 0;
+
   private onConnection(sock: Socket): void {
+    this.eslConnections++;
     this.sockets.add(sock);
     sock.on('close', () => this.sockets.delete(sock));
     sock.on('error', () => undefined);
