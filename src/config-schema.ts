@@ -5,6 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { ConfigError } from './errors';
+import { parsePgTarget } from './core/pg-hosts';
 
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 /** syslog facilities log.facility may name (log.ts maps them to numbers) */
@@ -33,8 +34,12 @@ const eslFields = (timeoutDefault: number | undefined, timeoutDoc?: string): Rec
 export const SCHEMA: Record<string, Field> = {
   node: { kind: 'name', doc: 'this node: its key under nodes', required: true },
   database: {
-    kind: 'string', doc: 'the shared PostgreSQL (postgres:// URL; password also from PGPASSWORD / ~/.pgpass)',
-    check: (v) => (/^postgres(ql)?:\/\//.test(v) ? null : 'must be a postgres:// or postgresql:// URL'),
+    kind: 'string', doc: 'the shared PostgreSQL (postgres:// URL; libpq\'s multi-host form db1:5432,db2:5432 with target_session_attrs=read-write finds the primary; password also from PGPASSWORD / ~/.pgpass)',
+    check: (v) => {
+      if (!/^postgres(ql)?:\/\//.test(v)) return 'must be a postgres:// or postgresql:// URL';
+      const t = parsePgTarget(v);
+      return 'error' in t ? `is not a usable URL: ${t.error}` : null;
+    },
   },
   esl: { kind: 'section', doc: 'the local FreeSWITCH event socket', fields: eslFields(1500) },
   nodes: {

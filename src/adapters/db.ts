@@ -5,6 +5,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client as PgClient, QueryResultRow } from 'pg';
 import { ActionFailed } from '../errors';
+import { parsePgTarget, unusableFor } from '../core/pg-hosts';
 import { redact } from '../log';
 
 export class Db {
@@ -30,11 +31,53 @@ export class Db {
     else this.lostListeners.push(fn);
   }
 
+  /**
+   * The first writable primary among the URL's hosts (libpq's multi-host form, core/pg-hosts.ts), within
+   * timeoutMs in all. fs-ha writes (heartbeat, takeover, audit): a standby or a read-only server reached by
+   * mistake is skipped, and when no host is usable the error names each host and why.
+   */
   static async connect(url: string, timeoutMs: number, appName = 'fs-ha'): Promise<Db> {
+    const target = parsePgTarget(url);
+    if ('error' in target) throw new ActionFailed(`database: ${target.error}`);
+    const deadline = Date.now() + timeoutMs;
+    const perHost = target.connectTimeoutS !== null ? target.connectTimeoutS * 1000 : timeoutMs;
+    const why: string[] = [];
+    let readOnly = false;
+    for (const [i, hostUrl] of target.urls.entries()) {
+      const left = deadline - Date.now();
+      const where = `${target.hosts[i].host}:${target.hosts[i].port}`;
+      if (left <= 0) { why.push(`${where}: not tried (deadline)`); continue; }
+      let db: Db;
+      try {
+        db = await Db.connectOne(hostUrl, Math.min(left, perHost), timeoutMs, appName);
+      } catch (e) {
+        why.push(`${where}: ${cleanError(e)}`);
+        continue;
+      }
+      try {
+        const [r] = await db.query<{ r: boolean; ro: string }>("SELECT pg_is_in_recovery() AS r, current_setting('transaction_read_only') AS ro", [], 'asking whether it is a primary',
+          { timeoutMs: Math.max(50, deadline - Date.now()) });
+        const bad = unusableFor(target.attrs === 'any' ? 'read-write' : target.attrs, r.r, r.ro === 'on');
+        if (!bad) return db;
+        readOnly = true;
+        why.push(`${where}: ${bad}`);
+      } catch (e) {
+        why.push(`${where}: ${cleanError(e)}`);
+      }
+      await db.close();
+    }
+    if (target.hosts.length > 1) throw new ActionFailed(`database: no writable primary among ${describeUrl(url)}: ${why.join('; ')}`);
+    const reason = why[0].slice(why[0].indexOf(': ') + 2);
+    throw new ActionFailed(readOnly
+      ? `database: ${describeUrl(url)} is ${reason}; fs-ha needs the primary (list every server in database: postgres://user@db1,db2/db?target_session_attrs=read-write)`
+      : `database: cannot connect to ${describeUrl(url)}: ${reason}`);
+  }
+
+  private static async connectOne(url: string, connectMs: number, timeoutMs: number, appName: string): Promise<Db> {
     const { Client } = require('pg') as typeof import('pg'); // loaded on first use (start-up of check_fs)
     const client = new Client({
       connectionString: url,
-      connectionTimeoutMillis: timeoutMs,
+      connectionTimeoutMillis: connectMs,
       query_timeout: timeoutMs + 500,
       statement_timeout: timeoutMs,
       lock_timeout: timeoutMs,
@@ -44,12 +87,12 @@ export class Db {
     });
     client.on('error', () => { /* reported by the query that fails */ });
     const timer = new Promise<never>((_, reject) =>
-      setTimeout(() => reject(new Error(`no connection within ${timeoutMs} ms`)), timeoutMs + 200).unref());
+      setTimeout(() => reject(new Error(`no connection within ${connectMs} ms`)), connectMs + 200).unref());
     try {
       await Promise.race([client.connect(), timer]);
     } catch (e) {
       client.end().catch(() => undefined);
-      throw new ActionFailed(`database: cannot connect to ${describeUrl(url)}: ${cleanError(e)}`);
+      throw e;
     }
     return new Db(client, timeoutMs);
   }
@@ -93,13 +136,11 @@ export function cleanError(e: unknown): string {
 }
 
 /** user@host:port/db, never the password. */
+/** user@host:port[,host:port...]/db, never the password. */
 export function describeUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.username ? u.username + '@' : ''}${u.host}${u.pathname}`;
-  } catch {
-    return '<unparsable database URL>';
-  }
+  const t = parsePgTarget(url);
+  if ('error' in t) return '<unparsable database URL>';
+  return `${t.user ? `${t.user}@` : ''}${t.hosts.map((h) => `${h.host}:${h.port}`).join(',')}/${t.database}`;
 }
 
 export function quoteIdent(name: string): string {

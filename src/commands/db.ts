@@ -5,6 +5,7 @@ import * as store from '../adapters/recovery-store';
 import { ConfigError, UsageError } from '../errors';
 import { log } from '../log';
 import { nodeSchemas, recoveryRelationsProblem } from '../core/per-node';
+import { keywordDsn, parsePgTarget } from '../core/pg-hosts';
 import type { CommandSpec } from '../cli/spec';
 
 export async function dbInit(cfg: Config, layoutArg?: Layout): Promise<string> {
@@ -24,11 +25,18 @@ export async function dbInit(cfg: Config, layoutArg?: Layout): Promise<string> {
       return files;
     }, 'db init');
     out.unshift(`applied ${applied.join(', ')} (layout ${layout})`);
-    if (layout === 'per-node') {
-      out.push('', 'Point each node\'s core-db-dsn AND its sofia profiles\' odbc-dsn at its own view (public first):');
+    // FreeSWITCH's DSNs for the same servers, in libpq's keyword form (mod_pgsql passes it to PQconnectdb):
+    // every host, the primary chosen by target_session_attrs; the password comes from ~/.pgpass or PGPASSWORD
+    const target = parsePgTarget(cfg.database);
+    if (!('error' in target)) {
+      out.push('', layout === 'per-node'
+        ? 'Point each node\'s core-db-dsn AND its sofia profiles\' odbc-dsn at its own view (public first):'
+        : 'Each node\'s core-db-dsn and its sofia profiles\' odbc-dsn:');
       for (const n of Object.values(cfg.nodes)) {
-        out.push(`  ${n.name}: pgsql://hostaddr=DBHOST dbname=DB user=USER password=PASSWORD options='-c search_path=public,${store.nodeSchema(n.switchname)}'`);
+        const options = layout === 'per-node' ? `-c search_path=public,${store.nodeSchema(n.switchname)}` : undefined;
+        out.push(`  ${n.name}: pgsql://${keywordDsn(target, options)}`);
       }
+      out.push('  (the password: in FreeSWITCH\'s ~/.pgpass, or add password=... yourself; fs-ha never prints it)');
     }
     const problem = recoveryRelationsProblem(layout, await store.recoveryRelations(db), schemas);
     if (problem) {

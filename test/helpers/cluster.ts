@@ -28,6 +28,8 @@ export interface ClusterOptions {
   dsn?: Record<string, (url: string) => string>;
   /** a node's event-socket apply-inbound-acl (CIDRs), instead of loopback */
   acl?: Record<string, string[]>;
+  /** an existing database instead of a fresh one on DATABASE_URL (the database-HA tests' replica pair) */
+  url?: string;
   /** per recovered leg, as the real server paces them (~3 ms); default 0 */
   recoverDelayMs?: number;
   /** the simulators' events (recover, reinvite, crash, ...) */
@@ -42,7 +44,7 @@ export async function withCluster(t: { after(fn: () => Promise<void> | void): vo
 }
 
 export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
-  const url = await createDatabase('c');
+  const url = opts.url ?? await createDatabase('c');
   const layout = opts.layout ?? 'shared';
   const addr: Record<string, string> = {};
   const ports: Record<string, number> = {};

@@ -12,7 +12,12 @@ import { dirname, join, relative } from 'node:path';
 import { createServer } from 'node:net';
 import { Client } from 'pg';
 
-export interface PgServer { url: string; stop(): void; dataDir?: string; port: number }
+export interface PgServer {
+  url: string; stop(): void; dataDir?: string; port: number;
+  /** run a server binary (pg_ctl, pg_basebackup...) as the server's user */
+  ctl?: (cmd: string, args: string[]) => void;
+  dir?: string;
+}
 
 function debianBin(): string | null {
   const base = '/usr/lib/postgresql';
@@ -113,7 +118,37 @@ export async function startThrowawayPostgres(o: { listen?: string; netns?: strin
     rmSync(dir, { recursive: true, force: true });
   };
   const url = o.netns ? `postgres://postgres@localhost:${port}/postgres?host=${encodeURIComponent(dir)}` : `postgres://postgres@127.0.0.1:${port}/postgres`;
-  return { url, stop, dataDir: data, port };
+  return { url, stop, dataDir: data, port, ctl: run, dir };
+}
+
+/**
+ * A primary and a hot standby streaming from it, as Patroni (or an operator with pg_basebackup -R) runs
+ * them, on loopback: for the database-HA tests. promote() is `pg_ctl promote`, as Patroni does it.
+ */
+export async function startReplicaPair(): Promise<{ primary: PgServer; standby: PgServer & { promote(): void; stopped(): boolean } }> {
+  const primary = await startThrowawayPostgres();
+  const run = primary.ctl!;
+  execFileSync('sh', ['-c', `echo 'host replication all 127.0.0.1/32 trust' >> ${join(primary.dataDir!, 'pg_hba.conf')}`]);
+  run('pg_ctl', ['-D', primary.dataDir!, 'reload']);
+  const dir = mkdtempSync(join(tmpdir(), 'fsha-pg-standby-'));
+  chmodSync(dir, 0o777);
+  const data = join(dir, 'data');
+  run('pg_basebackup', ['-D', data, '-R', '-X', 'stream', '-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres']);
+  const port = await freePort();
+  run('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '30', '-o',
+    `-p ${port} -k ${dir} -c listen_addresses='127.0.0.1' -c hot_standby=on -c fsync=off -c max_connections=200`, 'start']);
+  let stopped = false;
+  const standby = {
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`, port, dataDir: data, dir, ctl: run,
+    promote: () => run('pg_ctl', ['-D', data, '-w', '-t', '30', 'promote']),
+    stopped: () => stopped,
+    stop: () => {
+      stopped = true;
+      try { run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']); } catch { /* already gone */ }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return { primary, standby };
 }
 
 let counter = 0;

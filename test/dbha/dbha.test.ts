@@ -1,0 +1,82 @@
+/**
+ * Issue 12, the database underneath: a real primary and a real hot standby streaming from it
+ * (pg_basebackup -R), promotion by pg_ctl promote as Patroni does it.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Db } from '../../src/adapters/db';
+import { takeover } from '../../src/commands/takeover';
+import { configureLog } from '../../src/log';
+import { withCluster } from '../helpers/cluster';
+import { startReplicaPair, withClient, type PgServer } from '../helpers/pg';
+
+configureLog({ syslog: false, stderr: false });
+
+let pair: { primary: PgServer; standby: PgServer & { promote(): void } };
+const hostOf = (s: PgServer) => `127.0.0.1:${s.port}`;
+const both = () => `postgres://postgres@${hostOf(pair.standby)},${hostOf(pair.primary)}/postgres?target_session_attrs=read-write`;
+
+before(async () => { pair = await startReplicaPair(); });
+after(() => { pair.standby.stop(); pair.primary.stop(); });
+
+test('12.1 the first writable primary of the host list, the standby listed first skipped; only the standby: an error naming it, within the deadline', async () => {
+  const db = await Db.connect(both(), 3000);
+  try {
+    assert.equal((await db.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r'))[0].r, false, 'connected to the primary');
+  } finally {
+    await db.close();
+  }
+  const t0 = Date.now();
+  await assert.rejects(Db.connect(pair.standby.url, 2000), new RegExp(`database: postgres@${hostOf(pair.standby).replace(/\./g, '\\.')}/postgres is a standby \\(in recovery\\): read-only; fs-ha needs the primary`));
+  await assert.rejects(Db.connect(`postgres://postgres@${hostOf(pair.standby)},127.0.0.1:1/postgres?target_session_attrs=read-write`, 2000),
+    /no writable primary among .*: 127\.0\.0\.1:\d+: a standby \(in recovery\): read-only; 127\.0\.0\.1:1: .*ECONNREFUSED/);
+  assert.ok(Date.now() - t0 < 6000, 'within the deadlines');
+});
+
+test('12.2 only the standby reachable: the takeover fails naming the read-only host and changes nothing', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], url: pair.primary.url });
+  await c.sims.fs1.answerCalls(3);
+  await c.sims.fs1.crash();
+  const cfg = c.config('fs2');
+  cfg.database = pair.standby.url;
+  await assert.rejects(takeover(cfg, { from: 'fs1', command: 'test' }), /is a standby \(in recovery\): read-only/);
+  const rows = (await withClient(pair.primary.url, (q) => q.query("select count(*)::int n from recovery where hostname = 'fs1'"))).rows[0].n;
+  assert.equal(rows, 3);
+});
+
+test('12.3 the primary stopped and the standby promoted, then a FreeSWITCH node crashes: the takeover finds the new primary, every call adopted once', async (t) => {
+  let fs2Db = pair.primary.url;
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], url: pair.primary.url, dsn: { fs2: () => fs2Db } });
+  await withClient(pair.primary.url, (q) => q.query('DELETE FROM recovery'));
+  const calls = await c.sims.fs1.answerCalls(6);
+  // the standby has them too (streaming), then the primary dies and Patroni promotes the standby
+  for (const end = Date.now() + 5000; ;) {
+    const n = await withClient(pair.standby.url, (q) => q.query('select count(*)::int n from recovery')).then((r) => r.rows[0].n, () => -1); // not replayed yet
+    if (n === 6) break;
+    if (Date.now() > end) throw new Error('the standby never caught up');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await c.sims.fs1.crash();
+  pair.primary.stop();
+  pair.standby.promote();
+  fs2Db = pair.standby.url; // FreeSWITCH's libpq, with the same host list, reconnects to the new primary
+  await c.restart('fs2');
+  const cfg = c.config('fs2');
+  cfg.database = both();
+  const r = await takeover(cfg, { from: 'fs1', command: 'test' });
+  assert.equal(r.result, 'done', r.reason);
+  const rows = (await withClient(pair.standby.url, (q) => q.query('select uuid, runtime_uuid from recovery'))).rows;
+  assert.deepEqual(rows.map((x) => x.uuid).sort(), [...calls].sort());
+  for (const x of rows) assert.equal(x.runtime_uuid, c.sims.fs2.coreUuid);
+});
+
+test('12.4 db init prints each node\'s FreeSWITCH DSN with every configured host, in libpq\'s keyword form, never the password', async (t) => {
+  const { dbInit } = await import('../../src/commands/db');
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], url: pair.standby.url }); // promoted by 12.3: the primary now
+  const cfg = c.config('fs1');
+  const u = new URL(pair.standby.url);
+  cfg.database = `postgres://postgres:s3cret@127.0.0.1:1,${u.host}/postgres?target_session_attrs=read-write`;
+  const out = await dbInit(cfg, 'per-node');
+  assert.match(out, new RegExp(`fs1: pgsql://host=127\\.0\\.0\\.1,127\\.0\\.0\\.1 port=1,${u.port} dbname=postgres user=postgres target_session_attrs=read-write options='-c search_path=public,fsha_node_fs1'`));
+  assert.ok(!out.includes('s3cret'));
+});
