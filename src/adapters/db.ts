@@ -10,11 +10,12 @@ import { redact } from '../log';
 
 export class Db {
   private lost: string | null = null;
+  private closing = false;
   private readonly lostListeners: Array<(why: string) => void> = [];
 
   private constructor(private readonly client: PgClient, readonly timeoutMs: number) {
     const gone = (why: string) => {
-      if (this.lost) return;
+      if (this.lost || this.closing) return; // our own close() is no loss
       this.lost = why;
       for (const l of this.lostListeners.splice(0)) l(why);
     };
@@ -123,6 +124,7 @@ export class Db {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     await Promise.race([this.client.end().catch(() => undefined), sleep(500, undefined, { ref: false })]);
   }
 }

@@ -89,7 +89,29 @@ async function openTarget(target: EslTarget, lent?: EslSession): Promise<{ sessi
   return { session, probe };
 }
 
+/**
+ * The takeover, retried when its database connection dies under it (the primary killed, a standby promoted):
+ * the rewrite is one transaction, so nothing of the failed attempt stays; the next attempt connects to
+ * whichever host is the primary now, takes the (per-session) lock again, and the rows' state there decides
+ * what is left to do. Attempts go on for 3 x timeouts.database_ms; then the error stands (a rerun or the next
+ * notify completes it).
+ */
 export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<TakeoverReport> {
+  const until = Date.now() + 3 * cfg.timeouts.databaseMs;
+  for (let attempt = 1; ; attempt++) {
+    const lost: { db: Db | null } = { db: null };
+    try {
+      return await takeoverOnce(cfg, attempt === 1 ? opts : { ...opts, db: undefined }, lost);
+    } catch (e) {
+      const why = lost.db?.lostReason ?? (e instanceof ActionFailed && /no writable primary|cannot connect/.test(e.message) && attempt > 1 ? e.message : null);
+      if (!why || Date.now() >= until) throw e;
+      log('warn', `takeover: the database connection was lost (${why}); attempt ${attempt + 1} on whichever host is the primary now`, { from: opts.from, to: opts.to ?? cfg.node });
+      await sleep(Math.min(500, Math.max(0, until - Date.now())));
+    }
+  }
+}
+
+async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db | null }): Promise<TakeoverReport> {
   const from = cfg.nodes[opts.from];
   if (!from) throw new UsageError(`unknown node "${opts.from}" (configured: ${Object.keys(cfg.nodes).join(', ')})`);
   const toName = opts.to ?? cfg.node;
@@ -118,6 +140,7 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
     // 1. the failed node must be provably dead (first probe beside the database connect)
     const firstProbe = probeNode(from.esl, [], from.esl?.timeoutMs ?? cfg.esl.timeoutMs);
     db = opts.db && !opts.db.lostReason ? opts.db : await Db.connect(cfg.database, cfg.timeouts.databaseMs, `fs-ha takeover ${from.name}->${to.name}`);
+    lost.db = db;
     timings.db_connect_ms = Date.now() - t0;
     if (!opts.dryRun) await store.applySchemaOnce(db, cfg.layout); // fs-ha's tables first: every outcome gets its audit row
     const life = await observeDeath(cfg, from, db, firstProbe);

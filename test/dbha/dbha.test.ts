@@ -80,3 +80,41 @@ test('12.4 db init prints each node\'s FreeSWITCH DSN with every configured host
   assert.match(out, new RegExp(`fs1: pgsql://host=127\\.0\\.0\\.1,127\\.0\\.0\\.1 port=1,${u.port} dbname=postgres user=postgres target_session_attrs=read-write options='-c search_path=public,fsha_node_fs1'`));
   assert.ok(!out.includes('s3cret'));
 });
+
+test('12.5 the primary killed in the middle of a takeover of 2000 rows: nothing half-rewritten; the takeover retries on the promoted standby and every call is there once', async (t) => {
+  const fresh = await startReplicaPair();
+  t.after(() => { fresh.standby.stop(); fresh.primary.stop(); });
+  let fs2Db = fresh.primary.url;
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], url: fresh.primary.url, dsn: { fs2: () => fs2Db } });
+  const calls = await c.sims.fs1.answerCalls(2000);
+  for (const end = Date.now() + 10000; ;) { // the standby has every row (streaming) before the crash
+    const n = await withClient(fresh.standby.url, (q) => q.query('select count(*)::int n from recovery')).then((r) => r.rows[0].n, () => -1);
+    if (n === 2000) break;
+    if (Date.now() > end) throw new Error('the standby never caught up');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await c.sims.fs1.crash();
+  const cfg = c.config('fs2');
+  cfg.database = `postgres://postgres@127.0.0.1:${fresh.primary.port},127.0.0.1:${fresh.standby.port}/postgres?target_session_attrs=read-write`;
+  cfg.timeouts.databaseMs = 4000;
+  const running = takeover(cfg, { from: 'fs1', command: 'test' });
+  running.catch(() => undefined);
+  // the rewrite is under way on the primary: kill it there, as a dying server would go
+  for (const end = Date.now() + 15000; ;) {
+    const busy = await withClient(fresh.primary.url, (q) => q.query("select count(*)::int n from pg_stat_activity where query like '%fsha.takeover_rows%' or query like '%regexp_matches%'")).then((r) => r.rows[0].n, () => 0);
+    if (busy > 0) break;
+    if (Date.now() > end) throw new Error('the rewrite never started');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  fresh.primary.stop();
+  fresh.standby.promote();
+  fs2Db = fresh.standby.url; // FreeSWITCH's libpq finds the new primary
+  await c.restart('fs2');
+  const r = await running.catch((e: Error) => ({ result: 'failed', reason: e.message }));
+  // whatever the first attempt did died with its transaction; the retry, on the new primary, completes it
+  assert.equal(r.result, 'done', `the takeover itself retried on the promoted standby: ${r.reason}`);
+  const rows = (await withClient(fresh.standby.url, (q) => q.query('select uuid, hostname, runtime_uuid from recovery'))).rows;
+  assert.equal(rows.length, 2000, 'every call once');
+  assert.deepEqual(new Set(rows.map((x) => x.uuid)), new Set(calls));
+  for (const x of rows) { assert.equal(x.hostname, 'fs2'); assert.equal(x.runtime_uuid, c.sims.fs2.coreUuid); }
+});
