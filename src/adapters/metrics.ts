@@ -2,7 +2,7 @@
  * The agent's metrics in Prometheus's text exposition format (version 0.0.4), served on loopback only.
  * Small enough to write here: a few gauges and counters, no histogram (prom-client would be 10x the code).
  */
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 
 export interface Sample { name: string; help: string; type: 'gauge' | 'counter'; values: Array<{ labels?: Record<string, string>; value: number }> }
 
@@ -27,6 +27,8 @@ export class MetricsServer {
 
   start(): Promise<void> {
     return new Promise((resolve, reject) => {
+      // loaded here, not at start-up: every command (check_fs every second) shares the bundle
+      const { createServer } = require('node:http') as typeof import('node:http');
       const server = createServer((req, res) => {
         if (req.method !== 'GET' || (req.url ?? '/').split('?')[0] !== '/metrics') { res.writeHead(404).end('only /metrics\n'); return; }
         res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' }).end(render(this.samples()));
