@@ -45,30 +45,33 @@ test('12.2 only the standby reachable: the takeover fails naming the read-only h
 });
 
 test('12.3 the primary stopped and the standby promoted, then a FreeSWITCH node crashes: the takeover finds the new primary, every call adopted once', async (t) => {
-  let fs2Db = pair.primary.url;
-  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], url: pair.primary.url, dsn: { fs2: () => fs2Db } });
+  // every FreeSWITCH is given both servers, as libpq takes them: it follows the primary by itself
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], url: pair.primary.url, dsn: { fs1: both, fs2: both }, dbResetIntervalMs: 200 });
   await withClient(pair.primary.url, (q) => q.query('DELETE FROM recovery'));
   const calls = await c.sims.fs1.answerCalls(6);
-  // the standby has them too (streaming), then the primary dies and Patroni promotes the standby
-  for (const end = Date.now() + 5000; ;) {
-    const n = await withClient(pair.standby.url, (q) => q.query('select count(*)::int n from recovery')).then((r) => r.rows[0].n, () => -1); // not replayed yet
-    if (n === 6) break;
-    if (Date.now() > end) throw new Error('the standby never caught up');
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await caughtUp(pair.standby, 6);
   await c.sims.fs1.crash();
   pair.primary.stop();
   pair.standby.promote();
-  fs2Db = pair.standby.url; // FreeSWITCH's libpq, with the same host list, reconnects to the new primary
-  await c.restart('fs2');
   const cfg = c.config('fs2');
   cfg.database = both();
   const r = await takeover(cfg, { from: 'fs1', command: 'test' });
   assert.equal(r.result, 'done', r.reason);
+  assert.equal(c.sims.fs2.dbServer, hostOf(pair.standby), 'fs2\'s FreeSWITCH reset its connection onto the new primary');
   const rows = (await withClient(pair.standby.url, (q) => q.query('select uuid, runtime_uuid from recovery'))).rows;
   assert.deepEqual(rows.map((x) => x.uuid).sort(), [...calls].sort());
   for (const x of rows) assert.equal(x.runtime_uuid, c.sims.fs2.coreUuid);
 });
+
+/** Wait until the standby has replayed n recovery rows (streaming is asynchronous). */
+async function caughtUp(standby: PgServer, n: number, ms = 10000): Promise<void> {
+  for (const end = Date.now() + ms; ;) {
+    const got = await withClient(standby.url, (q) => q.query('select count(*)::int n from recovery')).then((r) => r.rows[0].n, () => -1); // not replayed yet
+    if (got === n) return;
+    if (Date.now() > end) throw new Error(`the standby never caught up (${got} of ${n} rows)`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 test('12.4 db init prints each node\'s FreeSWITCH DSN with every configured host, in libpq\'s keyword form, never the password', async (t) => {
   const { dbInit } = await import('../../src/commands/db');
@@ -84,18 +87,13 @@ test('12.4 db init prints each node\'s FreeSWITCH DSN with every configured host
 test('12.5 the primary killed in the middle of a takeover of 2000 rows: nothing half-rewritten; the takeover retries on the promoted standby and every call is there once', async (t) => {
   const fresh = await startReplicaPair();
   t.after(() => { fresh.standby.stop(); fresh.primary.stop(); });
-  let fs2Db = fresh.primary.url;
-  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], url: fresh.primary.url, dsn: { fs2: () => fs2Db } });
+  const hosts = `postgres://postgres@127.0.0.1:${fresh.primary.port},127.0.0.1:${fresh.standby.port}/postgres?target_session_attrs=read-write`;
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], url: fresh.primary.url, dsn: { fs1: () => hosts, fs2: () => hosts }, dbResetIntervalMs: 200 });
   const calls = await c.sims.fs1.answerCalls(2000);
-  for (const end = Date.now() + 10000; ;) { // the standby has every row (streaming) before the crash
-    const n = await withClient(fresh.standby.url, (q) => q.query('select count(*)::int n from recovery')).then((r) => r.rows[0].n, () => -1);
-    if (n === 2000) break;
-    if (Date.now() > end) throw new Error('the standby never caught up');
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await caughtUp(fresh.standby, 2000); // the standby has every row (streaming) before the crash
   await c.sims.fs1.crash();
   const cfg = c.config('fs2');
-  cfg.database = `postgres://postgres@127.0.0.1:${fresh.primary.port},127.0.0.1:${fresh.standby.port}/postgres?target_session_attrs=read-write`;
+  cfg.database = hosts;
   cfg.timeouts.databaseMs = 4000;
   const running = takeover(cfg, { from: 'fs1', command: 'test' });
   running.catch(() => undefined);
@@ -108,13 +106,43 @@ test('12.5 the primary killed in the middle of a takeover of 2000 rows: nothing 
   }
   fresh.primary.stop();
   fresh.standby.promote();
-  fs2Db = fresh.standby.url; // FreeSWITCH's libpq finds the new primary
-  await c.restart('fs2');
   const r = await running.catch((e: Error) => ({ result: 'failed', reason: e.message }));
   // whatever the first attempt did died with its transaction; the retry, on the new primary, completes it
   assert.equal(r.result, 'done', `the takeover itself retried on the promoted standby: ${r.reason}`);
+  assert.equal(c.sims.fs2.dbServer, `127.0.0.1:${fresh.standby.port}`, 'fs2 recovered and re-tracked on the new primary');
   const rows = (await withClient(fresh.standby.url, (q) => q.query('select uuid, hostname, runtime_uuid from recovery'))).rows;
   assert.equal(rows.length, 2000, 'every call once');
   assert.deepEqual(new Set(rows.map((x) => x.uuid)), new Set(calls));
   for (const x of rows) { assert.equal(x.hostname, 'fs2'); assert.equal(x.runtime_uuid, c.sims.fs2.coreUuid); }
+});
+
+test('12.6 the simulator is given the DSN db init prints and follows the primary as libpq does: the standby listed first skipped, statements wait in the reset loop until the standby is promoted', async (t) => {
+  const { dbInit } = await import('../../src/commands/db');
+  const fresh = await startReplicaPair();
+  t.after(() => { fresh.standby.stop(); fresh.primary.stop(); });
+  const hosts = `postgres://postgres@127.0.0.1:${fresh.standby.port},127.0.0.1:${fresh.primary.port}/postgres?target_session_attrs=read-write`;
+  const events: string[] = [];
+  // fs-ha's own view of the servers makes the DSN; the standby is listed FIRST: libpq must skip it
+  const probe = await withCluster(t, { nodes: ['fs1'], url: fresh.primary.url });
+  const cfg = probe.config('fs1');
+  cfg.database = hosts;
+  const dsn = (await dbInit(cfg, 'shared')).match(/fs1: (pgsql:\/\/.*)/)![1];
+  assert.match(dsn, /^pgsql:\/\/host=127\.0\.0\.1,127\.0\.0\.1 port=\d+,\d+ dbname=postgres user=postgres target_session_attrs=read-write$/);
+  await probe.stop();
+  const c = await withCluster(t, { nodes: ['fs1'], url: fresh.primary.url, dsn: { fs1: () => dsn }, dbResetIntervalMs: 200,
+    onEvent: (_n, what) => { if (what.startsWith('db-')) events.push(what); } });
+  assert.equal(c.sims.fs1.dbServer, `127.0.0.1:${fresh.primary.port}`, 'the standby, listed first, was skipped');
+  const before = await c.sims.fs1.answerCalls(3);
+  await caughtUp(fresh.standby, 3);
+  fresh.primary.stop();
+  await new Promise((r) => setTimeout(r, 200)); // the simulator hears its connection close
+  // the connection is dead and the only server left is still a standby: statements wait in the reset loop
+  const during = c.sims.fs1.answerCalls(2);
+  await new Promise((r) => setTimeout(r, 700));
+  fresh.standby.promote();
+  const after = await during;
+  assert.equal(c.sims.fs1.dbServer, `127.0.0.1:${fresh.standby.port}`);
+  assert.ok(events.includes('db-not-responding') && events.includes('db-reset'), `events: ${events.join(', ')}`);
+  const rows = (await withClient(fresh.standby.url, (q) => q.query('select uuid from recovery'))).rows.map((x) => x.uuid as string);
+  assert.deepEqual(rows.sort(), [...before, ...after].sort(), 'the calls of before and after the switch, on the new primary');
 });

@@ -32,6 +32,8 @@ export interface ClusterOptions {
   url?: string;
   /** per recovered leg, as the real server paces them (~3 ms); default 0 */
   recoverDelayMs?: number;
+  /** the simulators' PQreset pause on a dead database connection (default: mod_pgsql's 1000 ms) */
+  dbResetIntervalMs?: number;
   /** the simulators' events (recover, reinvite, crash, ...) */
   onEvent?: (node: string, what: string, detail: Record<string, unknown>) => void;
 }
@@ -72,7 +74,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       ? `${url}?options=${encodeURIComponent(`-c search_path=public,${nodeSchema(switchOf(n))}`)}`
       : url;
     return new FsSim({ host: addr[n], port: ports[n], switchname: switchOf(n), address: opts.switchname ? '127.0.0.100' : addr[n], dsn, sip: opts.sip, retrackDelayMs: opts.retrackDelayMs, acl: opts.acl?.[n],
-      recoverDelayMs: opts.recoverDelayMs, onEvent: opts.onEvent ? (what, d) => opts.onEvent!(n, what, d) : undefined });
+      recoverDelayMs: opts.recoverDelayMs, dbResetIntervalMs: opts.dbResetIntervalMs, onEvent: opts.onEvent ? (what, d) => opts.onEvent!(n, what, d) : undefined });
   };
   for (const n of opts.nodes) {
     sims[n] = make(n);

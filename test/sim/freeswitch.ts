@@ -15,12 +15,12 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { Client } from 'pg';
 import { rewriteMetadata } from '../../src/core/rewrite';
 import { xmlProblem } from '../../src/core/xml';
 import { FIXTURES, parseInserts } from '../helpers/fixtures';
 import * as R from './replies';
 import { sendReinvite } from './sip';
+import { SimDb } from './db';
 
 export interface SimOptions {
   host: string;
@@ -30,8 +30,14 @@ export interface SimOptions {
   /** the node's SIP/RTP address, written into the metadata of its calls */
   address: string;
   profiles?: string[];
-  /** libpq-style URL; per-node layout: add ?options=-c%20search_path%3Dpublic,fsha_node_x */
+  /**
+   * core-db-dsn: libpq's keyword form as FreeSWITCH is given it (pgsql://host=db1,db2 port=... dbname=...
+   * target_session_attrs=read-write options='-c search_path=...'), or a postgres:// URL (multi-host too)
+   */
   dsn: string;
+  /** mod_pgsql's PQreset loop on a dead connection: attempts and the pause between them (real: 120, 1000 ms) */
+  dbResetTries?: number;
+  dbResetIntervalMs?: number;
   /** the far end (caller) written into new calls' metadata */
   farEnd?: string;
   farEndPort?: number;
@@ -74,8 +80,8 @@ export class FsSim {
   private sessionsSinceStart = 0;
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
-  private db: Client | null = null;
-  private readonly o: Required<Omit<SimOptions, 'onEvent'>> & Pick<SimOptions, 'onEvent'>;
+  private db: SimDb | null = null;
+  private readonly o: Required<Omit<SimOptions, 'onEvent' | 'dbResetTries' | 'dbResetIntervalMs'>> & Pick<SimOptions, 'onEvent' | 'dbResetTries' | 'dbResetIntervalMs'>;
 
   constructor(opts: SimOptions) {
     this.o = {
@@ -88,8 +94,10 @@ export class FsSim {
   get switchname(): string { return this.o.switchname; }
 
   async start(): Promise<void> {
-    this.db = new Client({ connectionString: this.o.dsn, application_name: `fs-sim ${this.o.switchname}` });
-    this.db.on('error', () => undefined);
+    this.db = new SimDb(this.o.dsn, {
+      appName: `fs-sim ${this.o.switchname}`, resetTries: this.o.dbResetTries, resetIntervalMs: this.o.dbResetIntervalMs,
+      onEvent: (what, d) => this.o.onEvent?.(what, { node: this.o.switchname, ...d }),
+    });
     await this.db.connect();
     try {
       await this.db.query('select hostname from recovery');
@@ -191,7 +199,10 @@ export class FsSim {
     return rows.rows.map((r) => r.uuid as string);
   }
 
-  private requireDb(): Client {
+  /** host:port of the database server the simulator is connected to now */
+  get dbServer(): string { return this.db?.server ?? ''; }
+
+  private requireDb(): SimDb {
     if (!this.db) throw new Error('no database');
     return this.db;
   }
@@ -314,7 +325,7 @@ export class FsSim {
         case 'refuse': setImmediate(() => void this.refuse()); return '+OK\n';
         case 'state': return JSON.stringify({
           switchname: this.o.switchname, coreUuid: this.coreUuid, standby: this.standby,
-          profiles: Object.fromEntries(this.profiles), calls: (await this.ownCalls()).length,
+          profiles: Object.fromEntries(this.profiles), calls: (await this.ownCalls()).length, db: this.dbServer,
         }) + '\n';
         default: return '-ERR simctl call N [profile] | hangup UUID | calls | state | hang | slow MS | garbage | heal | refuse\n';
       }

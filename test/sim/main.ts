@@ -1,7 +1,7 @@
 /**
  * The simulator as a process of its own, as the end-to-end tests run one per network namespace:
  *   node dist/fs-sim.js --switchname freeswitch01 --esl 0.0.0.0:8021 --address 192.0.2.100 \
- *        --dsn postgres://... [--far 192.0.2.254:5060] [--sip] [--profiles internal,external]
+ *        --dsn 'pgsql://host=db1,db2 port=5432,5432 dbname=... target_session_attrs=read-write' (or postgres://...) [--far 192.0.2.254:5060] [--sip] [--profiles internal,external]
  * It prints one JSON line per event ({"ev":"listening"|"recover"|"reinvite"|"crash",...,"at":epoch_ms})
  * on stdout. `fsctl crash` ends the process with status 134, as FreeSWITCH's abort() would.
  * Test controls are the event socket's `api simctl ...` commands (call N, calls, state, hang, ...).
@@ -25,6 +25,8 @@ const { values } = parseArgs({
     // the real server recovers legs one after another, ~3 ms each (fixtures README: 50 calls, last
     // re-INVITE +136-142 ms; 200 calls +595-604 ms); the process mode is the faithful one
     'recover-delay-ms': { type: 'string', default: '3' },
+    // mod_pgsql's PQreset pause on a dead database connection (real: 1000 ms, 120 attempts)
+    'db-reset-interval-ms': { type: 'string', default: '1000' },
   },
 });
 
@@ -43,6 +45,7 @@ async function main() {
     host, port: Number(port), password: values.password, switchname: values.switchname!, address: values.address!,
     dsn: values.dsn!, farEnd: farHost, farEndPort: Number(farPort ?? 5060), sip: values.sip,
     profiles: values.profiles!.split(','), acl: values.acl!.split(','), retrackDelayMs: Number(values['retrack-delay-ms']), recoverDelayMs: Number(values['recover-delay-ms']),
+    dbResetIntervalMs: Number(values['db-reset-interval-ms']),
     onEvent: (what, d) => {
       emit(what, d);
       if (what === 'crash') setImmediate(() => process.exit(134));
