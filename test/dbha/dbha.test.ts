@@ -8,7 +8,7 @@ import { Db } from '../../src/adapters/db';
 import { takeover } from '../../src/commands/takeover';
 import { configureLog } from '../../src/log';
 import { withCluster } from '../helpers/cluster';
-import { startReplicaPair, withClient, type PgServer } from '../helpers/pg';
+import { caughtUp, startReplicaPair, withClient, type PgServer } from '../helpers/pg';
 
 configureLog({ syslog: false, stderr: false });
 
@@ -62,16 +62,6 @@ test('12.3 the primary stopped and the standby promoted, then a FreeSWITCH node 
   assert.deepEqual(rows.map((x) => x.uuid).sort(), [...calls].sort());
   for (const x of rows) assert.equal(x.runtime_uuid, c.sims.fs2.coreUuid);
 });
-
-/** Wait until the standby has replayed n recovery rows (streaming is asynchronous). */
-async function caughtUp(standby: PgServer, n: number, ms = 10000): Promise<void> {
-  for (const end = Date.now() + ms; ;) {
-    const got = await withClient(standby.url, (q) => q.query('select count(*)::int n from recovery')).then((r) => r.rows[0].n, () => -1); // not replayed yet
-    if (got === n) return;
-    if (Date.now() > end) throw new Error(`the standby never caught up (${got} of ${n} rows)`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 test('12.4 db init prints each node\'s FreeSWITCH DSN with every configured host, in libpq\'s keyword form, never the password', async (t) => {
   const { dbInit } = await import('../../src/commands/db');

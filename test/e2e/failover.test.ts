@@ -9,9 +9,9 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createDatabase, withClient } from '../helpers/pg';
+import { caughtUp, createDatabase, startReplicaPair, withClient } from '../helpers/pg';
 import { readFileSync } from 'node:fs';
-import { Fabric, Lab, PREFIX, VIP, cleanStale, installMissing, prerequisites, sh, waitFor, type LabOptions } from './lab';
+import { Fabric, Lab, MGMT_DB, PREFIX, VIP, cleanStale, installMissing, prerequisites, sh, waitFor, type LabOptions } from './lab';
 import { RootCapture } from './capture';
 import { rootExposure } from './net';
 import { formatTimeline, timeline } from './timeline';
@@ -34,8 +34,8 @@ before(async () => {
 after(() => { capture.kill(); fabric.stop(); });
 
 /** Run a scenario in a fresh lab; always torn down, with every log printed when it fails. */
-async function scenario(o: LabOptions, body: (lab: Lab, url: string) => Promise<void>): Promise<void> {
-  const url = await createDatabase('e2e');
+async function scenario(o: LabOptions, body: (lab: Lab, url: string) => Promise<void>, db?: string): Promise<void> {
+  const url = db ?? await createDatabase('e2e');
   const lab = new Lab(fabric, url, o);
   try {
     lab.build();
@@ -200,8 +200,7 @@ test('4. failback: the old master\'s FreeSWITCH returns; it stays BACKUP in stan
 test('5. farm of three (one VRRP instance per node, per-node layout): node 1 dies, exactly one survivor adopts its calls, node 3\'s are untouched', async () => {
   const nodes = ['freeswitch01', 'freeswitch02', 'freeswitch03'];
   await scenario({ topology: 'farm', nodes }, async (lab, url) => {
-    const init = lab.fsha('freeswitch01', ['db', 'init', '--layout', 'per-node']);
-    assert.equal(init.code, 0, init.err);
+    lab.dbInit('per-node');
     for (const n of nodes) await lab.startSim(n);
     for (const n of nodes) await lab.startHealth(n);
     for (const n of nodes) lab.startKeepalived(n); // a farm boots together: a storm of notifies, then calm
@@ -390,6 +389,42 @@ test('14. keepalived restarted on the MASTER: keepalived hands the VIP over (its
     const errors = ['freeswitch01', 'freeswitch02'].flatMap((n) => lab.fshaLog(n).filter((l) => /: ERROR /.test(l.text)).map((l) => `${n}: ${l.text}`));
     assert.deepEqual(errors, []);
   });
+});
+
+test('16. pair on a replicated database: the primary stops and the standby is promoted (as Patroni does), then FreeSWITCH on the master crashes; both FreeSWITCHes and fs-ha follow the primary, every call survives once', async () => {
+  const dbs = await startReplicaPair({ listen: MGMT_DB, netns: fabric.ns });
+  try {
+    // the standby first: the list's order must not matter, the writable primary is chosen
+    const hosts = `postgres://postgres@${MGMT_DB}:${dbs.standby.port},${MGMT_DB}:${dbs.primary.port}/postgres?target_session_attrs=read-write`;
+    await scenario(PAIR({ database: hosts }), async (lab) => {
+      await startPair(lab);
+      assert.match(lab.dsns.freeswitch01, new RegExp(`^pgsql://host=${MGMT_DB.replace(/\./g, '\\.')},\\S+ port=${dbs.standby.port},${dbs.primary.port} .*target_session_attrs=read-write`));
+      const calls = await placeCalls(lab, 'freeswitch01', 20);
+      await caughtUp(dbs.standby, 20);
+      const switchAt = Date.now();
+      dbs.primary.stop();
+      dbs.standby.promote();
+      const switched = Date.now() - switchAt;
+      // FreeSWITCH on the master resets its connection onto the new primary: calls answered now are tracked there
+      const more = await placeCalls(lab, 'freeswitch01', 5);
+      assert.equal((await lab.simState('freeswitch01') as unknown as { db: string }).db, `${MGMT_DB}:${dbs.standby.port}`);
+      const sipp = lab.startSipp(25);
+      const crash = await lab.crash('freeswitch01');
+      await lab.waitState('freeswitch02', 'VI_FS', 'MASTER', 20000);
+      await waitFor('the takeover on freeswitch02', () => lab.fshaLog('freeswitch02').some((l) => /takeover done/.test(l.text)), 30000);
+      await assertOwnedOnce(dbs.standby.url, [...calls, ...more], { freeswitch02: lab.coreUuid('freeswitch02') });
+      assert.equal((await lab.simState('freeswitch02') as unknown as { db: string }).db, `${MGMT_DB}:${dbs.standby.port}`, 'freeswitch02 re-tracked on the new primary');
+      await waitFor('sipp: 25 re-INVITEs answered', () => sipp.exitCode !== null, 30000);
+      assert.equal(sipp.exitCode, 0, 'sipp saw every call picked up');
+      const t = timeline(lab, { failed: 'freeswitch01', adopter: 'freeswitch02', instance: 'VI_FS', crash });
+      process.stdout.write(formatTimeline(`pair, 25 calls, after a database switch-over (stop + promote ${switched} ms)`, t) + '\n');
+      const errors = ['freeswitch01', 'freeswitch02'].flatMap((n) => lab.fshaLog(n).filter((l) => /: ERROR /.test(l.text)).map((l) => `${n}: ${l.text}`));
+      assert.deepEqual(errors, [], 'a database switch-over the cluster survives is not an ERROR');
+    }, dbs.primary.url);
+  } finally {
+    dbs.standby.stop();
+    dbs.primary.stop();
+  }
 });
 
 test('8. sealed: during every scenario above, tcpdump on each root interface saw no packet of the lab\'s subnets and no VRRP', async () => {

@@ -226,6 +226,8 @@ export interface LabOptions {
   /** how keepalived is heard: the template as it ships (the agent, default), its scripts-only variant, or
    *  both at once (an operator who enabled the hooks and the agent) */
   variant?: 'agent' | 'scripts' | 'both';
+  /** the database URL as the nodes see it (default: the fabric's server); may list several hosts */
+  database?: string;
 }
 
 /**
@@ -327,7 +329,7 @@ export class Lab {
     const conf: Record<string, unknown> = {
       ...t,
       node: n.name,
-      database: this.fabric.inside(this.dbUrl),
+      database: this.o.database ?? this.fabric.inside(this.dbUrl),
       nodes,
       state_dir: join(this.dir, n.name, 'state'),
       log: { syslog: false, file: this.logPath(n.name) },
@@ -349,12 +351,23 @@ export class Lab {
     return new Proc(`${node}/${name}`, child, join(this.dir, node, `${name}-${this.seq++}.out`));
   }
 
+  /** Each node's core-db-dsn as `fs-ha db init` printed it (what the operator pastes into FreeSWITCH). */
+  readonly dsns: Record<string, string> = {};
+
+  /** `fs-ha db init` on the first node, as the operator runs it; the DSNs it prints become the simulators'. */
+  dbInit(layout?: 'shared' | 'per-node'): void {
+    const init = this.fsha(Object.keys(this.nodes)[0], ['db', 'init', ...(layout ? ['--layout', layout] : [])]);
+    if (init.code !== 0) throw new Error(`db init: ${init.err}`);
+    for (const m of init.out.matchAll(/^ {2}(\S+): (pgsql:\/\/.*)$/gm)) this.dsns[m[1]] = m[2];
+    for (const n of Object.keys(this.nodes)) if (!this.dsns[n]) throw new Error(`db init printed no DSN for ${n}: ${init.out}`);
+  }
+
   /** The simulator as node's FreeSWITCH: ESL on 0.0.0.0:8021 inside its namespace. */
   async startSim(node: string, extra: string[] = []): Promise<Proc> {
     const n = this.nodes[node];
     const layout = (this.fshaConf(n).layout as string | undefined) ?? 'shared';
-    let dsn = this.fabric.inside(this.dbUrl);
-    if (layout === 'per-node') dsn += `?options=${encodeURIComponent(`-c search_path=public,fsha_node_${node}`)}`;
+    let dsn = this.dsns[node] ?? this.fabric.inside(this.dbUrl);
+    if (!this.dsns[node] && layout === 'per-node') dsn += `?options=${encodeURIComponent(`-c search_path=public,fsha_node_${node}`)}`;
     const address = this.o.simAddress ? this.o.simAddress(n) : n.service;
     const p = this.spawnIn(node, 'sim', process.execPath, [join(ROOT, 'dist', 'fs-sim.js'), '--switchname', node, '--esl', '0.0.0.0:8021',
       '--address', address, '--dsn', dsn, '--far', `${SERVICE_GW}:5060`, '--sip',
@@ -481,8 +494,7 @@ export class Lab {
   /** The pair up as an operator starts it: db init, FreeSWITCH and fs-ha watch on both, keepalived on
    *  freeswitch01 first (MASTER with the VIP), then freeswitch02 (BACKUP, profiles in standby). */
   async startPair(): Promise<void> {
-    const init = this.fsha('freeswitch01', ['db', 'init']);
-    if (init.code !== 0) throw new Error(`db init: ${init.err}`);
+    this.dbInit();
     for (const n of ['freeswitch01', 'freeswitch02']) await this.startSim(n);
     for (const n of ['freeswitch01', 'freeswitch02']) await this.startHealth(n);
     this.startKeepalived('freeswitch01');

@@ -123,23 +123,27 @@ export async function startThrowawayPostgres(o: { listen?: string; netns?: strin
 
 /**
  * A primary and a hot standby streaming from it, as Patroni (or an operator with pg_basebackup -R) runs
- * them, on loopback: for the database-HA tests. promote() is `pg_ctl promote`, as Patroni does it.
+ * them: on loopback for the database-HA tests, or (netns) inside the e2e lab's fabric on its management
+ * address, streaming over the primary's unix socket. promote() is `pg_ctl promote`, as Patroni does it.
  */
-export async function startReplicaPair(): Promise<{ primary: PgServer; standby: PgServer & { promote(): void; stopped(): boolean } }> {
-  const primary = await startThrowawayPostgres();
+export async function startReplicaPair(o: { listen?: string; netns?: string } = {}): Promise<{ primary: PgServer; standby: PgServer & { promote(): void; stopped(): boolean } }> {
+  const listen = o.listen ?? '127.0.0.1';
+  const primary = await startThrowawayPostgres(o);
   const run = primary.ctl!;
-  execFileSync('sh', ['-c', `echo 'host replication all 127.0.0.1/32 trust' >> ${join(primary.dataDir!, 'pg_hba.conf')}`]);
+  execFileSync('sh', ['-c', `echo 'host replication all ${listen}/32 trust' >> ${join(primary.dataDir!, 'pg_hba.conf')}`]);
   run('pg_ctl', ['-D', primary.dataDir!, 'reload']);
   const dir = mkdtempSync(join(tmpdir(), 'fsha-pg-standby-'));
   chmodSync(dir, 0o777);
   const data = join(dir, 'data');
-  run('pg_basebackup', ['-D', data, '-R', '-X', 'stream', '-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres']);
+  // in a namespace the base backup and the stream go over the primary's unix socket (initdb allows local replication)
+  run('pg_basebackup', ['-D', data, '-R', '-X', 'stream', '-h', o.netns ? primary.dir! : listen, '-p', String(primary.port), '-U', 'postgres']);
   const port = await freePort();
   run('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '30', '-o',
-    `-p ${port} -k ${dir} -c listen_addresses='127.0.0.1' -c hot_standby=on -c fsync=off -c max_connections=200`, 'start']);
+    `-p ${port} -k ${dir} -c listen_addresses='${listen}' -c hot_standby=on -c fsync=off -c max_connections=200`, 'start']);
   let stopped = false;
   const standby = {
-    url: `postgres://postgres@127.0.0.1:${port}/postgres`, port, dataDir: data, dir, ctl: run,
+    url: o.netns ? `postgres://postgres@localhost:${port}/postgres?host=${encodeURIComponent(dir)}` : `postgres://postgres@127.0.0.1:${port}/postgres`,
+    port, dataDir: data, dir, ctl: run,
     promote: () => run('pg_ctl', ['-D', data, '-w', '-t', '30', 'promote']),
     stopped: () => stopped,
     stop: () => {
@@ -149,6 +153,16 @@ export async function startReplicaPair(): Promise<{ primary: PgServer; standby: 
     },
   };
   return { primary, standby };
+}
+
+/** Wait until a standby has replayed n rows of `recovery` (streaming is asynchronous). */
+export async function caughtUp(standby: PgServer, n: number, ms = 10000): Promise<void> {
+  for (const end = Date.now() + ms; ;) {
+    const got = await withClient(standby.url, (q) => q.query('select count(*)::int n from recovery')).then((r) => r.rows[0].n as number, () => -1); // not replayed yet
+    if (got === n) return;
+    if (Date.now() > end) throw new Error(`the standby never caught up (${got} of ${n} rows)`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 let counter = 0;
