@@ -75,8 +75,8 @@ async function rewrite() {
     const db = await Db.connect(url, 600000);
     await applySchema(db, 'shared');
     const t = Date.now();
-    const res = await moveRows(db, 'shared', 'public.recovery', { fromSwitchname: 'freeswitch01', toSwitchname: 'freeswitch02', addresses: [['127.0.0.11', '127.0.0.12']] },
-      { takeoverId: 'bench', fromNode: 'freeswitch01', toNode: 'freeswitch02', targetCore: null, dryRun: false });
+    const res = await moveRows(db, 'shared', 'public.recovery', [{ node: 'freeswitch02', spec: { fromSwitchname: 'freeswitch01', toSwitchname: 'freeswitch02', addresses: [['127.0.0.11', '127.0.0.12']] } }],
+      { takeoverId: 'bench', fromNode: 'freeswitch01', toNode: 'freeswitch02', targetCores: [], dryRun: false });
     const fshaMs = Date.now() - t;
     await db.close();
     if (res.rows.length !== n) throw new Error(`moved ${res.rows.length} of ${n}`);

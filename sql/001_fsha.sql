@@ -48,3 +48,6 @@ CREATE INDEX IF NOT EXISTS takeover_rows_uuid ON fsha.takeover_rows (uuid);
 
 -- which takeover an audit row reports (a rerun records one that was interrupted: see takeover_rows)
 ALTER TABLE fsha.audit ADD COLUMN IF NOT EXISTS takeover_id text;
+
+-- each adopter's share and result (a takeover may spread one node's calls over several adopters)
+ALTER TABLE fsha.audit ADD COLUMN IF NOT EXISTS adopters jsonb NOT NULL DEFAULT '[]';

@@ -49,7 +49,22 @@ export const SCHEMA: Record<string, Field> = {
         switchname: { kind: 'name', doc: 'its FreeSWITCH switchname = the hostname column of its rows', defaultDoc: 'the node name' },
         addresses: { kind: 'list', item: 'address', doc: 'what FreeSWITCH writes into its calls (IPs; a takeover swaps them position by position)' },
         esl: { kind: 'section', doc: 'how this node reaches its event socket (for this node itself: the top-level esl)', fields: eslFields(undefined, 'esl.timeout_ms') },
+        weight: { kind: 'int', doc: 'its share when a node\'s calls are spread over several adopters', default: 1, min: 1, max: 100 },
+        profiles: {
+          kind: 'map', doc: 'its SIP profiles named differently: the cluster\'s name -> its own (a takeover rewrites profile_name and recovery_profile_name)',
+          keyDoc: 'profile name', value: { kind: 'name', doc: 'this node\'s name for that profile' },
+        },
       },
+    },
+  },
+  adopters: {
+    kind: 'map', doc: 'the nodes that take a node\'s calls, spread over them (per-node layout); default: the node running the takeover alone',
+    keyDoc: 'node name', value: { kind: 'list', item: 'string', doc: 'nodes under nodes, in order of preference' },
+  },
+  drain: {
+    kind: 'section', doc: 'fs-ha drain (planned maintenance)', fields: {
+      stop_command: { kind: 'string', doc: 'stops the drained FreeSWITCH without BYE (env FSHA_DRAIN_NODE), e.g. systemctl kill -s KILL freeswitch; empty: fsctl crash over its event socket', default: '' },
+      settle_ms: ms('how long calls still ringing (not yet tracked) get to be answered or end', 5000, 0, 600000),
     },
   },
   instances: { kind: 'map', doc: 'VRRP instance -> the node whose calls MASTER of it adopts', keyDoc: 'VRRP instance', value: { kind: 'name', doc: 'a node under nodes' } },
@@ -126,7 +141,7 @@ function value(f: Field, v: unknown, key: string): unknown {
       const out: Obj = {};
       for (const [k, x] of Object.entries(v)) {
         if (f.value.kind === 'section' && !NAME_RE.test(k)) fail(`${key}.${k}`, 'is not a valid node name (letters, digits, . _ -)');
-        out[k] = value(f.value, x ?? {}, `${key}.${k}`);
+        out[k] = value(f.value, x ?? (f.value.kind === 'section' ? {} : x), `${key}.${k}`);
       }
       return out;
     }

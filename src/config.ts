@@ -24,6 +24,10 @@ export interface NodeConfig {
   addresses: string[];
   /** how this node reaches its event socket (resolved at load: for this node itself, the local esl) */
   esl?: EslTarget;
+  /** its share when calls are spread (default 1) */
+  weight: number;
+  /** the cluster's profile name -> this node's own, where they differ */
+  profiles: Record<string, string>;
 }
 
 export type RecoverCommand = 'sofia' | 'fsctl';
@@ -36,6 +40,9 @@ export interface Config {
   esl: EslTarget;
   nodes: Record<string, NodeConfig>;
   instances: Record<string, string>;
+  /** node -> the nodes that adopt its calls (spread); absent: the node running the takeover alone */
+  adopters: Record<string, string[]>;
+  drain: { stopCommand: string; settleMs: number };
   check: { profiles: string[]; database: boolean; timeoutMs: number; heartbeat: boolean };
   recover: RecoverCommand;
   standby: boolean;
@@ -99,7 +106,10 @@ export function parseConfig(text: string, path = '<inline>'): Config {
   for (const [name, n] of Object.entries(r.nodes as Record<string, Raw>)) {
     const switchname = n.switchname ?? name;
     const addresses = (n.addresses as string[]).map(canonicalAddress);
-    nodes[name] = { name, switchname, addresses, esl: isObj(given.nodes?.[name]?.esl) ? esl(n.esl, timeoutDefault) : undefined };
+    nodes[name] = {
+      name, switchname, addresses, esl: isObj(given.nodes?.[name]?.esl) ? esl(n.esl, timeoutDefault) : undefined,
+      weight: n.weight, profiles: n.profiles ?? {},
+    };
     const other = seenSwitch.get(switchname);
     if (other && addresses.length && nodes[other].addresses.length && addresses.join(',') !== nodes[other].addresses.join(',')) {
       throw new ConfigError(
@@ -130,6 +140,17 @@ export function parseConfig(text: string, path = '<inline>'): Config {
     if (!nodes[target]) throw new ConfigError(`config: instances.${inst} must name a node listed under nodes`);
     instances[inst] = target;
   }
+  const adopters: Record<string, string[]> = {};
+  for (const [of, list] of Object.entries(r.adopters as Record<string, string[]>)) {
+    if (!nodes[of]) throw new ConfigError(`config: adopters.${of} must be a node listed under nodes`);
+    for (const a of list) {
+      if (!nodes[a]) throw new ConfigError(`config: adopters.${of} names ${a}, which is not listed under nodes`);
+      if (a === of) throw new ConfigError(`config: adopters.${of} names ${of} itself`);
+    }
+    if (new Set(list).size !== list.length) throw new ConfigError(`config: adopters.${of} names a node twice`);
+    if (!list.length) throw new ConfigError(`config: adopters.${of} is empty (leave it out: the node running the takeover adopts alone)`);
+    adopters[of] = list;
+  }
   const database = r.database as string | undefined;
   const check = {
     profiles: r.check.profiles as string[], database: r.check.database as boolean, timeoutMs: r.check.timeout_ms as number,
@@ -143,7 +164,8 @@ export function parseConfig(text: string, path = '<inline>'): Config {
   }
   const t = r.timeouts;
   return {
-    path, node, database, esl: local, nodes, instances, check,
+    path, node, database, esl: local, nodes, instances, adopters, check,
+    drain: { stopCommand: r.drain.stop_command, settleMs: r.drain.settle_ms },
     recover: r.recover, standby: r.standby, fence: r.fence, layout,
     timeouts: { databaseMs: t.database_ms, recoverMs: t.recover_ms, verifyMs: t.verify_ms, lockMs: t.lock_ms, fenceMs: t.fence_ms },
     liveness: { heartbeatStaleMs: r.liveness.heartbeat_stale_ms },

@@ -10,14 +10,20 @@
  *     of the table where the target's recover would otherwise take them unrewritten.
  */
 import type { Layout } from '../config';
-import { batches, groupRows, judgeGroup, DEFAULT_LIMITS, type BatchLimits, type RowFacts } from '../core/groups';
+import { batches, groupRows, judgeGroup, DEFAULT_LIMITS, type BatchLimits, type CallGroup, type RowFacts } from '../core/groups';
 import { heldRowsLeaveTable } from '../core/decide';
 import { rewriteMetadata, compilePatterns, type RewriteSpec } from '../core/rewrite';
 import { ActionFailed } from '../errors';
 import type { Db } from './db';
 
+/** One adopter of the rows: its node, its switchname, and how a row is rewritten for it. */
+export interface MoveTarget {
+  node: string;
+  spec: RewriteSpec;
+}
+
 export interface MoveResult {
-  rows: Array<{ uuid: string; profile: string; replaced: number }>;
+  rows: Array<{ uuid: string; profile: string; replaced: number; to: string }>;
   held: Array<{ uuid: string; reason: string }>;
   groups: number;
   ms: { select: number; rewrite: number; write: number };
@@ -58,36 +64,53 @@ function facts(r: { ctid: string; uuid: string; profile_name: string; technology
 
 interface Keep { takeoverId: string; fromNode: string; toNode: string }
 
-/** Keep a copy of each original row, then rewrite it: one statement per batch, rows joined by ctid. */
-function writeBatch(db: Db, table: string, batch: Array<{ ctid: string; metadata: string }>, keep: Keep, toSwitchname: string) {
-  const values = batch.map((_, i) => `($${2 * i + 5}::tid, $${2 * i + 6}::text)`).join(', ');
-  const params: unknown[] = [keep.takeoverId, keep.fromNode, keep.toNode, toSwitchname];
-  for (const b of batch) params.push(b.ctid, b.metadata);
+interface Written { ctid: string; metadata: string; target: number; profile: string }
+
+/**
+ * Keep a copy of each original row, then rewrite it for its adopter (hostname, profile_name, metadata):
+ * one statement per batch, rows joined by ctid.
+ */
+function writeBatch(db: Db, table: string, batch: Written[], keep: Keep, targets: MoveTarget[]) {
+  const values = batch.map((_, i) => `($${4 * i + 3}::tid, $${4 * i + 4}::text, $${4 * i + 5}::int, $${4 * i + 6}::text)`).join(', ');
+  const params: unknown[] = [keep.takeoverId, keep.fromNode];
+  for (const b of batch) params.push(b.ctid, b.metadata, b.target, b.profile);
+  const names = targets.map((t) => t.node);
+  const switchnames = targets.map((t) => t.spec.toSwitchname);
+  params.push(names, switchnames);
+  const n = params.length;
   return db.query<{ n: number }>(
-    `WITH v(ctid, metadata) AS (VALUES ${values}),
+    `WITH v(ctid, metadata, target, profile) AS (VALUES ${values}),
        kept AS (INSERT INTO fsha.takeover_rows (takeover_id, from_node, to_node, runtime_uuid, technology, profile_name, hostname, uuid, metadata)
-                SELECT $1, $2, $3, r.runtime_uuid, r.technology, r.profile_name, r.hostname, r.uuid, r.metadata
+                SELECT $1, $2, ($${n - 1}::text[])[v.target + 1], r.runtime_uuid, r.technology, r.profile_name, r.hostname, r.uuid, r.metadata
                   FROM ${table} r JOIN v ON r.ctid = v.ctid RETURNING 1),
-       done AS (UPDATE ${table} AS r SET hostname = $4, metadata = v.metadata FROM v WHERE r.ctid = v.ctid RETURNING 1)
+       done AS (UPDATE ${table} AS r SET hostname = ($${n}::text[])[v.target + 1], profile_name = v.profile, metadata = v.metadata
+                  FROM v WHERE r.ctid = v.ctid RETURNING 1)
      SELECT (SELECT count(*) FROM kept)::int + (SELECT count(*) FROM done)::int AS n`,
     params, 'rewriting the rows');
 }
 
-export async function moveRows(db: Db, layout: Layout, table: string, spec: RewriteSpec, o: Keep & {
-  targetCore: string | null; dryRun: boolean; limits?: BatchLimits;
+/**
+ * The failed node's rows, rewritten group by group for the adopter `assign` gives each group (one adopter:
+ * every group to it). targetCores: the adopters' core uuids (rows already under one of them are theirs).
+ */
+export async function moveRows(db: Db, layout: Layout, table: string, targets: MoveTarget[], o: Keep & {
+  targetCores: string[]; dryRun: boolean; limits?: BatchLimits; assign?: (groups: CallGroup[]) => number[];
 }): Promise<MoveResult> {
-  const patterns = compilePatterns(spec);
+  const spec = targets[0].spec; // what every target shares: the failed node
+  const compiled = targets.map((t) => compilePatterns(t.spec));
+  const profileMaps = targets.map((t) => new Map(t.spec.profiles ?? []));
   const result: MoveResult = { rows: [], held: [], groups: 0, ms: { select: 0, rewrite: 0, write: 0 } };
   const work = async () => {
     let t0 = Date.now();
     await db.query(REWRITE_SETTINGS, [], 'planning the rewrite');
     const found = await db.query<{ ctid: string; uuid: string; profile_name: string; technology: string; ties: string[] | null; bytes: number | null }>(
       `SELECT r.ctid::text AS ctid, r.uuid, r.profile_name, r.technology, ${TIES} AS ties, octet_length(r.metadata) AS bytes
-         FROM ${table} r WHERE r.hostname = $1 AND r.runtime_uuid IS DISTINCT FROM $2 FOR UPDATE`,
-      [spec.fromSwitchname, o.targetCore], 'locking the failed node\'s rows');
+         FROM ${table} r WHERE r.hostname = $1 AND (r.runtime_uuid IS NULL OR r.runtime_uuid <> ALL($2::text[])) FOR UPDATE`,
+      [spec.fromSwitchname, o.targetCores], 'locking the failed node\'s rows');
     result.ms.select += Date.now() - t0;
     const groups = groupRows(found.map(facts));
     result.groups = groups.length;
+    const targetOf = o.assign ? o.assign(groups) : groups.map(() => 0);
     const plan = batches(groups, o.limits ?? DEFAULT_LIMITS);
     type Got = { ctid: string; metadata: string | null };
     const read = (i: number) => handled(db.query<Got>(`SELECT ctid::text AS ctid, metadata FROM ${table} WHERE ctid = ANY($1::tid[])`,
@@ -102,15 +125,16 @@ export async function moveRows(db: Db, layout: Layout, table: string, spec: Rewr
       result.ms.select += Date.now() - t0;
       next = i + 1 < plan.length ? read(i + 1) : null;
       t0 = Date.now();
-      const batch: Array<{ ctid: string; metadata: string }> = [];
+      const batch: Written[] = [];
       for (const g of plan[i]) {
         const failures = new Map<string, string>();
-        const out: Array<{ ctid: string; metadata: string; uuid: string; profile: string; replaced: number }> = [];
+        const t = targetOf[g.index];
+        const out: Array<Written & { uuid: string; replaced: number }> = [];
         for (const r of g.rows) {
           const md = got.get(r.ctid);
           const rw = md === undefined ? { ok: false as const, reason: 'the row changed under the lock' }
-            : md === null ? { ok: false as const, reason: 'metadata is NULL' } : rewriteMetadata(md, spec, patterns);
-          if (rw.ok) out.push({ ctid: r.ctid, metadata: rw.metadata, uuid: r.uuid, profile: r.profile, replaced: rw.replaced });
+            : md === null ? { ok: false as const, reason: 'metadata is NULL' } : rewriteMetadata(md, targets[t].spec, compiled[t]);
+          if (rw.ok) out.push({ ctid: r.ctid, metadata: rw.metadata, uuid: r.uuid, profile: profileMaps[t].get(r.profile) ?? r.profile, replaced: rw.replaced, target: t });
           else failures.set(r.uuid, rw.reason);
         }
         const verdict = judgeGroup(g, failures);
@@ -119,8 +143,8 @@ export async function moveRows(db: Db, layout: Layout, table: string, spec: Rewr
           continue;
         }
         for (const x of out) {
-          batch.push({ ctid: x.ctid, metadata: x.metadata });
-          result.rows.push({ uuid: x.uuid, profile: x.profile, replaced: x.replaced });
+          batch.push({ ctid: x.ctid, metadata: x.metadata, target: x.target, profile: x.profile });
+          result.rows.push({ uuid: x.uuid, profile: x.profile, replaced: x.replaced, to: targets[x.target].node });
         }
       }
       result.ms.rewrite += Date.now() - t0;
@@ -129,7 +153,7 @@ export async function moveRows(db: Db, layout: Layout, table: string, spec: Rewr
       if (pendingWrite) await pendingWrite; // one batch in flight: every query keeps its own deadline
       result.ms.write += Date.now() - t0;
       expected += 2 * batch.length;
-      pendingWrite = handled(writeBatch(db, table, batch, o, spec.toSwitchname).then((r) => { written += r[0].n; }));
+      pendingWrite = handled(writeBatch(db, table, batch, o, targets).then((r) => { written += r[0].n; }));
     }
     t0 = Date.now();
     if (pendingWrite) await pendingWrite;

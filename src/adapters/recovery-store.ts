@@ -184,12 +184,15 @@ export async function writeHeartbeat(db: Db, node: string, switchname: string, c
 export interface AuditRecord {
   takeoverId: string; startedAt: Date; actor: string; command: string; from: string; to: string; result: string; reason: string;
   adopted: number; recovered: number | null; missing: number | null; skipped: number; timings: Record<string, number>;
+  /** each adopter's share and result, when the calls were spread (or recovered) */
+  adopters?: Array<{ node: string; handed: number; recovered: number | null; missing: number; result: string; reason: string }>;
 }
 
 export async function writeAudit(db: Db, a: AuditRecord): Promise<void> {
   await db.query(
-    `INSERT INTO fsha.audit (takeover_id, started_at, actor, command, from_node, to_node, result, reason, adopted, recovered, missing, skipped, timings)
-     VALUES ($13,$1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`,
-    [a.startedAt, a.actor, a.command, a.from, a.to, a.result, a.reason, a.adopted, a.recovered, a.missing, a.skipped, JSON.stringify(a.timings), a.takeoverId],
+    `INSERT INTO fsha.audit (takeover_id, started_at, actor, command, from_node, to_node, result, reason, adopted, recovered, missing, skipped, timings, adopters)
+     VALUES ($13,$1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$14)`,
+    [a.startedAt, a.actor, a.command, a.from, a.to, a.result, a.reason, a.adopted, a.recovered, a.missing, a.skipped, JSON.stringify(a.timings), a.takeoverId,
+      JSON.stringify(a.adopters ?? [])],
     'writing the audit row');
 }

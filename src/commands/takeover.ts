@@ -19,7 +19,8 @@ import { Db } from '../adapters/db';
 import { runFence } from '../adapters/fence';
 import { moveRows } from '../adapters/move-rows';
 import * as store from '../adapters/recovery-store';
-import { decideDeath, decideStillDead, decideTarget, judgeRecovery, planRecover } from '../core/decide';
+import { decideDeath, decideStillDead, decideTarget, judgeRecovery, judgeSpread, planRecover, type AdopterOutcome } from '../core/decide';
+import { assignGroups, decideAdopters, profileFor, type Adopter, type AdopterFacts } from '../core/spread';
 import { judgeLiveness, needsHeartbeat, type Liveness } from '../core/liveness';
 import { nodeSchemas, recoveryRelationsProblem } from '../core/per-node';
 import { parseRecoverReply } from '../core/health';
@@ -56,6 +57,60 @@ export interface TakeoverReport {
   preview?: Array<{ uuid: string; profile: string; replaced: number }>;
   /** the takeover already took this node's profiles out of standby (notify need not) */
   standbyOff?: boolean;
+  /** each adopter's share and how its recover went */
+  adopters: AdopterReport[];
+}
+
+export interface AdopterReport extends AdopterOutcome {
+  /** when its recover answered (epoch ms) */
+  doneMs: number;
+  standbyOff?: boolean;
+}
+
+/** The failed node's profile names that are another name on the adopter (nodes.<n>.profiles). */
+function profilePairs(from: NodeConfig, to: NodeConfig, profiles: string[]): Array<[string, string]> {
+  return [...new Set(profiles)].map((p): [string, string] => [p, profileFor(p, from.profiles, to.profiles)]).filter(([a, b]) => a !== b);
+}
+
+/**
+ * One adopter's step 6: recover on its event socket, verify its share was re-tracked under its core.
+ * Whatever goes wrong is its outcome, not the others': an adopter that dies before or during its recover
+ * leaves its share in the table, rewritten for it (its own recover, or a takeover of it, picks it up).
+ */
+async function recoverOn(cfg: Config, x: NodeConfig, session: EslSession, core: string, db: Db, from: string, ctx: { from: string; to: string }): Promise<AdopterReport> {
+  const r: AdopterReport = { node: x.name, handed: 0, recovered: null, missing: [], result: 'unreached', reason: '', doneMs: 0 };
+  let pending: string[] = [];
+  try {
+    pending = await store.pendingUuids(db, cfg.layout, x.switchname, core);
+    r.handed = pending.length;
+    const cmd = cfg.recover === 'fsctl' ? 'fsctl recover' : 'sofia recover';
+    const reply = await session.api(cmd, cfg.timeouts.recoverMs);
+    r.doneMs = Date.now();
+    const count = parseRecoverReply(reply);
+    if (count === null) throw new ActionFailed(`"${cmd}" gave an answer fs-ha does not understand: ${JSON.stringify(reply.trim().slice(0, 120))}`);
+    r.recovered = count;
+    if (cfg.standby && x.name === cfg.node) {
+      r.standbyOff = await session.api('sofia global standby off', x.esl!.timeoutMs).then((a) => a.startsWith('+OK'),
+        (e) => { log('warn', `takeover: standby off failed: ${errorMessage(e)}`, ctx); return false; });
+    }
+    r.missing = await store.awaitRetracked(db, cfg.layout, pending, core, cfg.timeouts.verifyMs);
+    await store.dropKeptCopies(db, pending.filter((u) => !r.missing.includes(u)));
+    const v = judgeRecovery({ to: x.name, from, handed: pending.length, recovered: count, missing: r.missing.length, held: 0 });
+    r.result = v.result;
+    r.reason = v.reason;
+  } catch (e) {
+    r.doneMs ||= Date.now();
+    if (r.recovered === null) {
+      r.missing = pending;
+      r.reason = `${x.name} did not recover its share of ${pending.length} call(s): ${errorMessage(e)}; they stay in the recovery table under ${x.switchname} ` +
+        `(its own recover, or fs-ha takeover --from ${x.name}, picks them up)`;
+    } else {
+      r.result = 'partial';
+      r.reason = `${x.name} recovered ${r.recovered} of ${pending.length} call(s), then: ${errorMessage(e)}`;
+    }
+  }
+  log(r.result === 'done' ? 'info' : 'error', `takeover: adopter ${x.name} ${r.result}: ${r.reason}`, { ...ctx, node: x.name, calls: r.handed, recovered: r.recovered ?? undefined });
+  return r;
 }
 
 /** Step 1's observation: probe (the first one may already be under way), the heartbeat when the probe cannot tell, until a verdict. */
@@ -114,27 +169,32 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
 async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db | null }): Promise<TakeoverReport> {
   const from = cfg.nodes[opts.from];
   if (!from) throw new UsageError(`unknown node "${opts.from}" (configured: ${Object.keys(cfg.nodes).join(', ')})`);
-  const toName = opts.to ?? cfg.node;
-  const to = cfg.nodes[toName];
-  if (!to) throw new UsageError(`unknown node "${toName}" (configured: ${Object.keys(cfg.nodes).join(', ')})`);
-  if (from.name === to.name) throw new UsageError(`cannot take over ${from.name} onto itself`);
+  const names = typeof opts.to === 'string' ? opts.to.split(',').map((x) => x.trim()).filter(Boolean) : opts.to ?? cfg.adopters[from.name] ?? [cfg.node];
+  if (!names.length) throw new UsageError('--to needs at least one node');
+  const targets = names.map((n) => {
+    const node = cfg.nodes[n];
+    if (!node) throw new UsageError(`unknown node "${n}" (configured: ${Object.keys(cfg.nodes).join(', ')})`);
+    if (node.name === from.name) throw new UsageError(`cannot take over ${from.name} onto itself`);
+    if (!opts.noRecover && !node.esl) throw new ConfigError(`config: nodes.${node.name}.esl is needed to recover on ${node.name}`);
+    return node;
+  });
+  if (new Set(names).size !== names.length) throw new UsageError(`--to names a node twice: ${names.join(',')}`);
   if (!cfg.database) throw new ConfigError('config: missing key database (the takeover needs the shared database)');
-  const eslTo = to.esl;
-  if (!opts.noRecover && !eslTo) throw new ConfigError(`config: nodes.${to.name}.esl is needed to recover on ${to.name}`);
+  const to = targets[0];
 
   const takeoverId = randomUUID();
   const started = new Date();
   const t0 = Date.now();
   const timings: Record<string, number> = {};
   const report: TakeoverReport = {
-    result: 'failed', reason: '', from: from.name, to: to.name, adopted: 0, recovered: null, missing: [], skipped: [], timings,
+    result: 'failed', reason: '', from: from.name, to: names.join(','), adopted: 0, recovered: null, missing: [], skipped: [], timings, adopters: [],
   };
-  const ctx = { from: from.name, to: to.name };
+  const ctx = { from: from.name, to: names.join(',') };
   const table = store.recoveryTable(cfg.layout);
   const nothing = (reason: string) => { report.result = 'nothing'; report.reason = reason; return report; };
   let db: Db | null = null;
   let locked = false;
-  let session: EslSession | null = null;
+  const sessions = new Map<string, EslSession>();
   let refusalLevel: 'info' | 'warn' | 'error' = 'error';
   try {
     // 1. the failed node must be provably dead (first probe beside the database connect)
@@ -157,7 +217,7 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
     // 2. the relations named recovery, the lock, what an earlier run left
     const schemas = nodeSchemas(Object.values(cfg.nodes));
     if ('problem' in schemas) throw new ConfigError(`config: ${schemas.problem}`);
-    const layoutProblem = recoveryRelationsProblem(cfg.layout, await store.recoveryRelations(db), schemas.schemas, [from.switchname, to.switchname]);
+    const layoutProblem = recoveryRelationsProblem(cfg.layout, await store.recoveryRelations(db), schemas.schemas, [from.switchname, ...targets.map((x) => x.switchname)]);
     if (layoutProblem) throw new Refused(`refusing: ${layoutProblem}`);
     if (!(await store.tableExists(db, table))) {
       if (cfg.layout === 'per-node') throw new Refused(`refusing: layout is per-node but ${table} does not exist (run fs-ha db init --layout per-node)`);
@@ -179,47 +239,70 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
       if (r.dropped || r.interrupted) log('warn', `takeover: an earlier takeover of ${from.name} was interrupted; recorded it, dropped ${r.dropped} copies of calls re-tracked since`, ctx);
     }
 
-    // 3 + 4. can this node recover, and would its recover take exactly what it adopts?
-    let core: string | null = null;
+    // 3 + 4. which adopters can recover, and would each one's recover take exactly what it adopts?
+    const incoming = await store.rowsOfHost(db, cfg.layout, from.switchname, null);
+    const cores = new Map<string, string>();
+    let adopters: Adopter[] = targets.map((x) => ({ name: x.name, weight: x.weight }));
     if (!opts.noRecover) {
-      const opened = await openTarget(eslTo!, to.name === cfg.node ? opts.session : undefined);
-      session = opened.session;
-      const ready = decideTarget(to.name, opened.probe);
-      if (ready.action !== 'go') throw new Refused(ready.reason);
-      core = ready.coreUuid;
-      const scope = await store.scopeOf(db, cfg.layout, to.switchname, core);
-      const incoming = from.switchname === to.switchname ? [] : await store.rowsOfHost(db, cfg.layout, from.switchname, core);
-      const plan = planRecover({
-        from: from.switchname, to: to.switchname, recover: cfg.recover, scope, incoming,
-        targetProfiles: opened.probe.profiles ?? new Map(), force: !!opts.force,
-      });
+      const facts = await Promise.all(targets.map(async (x): Promise<AdopterFacts & { nothing?: string }> => {
+        const opened = await openTarget(x.esl!, x.name === cfg.node ? opts.session : undefined);
+        if (opened.session) sessions.set(x.name, opened.session);
+        const ready = decideTarget(x.name, opened.probe);
+        if (ready.action !== 'go') return { name: x.name, problem: ready.reason };
+        cores.set(x.name, ready.coreUuid);
+        const scope = await store.scopeOf(db!, cfg.layout, x.switchname, ready.coreUuid);
+        const mine = from.switchname === x.switchname ? [] : incoming.filter((g) => g.runtimeUuid !== ready.coreUuid)
+          .map((g) => ({ ...g, profile: profileFor(g.profile, from.profiles, x.profiles) }));
+        const plan = planRecover({
+          from: from.switchname, to: x.switchname, recover: cfg.recover, scope, incoming: mine,
+          targetProfiles: opened.probe.profiles ?? new Map(), force: !!opts.force,
+        });
+        log('info', `takeover: plan ${plan.action} on ${x.name}: ${plan.reason}`, ctx);
+        if (plan.action === 'nothing') return { name: x.name, problem: null, nothing: plan.reason };
+        return { name: x.name, problem: plan.action === 'refuse' ? plan.reason : null };
+      }));
       timings.planned_ms = Date.now() - t0;
-      log('info', `takeover: plan ${plan.action}: ${plan.reason}`, ctx);
-      if (plan.action === 'refuse') throw new Refused(plan.reason);
-      if (plan.action === 'nothing') return nothing(plan.reason);
+      const none = facts.find((f) => f.nothing);
+      if (none) return nothing(none.nothing!);
+      const chosen = decideAdopters(from.name, facts, cfg.layout, new Map(targets.map((x) => [x.name, x.weight])));
+      if (chosen.action === 'refuse') throw new Refused(chosen.reason);
+      for (const sk of chosen.skipped) log('warn', `takeover: adopter ${sk.name} skipped: ${sk.problem}`, ctx);
+      adopters = chosen.adopters;
+    } else {
+      const chosen = decideAdopters(from.name, targets.map((x) => ({ name: x.name, problem: null })), cfg.layout, new Map(targets.map((x) => [x.name, x.weight])));
+      if (chosen.action === 'refuse') throw new Refused(chosen.reason);
     }
+    const adopting = adopters.map((a) => cfg.nodes[a.name]);
+    report.to = adopters.map((a) => a.name).join(',');
+    ctx.to = report.to;
 
-    // 5. the rewrite, all or nothing
-    if (from.switchname !== to.switchname) {
-      const spec = {
-        fromSwitchname: from.switchname,
-        toSwitchname: to.switchname,
-        addresses: addressPairs(from, to),
-      };
-      const moved = await moveRows(db, cfg.layout, table, spec, { takeoverId, fromNode: from.name, toNode: to.name, targetCore: core, dryRun: !!opts.dryRun });
+    // 5. the rewrite, all or nothing: each group for its adopter
+    if (!(adopting.length === 1 && from.switchname === adopting[0].switchname)) {
+      const moveTargets = adopting.map((x) => ({
+        node: x.name,
+        spec: {
+          fromSwitchname: from.switchname, toSwitchname: x.switchname, addresses: addressPairs(from, x),
+          profiles: profilePairs(from, x, incoming.map((g) => g.profile)),
+        },
+      }));
+      const moved = await moveRows(db, cfg.layout, table, moveTargets, {
+        takeoverId, fromNode: from.name, toNode: report.to, targetCores: [...cores.values()], dryRun: !!opts.dryRun,
+        assign: (groups) => assignGroups(groups, adopters),
+      });
       report.skipped = moved.held;
       report.adopted = moved.rows.length;
       Object.assign(timings, { rewrite_select_ms: moved.ms.select, rewrite_cpu_ms: moved.ms.rewrite, rewrite_write_ms: moved.ms.write, rewritten_ms: Date.now() - t0 });
       // ERROR: a held call is not recovered anywhere; the operator decides (its row is kept in fsha.takeover_rows)
       for (const s of moved.held) log('error', `takeover: call held back, not recovered: ${s.reason}`, { ...ctx, uuid: s.uuid });
+      const perAdopter = adopting.map((x) => `${x.name} ${moved.rows.filter((r) => r.to === x.name).length}`).join(', ');
       if (opts.dryRun) {
         report.preview = moved.rows;
         report.result = 'dry-run';
-        report.reason = `would move ${moved.rows.length} row(s) of ${from.name} to ${to.name}` +
-          (moved.held.length ? `, hold back ${moved.held.length}` : '') + (opts.noRecover ? '' : ` and recover them on ${to.name}`);
+        report.reason = `would move ${moved.rows.length} row(s) of ${from.name} to ${adopting.length > 1 ? perAdopter : report.to}` +
+          (moved.held.length ? `, hold back ${moved.held.length}` : '') + (opts.noRecover ? '' : ` and recover them there`);
         return report;
       }
-      log('info', `takeover: moved ${moved.rows.length} row(s) to ${to.name}`, { ...ctx, calls: moved.rows.length, held: moved.held.length, ms: timings.rewritten_ms });
+      log('info', `takeover: moved ${moved.rows.length} row(s) to ${adopting.length > 1 ? perAdopter : report.to}`, { ...ctx, calls: moved.rows.length, held: moved.held.length, ms: timings.rewritten_ms });
     } else if (opts.dryRun) {
       report.result = 'dry-run';
       report.reason = `${from.name} and ${to.name} share switchname ${to.switchname}: nothing to rewrite; would recover on ${to.name}`;
@@ -227,28 +310,20 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
     }
     if (opts.noRecover) {
       report.result = 'moved';
-      report.reason = `moved ${report.adopted} row(s) of ${from.name} to ${to.name}; recover on ${to.name} by hand`;
+      report.reason = `moved ${report.adopted} row(s) of ${from.name} to ${report.to}; recover there by hand`;
       return report;
     }
 
-    // 6. recover, verify
-    const pending = await store.pendingUuids(db, cfg.layout, to.switchname, core!);
-    report.adopted = pending.length;
-    const cmd = cfg.recover === 'fsctl' ? 'fsctl recover' : 'sofia recover';
+    // 6. every adopter recovers its share, in parallel, and is verified on its own
     timings.recover_start_ms = Date.now() - t0;
-    const reply = await session!.api(cmd, cfg.timeouts.recoverMs);
-    timings.recover_done_ms = Date.now() - t0;
-    const count = parseRecoverReply(reply);
-    if (count === null) throw new ActionFailed(`"${cmd}" gave an answer fs-ha does not understand: ${JSON.stringify(reply.trim().slice(0, 120))}`);
-    report.recovered = count;
-    if (cfg.standby) {
-      report.standbyOff = await session!.api('sofia global standby off', eslTo!.timeoutMs).then((r) => r.startsWith('+OK'),
-        (e) => { log('warn', `takeover: standby off failed: ${errorMessage(e)}`, ctx); return false; });
-    }
-    report.missing = await store.awaitRetracked(db, cfg.layout, pending, core!, cfg.timeouts.verifyMs);
+    report.adopters = await Promise.all(adopting.map((x) => recoverOn(cfg, x, sessions.get(x.name)!, cores.get(x.name)!, db!, from.name, ctx)));
+    timings.recover_done_ms = Math.max(...report.adopters.map((a) => a.doneMs - t0));
     timings.verified_ms = Date.now() - t0;
-    await store.dropKeptCopies(db, pending.filter((u) => !report.missing.includes(u)));
-    const verdict = judgeRecovery({ to: to.name, from: from.name, handed: pending.length, recovered: count, missing: report.missing.length, held: report.skipped.length });
+    report.adopted = report.adopters.reduce((n, a) => n + a.handed, 0);
+    report.recovered = report.adopters.reduce((n, a) => n + (a.recovered ?? 0), 0);
+    report.missing = report.adopters.flatMap((a) => a.missing);
+    report.standbyOff = report.adopters.find((a) => a.node === cfg.node)?.standbyOff;
+    const verdict = judgeSpread(from.name, report.adopters, report.skipped.length);
     report.result = verdict.result;
     report.reason = verdict.reason;
     if (verdict.result === 'failed') throw new ActionFailed(verdict.reason);
@@ -262,7 +337,7 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
     throw reported(e);
   } finally {
     timings.total_ms = Date.now() - t0;
-    if (session !== opts.session) session?.close();
+    for (const sess of sessions.values()) if (sess !== opts.session) sess.close();
     const level = report.result === 'refused' ? refusalLevel : report.result === 'failed' || report.result === 'partial' ? 'error' : 'info';
     log(level, `takeover ${report.result}: ${report.reason}`, {
       ...ctx, adopted: report.adopted, recovered: report.recovered ?? undefined, missing: report.missing.length, held: report.skipped.length, ms: timings.total_ms,
@@ -270,7 +345,8 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
     if (db) {
       if (!opts.dryRun && report.result !== 'nothing') {
         await store.writeAudit(db, {
-          takeoverId, startedAt: started, actor: `${userInfo().username}@${cfg.node}`, command: opts.command, from: from.name, to: to.name,
+          takeoverId, startedAt: started, actor: `${userInfo().username}@${cfg.node}`, command: opts.command, from: from.name, to: report.to,
+          adopters: report.adopters.map(({ node, handed, recovered, missing, result, reason }) => ({ node, handed, recovered, missing: missing.length, result, reason })),
           result: report.result, reason: report.reason, adopted: report.adopted, recovered: report.recovered,
           missing: report.recovered === null ? null : report.missing.length, skipped: report.skipped.length, timings,
         }).catch((e) => log('warn', `takeover: audit row not written: ${errorMessage(e)}`, ctx));

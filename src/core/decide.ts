@@ -139,3 +139,35 @@ export function judgeRecovery(o: { to: string; from: string; handed: number; rec
   if (o.held) return { result: 'partial', reason: `${o.to} took over ${o.handed} call(s) of ${o.from}; ${o.held} held back (kept in fsha.takeover_rows with the reason)` };
   return { result: 'done', reason: `${o.to} took over ${o.handed} call(s) of ${o.from}` };
 }
+
+/** One adopter's recover, as observed. unreached: its recover did not run or did not answer. */
+export interface AdopterOutcome {
+  node: string;
+  handed: number;
+  recovered: number | null;
+  missing: string[];
+  result: 'done' | 'partial' | 'failed' | 'unreached';
+  reason: string;
+}
+
+/**
+ * Step 6 over every adopter: done when each re-tracked its whole share; failed when one recovered more
+ * than it was handed (its recover took rows fs-ha did not rewrite for it), or when the only adopter could
+ * not recover; partial otherwise, naming each adopter that fell short (its share stays in the table).
+ */
+export function judgeSpread(from: string, outcomes: AdopterOutcome[], held: number): { result: 'done' | 'partial' | 'failed'; reason: string } {
+  const failed = outcomes.find((o) => o.result === 'failed');
+  if (failed) return { result: 'failed', reason: failed.reason };
+  if (outcomes.length === 1) {
+    const o = outcomes[0];
+    if (o.result === 'unreached') return { result: 'failed', reason: o.reason };
+    return judgeRecovery({ to: o.node, from, handed: o.handed, recovered: o.recovered ?? 0, missing: o.missing.length, held });
+  }
+  const handed = outcomes.reduce((n, o) => n + o.handed, 0);
+  const each = outcomes.map((o) => `${o.node} ${o.handed}`).join(', ');
+  const short = outcomes.filter((o) => o.result !== 'done');
+  if (!short.length && !held) return { result: 'done', reason: `${outcomes.map((o) => o.node).join(', ')} took over ${handed} call(s) of ${from} (${each})` };
+  const why = short.map((o) => o.reason);
+  if (held) why.push(`${held} held back (kept in fsha.takeover_rows with the reason)`);
+  return { result: 'partial', reason: `${from}'s ${handed} call(s) spread (${each}); ${why.join('; ')}` };
+}

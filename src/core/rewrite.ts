@@ -17,7 +17,12 @@ export interface RewriteSpec {
   toSwitchname: string;
   /** failed node address -> adopting node address */
   addresses: Array<[string, string]>;
+  /** profile name on the failed node -> on the adopting node, where they differ (nodes.<n>.profiles) */
+  profiles?: Array<[string, string]>;
 }
+
+/** The variables naming a call's SIP profile: sofia recover rebuilds the channel on recovery_profile_name. */
+const PROFILE_VARIABLES = new Set(['recovery_profile_name', 'sofia_profile_name', 'sip_profile_name']);
 
 export type RewriteResult =
   | { ok: true; metadata: string; replaced: number }
@@ -147,6 +152,8 @@ export function rewriteMetadata(metadata: string, spec: RewriteSpec, patterns = 
   let out = '';
   let replaced = 0;
   let inVariables = false;
+  let element = '';
+  const profiles = new Map((spec.profiles ?? []).filter(([a, b]) => a !== b));
   let seenRoot = false;
   let badPiece: string | null = null;
   TOKEN.lastIndex = 0;
@@ -164,6 +171,10 @@ export function rewriteMetadata(metadata: string, spec: RewriteSpec, patterns = 
       }
       const problem = check.text(tok, at);
       if (problem) return { ok: false, reason: `metadata does not parse as XML (${problem})` };
+      if (inVariables && profiles.size && PROFILE_VARIABLES.has(element)) {
+        const to = profiles.get(decodeUnits(tok, 'url').decoded);
+        if (to !== undefined) { out += fsUrlEncode(to); replaced++; continue; }
+      }
       const [text, n] = rewritePiece(tok, inVariables ? 'url' : 'xml', patterns);
       if (n) badPiece ??= pieceProblem(text, null);
       out += text;
@@ -174,9 +185,11 @@ export function rewriteMetadata(metadata: string, spec: RewriteSpec, patterns = 
     if (problem) return { ok: false, reason: `metadata does not parse as XML (${problem})` };
     if (close) {
       if (name === 'variables') inVariables = false;
+      element = '';
       out += tok;
       continue;
     }
+    element = selfClose ? '' : name;
     const isRoot = !seenRoot;
     seenRoot = true;
     const newAttrs = !attrs ? attrs : attrs.replace(ATTR, (all, sp: string, an: string, eq: string, _q: string, dq?: string, sq?: string) => {

@@ -168,8 +168,8 @@ test('8.12 a takeover killed after its rewrite: a rerun records it as interrupte
   const db = await Db.connect(c.url, 5000);
   try {
     await applySchema(db, 'shared');
-    await moveRows(db, 'shared', 'public.recovery', { fromSwitchname: 'fs1', toSwitchname: 'fs2', addresses: [[c.addr.fs1, c.addr.fs2]] },
-      { takeoverId: 'killed-1', fromNode: 'fs1', toNode: 'fs2', targetCore: c.sims.fs2.coreUuid, dryRun: false });
+    await moveRows(db, 'shared', 'public.recovery', [{ node: 'fs2', spec: { fromSwitchname: 'fs1', toSwitchname: 'fs2', addresses: [[c.addr.fs1, c.addr.fs2]] } }],
+      { takeoverId: 'killed-1', fromNode: 'fs1', toNode: 'fs2', targetCores: [c.sims.fs2.coreUuid], dryRun: false });
   } finally {
     await db.close();
   }
@@ -273,8 +273,8 @@ test('8.13 batches are bounded by bytes too: 40 rows of 5 MB move with a bounded
   const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage.rss()); }, 5);
   let res;
   try {
-    res = await moveRows(db, 'shared', 'public.recovery', { fromSwitchname: 'fs1', toSwitchname: 'fs2', addresses: [[c.addr.fs1, c.addr.fs2]] },
-      { takeoverId: 'big', fromNode: 'fs1', toNode: 'fs2', targetCore: c.sims.fs2.coreUuid, dryRun: false });
+    res = await moveRows(db, 'shared', 'public.recovery', [{ node: 'fs2', spec: { fromSwitchname: 'fs1', toSwitchname: 'fs2', addresses: [[c.addr.fs1, c.addr.fs2]] } }],
+      { takeoverId: 'big', fromNode: 'fs1', toNode: 'fs2', targetCores: [c.sims.fs2.coreUuid], dryRun: false });
   } finally {
     clearInterval(sampler);
   }

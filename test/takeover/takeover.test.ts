@@ -195,8 +195,8 @@ test('bridged pair whose second leg cannot be moved, one row per batch: neither 
   const db = await Db.connect(c.url, 5000);
   try {
     await applySchema(db, 'per-node'); // fsha.takeover_rows
-    const res = await moveRows(db, 'per-node', 'public.recovery', { fromSwitchname: 'fs1', toSwitchname: 'fs2', addresses: [[c.addr.fs1, c.addr.fs2]] },
-      { takeoverId: 't1', fromNode: 'fs1', toNode: 'fs2', targetCore: c.sims.fs2.coreUuid, dryRun: false, limits: { rows: 1, bytes: 1 } });
+    const res = await moveRows(db, 'per-node', 'public.recovery', [{ node: 'fs2', spec: { fromSwitchname: 'fs1', toSwitchname: 'fs2', addresses: [[c.addr.fs1, c.addr.fs2]] } }],
+      { takeoverId: 't1', fromNode: 'fs1', toNode: 'fs2', targetCores: [c.sims.fs2.coreUuid], dryRun: false, limits: { rows: 1, bytes: 1 } });
     assert.deepEqual(res.held.map((s) => s.uuid).sort(), [legs[broken].uuid, legs[partner].uuid].sort());
     assert.equal(res.rows.length, legs.length - 2);
   } finally {
