@@ -31,7 +31,8 @@ import type { CommandSpec } from '../cli/spec';
 
 export interface TakeoverOptions {
   from: string;
-  to?: string;
+  /** the adopters (a list, or "A,B"); default: adopters.<from> of the config, else this node */
+  to?: string | string[];
   dryRun?: boolean;
   noRecover?: boolean;
   force?: boolean;
@@ -54,7 +55,7 @@ export interface TakeoverReport {
   /** rows not moved (their group could not be rewritten), with the reason; kept in fsha.takeover_rows */
   skipped: Array<{ uuid: string; reason: string }>;
   timings: Record<string, number>;
-  preview?: Array<{ uuid: string; profile: string; replaced: number }>;
+  preview?: Array<{ uuid: string; profile: string; replaced: number; to: string }>;
   /** the takeover already took this node's profiles out of standby (notify need not) */
   standbyOff?: boolean;
   /** each adopter's share and how its recover went */
@@ -360,7 +361,8 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
 /** The report as people read it: the rows a dry run would move, the rows held back, one summary line. */
 export function formatTakeover(r: TakeoverReport): string {
   const lines: string[] = [];
-  for (const row of r.preview ?? []) lines.push(`  move ${row.uuid} profile=${row.profile} replacements=${row.replaced}`);
+  for (const row of r.preview ?? []) lines.push(`  move ${row.uuid} to=${row.to} profile=${row.profile} replacements=${row.replaced}`);
+  if (r.adopters.length > 1) for (const a of r.adopters) lines.push(`  ${a.node}: ${a.result}, ${a.handed} handed, ${a.recovered ?? '-'} recovered, ${a.missing.length} missing`);
   for (const s of r.skipped) lines.push(`  held ${s.uuid}: ${s.reason}`);
   lines.push(`${r.result}: ${r.reason}` +
     (r.recovered !== null ? ` (adopted ${r.adopted}, recovered ${r.recovered}, missing ${r.missing.length}, ${r.timings.total_ms} ms)` : ''));
@@ -373,7 +375,7 @@ export const command: CommandSpec = {
   exits: '0 done or nothing to do, 1 refused, failed or partial, 2 usage or configuration error',
   options: {
     from: { type: 'string', arg: 'NODE', required: true, help: 'the node whose calls move' },
-    to: { type: 'string', arg: 'NODE', help: 'the adopting node (default: this one)' },
+    to: { type: 'string', arg: 'NODE[,NODE...]', help: 'the adopting node(s); several: calls spread, groups kept whole (default: adopters.<from>, else this node)' },
     'dry-run': { type: 'boolean', help: 'list what would move; change nothing' },
     'no-recover': { type: 'boolean', help: 'rewrite only; recover by hand later' },
     force: { type: 'boolean', help: 'go on although the node looks alive or a profile is down' },

@@ -32,6 +32,8 @@ export interface ClusterOptions {
   url?: string;
   /** per recovered leg, as the real server paces them (~3 ms); default 0 */
   recoverDelayMs?: number;
+  /** a node's SIP profiles (default: internal) */
+  profiles?: Record<string, string[]>;
   /** the simulators' PQreset pause on a dead database connection (default: mod_pgsql's 1000 ms) */
   dbResetIntervalMs?: number;
   /** the simulators' events (recover, reinvite, crash, ...) */
@@ -74,7 +76,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       ? `${url}?options=${encodeURIComponent(`-c search_path=public,${nodeSchema(switchOf(n))}`)}`
       : url;
     return new FsSim({ host: addr[n], port: ports[n], switchname: switchOf(n), address: opts.switchname ? '127.0.0.100' : addr[n], dsn, sip: opts.sip, retrackDelayMs: opts.retrackDelayMs, acl: opts.acl?.[n],
-      recoverDelayMs: opts.recoverDelayMs, dbResetIntervalMs: opts.dbResetIntervalMs, onEvent: opts.onEvent ? (what, d) => opts.onEvent!(n, what, d) : undefined });
+      recoverDelayMs: opts.recoverDelayMs, dbResetIntervalMs: opts.dbResetIntervalMs, profiles: opts.profiles?.[n], onEvent: opts.onEvent ? (what, d) => opts.onEvent!(n, what, d) : undefined });
   };
   for (const n of opts.nodes) {
     sims[n] = make(n);

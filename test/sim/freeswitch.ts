@@ -15,7 +15,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { rewriteMetadata } from '../../src/core/rewrite';
+import { fsUrlEncode, rewriteMetadata } from '../../src/core/rewrite';
 import { xmlProblem } from '../../src/core/xml';
 import { FIXTURES, parseInserts } from '../helpers/fixtures';
 import * as R from './replies';
@@ -74,7 +74,7 @@ export class FsSim {
   standby = false;
   paused = false;
   /** hang: accept, never answer; slowMs: delay each reply; garbage: after auth, answer every api with bytes FreeSWITCH never sends */
-  fault: { hang: boolean; slowMs: number; garbage: boolean } = { hang: false, slowMs: 0, garbage: false };
+  fault: { hang: boolean; slowMs: number; garbage: boolean; crashOnRecover?: boolean } = { hang: false, slowMs: 0, garbage: false };
   crashed = false;
   private readonly startedAt = Date.now();
   private sessionsSinceStart = 0;
@@ -85,8 +85,8 @@ export class FsSim {
 
   constructor(opts: SimOptions) {
     this.o = {
-      password: 'ClueCon', profiles: ['internal'], farEnd: '127.0.0.21', farEndPort: 5060, sip: false,
-      retrackDelayMs: 5, recoverDelayMs: 0, ...opts, acl: opts.acl ?? ['127.0.0.0/8'],
+      password: 'ClueCon', farEnd: '127.0.0.21', farEndPort: 5060, sip: false,
+      retrackDelayMs: 5, recoverDelayMs: 0, ...opts, acl: opts.acl ?? ['127.0.0.0/8'], profiles: opts.profiles ?? ['internal'],
     };
     for (const p of this.o.profiles) this.profiles.set(p, true);
   }
@@ -174,6 +174,7 @@ export class FsSim {
       if (!rw.ok) throw new Error(rw.reason);
       let md = rw.metadata.split(t.uuid).join(uuid).split(t.runtime).join(this.coreUuid);
       md = md.replace(/<sip_call_id>[^<]*<\/sip_call_id>/, `<sip_call_id>${i}-${uuid.slice(0, 8)}%40${this.o.farEnd}</sip_call_id>`);
+      if (profile !== 'internal') md = md.replace(/<(recovery_profile_name|sofia_profile_name|sip_profile_name)>[^<]*</g, `<$1>${fsUrlEncode(profile)}<`);
       if (this.o.farEndPort !== 5060) md = md.replace(/<sip_network_port>5060</, `<sip_network_port>${this.o.farEndPort}<`);
       uuids.push(uuid);
       rows.push([this.coreUuid, 'sofia', profile, this.o.switchname, uuid, md]);
@@ -220,11 +221,15 @@ export class FsSim {
     const paceFrom = Date.now();
     for (const row of res.rows) {
       // sofia_recover_callback: the channel is rebuilt from the XML; a row that does not parse is not recovered
-      if (row.technology === 'sofia' && this.profiles.get(row.profile_name) && row.metadata && xmlProblem(row.metadata) === null) {
+      // sofia_recover_callback rebuilds the channel on the profile its recovery_profile_name variable names
+      // ("Invalid profile" otherwise): selected by the column, recovered by the variable, deleted either way
+      const onProfile = /<recovery_profile_name>([^<]*)</.exec(row.metadata ?? '')?.[1];
+      if (row.technology === 'sofia' && this.profiles.get(row.profile_name) && row.metadata && xmlProblem(row.metadata) === null &&
+          onProfile !== undefined && this.profiles.get(decodeURIComponent(onProfile))) {
         // one leg after another, recoverDelayMs each: paced on the clock, so timer granularity does not add up
         const due = paceFrom + (recovered.length + 1) * this.o.recoverDelayMs;
         if (this.o.recoverDelayMs && due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
-        recovered.push({ uuid: row.uuid, profile: row.profile_name, metadata: row.metadata });
+        recovered.push({ uuid: row.uuid, profile: decodeURIComponent(onProfile!), metadata: row.metadata });
         if (this.o.sip) sendReinvite(row.metadata, this.o.address, (d) => this.o.onEvent?.('reinvite', d));
       }
     }
@@ -264,6 +269,7 @@ export class FsSim {
         }
         return `-ERR ${cmd} Command not found!\n`;
       case 'fsctl':
+        if (rest === 'recover' && this.fault.crashOnRecover) { await this.crash(); return null; }
         if (rest === 'recover') return `+OK ${await this.recoverWhere(null, null)} session(s) recovered in total\n`;
         if (rest === 'recover flush') return '+OK flushed\n';
         if (rest === 'pause') { this.paused = true; return '+OK\n'; }
@@ -279,7 +285,7 @@ export class FsSim {
     }
   }
 
-  private async sofia(args: string[]): Promise<string> {
+  private async sofia(args: string[]): Promise<string | null> {
     const rest = args.join(' ');
     if (rest === 'status') return R.sofiaStatusBody(this.running());
     if (rest === 'xmlstatus') return R.xmlStatusBody(this.running());
@@ -300,6 +306,7 @@ export class FsSim {
       for (const p of this.running()) await this.requireDb().query("delete from recovery where runtime_uuid != $1 and technology = 'sofia' and profile_name = $2", [this.coreUuid, p.name]);
       return 'Flushing recovery database.\n';
     }
+    if (rest === 'recover' && this.fault.crashOnRecover) { await this.crash(); return null; }
     if (rest === 'recover') {
       let n = 0;
       for (const p of this.running()) {
@@ -322,6 +329,7 @@ export class FsSim {
         case 'slow': this.fault.slowMs = Number(a ?? 0); return '+OK\n';
         case 'heal': this.fault = { hang: false, slowMs: 0, garbage: false }; return '+OK\n';
         case 'garbage': this.fault.garbage = true; return '+OK\n';
+        case 'crash-on-recover': this.fault.crashOnRecover = true; return '+OK\n';
         case 'refuse': setImmediate(() => void this.refuse()); return '+OK\n';
         case 'state': return JSON.stringify({
           switchname: this.o.switchname, coreUuid: this.coreUuid, standby: this.standby,
