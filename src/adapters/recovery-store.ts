@@ -196,3 +196,10 @@ export async function writeAudit(db: Db, a: AuditRecord): Promise<void> {
       JSON.stringify(a.adopters ?? [])],
     'writing the audit row');
 }
+
+/** Rows a running node tracks under its own core uuid now (its answered calls' legs). */
+export async function trackedBy(db: Db, layout: Layout, switchname: string, coreUuid: string): Promise<number> {
+  const [r] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${recoveryTable(layout)} WHERE hostname = $1 AND runtime_uuid = $2`,
+    [switchname, coreUuid], 'counting tracked calls');
+  return r.n;
+}

@@ -7,6 +7,7 @@ import { command as watch } from '../commands/watch';
 import { command as agent } from '../commands/agent';
 import { command as drill } from '../commands/drill';
 import { command as db } from '../commands/db';
+import { command as drain } from '../commands/drain';
 import type { CommandSpec } from './spec';
 
-export const COMMANDS: CommandSpec[] = [check, ...notifyHooks, takeover, status, agent, watch, drill, db];
+export const COMMANDS: CommandSpec[] = [check, ...notifyHooks, takeover, drain, status, agent, watch, drill, db];

@@ -38,6 +38,10 @@ export interface TakeoverOptions {
   force?: boolean;
   /** how this takeover was started, for the audit row (notify-master VI_1, takeover, ...) */
   command: string;
+  /** drain's plan: a dry run while the source still runs by design (only with dryRun; nothing is changed) */
+  planned?: boolean;
+  /** what happened before (a drain's standby, settle, stop), ms, kept with this takeover's timings in the audit row */
+  before?: Record<string, number>;
   /** a connection kept ready by the agent: used, never closed, by this takeover */
   db?: Db;
   /** the agent's open session to this node's FreeSWITCH, lent for this takeover (its health probes wait): used, never closed */
@@ -204,9 +208,13 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
     lost.db = db;
     timings.db_connect_ms = Date.now() - t0;
     if (!opts.dryRun) await store.applySchemaOnce(db, cfg.layout); // fs-ha's tables first: every outcome gets its audit row
-    const life = await observeDeath(cfg, from, db, firstProbe);
+    const life: Liveness = opts.planned && opts.dryRun
+      ? { verdict: 'alive', serving: true, reason: `${from.name} still runs: this is the plan of its drain, nothing is changed` }
+      : await observeDeath(cfg, from, db, firstProbe);
     timings.liveness_ms = Date.now() - t0;
-    const death = decideDeath(from.name, life, { force: !!opts.force, fence: cfg.fence ? 'configured' : 'none' });
+    const death = opts.planned && opts.dryRun
+      ? { action: 'go' as const, reason: life.reason, fence: false, forced: false }
+      : decideDeath(from.name, life, { force: !!opts.force, fence: cfg.fence ? 'configured' : 'none' });
     if (death.action !== 'go') throw new Refused(death.reason, death.action === 'refuse' ? death.level : 'error', death.action === 'refuse' ? death.nothingToDo ?? null : null);
     log(death.forced ? 'warn' : 'info', `takeover: ${death.reason}`, ctx);
     if (death.fence && !opts.dryRun) {
@@ -338,6 +346,7 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
     throw reported(e);
   } finally {
     timings.total_ms = Date.now() - t0;
+    if (opts.before) Object.assign(timings, opts.before);
     for (const sess of sessions.values()) if (sess !== opts.session) sess.close();
     const level = report.result === 'refused' ? refusalLevel : report.result === 'failed' || report.result === 'partial' ? 'error' : 'info';
     log(level, `takeover ${report.result}: ${report.reason}`, {

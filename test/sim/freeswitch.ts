@@ -76,6 +76,8 @@ export class FsSim {
   /** hang: accept, never answer; slowMs: delay each reply; garbage: after auth, answer every api with bytes FreeSWITCH never sends */
   fault: { hang: boolean; slowMs: number; garbage: boolean; crashOnRecover?: boolean } = { hang: false, slowMs: 0, garbage: false };
   crashed = false;
+  /** calls in set-up (ringing): channels FreeSWITCH counts, with no recovery row yet (only answered calls are tracked) */
+  ringing = 0;
   private readonly startedAt = Date.now();
   private sessionsSinceStart = 0;
   private server: Server | null = null;
@@ -159,8 +161,9 @@ export class FsSim {
   }
 
   // ---------------------------------------------------------------- calls
-  async answerCalls(n: number, profile = this.o.profiles[0]): Promise<string[]> {
-    if (this.standby) throw new Error('503 System Paused');
+  async answerCalls(n: number, profile = this.o.profiles[0], ringingAlready = false): Promise<string[]> {
+    // standby turns new INVITEs away; a call that was already ringing may still be answered
+    if (this.standby && !ringingAlready) throw new Error('503 System Paused');
     if (!this.profiles.get(profile)) throw new Error(`profile ${profile} not running`);
     const t = callTemplate();
     const uuids: string[] = [];
@@ -264,7 +267,7 @@ export class FsSim {
         return rest === 'core_uuid' ? this.coreUuid : '';
       case 'show':
         if (rest === 'channels count' || rest === 'calls count') {
-          const n = this.db ? (await this.db.query('select count(*)::int n from recovery where runtime_uuid = $1', [this.coreUuid])).rows[0].n : 0;
+          const n = (this.db ? (await this.db.query('select count(*)::int n from recovery where runtime_uuid = $1', [this.coreUuid])).rows[0].n : 0) + this.ringing;
           return `\n${n} total.\n`;
         }
         return `-ERR ${cmd} Command not found!\n`;
@@ -329,6 +332,8 @@ export class FsSim {
         case 'slow': this.fault.slowMs = Number(a ?? 0); return '+OK\n';
         case 'heal': this.fault = { hang: false, slowMs: 0, garbage: false }; return '+OK\n';
         case 'garbage': this.fault.garbage = true; return '+OK\n';
+        case 'ring': this.ringing += Number(a ?? 1); return '+OK\n';
+        case 'answer-ringing': { const n = this.ringing; this.ringing = 0; return (await this.answerCalls(n, undefined, true)).join('\n') + '\n'; }
         case 'crash-on-recover': this.fault.crashOnRecover = true; return '+OK\n';
         case 'refuse': setImmediate(() => void this.refuse()); return '+OK\n';
         case 'state': return JSON.stringify({

@@ -1,0 +1,191 @@
+/**
+ * `fs-ha drain --from NODE [--to A[,B...]] [--dry-run] [--yes]`: move every live call off a running server
+ * now, for maintenance. observe -> decide (core/drain.ts) -> act, step by step, each logged:
+ *  1 the plan: the takeover that will follow, as a dry run while the source still runs (nothing changes);
+ *    without --yes that is all
+ *  2 the source: standby on (new calls get 503), then at most settle_ms for calls still ringing (not
+ *    tracked, so not recoverable) to be answered or end; those left are reported: they will drop
+ *  3 stop it hard, without BYE: drain.stop_command, or `fsctl crash` over its event socket
+ *  4 confirm it is gone (the liveness rule must find it dead), then the takeover, as after a crash
+ * In a pair or farm keepalived notices the stop too and its MASTER starts the same takeover: the lock lets
+ * one run; the other finds nothing left. Either way the drain reports where the calls went.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Config } from '../config';
+import { EslSession } from '../adapters/esl';
+import { Db } from '../adapters/db';
+import { runBounded } from '../adapters/fence';
+import * as store from '../adapters/recovery-store';
+import { decideSource, drainTargets, judgeGone, settling } from '../core/drain';
+import { ActionFailed, ConfigError, Refused, UsageError, errorMessage } from '../errors';
+import { log } from '../log';
+import { probeNode, probeSession } from '../observe';
+import { formatTakeover, takeover, type TakeoverReport } from './takeover';
+import type { CommandSpec } from '../cli/spec';
+
+export interface DrainOptions {
+  from: string;
+  to?: string;
+  dryRun?: boolean;
+  yes?: boolean;
+  settleMs?: number;
+}
+
+export interface DrainReport {
+  result: 'planned' | 'done' | 'partial' | 'nothing';
+  reason: string;
+  from: string;
+  to: string[];
+  /** calls still in set-up when the source was stopped: not tracked, so dropped */
+  dropped: number;
+  plan: TakeoverReport;
+  takeover?: TakeoverReport;
+  timings: Record<string, number>;
+}
+
+/** How many channels the source has now (`show channels count`: "\n12 total.\n"). */
+async function channels(s: EslSession, timeoutMs: number): Promise<number> {
+  const m = /(\d+) total\./.exec(await s.api('show channels count', timeoutMs));
+  if (!m) throw new ActionFailed('show channels count gave no count');
+  return Number(m[1]);
+}
+
+export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> {
+  const src = cfg.nodes[o.from];
+  if (!src) throw new UsageError(`unknown node "${o.from}" (configured: ${Object.keys(cfg.nodes).join(', ')})`);
+  if (!src.esl) throw new ConfigError(`config: nodes.${src.name}.esl is needed to drain ${src.name}`);
+  if (!cfg.database) throw new ConfigError('config: missing key database (a drain needs the shared database)');
+  const picked = drainTargets(src.name, o.to, cfg.adopters, cfg.node, Object.keys(cfg.nodes));
+  if ('problem' in picked) throw new UsageError(picked.problem);
+  const to = picked.targets;
+  const t0 = Date.now();
+  const timings: Record<string, number> = {};
+  const ctx = { from: src.name, to: to.join(',') };
+
+  // 1. the plan, the source still running (nothing changes); it refuses as the real takeover would
+  const plan = await takeover(cfg, { from: src.name, to, dryRun: true, planned: true, command: 'drain --dry-run' });
+  const report: DrainReport = { result: 'planned', reason: '', from: src.name, to, dropped: 0, plan, timings };
+  if (o.dryRun || !o.yes) {
+    report.reason = `${plan.reason}${o.dryRun ? '' : '; nothing stopped: run again with --yes to drain'}`;
+    log('info', `drain: plan for ${src.name}: ${report.reason}`, ctx);
+    return report;
+  }
+
+  // 2. the source: running, into standby, settled
+  const session = await EslSession.open(src.esl, src.esl.timeoutMs).catch(() => null);
+  const probe = session ? await probeSession(session, [], src.esl.timeoutMs) : await probeNode(src.esl, [], src.esl.timeoutMs);
+  const ok = decideSource(src.name, probe.kind, probe.detail);
+  if (ok.action !== 'go' || !session || !probe.coreUuid) {
+    session?.close();
+    throw new Refused(ok.action === 'refuse' ? ok.reason : `refusing to drain ${src.name}: it gave no core uuid`);
+  }
+  const settleMs = o.settleMs ?? cfg.drain.settleMs;
+  const db = await Db.connect(cfg.database, cfg.timeouts.databaseMs, `fs-ha drain ${src.name}`);
+  try {
+    const standby = await session.api('sofia global standby on', src.esl.timeoutMs);
+    if (!standby.startsWith('+OK')) throw new ActionFailed(`sofia global standby on on ${src.name}: ${standby.trim().slice(0, 100)}`);
+    timings.drain_standby_ms = Date.now() - t0;
+    log('info', `drain: ${src.name} in standby (new calls get 503); waiting up to ${settleMs} ms for calls in set-up`, ctx);
+    const until = Date.now() + settleMs;
+    for (;;) {
+      const ringing = settling(await channels(session, src.esl.timeoutMs), await store.trackedBy(db, cfg.layout, src.switchname, probe.coreUuid));
+      report.dropped = ringing;
+      if (!ringing || Date.now() >= until) break;
+      await sleep(Math.min(200, Math.max(1, until - Date.now())));
+    }
+    timings.drain_settled_ms = Date.now() - t0;
+    if (report.dropped) log('warn', `drain: ${report.dropped} call(s) still in set-up on ${src.name} after ${settleMs} ms: not answered, so not tracked; they drop with the stop`, { ...ctx, calls: report.dropped });
+
+    // 3. stop it hard, without BYE
+    log('info', `drain: stopping ${src.name} without BYE (${cfg.drain.stopCommand ? 'drain.stop_command' : 'fsctl crash'})`, ctx);
+    if (cfg.drain.stopCommand) {
+      session.close();
+      await runBounded('drain.stop_command', cfg.drain.stopCommand, { FSHA_DRAIN_NODE: src.name, FSHA_DRAIN_SWITCHNAME: src.switchname }, cfg.timeouts.fenceMs);
+    } else {
+      // the process dies before it answers (fixtures: fs_cli prints "Request timed out."): no reply is the answer
+      await session.api('fsctl crash', Math.min(2000, src.esl.timeoutMs)).catch(() => undefined);
+    }
+    timings.drain_stopped_ms = Date.now() - t0;
+  } finally {
+    session.close();
+    await db.close();
+  }
+
+  // 4. confirmed gone, then the takeover, as after a crash (the same liveness rule judges it)
+  const goneBy = Date.now() + cfg.timeouts.fenceMs;
+  for (;;) {
+    const p = await probeNode(src.esl, [], Math.min(1000, src.esl.timeoutMs));
+    const gone = judgeGone(src.name, p.kind, p.detail);
+    if (gone.gone) { log('info', `drain: ${gone.reason}`, ctx); break; }
+    if (Date.now() >= goneBy) throw new ActionFailed(`drain: ${gone.reason} (waited ${cfg.timeouts.fenceMs} ms); its calls were NOT moved: it may still be carrying them, in standby (sofia global standby off to undo)`);
+    await sleep(100);
+  }
+  timings.drain_gone_ms = Date.now() - t0;
+  const r = await takeover(cfg, { from: src.name, to, command: 'drain', before: { ...timings } });
+  report.takeover = r;
+  timings.total_ms = Date.now() - t0;
+  if (r.result === 'nothing') {
+    // keepalived's MASTER was first (it saw the stop too): the lock let it run; say where the calls went
+    const last = await lastTakeoverOf(cfg, src.name).catch((e) => `(the audit could not be read: ${errorMessage(e)})`);
+    report.result = 'nothing';
+    report.reason = `${src.name} drained: its calls were already taken over ${last}`;
+  } else {
+    report.result = r.result === 'done' ? 'done' : 'partial';
+    report.reason = `${src.name} drained: ${r.reason}`;
+  }
+  if (report.dropped) report.reason += `; ${report.dropped} call(s) in set-up dropped`;
+  log(report.result === 'partial' ? 'error' : 'info', `drain ${report.result}: ${report.reason}`, { ...ctx, ms: timings.total_ms });
+  return report;
+}
+
+async function lastTakeoverOf(cfg: Config, node: string): Promise<string> {
+  const db = await Db.connect(cfg.database!, cfg.timeouts.databaseMs, 'fs-ha drain');
+  try {
+    const [a] = await db.query<{ command: string; to_node: string; result: string; adopted: number }>(
+      'SELECT command, to_node, result, adopted FROM fsha.audit WHERE from_node = $1 ORDER BY id DESC LIMIT 1', [node], 'reading the audit');
+    return a ? `by ${a.command} (${a.result}: ${a.adopted} call(s) to ${a.to_node})` : '(no audit row)';
+  } finally {
+    await db.close();
+  }
+}
+
+export function formatDrain(r: DrainReport): string {
+  const lines: string[] = [];
+  if (r.result === 'planned') {
+    const byTo = new Map<string, number>();
+    for (const p of r.plan.preview ?? []) byTo.set(p.to, (byTo.get(p.to) ?? 0) + 1);
+    lines.push(`drain ${r.from}: the plan (nothing changed)`);
+    for (const [n, c] of byTo) lines.push(`  ${n}: ${c} call leg(s)`);
+    for (const p of r.plan.preview ?? []) lines.push(`  move ${p.uuid} to=${p.to} profile=${p.profile} replacements=${p.replaced}`);
+    for (const s of r.plan.skipped) lines.push(`  held ${s.uuid}: ${s.reason}`);
+    lines.push(`planned: ${r.reason}`);
+    return lines.join('\n');
+  }
+  if (r.takeover && r.takeover.result !== 'nothing') lines.push(formatTakeover(r.takeover));
+  lines.push(`${r.result}: ${r.reason} (${r.timings.total_ms} ms)`);
+  return lines.join('\n');
+}
+
+export const command: CommandSpec = {
+  name: 'drain', links: [], args: '', positionals: { min: 0, max: 0 },
+  summary: 'maintenance: move every live call off a running server now (dry run first; --yes stops it)',
+  exits: '0 planned or done, 1 refused, failed or partial, 2 usage or configuration error',
+  options: {
+    from: { type: 'string', arg: 'NODE', required: true, help: 'the running server to empty' },
+    to: { type: 'string', arg: 'NODE[,NODE...]', help: 'the adopters (default: adopters.<from>, else this node, else the pair\'s other node)' },
+    'dry-run': { type: 'boolean', help: 'print the plan per adopter; change nothing' },
+    yes: { type: 'boolean', help: 'really do it: standby, settle, stop without BYE, take over' },
+    'settle-ms': { type: 'string', arg: 'MS', help: 'how long calls in set-up get (default: drain.settle_ms)' },
+  },
+  json: true,
+  async run({ cfg, values, out }) {
+    const settle = values['settle-ms'];
+    if (settle !== undefined && !/^\d+$/.test(String(settle))) throw new UsageError('--settle-ms must be a whole number of milliseconds');
+    const r = await drain(cfg, {
+      from: values.from as string, to: values.to as string | undefined, dryRun: !!values['dry-run'], yes: !!values.yes,
+      settleMs: settle === undefined ? undefined : Number(settle),
+    });
+    out.result(r, formatDrain(r));
+    return r.result === 'partial' ? 1 : 0;
+  },
+};
