@@ -51,3 +51,13 @@ ALTER TABLE fsha.audit ADD COLUMN IF NOT EXISTS takeover_id text;
 
 -- each adopter's share and result (a takeover may spread one node's calls over several adopters)
 ALTER TABLE fsha.audit ADD COLUMN IF NOT EXISTS adopters jsonb NOT NULL DEFAULT '[]';
+
+-- the VRRP state each node's keepalived last announced per instance (the agent and the notify hooks write it;
+-- fs-ha status shows it): what an operator reads at a glance, never what fs-ha decides on
+CREATE TABLE IF NOT EXISTS fsha.vrrp (
+    node      text NOT NULL,
+    instance  text NOT NULL,
+    state     text NOT NULL,
+    at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (node, instance)
+);

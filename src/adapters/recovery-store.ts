@@ -203,3 +203,41 @@ export async function trackedBy(db: Db, layout: Layout, switchname: string, core
     [switchname, coreUuid], 'counting tracked calls');
   return r.n;
 }
+
+export async function writeVrrp(db: Db, node: string, instance: string, state: string): Promise<void> {
+  await db.query(
+    `INSERT INTO fsha.vrrp (node, instance, state, at) VALUES ($1, $2, $3, now())
+     ON CONFLICT (node, instance) DO UPDATE SET state = EXCLUDED.state, at = EXCLUDED.at`, [node, instance, state], 'recording the VRRP state');
+}
+
+export interface VrrpSeen { node: string; instance: string; state: string; ageMs: number }
+
+export async function readVrrp(db: Db): Promise<VrrpSeen[]> {
+  return db.query<VrrpSeen>(
+    `SELECT node, instance, state, (extract(epoch FROM now() - at) * 1000)::bigint::int AS "ageMs" FROM fsha.vrrp ORDER BY node, instance`, [], 'reading VRRP states');
+}
+
+export interface AuditRow {
+  id: number; started_at: Date; finished_at: Date; actor: string; command: string; from_node: string; to_node: string;
+  result: string; reason: string; adopted: number; recovered: number | null; missing: number | null; skipped: number;
+  timings: Record<string, number>; adopters: Array<{ node: string; handed: number; recovered: number | null; missing: number; result: string; reason: string }>;
+}
+
+/** Past takeovers and drains, newest first; node: those it was the source or an adopter of. */
+export async function readAudit(db: Db, o: { node?: string; last: number }): Promise<AuditRow[]> {
+  return db.query<AuditRow>(
+    `SELECT id::int, started_at, finished_at, actor, command, from_node, to_node, result, reason, adopted, recovered, missing, skipped, timings, adopters
+       FROM fsha.audit WHERE $1::text IS NULL OR from_node = $1 OR $1 = ANY(string_to_array(to_node, ','))
+      ORDER BY id DESC LIMIT $2`, [o.node ?? null, o.last], 'reading the audit');
+}
+
+export interface LastTakeover { node: string; ageMs: number; from: string; to: string; result: string; adopted: number; ms: number | null; command: string }
+
+/** Per node, the last takeover or drain it was the source or an adopter of. */
+export async function lastTakeovers(db: Db): Promise<LastTakeover[]> {
+  return db.query<LastTakeover>(
+    `SELECT DISTINCT ON (n) n AS node, (extract(epoch FROM now() - started_at) * 1000)::bigint::int AS "ageMs", from_node AS "from", to_node AS "to",
+            result, adopted, (timings->>'total_ms')::int AS ms, command
+       FROM fsha.audit, LATERAL unnest(array_prepend(from_node, string_to_array(to_node, ','))) AS n
+      ORDER BY n, id DESC`, [], 'reading the last takeovers');
+}

@@ -18,7 +18,8 @@ import { privateDir, replaceFile } from '../adapters/safe-files';
 import { ActionFailed, Refused, UsageError, errorMessage } from '../errors';
 import { log } from '../log';
 import { takeover, type TakeoverReport } from './takeover';
-import type { Db } from '../adapters/db';
+import { Db } from '../adapters/db';
+import * as store from '../adapters/recovery-store';
 import { Output } from '../cli/output';
 import type { CommandSpec } from '../cli/spec';
 
@@ -91,6 +92,7 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
   const name = instance ?? '_';
   const ctx = { node: cfg.node, instance: name, state };
   const release = await acquireHostLock(cfg.stateDir, `notify-${cfg.node}`, cfg.timeouts.lockMs + cfg.timeouts.recoverMs);
+  let applied = false;
   try {
     const prev = readState(cfg, name);
     if (prev?.fired && firedAfter(prev.fired, fired)) {
@@ -98,6 +100,7 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
       return 0;
     }
     writeState(cfg, { instance: name, state, fired, at: new Date().toISOString() });
+    applied = true;
 
     if (state === 'MASTER') {
       const from = nodeForInstance(cfg, instance);
@@ -137,7 +140,27 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
     return 0;
   } finally {
     release();
+    if (applied) await recordVrrp(cfg, o.db, name, state);
   }
+}
+
+/**
+ * What keepalived announced, in fsha.vrrp for `fs-ha status` (after the transition's work, outside the
+ * host lock; at most 1 s; it informs operators, fs-ha never decides on it, so a failure is only noted).
+ */
+async function recordVrrp(cfg: Config, warm: Db | undefined, instance: string, state: VrrpState): Promise<void> {
+  if (!cfg.database) return;
+  const ms = Math.min(cfg.timeouts.databaseMs, 1000);
+  const work = (async () => {
+    const db = warm && !warm.lostReason ? warm : await Db.connect(cfg.database!, ms, 'fs-ha notify');
+    try {
+      await store.writeVrrp(db, cfg.node, instance, state);
+    } finally {
+      if (db !== warm) await db.close();
+    }
+  })();
+  await Promise.race([work, sleep(ms + 200, undefined, { ref: false }).then(() => { throw new Error(`no answer within ${ms} ms`); })])
+    .catch((e) => log('info', `notify ${state}: VRRP state not recorded for fs-ha status: ${errorMessage(e)}`, { node: cfg.node, instance }));
 }
 
 /** keepalived's generic notify: TYPE NAME STATE PRIORITY */

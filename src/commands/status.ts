@@ -1,4 +1,5 @@
 /** `fs-ha status [--json]`: every node's event-socket health and core uuid, tracked calls per node, and what a recover on each live node would take right now. */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config';
 import { Db, describeUrl } from '../adapters/db';
 import * as store from '../adapters/recovery-store';
@@ -18,6 +19,10 @@ export interface NodeStatus {
   trackedCalls: number;
   /** rows a recover there would select now, by hostname */
   recoverWouldTake: Record<string, number> | null;
+  /** what its keepalived last announced, per VRRP instance (recorded by the agent and the notify hooks) */
+  vrrp: Array<{ instance: string; state: string; ageMs: number }>;
+  /** the last takeover or drain it was the source or an adopter of */
+  lastTakeover: store.LastTakeover | null;
 }
 
 export interface StatusReport {
@@ -62,6 +67,12 @@ export async function status(cfg: Config, o: { deadlineMs?: number } = {}): Prom
   const db = await within('the database', dbP, null);
   if (!db) dbP.then((d) => d?.close(), () => undefined); // connected too late: close it when it arrives
   try {
+    // small tables of fs-ha's own first: a lock on the recovery table (8.14) must not hold them up
+    const ours = <T>(p: Promise<T>) => p.catch((e) => {
+      throw new Error(/does not exist/.test(errorMessage(e)) ? "fs-ha's tables are missing or from an older fs-ha (run fs-ha db init)" : errorMessage(e));
+    });
+    const vrrp = db ? await within('the VRRP states', ours(store.readVrrp(db)), []) : [];
+    const last = db ? await within('the last takeovers', ours(store.lastTakeovers(db)), []) : [];
     const rows = db ? await within('the tracked calls', store.census(db, cfg.layout), []) : [];
     if (db) {
       const named = nodeSchemas(Object.values(cfg.nodes));
@@ -79,6 +90,8 @@ export async function status(cfg: Config, o: { deadlineMs?: number } = {}): Prom
         health: p.kind, detail: p.detail, coreUuid: p.coreUuid,
         trackedCalls: rows.filter((r) => r.hostname === nc.switchname).reduce((a, r) => a + r.count, 0),
         recoverWouldTake: null,
+        vrrp: vrrp.filter((v) => v.node === n).map(({ instance, state, ageMs }) => ({ instance, state, ageMs })),
+        lastTakeover: last.find((x) => x.node === n) ?? null,
       };
       if (db && p.coreUuid) {
         const scope = await within(`what a recover on ${n} would take`, store.scopeOf(db, cfg.layout, nc.switchname, p.coreUuid), null);
@@ -98,12 +111,21 @@ export async function status(cfg: Config, o: { deadlineMs?: number } = {}): Prom
   return report;
 }
 
+/** 1234 ms -> "1s", 90000 -> "1m", for a table read at a glance. */
+function age(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : s < 172800 ? `${Math.round(s / 3600)}h` : `${Math.round(s / 86400)}d`;
+}
+
 export function formatStatus(r: StatusReport): string {
   const lines = [`database ${r.database}  layout ${r.layout}`];
-  const head = ['NODE', 'SWITCHNAME', 'ESL', 'HEALTH', 'CORE UUID', 'CALLS', 'RECOVER WOULD TAKE'];
+  const head = ['NODE', 'HEALTH', 'VRRP (age)', 'CALLS', 'RECOVER THERE WOULD TAKE', 'LAST TAKEOVER'];
   const rows = r.nodes.map((n) => [
-    n.node, n.switchname, n.esl, n.health, n.coreUuid ?? '-', String(n.trackedCalls),
+    n.node, n.health,
+    n.vrrp.map((v) => `${v.instance}:${v.state} (${age(v.ageMs)})`).join(' ') || '-',
+    String(n.trackedCalls),
     n.recoverWouldTake === null ? '-' : Object.entries(n.recoverWouldTake).map(([h, c]) => `${h}:${c}`).join(' ') || '0',
+    n.lastTakeover ? `${age(n.lastTakeover.ageMs)} ago ${n.lastTakeover.from}->${n.lastTakeover.to} ${n.lastTakeover.result} ${n.lastTakeover.adopted} calls ${n.lastTakeover.ms ?? '-'} ms` : '-',
   ]);
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
   for (const row of [head, ...rows]) lines.push(row.map((c, i) => c.padEnd(w[i])).join('  ').trimEnd());
@@ -114,11 +136,32 @@ export function formatStatus(r: StatusReport): string {
 
 export const command: CommandSpec = {
   name: 'status', links: [], args: '', positionals: { min: 0, max: 0 },
-  summary: 'nodes, health, core uuids, tracked calls, what a recover would take',
-  exits: '0 (what it could not read is in the report)', options: {}, json: true,
-  async run({ cfg, out }) {
-    const r = await status(cfg);
-    out.result(r, formatStatus(r));
+  summary: 'at a glance: each node\'s health, VRRP state, calls, what a recover there would take, last takeover',
+  exits: '0 (what it could not read is in the report)',
+  options: { watch: { type: 'boolean', help: 'refresh every second in place (JSON: one line per refresh) until interrupted' } },
+  json: true,
+  async run({ cfg, values, out }) {
+    if (!values.watch) {
+      const r = await status(cfg);
+      out.result(r, formatStatus(r));
+      return 0;
+    }
+    const stop = new AbortController();
+    const quit = () => stop.abort();
+    process.once('SIGINT', quit);
+    process.once('SIGTERM', quit);
+    try {
+      while (!stop.signal.aborted) {
+        const started = Date.now();
+        const r = await status(cfg);
+        if (stop.signal.aborted) break;
+        out.frame(r, `${formatStatus(r)}(${new Date().toISOString()}, every 1 s; Ctrl-C to stop)\n`);
+        await sleep(Math.max(0, 1000 - (Date.now() - started)), undefined, { signal: stop.signal }).catch(() => undefined);
+      }
+    } finally {
+      process.off('SIGINT', quit);
+      process.off('SIGTERM', quit);
+    }
     return 0;
   },
 };

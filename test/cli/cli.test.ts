@@ -268,3 +268,47 @@ test('one command table: help lists every command and link; an option of another
     assert.equal(r.err.trim().split('\n').length, 1, 'one line');
   }
 });
+
+test('11.9 operations by hand: drain (plan, then --yes), history with its timeline, status at a glance with VRRP state and the last takeover, status --watch', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2', 'fs3'], layout: 'per-node' });
+  const f = writeConfig(c, 'fs2', (o) => { o.layout = 'per-node'; o.instances = { VI_2: 'fs2' }; });
+  await c.sims.fs1.answerCalls(8);
+  let r = await run(['--config', f, 'notify', 'INSTANCE', 'VI_2', 'MASTER']);
+  assert.equal(r.code, 0, r.err);
+  r = await run(['--config', f, 'drain', '--from', 'fs1', '--to', 'fs2,fs3']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^ {2}fs2: 4 call leg\(s\)$/m);
+  assert.match(r.out, /^ {2}fs3: 4 call leg\(s\)$/m);
+  assert.match(r.out, /planned: .*nothing stopped: run again with --yes to drain/);
+  assert.equal(c.sims.fs1.crashed, false);
+  r = await run(['--config', f, 'drain', '--from', 'fs1', '--to', 'fs2,fs3', '--yes', '--settle-ms', '0']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /done: fs1 drained: fs2, fs3 took over 8 call\(s\) of fs1 \(fs2 4, fs3 4\)/);
+  r = await run(['--config', f, 'history', '--node', 'fs3']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^#\d+ \S+ \S+ drain: fs1 -> fs2,fs3 done, 8 adopted, 8 recovered, 0 missing, 0 held/m);
+  assert.match(r.out, /timeline: standby \+\d+, settled \+\d+, stopped \+\d+, gone \+\d+, db \+\d+, probe \+\d+, lock \+\d+, plan \+\d+, rewrite \+\d+, recover \+\d+, recovered \+\d+, verify \+\d+, end \+\d+/);
+  r = await run(['--config', f, 'history', '--json', '--last', '1']);
+  const h = JSON.parse(r.out);
+  assert.equal(h.length, 1);
+  assert.deepEqual(h[0].adopters.map((a: { node: string; handed: number }) => [a.node, a.handed]), [['fs2', 4], ['fs3', 4]]);
+  assert.equal(h[0].timeline[0].step, 'standby');
+  r = await run(['--config', f, 'status']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^fs2 +healthy +VI_2:MASTER \(\d+s\) +4 +0 +\d+s ago fs1->fs2,fs3 done 8 calls \d+ ms$/m);
+  assert.match(r.out, /^fs1 +refused +- +0 +- +\d+s ago fs1->fs2,fs3 done 8 calls \d+ ms$/m);
+  r = await run(['--config', f, 'history', '--last', 'x']);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /--last must be a whole number/);
+
+  // --watch: redrawn in place until interrupted, then exit 0
+  const p = spawn(process.execPath, [BIN, '--config', f, 'status', '--watch'], { env: { ...process.env, FS_HA_SYSLOG: '0' } });
+  let out = '';
+  p.stdout.on('data', (d) => { out += d; });
+  await new Promise((res) => setTimeout(res, 2600));
+  p.kill('SIGINT');
+  const code = await new Promise<number | null>((res) => p.on('exit', (x) => res(x)));
+  assert.equal(code, 0);
+  assert.ok(out.split('\x1b[H\x1b[2J').length - 1 >= 2, `redrawn at least twice: ${JSON.stringify(out.slice(0, 200))}`);
+  assert.match(out, /every 1 s; Ctrl-C to stop/);
+});
