@@ -17,7 +17,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { fsUrlEncode, rewriteMetadata } from '../../src/core/rewrite';
 import { xmlProblem } from '../../src/core/xml';
-import { FIXTURES, parseInserts } from '../helpers/fixtures';
+import { FIXTURES, loadRows, parseInserts } from '../helpers/fixtures';
 import * as R from './replies';
 import { sendReinvite } from './sip';
 import { SimDb } from './db';
@@ -194,6 +194,60 @@ export class FsSim {
     return uuids;
   }
 
+  /**
+   * Calls shaped like the real bridged and conference rows (fixtures: bridged_rows.sql, conference_rows.sql),
+   * as this node's: bridged = n calls of two legs tied by signal_bond/bridge_to; conference = n members of one
+   * new conference (conference_uuid shared). Every uuid of a template is replaced consistently within its call
+   * (so the ties hold), the core uuid, switchname and addresses become this node's, both far ends the far end.
+   */
+  async answerGroup(kind: 'bridged' | 'conference', n: number): Promise<string[]> {
+    if (this.standby) throw new Error('503 System Paused');
+    const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g;
+    const all = loadRows(kind === 'bridged' ? 'bridged_rows.sql' : 'conference_rows.sql');
+    const runtime = all[0].runtime_uuid;
+    const copy = (md: string, map: Map<string, string>, tag: string): string => {
+      const rw = rewriteMetadata(md, {
+        fromSwitchname: 'freeswitch01', toSwitchname: this.o.switchname,
+        addresses: [[TEMPLATE_ADDR, this.o.address], [TEMPLATE_FAR, this.o.farEnd], ['127.0.0.22', this.o.farEnd]],
+      });
+      if (!rw.ok) throw new Error(rw.reason);
+      let out = rw.metadata.replace(UUID, (u) => {
+        if (u === runtime) return this.coreUuid;
+        if (!map.has(u)) map.set(u, randomUUID());
+        return map.get(u)!;
+      });
+      out = out.replace(/<sip_call_id>(\d+-\d+)%40/, `<sip_call_id>${tag}-$1%40`); // A legs' call-ids are not uuids
+      if (this.o.farEndPort !== 5060) out = out.replace(/<sip_network_port>5060</g, `<sip_network_port>${this.o.farEndPort}<`);
+      return out;
+    };
+    const rows: string[][] = [];
+    if (kind === 'bridged') {
+      const pairs = [[0, 1], [2, 3], [4, 5]].map(([a, b]) => [all[a], all[b]]);
+      for (let i = 0; i < n; i++) {
+        const map = new Map<string, string>();
+        for (const leg of pairs[i % pairs.length]) {
+          const md = copy(leg.metadata, map, `b${i}-${randomUUID().slice(0, 8)}`);
+          rows.push([this.coreUuid, 'sofia', 'internal', this.o.switchname, map.get(leg.uuid)!, md]);
+        }
+      }
+    } else {
+      const conf = /<conference_uuid>([^<]+)</.exec(all[0].metadata)![1];
+      const shared = new Map([[conf, randomUUID()]]);
+      for (let i = 0; i < n; i++) {
+        const member = all[i % all.length];
+        const map = new Map(shared);
+        const md = copy(member.metadata, map, `m${i}-${randomUUID().slice(0, 8)}`);
+        rows.push([this.coreUuid, 'sofia', 'internal', this.o.switchname, map.get(member.uuid)!, md]);
+      }
+    }
+    const db = this.requireDb();
+    for (const r of rows) {
+      await db.query('insert into recovery (runtime_uuid, technology, profile_name, hostname, uuid, metadata) values ($1,$2,$3,$4,$5,$6)', r);
+      this.sessionsSinceStart++;
+    }
+    return rows.map((r) => r[4]);
+  }
+
   async hangup(uuid: string): Promise<void> {
     await this.requireDb().query('delete from recovery where uuid = $1', [uuid]);
   }
@@ -332,6 +386,8 @@ export class FsSim {
         case 'slow': this.fault.slowMs = Number(a ?? 0); return '+OK\n';
         case 'heal': this.fault = { hang: false, slowMs: 0, garbage: false }; return '+OK\n';
         case 'garbage': this.fault.garbage = true; return '+OK\n';
+        case 'bridged': return (await this.answerGroup('bridged', Number(a ?? 1))).join('\n') + '\n';
+        case 'conference': return (await this.answerGroup('conference', Number(a ?? 3))).join('\n') + '\n';
         case 'ring': this.ringing += Number(a ?? 1); return '+OK\n';
         case 'answer-ringing': { const n = this.ringing; this.ringing = 0; return (await this.answerCalls(n, undefined, true)).join('\n') + '\n'; }
         case 'crash-on-recover': this.fault.crashOnRecover = true; return '+OK\n';

@@ -83,3 +83,34 @@ test('recovery semantics: fsctl recover takes every foreign row (hostname ignore
     await c.stop();
   }
 });
+
+test('simctl bridged / conference: rows shaped like the real ones, ties intact, this node\'s core, switchname and addresses', async () => {
+  const { startCluster } = await import('../helpers/cluster');
+  const { groupRows } = await import('../../src/core/groups');
+  const c = await startCluster({ nodes: ['freeswitch01'] });
+  try {
+    const sim = c.sims.freeswitch01;
+    const legs = (await sim.api('simctl bridged 4'))!.trim().split('\n');
+    const members = (await sim.api('simctl conference 5'))!.trim().split('\n');
+    assert.equal(legs.length, 8);
+    assert.equal(members.length, 5);
+    const { withClient } = await import('../helpers/pg');
+    const rows = (await withClient(c.url, (q) => q.query('select uuid, runtime_uuid, hostname, metadata from recovery'))).rows;
+    assert.equal(new Set(rows.map((r) => r.uuid)).size, 13, 'every uuid new');
+    const facts = rows.map((r, i) => {
+      const tag = (t: string) => [...String(r.metadata).matchAll(new RegExp(`<${t}>([^<]*)</`, 'g'))].map((m) => m[1]);
+      return { ctid: `(0,${i})`, uuid: r.uuid, profile: 'internal', technology: 'sofia', legs: [...tag('signal_bond'), ...tag('bridge_to')].filter((u) => u !== r.uuid), conference: tag('conference_uuid')[0] ?? null, bytes: 1 };
+    });
+    assert.deepEqual(groupRows(facts).map((g) => g.rows.length).sort(), [2, 2, 2, 2, 5]);
+    for (const r of rows) {
+      assert.equal(r.runtime_uuid, sim.coreUuid);
+      assert.ok(r.metadata.startsWith(`<cdr core-uuid="${sim.coreUuid}" switchname="freeswitch01">`));
+      assert.ok(!r.metadata.includes('127.0.0.22'), 'the B legs\' far end is the far end too');
+      assert.ok(!r.metadata.includes('76a5fbca') && !r.metadata.includes('e72933f1'), 'no template core uuid left');
+    }
+    const callIds = rows.map((r) => /<sip_call_id>([^<]*)</.exec(r.metadata)![1]);
+    assert.equal(new Set(callIds).size, 13, 'every leg its own SIP dialog');
+  } finally {
+    await c.stop();
+  }
+});
