@@ -170,7 +170,7 @@ async function failover() {
             lab.build();
             await lab.startPair();
             await lab.placeCalls('freeswitch01', calls);
-            const sipp = lab.startSipp(calls);
+            const sipp = await lab.startSipp(calls);
             const crash = await lab.crash('freeswitch01');
             await waitFor('the takeover', () => lab.fshaLog('freeswitch02').some((l) => /takeover done/.test(l.text)), 60000);
             await waitFor('sipp', () => sipp.exitCode !== null, 60000);

@@ -16,7 +16,7 @@ import { EslSession } from '../adapters/esl';
 import { Db } from '../adapters/db';
 import { runBounded } from '../adapters/fence';
 import * as store from '../adapters/recovery-store';
-import { decideSource, drainTargets, judgeGone, settling } from '../core/drain';
+import { decideSource, drainTargets, judgeGone, settling, sharedAddresses } from '../core/drain';
 import { ActionFailed, ConfigError, Refused, UsageError, errorMessage } from '../errors';
 import { log } from '../log';
 import { probeNode, probeSession } from '../observe';
@@ -121,21 +121,58 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
     await sleep(100);
   }
   timings.drain_gone_ms = Date.now() - t0;
-  const r = await takeover(cfg, { from: src.name, to, command: 'drain', before: { ...timings } });
-  report.takeover = r;
-  timings.total_ms = Date.now() - t0;
-  if (r.result === 'nothing') {
-    // keepalived's MASTER was first (it saw the stop too): the lock let it run; say where the calls went
-    const last = await lastTakeoverOf(cfg, src.name).catch((e) => `(the audit could not be read: ${errorMessage(e)})`);
-    report.result = 'nothing';
-    report.reason = `${src.name} drained: its calls were already taken over ${last}`;
+  const shared = sharedAddresses(src.addresses, to.map((n) => cfg.nodes[n].addresses));
+  if (shared.length) {
+    // the pair: the adopter re-INVITEs from the VIP, which keepalived moves to it before its notify MASTER
+    log('info', `drain: ${src.name} shares ${shared.join(', ')} with ${to.join(', ')} (a VIP): keepalived's new MASTER takes the calls over once it holds it; waiting`, ctx);
+    const a = await awaitAutomaticTakeover(cfg, src.switchname, probe.coreUuid, new Date(t0 - 5000)); // clocks of the nodes may differ a little
+    timings.total_ms = Date.now() - t0;
+    report.result = a.result === 'done' ? 'done' : 'partial';
+    report.reason = `${src.name} drained: its calls were taken over by ${a.command} (${a.result}: ${a.adopted} call(s) to ${a.to_node})`;
   } else {
-    report.result = r.result === 'done' ? 'done' : 'partial';
-    report.reason = `${src.name} drained: ${r.reason}`;
+    const r = await takeover(cfg, { from: src.name, to, command: 'drain', before: { ...timings } });
+    report.takeover = r;
+    timings.total_ms = Date.now() - t0;
+    if (r.result === 'nothing') {
+      // keepalived's MASTER was first (it saw the stop too): the lock let it run; say where the calls went
+      const last = await lastTakeoverOf(cfg, src.name).catch((e) => `(the audit could not be read: ${errorMessage(e)})`);
+      report.result = 'nothing';
+      report.reason = `${src.name} drained: its calls were already taken over ${last}`;
+    } else {
+      report.result = r.result === 'done' ? 'done' : 'partial';
+      report.reason = `${src.name} drained: ${r.reason}`;
+    }
   }
   if (report.dropped) report.reason += `; ${report.dropped} call(s) in set-up dropped`;
   log(report.result === 'partial' ? 'error' : 'info', `drain ${report.result}: ${report.reason}`, { ...ctx, ms: timings.total_ms });
   return report;
+}
+
+/**
+ * Wait (timeouts.lock_ms + verify_ms at most) until no call is tracked under the stopped source's core any
+ * more and a takeover of it since the drain began is in the audit; its row is the answer. Otherwise the calls
+ * are still safe in the table, and the error says how to finish.
+ */
+async function awaitAutomaticTakeover(cfg: Config, switchname: string, core: string, since: Date): Promise<{ command: string; to_node: string; result: string; adopted: number }> {
+  const waitMs = cfg.timeouts.lockMs + cfg.timeouts.verifyMs;
+  const until = Date.now() + waitMs;
+  const db = await Db.connect(cfg.database!, cfg.timeouts.databaseMs, 'fs-ha drain');
+  try {
+    for (;;) {
+      const [left] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${store.recoveryTable(cfg.layout)} WHERE runtime_uuid = $1`, [core], 'counting calls not yet taken over');
+      const [a] = await db.query<{ command: string; to_node: string; result: string; adopted: number }>(
+        "SELECT command, to_node, result, adopted FROM fsha.audit WHERE from_node IN (SELECT name FROM unnest($1::text[]) AS name) AND started_at >= $2 AND result IN ('done', 'partial') ORDER BY id DESC LIMIT 1",
+        [Object.values(cfg.nodes).filter((n) => n.switchname === switchname).map((n) => n.name), since], 'reading the audit');
+      if (left.n === 0 && a) return a;
+      if (Date.now() >= until) {
+        throw new ActionFailed(`drain: no takeover of the drained node's ${left.n} call(s) within ${waitMs} ms: keepalived has not made another node MASTER ` +
+          'with the VIP; the calls are safe in the recovery table: run fs-ha takeover --from the drained node on the node that holds the VIP');
+      }
+      await sleep(100);
+    }
+  } finally {
+    await db.close();
+  }
 }
 
 async function lastTakeoverOf(cfg: Config, node: string): Promise<string> {

@@ -38,3 +38,12 @@ export function judgeGone(node: string, kind: ProbeKind, detail: string): { gone
   if (kind === 'refused' || kind === 'unreachable') return { gone: true, reason: `${node} is stopped (${detail})` };
   return { gone: false, reason: `${node} still answers after the stop (${kind}: ${detail})` };
 }
+
+/**
+ * The source's addresses an adopter shares: a VIP that moves with VRRP (the pair). A node can send its
+ * re-INVITEs from such an address only once it holds it, and keepalived gives it to the new MASTER before it
+ * runs notify MASTER; so a drain with shared addresses leaves the takeover to that MASTER and waits for it.
+ */
+export function sharedAddresses(from: string[], adopters: string[][]): string[] {
+  return from.filter((a) => adopters.some((t) => t.includes(a)));
+}

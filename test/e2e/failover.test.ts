@@ -95,7 +95,7 @@ for (const variant of ['agent', 'scripts'] as const) test(`1${variant === 'agent
     const errorLines = () => ['freeswitch01', 'freeswitch02'].flatMap((n) => lab.fshaLog(n).filter((l) => /: ERROR /.test(l.text)).map((l) => `${n}: ${l.text}`));
     assert.deepEqual(errorLines(), [], 'a normal start logs no ERROR (issue 15)');
     const calls = await placeCalls(lab, 'freeswitch01', 50);
-    const sipp = lab.startSipp(50);
+    const sipp = await lab.startSipp(50);
     const crash = await lab.crash('freeswitch01');
     await lab.waitState('freeswitch02', 'VI_FS', 'MASTER', 20000);
     await waitFor('the takeover on freeswitch02', () => lab.fshaLog('freeswitch02').some((l) => /takeover done/.test(l.text)), 20000);
@@ -128,7 +128,7 @@ test('2. pair, the master host dies entirely (keepalived and FreeSWITCH gone, li
   await scenario(PAIR(), async (lab, url) => {
     await startPair(lab);
     const calls = await placeCalls(lab, 'freeswitch01', 20);
-    const sipp = lab.startSipp(20);
+    const sipp = await lab.startSipp(20);
     const ns = lab.nsOf('freeswitch01');
     const crash = lab.killHost('freeswitch01');
     // a dead host answers nothing: no RST, no ARP
@@ -214,7 +214,7 @@ test('5. farm of three (one VRRP instance per node, per-node layout): node 1 die
     }, 90000, 200);
     const calls: Record<string, string[]> = {};
     for (const n of nodes) calls[n] = await placeCalls(lab, n, 10);
-    const sipp = lab.startSipp(10);
+    const sipp = await lab.startSipp(10);
     const crash = await lab.crash('freeswitch01');
     const adopter = await waitFor('a survivor\'s takeover of freeswitch01',
       () => ['freeswitch02', 'freeswitch03'].find((n) => lab.fshaLog(n).some((l) => l.at >= crash && /takeover done: \S+ took over \d+ call\(s\) of freeswitch01/.test(l.text))), 30000);
@@ -303,7 +303,7 @@ test('10. the agent dead, then FreeSWITCH crashes: keepalived\'s backstop fails 
   await scenario(PAIR(), async (lab, url) => {
     await startPair(lab);
     const calls = await placeCalls(lab, 'freeswitch01', 20);
-    const sipp = lab.startSipp(20);
+    const sipp = await lab.startSipp(20);
     lab.watchers.freeswitch01.kill('SIGKILL');
     const crash = await lab.crash('freeswitch01'); // nobody watches freeswitch01 any more
     const master = await lab.waitState('freeswitch02', 'VI_FS', 'MASTER', 15000);
@@ -408,7 +408,7 @@ test('16. pair on a replicated database: the primary stops and the standby is pr
       // FreeSWITCH on the master resets its connection onto the new primary: calls answered now are tracked there
       const more = await placeCalls(lab, 'freeswitch01', 5);
       assert.equal((await lab.simState('freeswitch01') as unknown as { db: string }).db, `${MGMT_DB}:${dbs.standby.port}`);
-      const sipp = lab.startSipp(25);
+      const sipp = await lab.startSipp(25);
       const crash = await lab.crash('freeswitch01');
       await lab.waitState('freeswitch02', 'VI_FS', 'MASTER', 20000);
       await waitFor('the takeover on freeswitch02', () => lab.fshaLog('freeswitch02').some((l) => /takeover done/.test(l.text)), 30000);
@@ -425,6 +425,94 @@ test('16. pair on a replicated database: the primary stops and the standby is pr
     dbs.standby.stop();
     dbs.primary.stop();
   }
+});
+
+test('17. drain in the pair: the operator empties the MASTER for maintenance (fs-ha drain --yes on the backup); the VIP moves, every call survives once; restarted, the drained node stays BACKUP in standby', async () => {
+  await scenario(PAIR(), async (lab, url) => {
+    await startPair(lab);
+    const calls = await placeCalls(lab, 'freeswitch01', 20);
+    const plan = lab.fsha('freeswitch02', ['drain', '--from', 'freeswitch01']);
+    assert.equal(plan.code, 0, plan.err);
+    assert.match(plan.out, /nothing stopped: run again with --yes/);
+    assert.equal((await lab.simState('freeswitch01')).standby, false, 'the plan changed nothing');
+    const sipp = await lab.startSipp(20);
+    const at = Date.now();
+    const r = lab.fsha('freeswitch02', ['drain', '--from', 'freeswitch01', '--yes']);
+    assert.equal(r.code, 0, `${r.out}\n${r.err}`);
+    // the VIP moves with VRRP: only keepalived's new MASTER, once it holds it, can re-INVITE from it; the drain waits for that
+    assert.match(r.out, /done: freeswitch01 drained: its calls were taken over by notify MASTER VI_FS \(done: 20 call\(s\) to freeswitch02\)/);
+    const reinviteFailures = lab.sims.freeswitch02.lines.filter((l) => l.text.includes('"ev":"reinvite-failed"'));
+    assert.deepEqual(reinviteFailures, [], 'no re-INVITE sent from an address the node did not hold');
+    await lab.waitState('freeswitch02', 'VI_FS', 'MASTER', 20000);
+    await waitFor('the VIP on freeswitch02', () => lab.hasVip('freeswitch02'), 10000);
+    await assertOwnedOnce(url, calls, { freeswitch02: lab.coreUuid('freeswitch02') });
+    await withClient(url, async (c) => {
+      const done = (await c.query("select command from fsha.audit where from_node = 'freeswitch01' and result = 'done'")).rows;
+      assert.equal(done.length, 1, `exactly one takeover: ${JSON.stringify(done)}`);
+    });
+    await waitFor('sipp: 20 re-INVITEs answered', () => sipp.exitCode !== null, 30000);
+    assert.equal(sipp.exitCode, 0, 'sipp saw every call picked up');
+    process.stdout.write(`  drain in the pair: 20 calls moved, drain command ${Date.now() - at} ms\n`);
+    await lab.startSim('freeswitch01');
+    await lab.waitState('freeswitch01', 'VI_FS', 'BACKUP', 20000);
+    await waitFor('freeswitch01 in standby', async () => (await lab.simState('freeswitch01')).standby, 10000);
+    assert.ok(lab.hasVip('freeswitch02'), 'nopreempt: the VIP stays');
+    await assertOwnedOnce(url, calls, { freeswitch02: lab.coreUuid('freeswitch02') });
+  });
+});
+
+test('18. drain in the farm of three: 30 call legs (lone calls, bridged pairs, a conference) spread over both survivors, no group split, each re-INVITEd and re-tracked once; restarted, the drained node regains only its own empty instance', async () => {
+  const nodes = ['freeswitch01', 'freeswitch02', 'freeswitch03'];
+  const adopters = { freeswitch01: ['freeswitch02', 'freeswitch03'], freeswitch02: ['freeswitch01', 'freeswitch03'], freeswitch03: ['freeswitch01', 'freeswitch02'] };
+  await scenario({ topology: 'farm', nodes, fsha: { adopters } }, async (lab, url) => {
+    lab.dbInit('per-node');
+    for (const n of nodes) await lab.startSim(n);
+    for (const n of nodes) await lab.startHealth(n);
+    for (const n of nodes) lab.startKeepalived(n);
+    const own = (n: string) => `VI_FS0${nodes.indexOf(n) + 1}`;
+    await waitFor('every node MASTER of its own instance, out of standby, calm for 2 s', async () => {
+      const settled = nodes.every((n) => lab.vrrpState(n, own(n)) === 'MASTER');
+      const last = Math.max(...nodes.map((n) => lab.keepalived[n].lines.filter((l) => /Entering \w+ STATE/.test(l.text)).pop()?.at ?? 0));
+      if (!settled || Date.now() - last < 2000) return false;
+      for (const n of nodes) if ((await lab.simState(n)).standby) return false;
+      return true;
+    }, 90000, 200);
+    const lone = await placeCalls(lab, 'freeswitch01', 14);
+    const legs = (await lab.api('freeswitch01', 'simctl bridged 4')).trim().split('\n');
+    const members = (await lab.api('freeswitch01', 'simctl conference 8')).trim().split('\n');
+    assert.equal(legs.length + members.length + lone.length, 30);
+    const others = { freeswitch02: await placeCalls(lab, 'freeswitch02', 3), freeswitch03: await placeCalls(lab, 'freeswitch03', 3) };
+    const sipp = await lab.startSipp(30);
+    const r = lab.fsha('freeswitch02', ['drain', '--from', 'freeswitch01', '--yes']);
+    assert.equal(r.code, 0, `${r.out}\n${r.err}`);
+    const owners = { freeswitch02: lab.coreUuid('freeswitch02'), freeswitch03: lab.coreUuid('freeswitch03') };
+    const all = [...lone, ...legs, ...members, ...others.freeswitch02, ...others.freeswitch03];
+    const ownerOf = await assertOwnedOnce(url, all, owners, 'fsha.recovery_base');
+    for (let i = 0; i < legs.length; i += 2) assert.equal(ownerOf.get(legs[i]), ownerOf.get(legs[i + 1]), 'both legs of a bridged call on one node');
+    assert.equal(new Set(members.map((m) => ownerOf.get(m))).size, 1, 'the conference whole on one node');
+    const moved = [...lone, ...legs, ...members];
+    const share = (n: string) => moved.filter((c) => ownerOf.get(c) === n).length;
+    assert.ok(share('freeswitch02') > 0 && share('freeswitch03') > 0, `both survivors got calls: ${share('freeswitch02')} / ${share('freeswitch03')}`);
+    for (const n of ['freeswitch02', 'freeswitch03'] as const) for (const c of others[n]) assert.equal(ownerOf.get(c), n, 'the survivors keep their own calls');
+    await withClient(url, async (c) => {
+      const done = (await c.query("select to_node, adopters from fsha.audit where from_node = 'freeswitch01' and result = 'done'")).rows;
+      assert.equal(done.length, 1, 'exactly one takeover of freeswitch01');
+      assert.equal(done[0].to_node, 'freeswitch02,freeswitch03');
+    });
+    await waitFor('sipp: 30 re-INVITEs answered', () => sipp.exitCode !== null, 30000);
+    assert.equal(sipp.exitCode, 0, 'every far end saw its dialog continue');
+    for (const n of ['freeswitch02', 'freeswitch03']) assert.deepEqual(lab.sims[n].lines.filter((l) => l.text.includes('"ev":"reinvite-failed"')), [], `${n} sent every re-INVITE`);
+    process.stdout.write(`  drain in the farm: 30 legs, freeswitch02 ${share('freeswitch02')}, freeswitch03 ${share('freeswitch03')}\n`);
+    // back from maintenance: its own instance only, and empty; nothing moves back
+    const from = lab.fshaLog('freeswitch01').length;
+    await lab.startSim('freeswitch01');
+    await waitFor('freeswitch01 MASTER of its own instance and out of standby', async () =>
+      lab.vrrpState('freeswitch01', 'VI_FS01') === 'MASTER' && !(await lab.simState('freeswitch01')).standby, 30000);
+    await new Promise((res) => setTimeout(res, 1500));
+    assert.equal((await lab.simState('freeswitch01')).calls, 0, 'the drained node comes back empty');
+    assert.ok(!lab.fshaLog('freeswitch01').slice(from).some((l) => /takeover done/.test(l.text)), 'it takes nobody\'s calls');
+    await assertOwnedOnce(url, all, owners, 'fsha.recovery_base');
+  });
 });
 
 test('8. sealed: during every scenario above, tcpdump on each root interface saw no packet of the lab\'s subnets and no VRRP', async () => {

@@ -482,12 +482,16 @@ export class Lab {
     });
   }
 
-  /** sipp as the far end of every call, on the fabric's service net, answering the re-INVITEs of recovered calls. */
-  startSipp(calls: number): Proc {
+  /**
+   * sipp as the far end of every call, on the fabric's service net, answering the re-INVITEs of recovered calls;
+   * resolves once it listens (the simulator sends each re-INVITE once: one sent before sipp binds is lost).
+   */
+  async startSipp(calls: number): Promise<Proc> {
     const child = this.fabric.spawn('sipp', ['-sf', join(ROOT, 'test', 'e2e', 'uas_reinvite.xml'), '-i', SERVICE_GW, '-p', '5060', '-m', String(calls),
       '-nostdin', '-timeout', '120s', '-timeout_error', '-buff_size', '1048576', '-trace_err', '-error_file', join(this.dir, 'sipp-errors.log')], this.dir);
     const p = new Proc('sipp', child, join(this.dir, `sipp-${this.seq++}.out`));
     this.others.push(p);
+    await waitFor('sipp listening on the service net', () => sh('ip', ['netns', 'exec', this.fabric.ns, 'ss', '-Huln', `sport = :5060`]).includes(':5060'), 10000, 20);
     return p;
   }
 
@@ -532,6 +536,8 @@ export class Lab {
     for (const p of [...Object.values(this.keepalived), ...Object.values(this.sims), ...Object.values(this.watchers), ...this.others]) {
       out.push(`--- ${p.name} (exit ${p.exitCode})`, ...p.lines.slice(-25).map((l) => `${new Date(l.at).toISOString()} ${l.text}`));
     }
+    const sippErrors = join(this.dir, 'sipp-errors.log');
+    if (existsSync(sippErrors)) out.push('--- sipp errors', ...readFileSync(sippErrors, 'utf8').split('\n').slice(-30));
     for (const n of Object.keys(this.nodes)) out.push(`--- ${n} fs-ha.log`, ...this.fshaLog(n).slice(-25).map((l) => `${new Date(l.at).toISOString()} ${l.text}`));
     return out.join('\n');
   }

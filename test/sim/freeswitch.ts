@@ -287,7 +287,7 @@ export class FsSim {
         const due = paceFrom + (recovered.length + 1) * this.o.recoverDelayMs;
         if (this.o.recoverDelayMs && due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
         recovered.push({ uuid: row.uuid, profile: decodeURIComponent(onProfile!), metadata: row.metadata });
-        if (this.o.sip) sendReinvite(row.metadata, this.o.address, (d) => this.o.onEvent?.('reinvite', d));
+        if (this.o.sip) sendReinvite(row.metadata, this.o.address, (d) => this.o.onEvent?.('reinvite', d), (d) => this.o.onEvent?.('reinvite-failed', d));
       }
     }
     await db.query(`delete from recovery where ${where}`, params);

@@ -43,15 +43,39 @@ export function buildReinvite(metadata: string, localIp: string): { to: string; 
   return { to: ip, port, text };
 }
 
-export function sendReinvite(metadata: string, localIp: string, onSent?: (d: Record<string, unknown>) => void): void {
+/**
+ * Send one recovered call's re-INVITE as a UDP client transaction does (RFC 3261 17.1.1): retransmitted at
+ * T1 = 500 ms, doubling, until any response arrives or 64*T1 passes. A datagram the kernel refuses to send
+ * (the node does not hold the address it sends from: a VIP not yet moved to it) is no re-INVITE: onSent fires
+ * at the first one that actually left, onFailed when none did.
+ */
+export function sendReinvite(metadata: string, localIp: string, onSent?: (d: Record<string, unknown>) => void,
+  onFailed?: (d: Record<string, unknown>) => void): void {
   const msg = buildReinvite(metadata, localIp);
   if (!msg) return;
   const sock = createSocket('udp4');
-  sock.on('error', () => sock.close());
-  sock.bind(0, localIp, () => {
-    sock.send(msg.text, msg.port, msg.to, () => {
-      onSent?.({ to: `${msg.to}:${msg.port}`, at: Date.now() });
-      sock.close();
+  const started = Date.now();
+  let sent = false;
+  let done = false;
+  let lastError = '';
+  let timer: NodeJS.Timeout | undefined;
+  const close = () => { if (done) return; done = true; clearTimeout(timer); try { sock.close(); } catch { /* closed */ } };
+  sock.on('error', (e) => { lastError = e.message; close(); });
+  sock.on('message', (m) => { if (/^SIP\/2\.0 \d{3}/.test(m.toString('latin1'))) close(); }); // a response ends Timer A
+  const attempt = (n: number) => {
+    if (done) return;
+    sock.send(msg.text, msg.port, msg.to, (err) => {
+      if (err) lastError = (err as NodeJS.ErrnoException).code ?? err.message;
+      else if (!sent) { sent = true; onSent?.({ to: `${msg.to}:${msg.port}`, at: Date.now(), attempts: n + 1 }); }
+      const wait = 500 * 2 ** n;
+      if (Date.now() + wait - started > 32000) {
+        if (!sent) onFailed?.({ to: `${msg.to}:${msg.port}`, error: lastError, attempts: n + 1 });
+        close();
+        return;
+      }
+      timer = setTimeout(() => attempt(n + 1), wait);
+      timer.unref();
     });
-  });
+  };
+  sock.bind(0, localIp, () => { sock.unref(); attempt(0); });
 }
