@@ -119,6 +119,9 @@ function rewritePiece(raw: string, mode: 'url' | 'xml', patterns: Pattern[]): [s
 
 const ATTR = /(\s+)([^\s=>/]+)(\s*=\s*)("([^"]*)"|'([^']*)')/g;
 
+/** %XX that decodes to a letter, a digit or a dot: what could spell an address in escapes. */
+const ESCAPED_NAME_CHAR = /%(2[eE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA])/;
+
 /** One address of the failed node, ready to be found and replaced. */
 export interface Pattern {
   /** the whole address, never a part of a longer one */
@@ -149,7 +152,8 @@ export function compilePatterns(spec: RewriteSpec): Pattern[] {
  */
 export function rewriteMetadata(metadata: string, spec: RewriteSpec, patterns = compilePatterns(spec)): RewriteResult {
   const check = new XmlChecker();
-  let out = '';
+  // the result is the input with these spans replaced (most tokens are unchanged: no copy of them is built)
+  const edits: Array<[number, number, string]> = [];
   let replaced = 0;
   let inVariables = false;
   let element = '';
@@ -163,22 +167,23 @@ export function rewriteMetadata(metadata: string, spec: RewriteSpec, patterns = 
     if (!m) return { ok: false, reason: `metadata does not parse as XML (bad markup at offset ${at})` };
     const tok = m[0], close = m[1], name = m[2] as string | undefined, attrs = m[3], selfClose = m[4];
     if (name === undefined) {
-      if (tok[0] === '<') {
+      if (tok.charCodeAt(0) === 60 /* < */) {
         const problem = check.markup(tok, at);
         if (problem) return { ok: false, reason: `metadata does not parse as XML (${problem})` };
-        out += tok;
         continue;
       }
       const problem = check.text(tok, at);
       if (problem) return { ok: false, reason: `metadata does not parse as XML (${problem})` };
       if (inVariables && profiles.size && PROFILE_VARIABLES.has(element)) {
         const to = profiles.get(decodeUnits(tok, 'url').decoded);
-        if (to !== undefined) { out += fsUrlEncode(to); replaced++; continue; }
+        if (to !== undefined) { edits.push([at, at + tok.length, fsUrlEncode(to)]); replaced++; continue; }
       }
       const [text, n] = rewritePiece(tok, inVariables ? 'url' : 'xml', patterns);
-      if (n) badPiece ??= pieceProblem(text, null);
-      out += text;
-      replaced += n;
+      if (n) {
+        badPiece ??= pieceProblem(text, null);
+        edits.push([at, at + tok.length, text]);
+        replaced += n;
+      }
       continue;
     }
     const problem = close ? check.close(name, attrs, selfClose, at) : check.open(name, attrs, selfClose, at);
@@ -186,13 +191,16 @@ export function rewriteMetadata(metadata: string, spec: RewriteSpec, patterns = 
     if (close) {
       if (name === 'variables') inVariables = false;
       element = '';
-      out += tok;
       continue;
     }
     element = selfClose ? '' : name;
     const isRoot = !seenRoot;
     seenRoot = true;
-    const newAttrs = !attrs ? attrs : attrs.replace(ATTR, (all, sp: string, an: string, eq: string, _q: string, dq?: string, sq?: string) => {
+    if (name === 'variables' && !selfClose) inVariables = true;
+    // an attribute without the needle (or an entity that could spell it) holds no address: left as it is
+    const touch = attrs && ((isRoot && name === 'cdr') || attrs.includes('&') || patterns.some((p) => attrs.includes(p.needle) || (p.ignoreCase && attrs.toLowerCase().includes(p.needle))));
+    if (!touch) continue;
+    const newAttrs = attrs.replace(ATTR, (all, sp: string, an: string, eq: string, _q: string, dq?: string, sq?: string) => {
       const value = dq ?? sq ?? '';
       const quote = dq !== undefined ? '"' : "'";
       if (isRoot && name === 'cdr' && an === 'switchname') {
@@ -209,12 +217,15 @@ export function rewriteMetadata(metadata: string, spec: RewriteSpec, patterns = 
       replaced += n;
       return `${sp}${an}${eq}${quote}${text}${quote}`;
     });
-    out += `<${name}${newAttrs}${tok.slice(1 + name.length + attrs.length)}`;
-    if (name === 'variables' && !selfClose) inVariables = true;
+    if (newAttrs !== attrs) edits.push([at + 1 + name.length, at + 1 + name.length + attrs.length, newAttrs]);
   }
   const problem = check.end();
   if (problem) return { ok: false, reason: `metadata does not parse as XML (${problem})` };
   if (badPiece) return { ok: false, reason: `rewritten metadata would not parse as XML (${badPiece})` };
+  let out = '';
+  let pos = 0;
+  for (const [start, end, text] of edits) { out += metadata.slice(pos, start) + text; pos = end; }
+  out += metadata.slice(pos);
   const left = leftoverAddress(out, patterns);
   if (left) return { ok: false, reason: `address ${left} of the failed node appears where fs-ha cannot rewrite it safely` };
   return { ok: true, metadata: out, replaced };
@@ -222,6 +233,12 @@ export function rewriteMetadata(metadata: string, spec: RewriteSpec, patterns = 
 
 /** Any failed-node address still present anywhere, decoding both URL escapes and XML entities? */
 export function leftoverAddress(metadata: string, patterns: Pattern[]): string | null {
+  // Sound shortcut: the decoded text can hold an address only if the raw text holds its needle (its longest
+  // run of letters, digits and dots) as it is, or holds an escape that decodes to a letter, digit or dot
+  // (%2E %30-%39 %41-%5A %61-%7A, or a numeric character reference); named entities decode to none of those.
+  const v6 = patterns.some((p) => p.ignoreCase);
+  const raw = v6 ? metadata.toLowerCase() : metadata;
+  if (!patterns.some((p) => raw.includes(p.needle)) && !ESCAPED_NAME_CHAR.test(metadata) && !metadata.includes('&#')) return null;
   const decoded = metadata
     .replace(/%([0-9A-Fa-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)))
     .replace(/&([^;&\s]{1,10});/g, (all, e: string) => decodeEntity(e) ?? all);
