@@ -12,13 +12,14 @@
  *             hearing the FIFO line; median of BENCH_LATENCY_RUNS (3);
  *  health   - CPU of health checking on an idle, healthy node, per hour: keepalived forking check_fs every
  *             second (scripts only) vs the agent's loop plus keepalived's agent_alive backstop every second.
- * BENCH_PARTS=rewrite,notify,startup,failover,latency,health picks parts.
+ * BENCH_PARTS=rewrite,notify,startup,failover,latency,health,spread picks parts.
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { Db } from '../src/adapters/db';
 import { applySchema } from '../src/adapters/recovery-store';
 import { moveRows } from '../src/adapters/move-rows';
+import { takeover } from '../src/commands/takeover';
 import { configureLog } from '../src/log';
 import { loadRows } from '../test/helpers/fixtures';
 import { startThrowawayPostgres, createDatabase, withClient } from '../test/helpers/pg';
@@ -310,8 +311,39 @@ async function latency() {
   }
 }
 
+/** Issue 11: one node's calls spread over 1, 2 or 3 adopters; crash -> last recovered leg, interleaved runs, medians. */
+async function spread() {
+  const n = Number(process.env.BENCH_SPREAD_CALLS ?? 1000);
+  const rounds = Number(process.env.BENCH_SPREAD_ROUNDS ?? 3);
+  console.log(`\nspread: ${n} calls of a crashed node, recovered by 1, 2 or 3 adopters in parallel (per-node layout, ~3 ms per leg as the real server)`);
+  console.log('  crash -> last leg recovered on any adopter, median of ' + rounds + ' interleaved rounds');
+  const ms: Record<number, number[]> = { 1: [], 2: [], 3: [] };
+  for (let round = 0; round < rounds; round++) {
+    for (const k of [1, 2, 3]) {
+      let last = 0;
+      const c = await startCluster({ nodes: ['fs1', 'fs2', 'fs3', 'fs4'], layout: 'per-node', recoverDelayMs: 3,
+        onEvent: (_node, what, d) => { if (what === 'recover' && (d.recovered as number) > 0) last = Math.max(last, d.lastLegAt as number); } });
+      try {
+        await c.sims.fs1.answerCalls(n);
+        const cfg = c.config('fs2');
+        cfg.timeouts.verifyMs = 30000;
+        await c.sims.fs1.crash();
+        const t0 = Date.now();
+        const r = await takeover(cfg, { from: 'fs1', to: ['fs2', 'fs3', 'fs4'].slice(0, k), command: 'bench' });
+        if (r.result !== 'done' || r.recovered !== n) throw new Error(`spread over ${k}: ${r.result} ${r.reason}`);
+        ms[k].push(last - t0);
+      } finally {
+        await c.stop();
+      }
+    }
+  }
+  const one = med(ms[1]);
+  console.log('adopters  last_leg_ms  vs_one   runs');
+  for (const k of [1, 2, 3]) console.log(`${String(k).padEnd(9)} ${String(med(ms[k])).padStart(11)} ${(med(ms[k]) / one).toFixed(2).padStart(7)}x   ${ms[k].join(', ')}`);
+}
+
 async function main() {
-  const parts = (process.env.BENCH_PARTS ?? 'rewrite,notify,startup,failover,latency,health').split(',');
+  const parts = (process.env.BENCH_PARTS ?? 'rewrite,notify,startup,failover,latency,health,spread').split(',');
   const pg = process.env.DATABASE_URL ? null : await startThrowawayPostgres({ listen: process.env.FSHA_PG_LISTEN });
   if (pg) process.env.DATABASE_URL = pg.url;
   try {
@@ -321,6 +353,7 @@ async function main() {
     if (parts.includes('failover')) await failover();
     if (parts.includes('latency')) await latency();
     if (parts.includes('health')) await health();
+    if (parts.includes('spread')) await spread();
   } finally {
     pg?.stop();
   }

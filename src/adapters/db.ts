@@ -98,8 +98,21 @@ export class Db {
     return new Db(client, timeoutMs);
   }
 
-  /** o.timeoutMs: this statement's client-side deadline, when it may wait longer than the others (a lock wait). */
-  async query<R extends QueryResultRow = QueryResultRow>(text: string, params: unknown[] = [], what = 'query', o: { timeoutMs?: number } = {}): Promise<R[]> {
+  /** statements wait for the one before them: one connection runs one at a time (pg 9 will require it) */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  /**
+   * o.timeoutMs: this statement's client-side deadline, when it may wait longer than the others (a lock wait).
+   * Concurrent callers (adopters verified in parallel, the rewrite's next read) are run in call order, each
+   * with its own deadline from when it is sent.
+   */
+  query<R extends QueryResultRow = QueryResultRow>(text: string, params: unknown[] = [], what = 'query', o: { timeoutMs?: number } = {}): Promise<R[]> {
+    const run = this.queue.then(() => this.send<R>(text, params, what, o));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async send<R extends QueryResultRow>(text: string, params: unknown[], what: string, o: { timeoutMs?: number }): Promise<R[]> {
     try {
       const res = o.timeoutMs
         ? await this.client.query<R>({ text, values: params, query_timeout: o.timeoutMs } as unknown as string, undefined)
@@ -118,7 +131,8 @@ export class Db {
       await this.query('COMMIT', [], `${what} (commit)`);
       return out;
     } catch (e) {
-      await this.client.query('ROLLBACK').catch(() => undefined);
+      // through the queue: after every statement already sent in this transaction, never before one of them
+      await this.query('ROLLBACK', [], `${what} (rollback)`).catch(() => undefined);
       throw e;
     }
   }

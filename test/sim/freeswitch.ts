@@ -290,8 +290,9 @@ export class FsSim {
         if (this.o.sip) sendReinvite(row.metadata, this.o.address, (d) => this.o.onEvent?.('reinvite', d), (d) => this.o.onEvent?.('reinvite-failed', d));
       }
     }
+    const lastLegAt = Date.now();
     await db.query(`delete from recovery where ${where}`, params);
-    this.o.onEvent?.('recover', { node: this.o.switchname, selected: res.rows.length, recovered: recovered.length });
+    this.o.onEvent?.('recover', { node: this.o.switchname, selected: res.rows.length, recovered: recovered.length, lastLegAt });
     setTimeout(() => void this.retrack(recovered), this.o.retrackDelayMs);
     return recovered.length;
   }
