@@ -20,6 +20,7 @@ import { Db } from '../src/adapters/db';
 import { applySchema } from '../src/adapters/recovery-store';
 import { moveRows } from '../src/adapters/move-rows';
 import { takeover } from '../src/commands/takeover';
+import { warmRewrite } from '../src/core/warmup';
 import { configureLog } from '../src/log';
 import { loadRows } from '../test/helpers/fixtures';
 import { startThrowawayPostgres, createDatabase, withClient } from '../test/helpers/pg';
@@ -59,6 +60,7 @@ async function rewrite() {
   console.log('rewrite: the takeover rewrite of N real rows (select + rewrite + keep originals + update, one transaction)');
   console.log('  plain = UPDATE recovery SET hostname = ... (the issue\'s baseline: metadata untouched, its TOAST reused)');
   console.log('  naive = the same plus metadata = replace(metadata, old_ip, new_ip) (every row re-compressed, no safety)');
+  console.log('  fs-ha warm, as the agent runs it (the rewrite compiled at its start)');
   console.log('rows      plain_ms  naive_ms  fsha_ms  vs_plain  vs_naive');
   for (const n of sizes) {
     const url = await createDatabase('bench');
@@ -73,6 +75,7 @@ async function rewrite() {
     const plainMs = await timed("BEGIN; UPDATE public.recovery SET hostname = 'freeswitch02' WHERE hostname = 'freeswitch01'; COMMIT");
     const naiveMs = await timed("BEGIN; UPDATE public.recovery SET hostname = 'freeswitch02', metadata = replace(metadata, '127.0.0.11', '127.0.0.12') WHERE hostname = 'freeswitch01'; COMMIT");
     await fill(url, n, 'public.recovery');
+    warmRewrite(); // as the agent does at start (core/warmup.ts): its takeover finds the rewrite compiled
     const db = await Db.connect(url, 600000);
     await applySchema(db, 'shared');
     const t = Date.now();

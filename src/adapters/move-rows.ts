@@ -2,9 +2,11 @@
  * The rewrite transaction (takeover step 5), all or nothing. It only runs SQL; what moves is decided in
  * core: groups (core/groups.ts), a group moving whole or held back whole (judgeGroup), held rows leaving
  * the table in the shared layout (core/decide.ts heldRowsLeaveTable).
- *   1 lock the failed node's rows and read their light facts (legs, conference, size): no metadata yet;
+ *   1 lock the failed node's rows and read their sizes; when their metadata fits ONE_READ_BYTES it is read
+ *     in one statement and the ties (legs, conference) are found here, else the server finds the ties and
+ *     metadata is read batch by batch (memory stays bounded whatever the rows weigh);
  *   2 group them, cut whole groups into batches bounded by rows and bytes;
- *   3 per batch: read its metadata by ctid (the next batch is read while this one is rewritten), rewrite,
+ *   3 per batch: its metadata (read by ctid, the next batch while this one is rewritten), rewrite,
  *     keep each original in fsha.takeover_rows and write the moved groups in one statement;
  *   4 held rows: a copy with the reason in fsha.takeover_rows (one per call, whatever the reruns), and out
  *     of the table where the target's recover would otherwise take them unrewritten.
@@ -41,6 +43,20 @@ const REWRITE_SETTINGS = `SELECT set_config('enable_hashjoin', 'off', true), set
 /** The tags that tie rows together, read by the server in one pass over each row's metadata. */
 const TIES = `(SELECT array_agg(m[1] || '=' || m[2]) FROM regexp_matches(r.metadata,
   '<(signal_bond|bridge_to|originating_leg_uuid|conference_uuid)>([^<]*)</', 'g') AS m)`;
+
+/** Up to this much metadata in all is read in one statement and kept in memory for the rewrite. */
+export const ONE_READ_BYTES = 32 * 1024 * 1024;
+
+/** The same tags as TIES, found in one row's metadata here (the one-read path). */
+const TIE_RE = /<(signal_bond|bridge_to|originating_leg_uuid|conference_uuid)>([^<]*)<\//g;
+
+function tiesOf(md: string | null): string[] | null {
+  if (!md) return null;
+  const out: string[] = [];
+  TIE_RE.lastIndex = 0;
+  for (let m = TIE_RE.exec(md); m; m = TIE_RE.exec(md)) out.push(`${m[1]}=${m[2]}`);
+  return out.length ? out : null;
+}
 
 /** A promise that is awaited later: mark it handled now so a failure meanwhile is not an unhandled rejection. */
 function handled<T>(p: Promise<T>): Promise<T> {
@@ -95,6 +111,8 @@ function writeBatch(db: Db, table: string, batch: Written[], keep: Keep, targets
  */
 export async function moveRows(db: Db, layout: Layout, table: string, targets: MoveTarget[], o: Keep & {
   targetCores: string[]; dryRun: boolean; limits?: BatchLimits; assign?: (groups: CallGroup[]) => number[];
+  /** metadata up to this many bytes in all is read at once (default ONE_READ_BYTES); above, batch by batch */
+  oneReadBytes?: number;
 }): Promise<MoveResult> {
   const spec = targets[0].spec; // what every target shares: the failed node
   const compiled = targets.map((t) => compilePatterns(t.spec));
@@ -103,18 +121,35 @@ export async function moveRows(db: Db, layout: Layout, table: string, targets: M
   const work = async () => {
     let t0 = Date.now();
     await db.query(REWRITE_SETTINGS, [], 'planning the rewrite');
-    const found = await db.query<{ ctid: string; uuid: string; profile_name: string; technology: string; ties: string[] | null; bytes: number | null }>(
-      `SELECT r.ctid::text AS ctid, r.uuid, r.profile_name, r.technology, ${TIES} AS ties, octet_length(r.metadata) AS bytes
+    // the rows' light facts and their lock first; their metadata in one read when it fits the memory budget
+    // (ties then found here, one pass), else the server finds the ties and metadata is read batch by batch
+    const light = await db.query<{ ctid: string; uuid: string; profile_name: string; technology: string; bytes: number | null }>(
+      `SELECT r.ctid::text AS ctid, r.uuid, r.profile_name, r.technology, octet_length(r.metadata) AS bytes
          FROM ${table} r WHERE r.hostname = $1 AND (r.runtime_uuid IS NULL OR r.runtime_uuid <> ALL($2::text[])) FOR UPDATE`,
       [spec.fromSwitchname, o.targetCores], 'locking the failed node\'s rows');
+    const total = light.reduce((n, r) => n + (r.bytes ?? 0), 0);
+    type Got = { ctid: string; metadata: string | null };
+    const readCtids = (ctids: string[]) => db.query<Got>(`SELECT ctid::text AS ctid, metadata FROM ${table} WHERE ctid = ANY($1::tid[])`,
+      [ctids], 'reading the failed node\'s rows');
+    let all: Map<string, string | null> | null = null;
+    let found: Array<Parameters<typeof facts>[0]>;
+    if (total <= (o.oneReadBytes ?? ONE_READ_BYTES)) {
+      all = new Map((await readCtids(light.map((r) => r.ctid))).map((r) => [r.ctid, r.metadata]));
+      found = light.map((r) => ({ ...r, ties: tiesOf(all!.get(r.ctid) ?? null) }));
+    } else {
+      found = await db.query<{ ctid: string; uuid: string; profile_name: string; technology: string; ties: string[] | null; bytes: number | null }>(
+        `SELECT r.ctid::text AS ctid, r.uuid, r.profile_name, r.technology, ${TIES} AS ties, octet_length(r.metadata) AS bytes
+           FROM ${table} r WHERE r.ctid = ANY($1::tid[])`, [light.map((r) => r.ctid)], 'reading the ties between the failed node\'s rows');
+    }
     result.ms.select += Date.now() - t0;
     const groups = groupRows(found.map(facts));
     result.groups = groups.length;
     const targetOf = o.assign ? o.assign(groups) : groups.map(() => 0);
     const plan = batches(groups, o.limits ?? DEFAULT_LIMITS);
-    type Got = { ctid: string; metadata: string | null };
-    const read = (i: number) => handled(db.query<Got>(`SELECT ctid::text AS ctid, metadata FROM ${table} WHERE ctid = ANY($1::tid[])`,
-      [plan[i].flatMap((g) => g.rows.map((r) => r.ctid))], 'reading the failed node\'s rows'));
+    const read = (i: number): Promise<Got[]> => {
+      const ctids = plan[i].flatMap((g) => g.rows.map((r) => r.ctid));
+      return all ? Promise.resolve(ctids.filter((c) => all!.has(c)).map((c) => ({ ctid: c, metadata: all!.get(c)! }))) : handled(readCtids(ctids));
+    };
     let written = 0;
     let expected = 0;
     let pendingWrite: Promise<unknown> | null = null;

@@ -59,11 +59,14 @@ export class XmlChecker {
   open(name: string, attrs: string, selfClose: string, at: number): string | null {
     if (attrs) {
       if (attrs.includes('&') && BAD_AMP.test(attrs)) return `stray '&' in an attribute of <${name}> at offset ${at}`;
-      const seen = new Set<string>();
-      ATTR_NAME.lastIndex = 0;
-      for (let a = ATTR_NAME.exec(attrs); a; a = ATTR_NAME.exec(attrs)) {
-        if (seen.has(a[1])) return `duplicate attribute ${a[1]} on <${name}> at offset ${at}`;
-        seen.add(a[1]);
+      // a duplicate needs two attributes, so at least two '=' (one '=' is one attribute: nothing to compare)
+      if (attrs.indexOf('=') !== attrs.lastIndexOf('=')) {
+        const seen = new Set<string>();
+        ATTR_NAME.lastIndex = 0;
+        for (let a = ATTR_NAME.exec(attrs); a; a = ATTR_NAME.exec(attrs)) {
+          if (seen.has(a[1])) return `duplicate attribute ${a[1]} on <${name}> at offset ${at}`;
+          seen.add(a[1]);
+        }
       }
     }
     if (this.stack.length === 0 && ++this.roots > 1) return `second root element <${name}> at offset ${at}`;
