@@ -160,7 +160,16 @@ export class SimDb {
     }
   }
 
-  async query(text: string, params: unknown[] = []): Promise<QueryResult> {
+  /** one statement at a time on the connection, in call order (FreeSWITCH's SQL threads queue theirs too) */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  query(text: string, params: unknown[] = []): Promise<QueryResult> {
+    const run = this.queue.then(() => this.send(text, params));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async send(text: string, params: unknown[]): Promise<QueryResult> {
     const c = await this.ensure();
     try {
       return await c.query(text, params);
