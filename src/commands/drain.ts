@@ -10,6 +10,8 @@
  * In a pair or farm keepalived notices the stop too and its MASTER starts the same takeover: the lock lets
  * one run; the other finds nothing left. Either way the drain reports where the calls went.
  */
+import { randomUUID } from 'node:crypto';
+import { userInfo } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config';
 import { EslSession } from '../adapters/esl';
@@ -54,7 +56,9 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
   const src = cfg.nodes[o.from];
   if (!src) throw new UsageError(`unknown node "${o.from}" (configured: ${Object.keys(cfg.nodes).join(', ')})`);
   if (!src.esl) throw new ConfigError(`config: nodes.${src.name}.esl is needed to drain ${src.name}`);
+  const esl = src.esl;
   if (!cfg.database) throw new ConfigError('config: missing key database (a drain needs the shared database)');
+  const database = cfg.database;
   const picked = drainTargets(src.name, o.to, cfg.adopters, cfg.node, Object.keys(cfg.nodes));
   if ('problem' in picked) throw new UsageError(picked.problem);
   const to = picked.targets;
@@ -71,81 +75,117 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
     return report;
   }
 
-  // 2. the source: running, into standby, settled
-  const session = await EslSession.open(src.esl, src.esl.timeoutMs).catch(() => null);
-  const probe = session ? await probeSession(session, [], src.esl.timeoutMs) : await probeNode(src.esl, [], src.esl.timeoutMs);
-  const ok = decideSource(src.name, probe.kind, probe.detail);
-  if (ok.action !== 'go' || !session || !probe.coreUuid) {
-    session?.close();
-    throw new Refused(ok.action === 'refuse' ? ok.reason : `refusing to drain ${src.name}: it gave no core uuid`);
-  }
-  const settleMs = o.settleMs ?? cfg.drain.settleMs;
-  const db = await Db.connect(cfg.database, cfg.timeouts.databaseMs, `fs-ha drain ${src.name}`);
+  const started = new Date();
+  let ownTakeover = false;
+  let failure: unknown = null;
   try {
-    const standby = await session.api('sofia global standby on', src.esl.timeoutMs);
-    if (!standby.startsWith('+OK')) throw new ActionFailed(`sofia global standby on on ${src.name}: ${standby.trim().slice(0, 100)}`);
-    timings.drain_standby_ms = Date.now() - t0;
-    log('info', `drain: ${src.name} in standby (new calls get 503); waiting up to ${settleMs} ms for calls in set-up`, ctx);
-    const until = Date.now() + settleMs;
-    for (;;) {
-      const ringing = settling(await channels(session, src.esl.timeoutMs), await store.trackedBy(db, cfg.layout, src.switchname, probe.coreUuid));
-      report.dropped = ringing;
-      if (!ringing || Date.now() >= until) break;
-      await sleep(Math.min(200, Math.max(1, until - Date.now())));
-    }
-    timings.drain_settled_ms = Date.now() - t0;
-    if (report.dropped) log('warn', `drain: ${report.dropped} call(s) still in set-up on ${src.name} after ${settleMs} ms: not answered, so not tracked; they drop with the stop`, { ...ctx, calls: report.dropped });
-
-    // 3. stop it hard, without BYE
-    log('info', `drain: stopping ${src.name} without BYE (${cfg.drain.stopCommand ? 'drain.stop_command' : 'fsctl crash'})`, ctx);
-    if (cfg.drain.stopCommand) {
-      session.close();
-      await runBounded('drain.stop_command', cfg.drain.stopCommand, { FSHA_DRAIN_NODE: src.name, FSHA_DRAIN_SWITCHNAME: src.switchname }, cfg.timeouts.fenceMs);
-    } else {
-      // the process dies before it answers (fixtures: fs_cli prints "Request timed out."): no reply is the answer
-      await session.api('fsctl crash', Math.min(2000, src.esl.timeoutMs)).catch(() => undefined);
-    }
-    timings.drain_stopped_ms = Date.now() - t0;
+    return await execute();
+  } catch (e) {
+    failure = e;
+    throw e;
   } finally {
-    session.close();
-    await db.close();
-  }
-
-  // 4. confirmed gone, then the takeover, as after a crash (the same liveness rule judges it)
-  const goneBy = Date.now() + cfg.timeouts.fenceMs;
-  for (;;) {
-    const p = await probeNode(src.esl, [], Math.min(1000, src.esl.timeoutMs));
-    const gone = judgeGone(src.name, p.kind, p.detail);
-    if (gone.gone) { log('info', `drain: ${gone.reason}`, ctx); break; }
-    if (Date.now() >= goneBy) throw new ActionFailed(`drain: ${gone.reason} (waited ${cfg.timeouts.fenceMs} ms); its calls were NOT moved: it may still be carrying them, in standby (sofia global standby off to undo)`);
-    await sleep(100);
-  }
-  timings.drain_gone_ms = Date.now() - t0;
-  const shared = sharedAddresses(src.addresses, to.map((n) => cfg.nodes[n].addresses));
-  if (shared.length) {
-    // the pair: the adopter re-INVITEs from the VIP, which keepalived moves to it before its notify MASTER
-    log('info', `drain: ${src.name} shares ${shared.join(', ')} with ${to.join(', ')} (a VIP): keepalived's new MASTER takes the calls over once it holds it; waiting`, ctx);
-    const a = await awaitAutomaticTakeover(cfg, src.switchname, probe.coreUuid, new Date(t0 - 5000)); // clocks of the nodes may differ a little
-    timings.total_ms = Date.now() - t0;
-    report.result = a.result === 'done' ? 'done' : 'partial';
-    report.reason = `${src.name} drained: its calls were taken over by ${a.command} (${a.result}: ${a.adopted} call(s) to ${a.to_node})`;
-  } else {
-    const r = await takeover(cfg, { from: src.name, to, command: 'drain', before: { ...timings } });
-    report.takeover = r;
-    timings.total_ms = Date.now() - t0;
-    if (r.result === 'nothing') {
-      // keepalived's MASTER was first (it saw the stop too): the lock let it run; say where the calls went
-      const last = await lastTakeoverOf(cfg, src.name).catch((e) => `(the audit could not be read: ${errorMessage(e)})`);
-      report.result = 'nothing';
-      report.reason = `${src.name} drained: its calls were already taken over ${last}`;
-    } else {
-      report.result = r.result === 'done' ? 'done' : 'partial';
-      report.reason = `${src.name} drained: ${r.reason}`;
+    // the drain's own takeover wrote its audit row; otherwise (the pair: keepalived's MASTER took over; or the
+    // drain stopped before its takeover) the drain writes one, so history shows every drain
+    if (!ownTakeover) {
+      await recordDrain(cfg, {
+        takeoverId: randomUUID(), startedAt: started, actor: `${userInfo().username}@${cfg.node}`, command: 'drain', from: src.name, to: to.join(','),
+        result: failure ? (failure instanceof Refused ? 'refused' : 'failed') : 'drained', reason: failure ? errorMessage(failure) : report.reason,
+        adopted: 0, recovered: null, missing: null, skipped: 0, timings: { ...timings, total_ms: Date.now() - t0 },
+      });
     }
   }
-  if (report.dropped) report.reason += `; ${report.dropped} call(s) in set-up dropped`;
-  log(report.result === 'partial' ? 'error' : 'info', `drain ${report.result}: ${report.reason}`, { ...ctx, ms: timings.total_ms });
-  return report;
+
+  async function execute(): Promise<DrainReport> {
+    // 2. the source: running, into standby, settled
+    const session = await EslSession.open(esl, esl.timeoutMs).catch(() => null);
+    const probe = session ? await probeSession(session, [], esl.timeoutMs) : await probeNode(esl, [], esl.timeoutMs);
+    const ok = decideSource(src.name, probe.kind, probe.detail);
+    if (ok.action !== 'go' || !session || !probe.coreUuid) {
+      session?.close();
+      throw new Refused(ok.action === 'refuse' ? ok.reason : `refusing to drain ${src.name}: it gave no core uuid`);
+    }
+    const settleMs = o.settleMs ?? cfg.drain.settleMs;
+    const db = await Db.connect(database, cfg.timeouts.databaseMs, `fs-ha drain ${src.name}`);
+    try {
+      const standby = await session.api('sofia global standby on', esl.timeoutMs);
+      if (!standby.startsWith('+OK')) throw new ActionFailed(`sofia global standby on on ${src.name}: ${standby.trim().slice(0, 100)}`);
+      timings.drain_standby_ms = Date.now() - t0;
+      log('info', `drain: ${src.name} in standby (new calls get 503); waiting up to ${settleMs} ms for calls in set-up`, ctx);
+      const until = Date.now() + settleMs;
+      for (;;) {
+        const ringing = settling(await channels(session, esl.timeoutMs), await store.trackedBy(db, cfg.layout, src.switchname, probe.coreUuid));
+        report.dropped = ringing;
+        if (!ringing || Date.now() >= until) break;
+        await sleep(Math.min(200, Math.max(1, until - Date.now())));
+      }
+      timings.drain_settled_ms = Date.now() - t0;
+      if (report.dropped) log('warn', `drain: ${report.dropped} call(s) still in set-up on ${src.name} after ${settleMs} ms: not answered, so not tracked; they drop with the stop`, { ...ctx, calls: report.dropped });
+
+      // 3. stop it hard, without BYE
+      log('info', `drain: stopping ${src.name} without BYE (${cfg.drain.stopCommand ? 'drain.stop_command' : 'fsctl crash'})`, ctx);
+      if (cfg.drain.stopCommand) {
+        session.close();
+        await runBounded('drain.stop_command', cfg.drain.stopCommand, { FSHA_DRAIN_NODE: src.name, FSHA_DRAIN_SWITCHNAME: src.switchname }, cfg.timeouts.fenceMs);
+      } else {
+        // the process dies before it answers (fixtures: fs_cli prints "Request timed out."): no reply is the answer
+        await session.api('fsctl crash', Math.min(2000, esl.timeoutMs)).catch(() => undefined);
+      }
+      timings.drain_stopped_ms = Date.now() - t0;
+    } finally {
+      session.close();
+      await db.close();
+    }
+
+    // 4. confirmed gone, then the takeover, as after a crash (the same liveness rule judges it)
+    const goneBy = Date.now() + cfg.timeouts.fenceMs;
+    for (;;) {
+      const p = await probeNode(esl, [], Math.min(1000, esl.timeoutMs));
+      const gone = judgeGone(src.name, p.kind, p.detail);
+      if (gone.gone) { log('info', `drain: ${gone.reason}`, ctx); break; }
+      if (Date.now() >= goneBy) throw new ActionFailed(`drain: ${gone.reason} (waited ${cfg.timeouts.fenceMs} ms); its calls were NOT moved: it may still be carrying them, in standby (sofia global standby off to undo)`);
+      await sleep(100);
+    }
+    timings.drain_gone_ms = Date.now() - t0;
+    const shared = sharedAddresses(src.addresses, to.map((n) => cfg.nodes[n].addresses));
+    if (shared.length) {
+      // the pair: the adopter re-INVITEs from the VIP, which keepalived moves to it before its notify MASTER
+      log('info', `drain: ${src.name} shares ${shared.join(', ')} with ${to.join(', ')} (a VIP): keepalived's new MASTER takes the calls over once it holds it; waiting`, ctx);
+      const a = await awaitAutomaticTakeover(cfg, src.switchname, probe.coreUuid, new Date(t0 - 5000)); // clocks of the nodes may differ a little
+      timings.total_ms = Date.now() - t0;
+      report.result = a.result === 'done' ? 'done' : 'partial';
+      report.reason = `${src.name} drained: its calls were taken over by ${a.command} (${a.result}: ${a.adopted} call(s) to ${a.to_node})`;
+    } else {
+      ownTakeover = true;
+      const r = await takeover(cfg, { from: src.name, to, command: 'drain', before: { ...timings } });
+      report.takeover = r;
+      timings.total_ms = Date.now() - t0;
+      if (r.result === 'nothing') {
+        // keepalived's MASTER was first (it saw the stop too): the lock let it run; say where the calls went
+        const last = await lastTakeoverOf(cfg, src.name).catch((e) => `(the audit could not be read: ${errorMessage(e)})`);
+        report.result = 'nothing';
+        report.reason = `${src.name} drained: its calls were already taken over ${last}`;
+      } else {
+        report.result = r.result === 'done' ? 'done' : 'partial';
+        report.reason = `${src.name} drained: ${r.reason}`;
+      }
+    }
+    if (report.dropped) report.reason += `; ${report.dropped} call(s) in set-up dropped`;
+    log(report.result === 'partial' ? 'error' : 'info', `drain ${report.result}: ${report.reason}`, { ...ctx, ms: timings.total_ms });
+    return report;
+  }
+}
+
+async function recordDrain(cfg: Config, a: store.AuditRecord): Promise<void> {
+  try {
+    const db = await Db.connect(cfg.database!, cfg.timeouts.databaseMs, 'fs-ha drain');
+    try {
+      await store.writeAudit(db, a);
+    } finally {
+      await db.close();
+    }
+  } catch (e) {
+    log('warn', `drain: its audit row was not written: ${errorMessage(e)}`, { from: a.from, to: a.to });
+  }
 }
 
 /**

@@ -449,6 +449,8 @@ test('17. drain in the pair: the operator empties the MASTER for maintenance (fs
     await withClient(url, async (c) => {
       const done = (await c.query("select command from fsha.audit where from_node = 'freeswitch01' and result = 'done'")).rows;
       assert.equal(done.length, 1, `exactly one takeover: ${JSON.stringify(done)}`);
+      const drained = (await c.query("select command, to_node from fsha.audit where result = 'drained'")).rows;
+      assert.deepEqual(drained, [{ command: 'drain', to_node: 'freeswitch02' }], 'the drain itself is in the audit (history)');
     });
     await waitFor('sipp: 20 re-INVITEs answered', () => sipp.exitCode !== null, 30000);
     assert.equal(sipp.exitCode, 0, 'sipp saw every call picked up');

@@ -80,4 +80,9 @@ test('11.8 drain refuses and touches nothing: the source already down (use takeo
 
   await c.sims.fs1.crash();
   await assert.rejects(drain(c.config('fs2'), { from: 'fs1', yes: true }), /refusing to drain fs1: its FreeSWITCH is not running .*fs-ha takeover --from fs1/);
+  // every drain that acted (or refused to) is in the audit, so history shows it; a refused plan acted on nothing
+  const audit = (await withClient(c.url, (q) => q.query('select command, result, reason, timings from fsha.audit order by id'))).rows;
+  assert.deepEqual(audit.map((a) => [a.command, a.result]), [['drain', 'failed'], ['drain', 'refused']]);
+  assert.match(audit[0].reason, /fs1 still answers after the stop/);
+  assert.ok('drain_stopped_ms' in audit[0].timings, 'with the timeline up to where it stopped');
 });
