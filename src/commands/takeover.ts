@@ -88,6 +88,14 @@ async function recoverOn(cfg: Config, x: NodeConfig, session: EslSession, core: 
   try {
     pending = await store.pendingUuids(db, cfg.layout, x.switchname, core);
     r.handed = pending.length;
+    if (!pending.length) {
+      // nothing was handed to it (fewer groups than adopters): its recover is not run (sofia recover would clear its standby)
+      r.result = 'done';
+      r.recovered = 0;
+      r.doneMs = Date.now();
+      r.reason = `${x.name} was handed no call of ${from}`;
+      return r;
+    }
     const cmd = cfg.recover === 'fsctl' ? 'fsctl recover' : 'sofia recover';
     const reply = await session.api(cmd, cfg.timeouts.recoverMs);
     r.doneMs = Date.now();

@@ -150,3 +150,15 @@ test('11.5 shared layout: a plan with more than one adopter is refused, saying w
     /refusing to spread fs1's calls over fs2, fs3: on the shared recovery table each adopter's recover takes every foreign row.*per-node layout/);
   assert.deepEqual(await withClient(c.url, async (q) => (await q.query('select * from recovery order by uuid')).rows), before);
 });
+
+test('11.10 fewer calls than adopters: the adopter handed nothing is not asked to recover (its standby is left as it is)', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2', 'fs3'], layout: 'per-node' });
+  const calls = await c.sims.fs1.answerCalls(1);
+  await c.sims.fs1.crash();
+  await c.sims.fs3.api('sofia global standby on');
+  const r = await takeover(c.config('fs2'), { from: 'fs1', to: ['fs2', 'fs3'], command: 'test' });
+  assert.equal(r.result, 'done', r.reason);
+  assert.deepEqual(r.adopters.map((a) => [a.node, a.handed]), [['fs2', 1], ['fs3', 0]]);
+  assert.equal(c.sims.fs3.standby, true, 'fs3 was not asked to recover: still in standby');
+  assertOnceUnder(await rows(c.url), calls, c, ['fs2']);
+});
