@@ -147,7 +147,13 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
     }
     timings.drain_gone_ms = Date.now() - t0;
     const shared = sharedAddresses(src.addresses, to.map((n) => cfg.nodes[n].addresses));
-    if (shared.length) {
+    const left = await callsUnder(cfg, probe.coreUuid);
+    if (left === 0) {
+      // it carried no answered call (or they all ended meanwhile): nothing to take over, none to wait for
+      timings.total_ms = Date.now() - t0;
+      report.result = 'done';
+      report.reason = `${src.name} drained: it carried no answered call`;
+    } else if (shared.length) {
       // the pair: the adopter re-INVITEs from the VIP, which keepalived moves to it before its notify MASTER
       log('info', `drain: ${src.name} shares ${shared.join(', ')} with ${to.join(', ')} (a VIP): keepalived's new MASTER takes the calls over once it holds it; waiting`, ctx);
       const a = await awaitAutomaticTakeover(cfg, src.switchname, probe.coreUuid, new Date(t0 - 5000)); // clocks of the nodes may differ a little
@@ -172,6 +178,17 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
     if (report.dropped) report.reason += `; ${report.dropped} call(s) in set-up dropped`;
     log(report.result === 'partial' ? 'error' : 'info', `drain ${report.result}: ${report.reason}`, { ...ctx, ms: timings.total_ms });
     return report;
+  }
+}
+
+/** Calls still tracked under a (stopped) node's core uuid, in whichever relation holds the rows. */
+async function callsUnder(cfg: Config, core: string): Promise<number> {
+  const db = await Db.connect(cfg.database!, cfg.timeouts.databaseMs, 'fs-ha drain');
+  try {
+    const [r] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${store.recoveryTable(cfg.layout)} WHERE runtime_uuid = $1`, [core], 'counting the drained node\'s calls');
+    return r.n;
+  } finally {
+    await db.close();
   }
 }
 

@@ -86,3 +86,13 @@ test('11.8 drain refuses and touches nothing: the source already down (use takeo
   assert.match(audit[0].reason, /fs1 still answers after the stop/);
   assert.ok('drain_stopped_ms' in audit[0].timings, 'with the timeline up to where it stopped');
 });
+
+test('11.11 drain of a server that carries no answered call: stopped and reported; no takeover', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node' });
+  const r = await drain(c.config('fs2'), { from: 'fs1', yes: true, settleMs: 0 });
+  assert.equal(r.result, 'done', r.reason);
+  assert.equal(r.reason, 'fs1 drained: it carried no answered call');
+  assert.equal(c.sims.fs1.crashed, true);
+  const audit = (await withClient(c.url, (q) => q.query('select command, result from fsha.audit'))).rows;
+  assert.deepEqual(audit, [{ command: 'drain', result: 'drained' }]);
+});
