@@ -200,18 +200,7 @@ test('4. failback: the old master\'s FreeSWITCH returns; it stays BACKUP in stan
 test('5. farm of three (one VRRP instance per node, per-node layout): node 1 dies, exactly one survivor adopts its calls, node 3\'s are untouched', async () => {
   const nodes = ['freeswitch01', 'freeswitch02', 'freeswitch03'];
   await scenario({ topology: 'farm', nodes }, async (lab, url) => {
-    lab.dbInit('per-node');
-    for (const n of nodes) await lab.startSim(n);
-    for (const n of nodes) await lab.startHealth(n);
-    for (const n of nodes) lab.startKeepalived(n); // a farm boots together: a storm of notifies, then calm
-    const own = (n: string) => `VI_FS0${nodes.indexOf(n) + 1}`;
-    await waitFor('every node MASTER of its own instance and out of standby, and calm for 2 s', async () => {
-      const settled = nodes.every((n) => lab.vrrpState(n, own(n)) === 'MASTER');
-      const last = Math.max(...nodes.map((n) => lab.keepalived[n].lines.filter((l) => /Entering \w+ STATE/.test(l.text)).pop()?.at ?? 0));
-      if (!settled || Date.now() - last < 2000) return false;
-      for (const n of nodes) if ((await lab.simState(n)).standby) return false;
-      return true;
-    }, 90000, 200);
+    await lab.startFarm(); // a farm boots together: a storm of notifies, then calm
     const calls: Record<string, string[]> = {};
     for (const n of nodes) calls[n] = await placeCalls(lab, n, 10);
     const sipp = await lab.startSipp(10);
@@ -467,18 +456,7 @@ test('18. drain in the farm of three: 30 call legs (lone calls, bridged pairs, a
   const nodes = ['freeswitch01', 'freeswitch02', 'freeswitch03'];
   const adopters = { freeswitch01: ['freeswitch02', 'freeswitch03'], freeswitch02: ['freeswitch01', 'freeswitch03'], freeswitch03: ['freeswitch01', 'freeswitch02'] };
   await scenario({ topology: 'farm', nodes, fsha: { adopters } }, async (lab, url) => {
-    lab.dbInit('per-node');
-    for (const n of nodes) await lab.startSim(n);
-    for (const n of nodes) await lab.startHealth(n);
-    for (const n of nodes) lab.startKeepalived(n);
-    const own = (n: string) => `VI_FS0${nodes.indexOf(n) + 1}`;
-    await waitFor('every node MASTER of its own instance, out of standby, calm for 2 s', async () => {
-      const settled = nodes.every((n) => lab.vrrpState(n, own(n)) === 'MASTER');
-      const last = Math.max(...nodes.map((n) => lab.keepalived[n].lines.filter((l) => /Entering \w+ STATE/.test(l.text)).pop()?.at ?? 0));
-      if (!settled || Date.now() - last < 2000) return false;
-      for (const n of nodes) if ((await lab.simState(n)).standby) return false;
-      return true;
-    }, 90000, 200);
+    await lab.startFarm();
     const lone = await placeCalls(lab, 'freeswitch01', 14);
     const legs = (await lab.api('freeswitch01', 'simctl bridged 4')).trim().split('\n');
     const members = (await lab.api('freeswitch01', 'simctl conference 8')).trim().split('\n');

@@ -510,6 +510,25 @@ export class Lab {
     if (!this.hasVip('freeswitch01')) throw new Error('freeswitch01 (MASTER) does not hold the VIP');
   }
 
+  /** The farm up as an operator starts it: db init per-node, FreeSWITCH, fs-ha and keepalived on every node at
+   *  once (a storm of notifies, then calm); resolves when each is MASTER of its own instance, out of standby,
+   *  and no transition happened for 2 s. */
+  async startFarm(): Promise<void> {
+    const nodes = Object.keys(this.nodes);
+    this.dbInit('per-node');
+    for (const n of nodes) await this.startSim(n);
+    for (const n of nodes) await this.startHealth(n);
+    for (const n of nodes) this.startKeepalived(n);
+    const own = (n: string) => `VI_FS0${nodes.indexOf(n) + 1}`;
+    await waitFor('every node MASTER of its own instance and out of standby, and calm for 2 s', async () => {
+      const settled = nodes.every((n) => this.vrrpState(n, own(n)) === 'MASTER');
+      const last = Math.max(...nodes.map((n) => this.keepalived[n].lines.filter((l) => /Entering \w+ STATE/.test(l.text)).pop()?.at ?? 0));
+      if (!settled || Date.now() - last < 2000) return false;
+      for (const n of nodes) if ((await this.simState(n)).standby) return false;
+      return true;
+    }, 90000, 200);
+  }
+
   /** n answered calls on node (simctl call n); returns their uuids. */
   async placeCalls(node: string, n: number): Promise<string[]> {
     const out = await this.api(node, `simctl call ${n}`, 60000);
