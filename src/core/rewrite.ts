@@ -119,6 +119,9 @@ function rewritePiece(raw: string, mode: 'url' | 'xml', patterns: Pattern[]): [s
 
 const ATTR = /(\s+)([^\s=>/]+)(\s*=\s*)("([^"]*)"|'([^']*)')/g;
 
+/** An element with no attributes holding only text, closed by itself: <name>text</name>. */
+const SIMPLE = /<([A-Za-z_][\w.:-]*)>([^<]*)<\/\1>/y;
+
 /** %XX that decodes to a letter, a digit or a dot: what could spell an address in escapes. */
 const ESCAPED_NAME_CHAR = /%(2[eE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA])/;
 
@@ -163,6 +166,32 @@ export function rewriteMetadata(metadata: string, spec: RewriteSpec, patterns = 
   TOKEN.lastIndex = 0;
   while (TOKEN.lastIndex < metadata.length) {
     const at = TOKEN.lastIndex;
+    // most of a row is lines like <name>text</name>: one match instead of three tokens, with the same checks
+    // (an open tag without attributes inside the root, text without a stray '&', its own close)
+    if (check.depth > 0) {
+      SIMPLE.lastIndex = at;
+      const e = SIMPLE.exec(metadata);
+      if (e) {
+        const name = e[1], text = e[2], start = at + name.length + 2;
+        TOKEN.lastIndex = SIMPLE.lastIndex;
+        element = ''; // as after its close tag
+        if (!text) continue;
+        const url = inVariables || name === 'variables'; // the text of <variables> itself is URL-encoded too
+        const problem = check.text(text, start);
+        if (problem) return { ok: false, reason: `metadata does not parse as XML (${problem})` };
+        if (inVariables && profiles.size && PROFILE_VARIABLES.has(name)) {
+          const to = profiles.get(decodeUnits(text, 'url').decoded);
+          if (to !== undefined) { edits.push([start, start + text.length, fsUrlEncode(to)]); replaced++; continue; }
+        }
+        const [out, n] = rewritePiece(text, url ? 'url' : 'xml', patterns);
+        if (n) {
+          badPiece ??= pieceProblem(out, null);
+          edits.push([start, start + text.length, out]);
+          replaced += n;
+        }
+        continue;
+      }
+    }
     const m = TOKEN.exec(metadata);
     if (!m) return { ok: false, reason: `metadata does not parse as XML (bad markup at offset ${at})` };
     const tok = m[0], close = m[1], name = m[2] as string | undefined, attrs = m[3], selfClose = m[4];

@@ -74,6 +74,9 @@ export class XmlChecker {
     return null;
   }
 
+  /** inside the root element (an element opened here is not a second root) */
+  get depth(): number { return this.stack.length; }
+
   end(): string | null {
     if (this.stack.length) return `unclosed <${this.stack[this.stack.length - 1]}> (truncated?)`;
     if (this.roots === 0) return 'no root element';

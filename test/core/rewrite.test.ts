@@ -160,3 +160,15 @@ test('the agent\'s warm-up rows are real work: every one is rewritten', async ()
   const { warmRewrite } = await import('../../src/core/warmup');
   assert.equal(warmRewrite(20), 20);
 });
+
+test('a one-line element takes the short path with the same result: URL-decoding inside <variables>, also when <variables> holds only text', () => {
+  const spec = { fromSwitchname: 'a', toSwitchname: 'b', addresses: [['192.0.2.1', '192.0.2.2']] as Array<[string, string]> };
+  const one = rewriteMetadata('<cdr switchname="a"><variables>sip%3A1%40192.0.2.1</variables></cdr>', spec);
+  assert.deepEqual(one, { ok: true, metadata: '<cdr switchname="b"><variables>sip%3A1%40192.0.2.2</variables></cdr>', replaced: 2 });
+  const nested = rewriteMetadata('<cdr switchname="a"><variables>\n <x>sip%3A1%40192.0.2.1</x>\n <y/></variables><z>192.0.2.1</z></cdr>', spec);
+  assert.deepEqual(nested, { ok: true, metadata: '<cdr switchname="b"><variables>\n <x>sip%3A1%40192.0.2.2</x>\n <y/></variables><z>192.0.2.2</z></cdr>', replaced: 3 });
+  // the same checks as the long path: a stray '&', a mismatched close, a second root
+  assert.equal(rewriteMetadata('<cdr><v>a & b</v></cdr>', spec).ok, false);
+  assert.equal(rewriteMetadata('<cdr><v>a</w></cdr>', spec).ok, false);
+  assert.equal(rewriteMetadata('<cdr></cdr><v>x</v>', spec).ok, false);
+});
