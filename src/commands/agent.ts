@@ -143,7 +143,7 @@ export class Agent {
       const lent = l.state === 'MASTER' ? this.health.borrow() : null;
       try {
         await notify(this.cfg, l.state, l.name, this.out, {
-          fired, db: this.db.get(), session: lent?.session,
+          fired, db: this.db.get(), session: lent?.session, recordInBackground: true,
           onTakeover: (result, ms) => { this.takeovers[result] = (this.takeovers[result] ?? 0) + 1; if (ms !== null) this.lastTakeoverMs = ms; },
         }).catch(() => undefined); // notify logged it
       } finally {

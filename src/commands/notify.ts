@@ -87,7 +87,11 @@ async function setStandby(cfg: Config, on: boolean): Promise<boolean> {
  * read the FIFO line); db: the agent's warm connection for the takeover.
  */
 export async function notify(cfg: Config, state: VrrpState, instance: string | undefined, out = new Output(false),
-  o: { fired?: FireKey; db?: Db; session?: EslSession; onTakeover?: (result: TakeoverReport['result'], ms: number | null) => void } = {}): Promise<number> {
+  o: {
+    fired?: FireKey; db?: Db; session?: EslSession; onTakeover?: (result: TakeoverReport['result'], ms: number | null) => void;
+    /** the agent dispatches one transition after another: recording this one must not hold up the next */
+    recordInBackground?: boolean;
+  } = {}): Promise<number> {
   const fired = o.fired ?? FIRED;
   const name = instance ?? '_';
   const ctx = { node: cfg.node, instance: name, state };
@@ -140,7 +144,10 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
     return 0;
   } finally {
     release();
-    if (applied) await recordVrrp(cfg, o.db, name, state);
+    if (applied) {
+      const recorded = recordVrrp(cfg, o.db, name, state);
+      if (!o.recordInBackground) await recorded; // a hook process waits for it before it exits
+    }
   }
 }
 

@@ -78,3 +78,20 @@ test('15.3 the crashed node: notify FAULT with its FreeSWITCH down logs one WARN
   assert.deepEqual(all.filter((l) => /\b(WARN|ERROR)\b/.test(l)).map((l) => l.replace(/^\S+ fs-ha\[\d+\]: /, '')),
     ['WARN test: notify FAULT: FreeSWITCH on fs1 is down (its event socket refused the connection): it takes no new calls, no standby needed node=fs1 instance=_ state=FAULT']);
 });
+
+test('11.12 the VRRP state is recorded for status without holding up what comes next: the agent does not wait for a database that does not answer; a hook process does (bounded)', async (t) => {
+  const { createServer } = await import('node:net');
+  const silent = createServer((s) => { s.on('error', () => undefined); }); // accepts, never answers
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+  t.after(() => silent.close());
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  const cfg = c.config('fs1', 'instances: { VI_1: fs1 }');
+  cfg.database = `postgres://x@127.0.0.1:${(silent.address() as { port: number }).port}/x`;
+  const lines = logTo(t);
+  const notRecorded = () => lines().filter((l) => /VRRP state not recorded/.test(l)).length;
+  await notify(cfg, 'BACKUP', 'VI_1', undefined, { recordInBackground: true });
+  assert.equal(notRecorded(), 0, 'the agent\'s notify returned before the record gave up');
+  await notify(cfg, 'BACKUP', 'VI_1');
+  assert.ok(notRecorded() >= 1, 'a hook process waited for it (and it gave up within its deadline)');
+  assert.equal(c.sims.fs1.standby, true, 'the transition itself was done either way');
+});
