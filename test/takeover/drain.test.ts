@@ -96,3 +96,16 @@ test('11.11 drain of a server that carries no answered call: stopped and reporte
   const audit = (await withClient(c.url, (q) => q.query('select command, result from fsha.audit'))).rows;
   assert.deepEqual(audit, [{ command: 'drain', result: 'drained' }]);
 });
+
+test('11.13 safety: a takeover passing the drain plan\'s flag without --dry-run is judged as any takeover: a live node is refused, nothing changes', async (t) => {
+  const { takeover } = await import('../../src/commands/takeover');
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node' });
+  await c.sims.fs1.answerCalls(3);
+  const before = await rows(c.url);
+  await assert.rejects(takeover(c.config('fs2'), { from: 'fs1', planned: true, command: 'test' }), /refusing to take over fs1: fs1 is alive and serving/);
+  assert.deepEqual(await rows(c.url), before);
+  const plan = await takeover(c.config('fs2'), { from: 'fs1', planned: true, dryRun: true, command: 'test' });
+  assert.equal(plan.result, 'dry-run');
+  assert.deepEqual(await rows(c.url), before, 'the plan changed nothing either');
+  assert.equal(c.sims.fs1.standby, false);
+});

@@ -162,3 +162,33 @@ test('11.10 fewer calls than adopters: the adopter handed nothing is not asked t
   assert.equal(c.sims.fs3.standby, true, 'fs3 was not asked to recover: still in standby');
   assertOnceUnder(await rows(c.url), calls, c, ['fs2']);
 });
+
+test('11.14 safety while spreading: a live fourth node and the adopters\' own calls are untouched; a group with an unrewritable leg is held whole and no adopter recovers a row not rewritten for it', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2', 'fs3', 'fs4'], layout: 'per-node' });
+  const own = { fs2: await c.sims.fs2.answerCalls(2), fs3: await c.sims.fs3.answerCalls(2), fs4: await c.sims.fs4.answerCalls(5) };
+  const single = await c.sims.fs1.answerCalls(6);
+  await c.sims.fs1.crash();
+  const legs = loadRows('bridged_rows.sql');
+  const broken = legs.length - 1;
+  await withClient(c.url, async (db) => {
+    for (const [i, r] of legs.entries()) {
+      await db.query('insert into fsha.recovery_base values ($1,$2,$3,$4,$5,$6)', [r.runtime_uuid, r.technology, r.profile_name, 'fs1', r.uuid, i === broken ? r.metadata.slice(0, 4000) : r.metadata]);
+    }
+  });
+  const partner = legs.find((l) => l.uuid === /<signal_bond>([^<]+)</.exec(legs[broken].metadata)![1])!.uuid;
+  const r = await takeover(c.config('fs2'), { from: 'fs1', to: ['fs2', 'fs3'], command: 'test' });
+  assert.equal(r.result, 'partial', r.reason);
+  assert.deepEqual(r.skipped.map((s) => s.uuid).sort(), [legs[broken].uuid, partner].sort(), 'the broken leg and its partner held back together');
+  for (const a of r.adopters) assert.equal(a.recovered, a.handed, `${a.node} recovered exactly what was rewritten for it`);
+  const all = await rows(c.url);
+  const host = new Map(all.map((x) => [x.uuid, x]));
+  for (const u of [legs[broken].uuid, partner]) assert.equal(host.get(u)!.hostname, 'fs1', 'held rows stay where no adopter\'s recover sees them');
+  for (const [n, calls] of Object.entries(own)) {
+    for (const u of calls) {
+      assert.equal(host.get(u)!.hostname, n);
+      assert.equal(host.get(u)!.runtime_uuid, c.sims[n].coreUuid, `${n}'s own call untouched`);
+    }
+  }
+  const moved = [...single, ...legs.map((l) => l.uuid).filter((u) => u !== partner && u !== legs[broken].uuid)];
+  for (const u of moved) assert.ok(['fs2', 'fs3'].includes(host.get(u)!.hostname) && host.get(u)!.runtime_uuid === c.sims[host.get(u)!.hostname].coreUuid);
+});
