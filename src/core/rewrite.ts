@@ -163,6 +163,22 @@ export function rewriteMetadata(metadata: string, spec: RewriteSpec, patterns = 
   const profiles = new Map((spec.profiles ?? []).filter(([a, b]) => a !== b));
   let seenRoot = false;
   let badPiece: string | null = null;
+  /** One text node inside `name`, at `start`: checked, then its profile name or addresses replaced. */
+  const textNode = (text: string, start: number, name: string, url: boolean): string | null => {
+    const problem = check.text(text, start);
+    if (problem) return problem;
+    if (inVariables && profiles.size && PROFILE_VARIABLES.has(name)) {
+      const to = profiles.get(decodeUnits(text, 'url').decoded);
+      if (to !== undefined) { edits.push([start, start + text.length, fsUrlEncode(to)]); replaced++; return null; }
+    }
+    const [out, n] = rewritePiece(text, url ? 'url' : 'xml', patterns);
+    if (n) {
+      badPiece ??= pieceProblem(out, null);
+      edits.push([start, start + text.length, out]);
+      replaced += n;
+    }
+    return null;
+  };
   TOKEN.lastIndex = 0;
   while (TOKEN.lastIndex < metadata.length) {
     const at = TOKEN.lastIndex;
@@ -176,19 +192,9 @@ export function rewriteMetadata(metadata: string, spec: RewriteSpec, patterns = 
         TOKEN.lastIndex = SIMPLE.lastIndex;
         element = ''; // as after its close tag
         if (!text) continue;
-        const url = inVariables || name === 'variables'; // the text of <variables> itself is URL-encoded too
-        const problem = check.text(text, start);
+        // the text of <variables> itself is URL-encoded too
+        const problem = textNode(text, start, name, inVariables || name === 'variables');
         if (problem) return { ok: false, reason: `metadata does not parse as XML (${problem})` };
-        if (inVariables && profiles.size && PROFILE_VARIABLES.has(name)) {
-          const to = profiles.get(decodeUnits(text, 'url').decoded);
-          if (to !== undefined) { edits.push([start, start + text.length, fsUrlEncode(to)]); replaced++; continue; }
-        }
-        const [out, n] = rewritePiece(text, url ? 'url' : 'xml', patterns);
-        if (n) {
-          badPiece ??= pieceProblem(out, null);
-          edits.push([start, start + text.length, out]);
-          replaced += n;
-        }
         continue;
       }
     }
@@ -201,18 +207,8 @@ export function rewriteMetadata(metadata: string, spec: RewriteSpec, patterns = 
         if (problem) return { ok: false, reason: `metadata does not parse as XML (${problem})` };
         continue;
       }
-      const problem = check.text(tok, at);
+      const problem = textNode(tok, at, element, inVariables);
       if (problem) return { ok: false, reason: `metadata does not parse as XML (${problem})` };
-      if (inVariables && profiles.size && PROFILE_VARIABLES.has(element)) {
-        const to = profiles.get(decodeUnits(tok, 'url').decoded);
-        if (to !== undefined) { edits.push([at, at + tok.length, fsUrlEncode(to)]); replaced++; continue; }
-      }
-      const [text, n] = rewritePiece(tok, inVariables ? 'url' : 'xml', patterns);
-      if (n) {
-        badPiece ??= pieceProblem(text, null);
-        edits.push([at, at + tok.length, text]);
-        replaced += n;
-      }
       continue;
     }
     const problem = close ? check.close(name, attrs, selfClose, at) : check.open(name, attrs, selfClose, at);
