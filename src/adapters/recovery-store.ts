@@ -197,11 +197,23 @@ export async function writeAudit(db: Db, a: AuditRecord): Promise<void> {
     'writing the audit row');
 }
 
-/** Rows a running node tracks under its own core uuid now (its answered calls' legs). */
-export async function trackedBy(db: Db, layout: Layout, switchname: string, coreUuid: string): Promise<number> {
-  const [r] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${recoveryTable(layout)} WHERE hostname = $1 AND runtime_uuid = $2`,
-    [switchname, coreUuid], 'counting tracked calls');
+/** Rows tracked under a core uuid (a node's answered calls' legs), in whichever relation holds them; hostname: only its own. */
+export async function callsUnderCore(db: Db, layout: Layout, coreUuid: string, hostname?: string): Promise<number> {
+  const [r] = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM ${recoveryTable(layout)} WHERE runtime_uuid = $1 AND ($2::text IS NULL OR hostname = $2)`,
+    [coreUuid, hostname ?? null], 'counting tracked calls');
   return r.n;
+}
+
+export interface TakeoverSeen { command: string; to_node: string; result: string; adopted: number }
+
+/** The newest audit row of a takeover of one of `nodes`, optionally since a time and with one of some results. */
+export async function latestTakeoverOf(db: Db, nodes: string[], o: { since?: Date; results?: string[] } = {}): Promise<TakeoverSeen | null> {
+  const [a] = await db.query<TakeoverSeen>(
+    `SELECT command, to_node, result, adopted FROM fsha.audit
+      WHERE from_node = ANY($1::text[]) AND ($2::timestamptz IS NULL OR started_at >= $2) AND ($3::text[] IS NULL OR result = ANY($3))
+      ORDER BY id DESC LIMIT 1`, [nodes, o.since ?? null, o.results ?? null], 'reading the audit');
+  return a ?? null;
 }
 
 export async function writeVrrp(db: Db, node: string, instance: string, state: string): Promise<void> {

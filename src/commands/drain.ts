@@ -105,7 +105,16 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
       throw new Refused(ok.action === 'refuse' ? ok.reason : `refusing to drain ${src.name}: it gave no core uuid`);
     }
     const settleMs = o.settleMs ?? cfg.drain.settleMs;
-    const db = await Db.connect(database, cfg.timeouts.databaseMs, `fs-ha drain ${src.name}`);
+    // one connection for the drain's own questions, from the settle to the report (the takeover has its own)
+    const db = await Db.connect(database, cfg.timeouts.databaseMs, `fs-ha drain ${src.name}`).catch((e) => { session.close(); throw e; });
+    try {
+      return await stopAndTakeOver(session, probe.coreUuid, db, settleMs);
+    } finally {
+      await db.close();
+    }
+  }
+
+  async function stopAndTakeOver(session: EslSession, core: string, db: Db, settleMs: number): Promise<DrainReport> {
     try {
       const standby = await session.api('sofia global standby on', esl.timeoutMs);
       if (!standby.startsWith('+OK')) throw new ActionFailed(`sofia global standby on on ${src.name}: ${standby.trim().slice(0, 100)}`);
@@ -113,7 +122,7 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
       log('info', `drain: ${src.name} in standby (new calls get 503); waiting up to ${settleMs} ms for calls in set-up`, ctx);
       const until = Date.now() + settleMs;
       for (;;) {
-        const ringing = settling(await channels(session, esl.timeoutMs), await store.trackedBy(db, cfg.layout, src.switchname, probe.coreUuid));
+        const ringing = settling(await channels(session, esl.timeoutMs), await store.callsUnderCore(db, cfg.layout, core, src.switchname));
         report.dropped = ringing;
         if (!ringing || Date.now() >= until) break;
         await sleep(Math.min(200, Math.max(1, until - Date.now())));
@@ -133,7 +142,6 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
       timings.drain_stopped_ms = Date.now() - t0;
     } finally {
       session.close();
-      await db.close();
     }
 
     // 4. confirmed gone, then the takeover, as after a crash (the same liveness rule judges it)
@@ -147,7 +155,7 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
     }
     timings.drain_gone_ms = Date.now() - t0;
     const shared = sharedAddresses(src.addresses, to.map((n) => cfg.nodes[n].addresses));
-    const left = await callsUnder(cfg, probe.coreUuid);
+    const left = await store.callsUnderCore(db, cfg.layout, core);
     if (left === 0) {
       // it carried no answered call (or they all ended meanwhile): nothing to take over, none to wait for
       timings.total_ms = Date.now() - t0;
@@ -156,7 +164,7 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
     } else if (shared.length) {
       // the pair: the adopter re-INVITEs from the VIP, which keepalived moves to it before its notify MASTER
       log('info', `drain: ${src.name} shares ${shared.join(', ')} with ${to.join(', ')} (a VIP): keepalived's new MASTER takes the calls over once it holds it; waiting`, ctx);
-      const a = await awaitAutomaticTakeover(cfg, src.switchname, probe.coreUuid, new Date(t0 - 5000)); // clocks of the nodes may differ a little
+      const a = await awaitAutomaticTakeover(cfg, db, src.switchname, core, new Date(t0 - 5000)); // clocks of the nodes may differ a little
       timings.total_ms = Date.now() - t0;
       report.result = a.result === 'done' ? 'done' : 'partial';
       report.reason = `${src.name} drained: its calls were taken over by ${a.command} (${a.result}: ${a.adopted} call(s) to ${a.to_node})`;
@@ -167,7 +175,8 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
       timings.total_ms = Date.now() - t0;
       if (r.result === 'nothing') {
         // keepalived's MASTER was first (it saw the stop too): the lock let it run; say where the calls went
-        const last = await lastTakeoverOf(cfg, src.name).catch((e) => `(the audit could not be read: ${errorMessage(e)})`);
+        const last = await store.latestTakeoverOf(db, [src.name]).then((a) => (a ? `by ${a.command} (${a.result}: ${a.adopted} call(s) to ${a.to_node})` : '(no audit row)'),
+          (e) => `(the audit could not be read: ${errorMessage(e)})`);
         report.result = 'nothing';
         report.reason = `${src.name} drained: its calls were already taken over ${last}`;
       } else {
@@ -178,17 +187,6 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
     if (report.dropped) report.reason += `; ${report.dropped} call(s) in set-up dropped`;
     log(report.result === 'partial' ? 'error' : 'info', `drain ${report.result}: ${report.reason}`, { ...ctx, ms: timings.total_ms });
     return report;
-  }
-}
-
-/** Calls still tracked under a (stopped) node's core uuid, in whichever relation holds the rows. */
-async function callsUnder(cfg: Config, core: string): Promise<number> {
-  const db = await Db.connect(cfg.database!, cfg.timeouts.databaseMs, 'fs-ha drain');
-  try {
-    const [r] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${store.recoveryTable(cfg.layout)} WHERE runtime_uuid = $1`, [core], 'counting the drained node\'s calls');
-    return r.n;
-  } finally {
-    await db.close();
   }
 }
 
@@ -210,36 +208,19 @@ async function recordDrain(cfg: Config, a: store.AuditRecord): Promise<void> {
  * more and a takeover of it since the drain began is in the audit; its row is the answer. Otherwise the calls
  * are still safe in the table, and the error says how to finish.
  */
-async function awaitAutomaticTakeover(cfg: Config, switchname: string, core: string, since: Date): Promise<{ command: string; to_node: string; result: string; adopted: number }> {
+async function awaitAutomaticTakeover(cfg: Config, db: Db, switchname: string, core: string, since: Date): Promise<store.TakeoverSeen> {
   const waitMs = cfg.timeouts.lockMs + cfg.timeouts.verifyMs;
   const until = Date.now() + waitMs;
-  const db = await Db.connect(cfg.database!, cfg.timeouts.databaseMs, 'fs-ha drain');
-  try {
-    for (;;) {
-      const [left] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${store.recoveryTable(cfg.layout)} WHERE runtime_uuid = $1`, [core], 'counting calls not yet taken over');
-      const [a] = await db.query<{ command: string; to_node: string; result: string; adopted: number }>(
-        "SELECT command, to_node, result, adopted FROM fsha.audit WHERE from_node IN (SELECT name FROM unnest($1::text[]) AS name) AND started_at >= $2 AND result IN ('done', 'partial') ORDER BY id DESC LIMIT 1",
-        [Object.values(cfg.nodes).filter((n) => n.switchname === switchname).map((n) => n.name), since], 'reading the audit');
-      if (left.n === 0 && a) return a;
-      if (Date.now() >= until) {
-        throw new ActionFailed(`drain: no takeover of the drained node's ${left.n} call(s) within ${waitMs} ms: keepalived has not made another node MASTER ` +
-          'with the VIP; the calls are safe in the recovery table: run fs-ha takeover --from the drained node on the node that holds the VIP');
-      }
-      await sleep(100);
+  const names = Object.values(cfg.nodes).filter((n) => n.switchname === switchname).map((n) => n.name);
+  for (;;) {
+    const left = await store.callsUnderCore(db, cfg.layout, core);
+    const a = await store.latestTakeoverOf(db, names, { since, results: ['done', 'partial'] });
+    if (left === 0 && a) return a;
+    if (Date.now() >= until) {
+      throw new ActionFailed(`drain: no takeover of the drained node's ${left} call(s) within ${waitMs} ms: keepalived has not made another node MASTER ` +
+        'with the VIP; the calls are safe in the recovery table: run fs-ha takeover --from the drained node on the node that holds the VIP');
     }
-  } finally {
-    await db.close();
-  }
-}
-
-async function lastTakeoverOf(cfg: Config, node: string): Promise<string> {
-  const db = await Db.connect(cfg.database!, cfg.timeouts.databaseMs, 'fs-ha drain');
-  try {
-    const [a] = await db.query<{ command: string; to_node: string; result: string; adopted: number }>(
-      'SELECT command, to_node, result, adopted FROM fsha.audit WHERE from_node = $1 ORDER BY id DESC LIMIT 1', [node], 'reading the audit');
-    return a ? `by ${a.command} (${a.result}: ${a.adopted} call(s) to ${a.to_node})` : '(no audit row)';
-  } finally {
-    await db.close();
+    await sleep(100);
   }
 }
 
