@@ -6,6 +6,11 @@
 import { isIP } from 'node:net';
 import { ConfigError } from './errors';
 import { parsePgTarget } from './core/pg-hosts';
+import { DEFAULT_RECOVERY_PORTS, FREESWITCH_RTP_PORTS, parseRange } from './core/ports';
+
+const portRange = (doc: string, def: string): Field => ({
+  kind: 'string', doc, default: def, check: (v) => { const r = parseRange(v); return 'error' in r ? r.error : null; },
+});
 
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 /** syslog facilities log.facility may name (log.ts maps them to numbers) */
@@ -50,6 +55,7 @@ export const SCHEMA: Record<string, Field> = {
         addresses: { kind: 'list', item: 'address', doc: 'what FreeSWITCH writes into its calls (IPs; a takeover swaps them position by position)' },
         esl: { kind: 'section', doc: 'how this node reaches its event socket (for this node itself: the top-level esl)', fields: eslFields(undefined, 'esl.timeout_ms') },
         weight: { kind: 'int', doc: 'its share when a node\'s calls are spread over several adopters', default: 1, min: 1, max: 100 },
+        rtp_ports: portRange('its FreeSWITCH\'s RTP allocator range (switch.conf.xml rtp-start-port-rtp-end-port): adopted calls never keep a port inside it', FREESWITCH_RTP_PORTS),
         profiles: {
           kind: 'map', doc: 'its SIP profiles named differently: the cluster\'s name -> its own (a takeover rewrites profile_name and recovery_profile_name)',
           keyDoc: 'profile name', value: { kind: 'name', doc: 'this node\'s name for that profile' },
@@ -57,6 +63,7 @@ export const SCHEMA: Record<string, Field> = {
       },
     },
   },
+  recovery_ports: portRange('the recovery band, outside every node\'s rtp_ports: an adopted call whose RTP port is in its adopter\'s range or in use there gets a free port pair of it', DEFAULT_RECOVERY_PORTS),
   adopters: {
     kind: 'map', doc: 'the nodes that take a node\'s calls, spread over them (per-node layout); default: the node running the takeover alone',
     keyDoc: 'node name', value: { kind: 'list', item: 'string', doc: 'nodes under nodes, in order of preference' },

@@ -8,6 +8,9 @@ import { isIP } from 'node:net';
 import { ConfigError } from './errors';
 import { nodeSchemas } from './core/per-node';
 import { FACILITIES, validate } from './config-schema';
+import { parseRange, type PortRange } from './core/ports';
+
+const range = (v: string): PortRange => parseRange(v) as PortRange; // checked by the schema
 
 export interface EslTarget {
   host: string;
@@ -28,6 +31,8 @@ export interface NodeConfig {
   weight: number;
   /** the cluster's profile name -> this node's own, where they differ */
   profiles: Record<string, string>;
+  /** its FreeSWITCH's RTP port allocator range (rtp-start-port..rtp-end-port) */
+  rtpPorts: PortRange;
 }
 
 export type RecoverCommand = 'sofia' | 'fsctl';
@@ -42,6 +47,8 @@ export interface Config {
   instances: Record<string, string>;
   /** node -> the nodes that adopt its calls (spread); absent: the node running the takeover alone */
   adopters: Record<string, string[]>;
+  /** the band adopted calls move into when their port is not safe on their adopter */
+  recoveryPorts: PortRange;
   drain: { stopCommand: string; settleMs: number };
   check: { profiles: string[]; database: boolean; timeoutMs: number; heartbeat: boolean };
   recover: RecoverCommand;
@@ -108,7 +115,7 @@ export function parseConfig(text: string, path = '<inline>'): Config {
     const addresses = (n.addresses as string[]).map(canonicalAddress);
     nodes[name] = {
       name, switchname, addresses, esl: isObj(given.nodes?.[name]?.esl) ? esl(n.esl, timeoutDefault) : undefined,
-      weight: n.weight, profiles: n.profiles ?? {},
+      weight: n.weight, profiles: n.profiles ?? {}, rtpPorts: range(n.rtp_ports),
     };
     const other = seenSwitch.get(switchname);
     if (other && addresses.length && nodes[other].addresses.length && addresses.join(',') !== nodes[other].addresses.join(',')) {
@@ -164,7 +171,7 @@ export function parseConfig(text: string, path = '<inline>'): Config {
   }
   const t = r.timeouts;
   return {
-    path, node, database, esl: local, nodes, instances, adopters, check,
+    path, node, database, esl: local, nodes, instances, adopters, check, recoveryPorts: range(r.recovery_ports),
     drain: { stopCommand: r.drain.stop_command, settleMs: r.drain.settle_ms },
     recover: r.recover, standby: r.standby, fence: r.fence, layout,
     timeouts: { databaseMs: t.database_ms, recoverMs: t.recover_ms, verifyMs: t.verify_ms, lockMs: t.lock_ms, fenceMs: t.fence_ms },

@@ -15,6 +15,7 @@ import type { Layout } from '../config';
 import { batches, groupRows, judgeGroup, DEFAULT_LIMITS, type BatchLimits, type CallGroup, type RowFacts } from '../core/groups';
 import { heldRowsLeaveTable } from '../core/decide';
 import { rewriteMetadata, compilePatterns, type RewriteSpec } from '../core/rewrite';
+import { movePorts, type PortBook } from '../core/ports';
 import { ActionFailed } from '../errors';
 import type { Db } from './db';
 
@@ -22,6 +23,8 @@ import type { Db } from './db';
 export interface MoveTarget {
   node: string;
   spec: RewriteSpec;
+  /** the RTP ports held on this adopter: a row whose port is not safe there moves into the recovery band */
+  ports?: PortBook;
 }
 
 export interface MoveResult {
@@ -168,7 +171,7 @@ export async function moveRows(db: Db, layout: Layout, table: string, targets: M
         for (const r of g.rows) {
           const md = got.get(r.ctid);
           const rw = md === undefined ? { ok: false as const, reason: 'the row changed under the lock' }
-            : md === null ? { ok: false as const, reason: 'metadata is NULL' } : rewriteMetadata(md, targets[t].spec, compiled[t]);
+            : md === null ? { ok: false as const, reason: 'metadata is NULL' } : rewriteRow(md, targets[t], compiled[t]);
           if (rw.ok) out.push({ ctid: r.ctid, metadata: rw.metadata, uuid: r.uuid, profile: profileMaps[t].get(r.profile) ?? r.profile, replaced: rw.replaced, target: t });
           else failures.set(r.uuid, rw.reason);
         }
@@ -203,6 +206,14 @@ export async function moveRows(db: Db, layout: Layout, table: string, targets: M
     if (!(e instanceof DryRunRollback)) throw e;
   }
   return result;
+}
+
+/** One row for one adopter: its addresses and switchname, then its RTP ports where they are not safe there. */
+function rewriteRow(md: string, target: MoveTarget, patterns: ReturnType<typeof compilePatterns>) {
+  const rw = rewriteMetadata(md, target.spec, patterns);
+  if (!rw.ok || !target.ports) return rw;
+  const moved = movePorts(rw.metadata, target.ports);
+  return moved.ok ? { ok: true as const, metadata: moved.metadata, replaced: rw.replaced + moved.replaced } : moved;
 }
 
 /** One copy per held call (a rerun replaces the older one), and out of the table where the recover would take it. */

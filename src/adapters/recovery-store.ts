@@ -94,6 +94,17 @@ export async function rowsOfHost(db: Db, layout: Layout, switchname: string, exc
   return groups(rows);
 }
 
+/** The RTP ports (audio, video, text) the rows under each switchname bind: its own calls and those handed to it. */
+export async function mediaPortsUnder(db: Db, layout: Layout, switchnames: string[]): Promise<Map<string, number[]>> {
+  const rows = await db.query<{ hostname: string; ports: Array<string | null> }>(
+    `SELECT hostname, ARRAY[substring(metadata from '<local_media_port>([0-9]{1,5})<'), substring(metadata from '<local_video_port>([0-9]{1,5})<'),
+            substring(metadata from '<local_text_port>([0-9]{1,5})<')] AS ports
+       FROM ${recoveryTable(layout)} WHERE hostname = ANY($1)`, [switchnames], 'reading the RTP ports the adopters hold');
+  const out = new Map<string, number[]>(switchnames.map((s) => [s, []]));
+  for (const r of rows) for (const p of r.ports) if (p) out.get(r.hostname)?.push(Number(p));
+  return out;
+}
+
 export async function census(db: Db, layout: Layout): Promise<ScopeGroup[]> {
   return groups(await db.query(`SELECT ${GROUP_COLS} FROM ${recoveryTable(layout)} GROUP BY 1,2,3,4 ORDER BY 1,2`, [], 'counting recovery rows'));
 }

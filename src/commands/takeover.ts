@@ -18,6 +18,8 @@ import { EslSession } from '../adapters/esl';
 import { Db } from '../adapters/db';
 import { runFence } from '../adapters/fence';
 import { moveRows } from '../adapters/move-rows';
+import { boundUdpPorts } from '../adapters/bound-ports';
+import { formatRange, PortBook } from '../core/ports';
 import * as store from '../adapters/recovery-store';
 import { decideDeath, decideStillDead, decideTarget, judgeRecovery, judgeSpread, planRecover, type AdopterOutcome } from '../core/decide';
 import { assignGroups, decideAdopters, profileFor, type Adopter, type AdopterFacts } from '../core/spread';
@@ -124,6 +126,17 @@ async function recoverOn(cfg: Config, x: NodeConfig, session: EslSession, core: 
   }
   log(r.result === 'done' ? 'info' : 'error', `takeover: adopter ${x.name} ${r.result}: ${r.reason}`, { ...ctx, node: x.name, calls: r.handed, recovered: r.recovered ?? undefined });
   return r;
+}
+
+/**
+ * Step 5's media facts: per adopter, the RTP ports its calls hold (its rows; on this node also every bound UDP
+ * socket), so no adopted call binds a port an adopter's call uses or its allocator may hand out.
+ */
+async function portBooks(cfg: Config, db: Db, adopting: NodeConfig[]): Promise<Map<string, PortBook>> {
+  const held = await store.mediaPortsUnder(db, cfg.layout, adopting.map((x) => x.switchname));
+  const local = adopting.some((x) => x.name === cfg.node) ? await boundUdpPorts() : new Set<number>();
+  return new Map(adopting.map((x) => [x.name, new PortBook(x.name, x.rtpPorts, cfg.recoveryPorts,
+    [...(held.get(x.switchname) ?? []), ...(x.name === cfg.node ? local : [])])]));
 }
 
 /** Step 1's observation: probe (the first one may already be under way), the heartbeat when the probe cannot tell, until a verdict. */
@@ -295,8 +308,10 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
 
     // 5. the rewrite, all or nothing: each group for its adopter
     if (!(adopting.length === 1 && from.switchname === adopting[0].switchname)) {
+      const books = await portBooks(cfg, db, adopting);
       const moveTargets = adopting.map((x) => ({
         node: x.name,
+        ports: books.get(x.name),
         spec: {
           fromSwitchname: from.switchname, toSwitchname: x.switchname, addresses: addressPairs(from, x),
           profiles: profilePairs(from, x, incoming.map((g) => g.profile)),
@@ -318,6 +333,9 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
         report.reason = `would move ${moved.rows.length} row(s) of ${from.name} to ${adopting.length > 1 ? perAdopter : report.to}` +
           (moved.held.length ? `, hold back ${moved.held.length}` : '') + (opts.noRecover ? '' : ` and recover them there`);
         return report;
+      }
+      for (const b of books.values()) {
+        if (b.moved) log('info', `takeover: ${b.moved} RTP port(s) moved into recovery_ports ${formatRange(b.band)} on ${b.node} (in its rtp_ports or in use there)`, ctx);
       }
       log('info', `takeover: moved ${moved.rows.length} row(s) to ${adopting.length > 1 ? perAdopter : report.to}`, { ...ctx, calls: moved.rows.length, held: moved.held.length, ms: timings.rewritten_ms });
     } else if (opts.dryRun) {

@@ -36,6 +36,12 @@ export interface ClusterOptions {
   profiles?: Record<string, string[]>;
   /** the simulators' PQreset pause on a dead database connection (default: mod_pgsql's 1000 ms) */
   dbResetIntervalMs?: number;
+  /** a node's FreeSWITCH RTP allocator range (simulator and nodes.<n>.rtp_ports) */
+  rtpPorts?: Record<string, { lo: number; hi: number }>;
+  /** the simulators' media plane (RTP sockets, packets, MEDIA_TIMEOUT): see test/sim/media.ts */
+  media?: { timeoutSec: number; intervalMs?: number; robustness?: boolean };
+  /** the far end's RTP port written into new calls */
+  farEndMediaPort?: number;
   /** the simulators' events (recover, reinvite, crash, ...) */
   onEvent?: (node: string, what: string, detail: Record<string, unknown>) => void;
 }
@@ -60,7 +66,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     `database: ${url}`,
     `esl: { host: ${addr[node]}, port: ${ports[node]}, password: ClueCon, timeout_ms: 1000 }`,
     'nodes:',
-    ...opts.nodes.map((n) => `  ${n}: { switchname: ${switchOf(n)}, addresses: [${opts.switchname ? '127.0.0.100' : addr[n]}], esl: { host: ${addr[n]}, port: ${ports[n]}, password: ClueCon, timeout_ms: 1000 } }`),
+    ...opts.nodes.map((n) => `  ${n}: { switchname: ${switchOf(n)}, addresses: [${opts.switchname ? '127.0.0.100' : addr[n]}],${opts.rtpPorts?.[n] ? ` rtp_ports: ${opts.rtpPorts[n].lo}-${opts.rtpPorts[n].hi},` : ''} esl: { host: ${addr[n]}, port: ${ports[n]}, password: ClueCon, timeout_ms: 1000 } }`),
     `check: { profiles: [internal], database: false }`,
     `layout: ${layout}`,
     `timeouts: ${opts.timeouts ?? '{ verify_ms: 3000, lock_ms: 5000, database_ms: 3000 }'}`,
@@ -76,7 +82,8 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       ? `${url}?options=${encodeURIComponent(`-c search_path=public,${nodeSchema(switchOf(n))}`)}`
       : url;
     return new FsSim({ host: addr[n], port: ports[n], switchname: switchOf(n), address: opts.switchname ? '127.0.0.100' : addr[n], dsn, sip: opts.sip, retrackDelayMs: opts.retrackDelayMs, acl: opts.acl?.[n],
-      recoverDelayMs: opts.recoverDelayMs, dbResetIntervalMs: opts.dbResetIntervalMs, profiles: opts.profiles?.[n], onEvent: opts.onEvent ? (what, d) => opts.onEvent!(n, what, d) : undefined });
+      recoverDelayMs: opts.recoverDelayMs, dbResetIntervalMs: opts.dbResetIntervalMs, profiles: opts.profiles?.[n],
+      rtpPorts: opts.rtpPorts?.[n], media: opts.media, farEndMediaPort: opts.farEndMediaPort, onEvent: opts.onEvent ? (what, d) => opts.onEvent!(n, what, d) : undefined });
   };
   for (const n of opts.nodes) {
     sims[n] = make(n);

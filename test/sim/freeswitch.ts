@@ -21,6 +21,8 @@ import { FIXTURES, loadRows, parseInserts } from '../helpers/fixtures';
 import * as R from './replies';
 import { sendReinvite } from './sip';
 import { SimDb } from './db';
+import { MediaPlane } from './media';
+import { mediaPortsOf, rewritePorts } from '../../src/core/ports';
 
 export interface SimOptions {
   host: string;
@@ -52,6 +54,15 @@ export interface SimOptions {
    * is loopback.auto, so that is ours too; anything else gets a text/rude-rejection and the socket closes.
    */
   acl?: string[];
+  /** rtp-start-port..rtp-end-port (default FreeSWITCH's 16384-32768): new calls' ports come from here */
+  rtpPorts?: { lo: number; hi: number };
+  /**
+   * a media plane (test/sim/media.ts): every channel binds its RTP port and sends RTP to the far end's
+   * media address (farEndMediaPort), hung up MEDIA_TIMEOUT after timeoutSec without inbound RTP
+   */
+  media?: { timeoutSec: number; intervalMs?: number; robustness?: boolean };
+  /** the far end's RTP port written into new calls (remote_media_port) */
+  farEndMediaPort?: number;
   onEvent?: (what: string, detail: Record<string, unknown>) => void;
 }
 
@@ -83,14 +94,22 @@ export class FsSim {
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
   private db: SimDb | null = null;
-  private readonly o: Required<Omit<SimOptions, 'onEvent' | 'dbResetTries' | 'dbResetIntervalMs'>> & Pick<SimOptions, 'onEvent' | 'dbResetTries' | 'dbResetIntervalMs'>;
+  private readonly o: Required<Omit<SimOptions, 'onEvent' | 'dbResetTries' | 'dbResetIntervalMs' | 'media'>> & Pick<SimOptions, 'onEvent' | 'dbResetTries' | 'dbResetIntervalMs' | 'media'>;
+  /** the RTP ports and sockets of its channels (an allocator always; sockets and packets with options.media) */
+  readonly media: MediaPlane;
 
   constructor(opts: SimOptions) {
     this.o = {
       password: 'ClueCon', farEnd: '127.0.0.21', farEndPort: 5060, sip: false,
-      retrackDelayMs: 5, recoverDelayMs: 0, ...opts, acl: opts.acl ?? ['127.0.0.0/8'], profiles: opts.profiles ?? ['internal'],
+      retrackDelayMs: 5, recoverDelayMs: 0, ...opts, rtpPorts: opts.rtpPorts ?? { lo: 16384, hi: 32768 }, farEndMediaPort: opts.farEndMediaPort ?? 30000, acl: opts.acl ?? ['127.0.0.0/8'], profiles: opts.profiles ?? ['internal'],
     };
     for (const p of this.o.profiles) this.profiles.set(p, true);
+    this.media = new MediaPlane({
+      ports: this.o.rtpPorts, timeoutSec: opts.media?.timeoutSec ?? 0, intervalMs: opts.media?.intervalMs, robustness: opts.media?.robustness,
+      onEvent: (what, d) => this.o.onEvent?.(what, { node: this.o.switchname, ...d }),
+    });
+    // FreeSWITCH hangs a deaf channel up: its row goes (switch_core_recovery_untrack)
+    this.media.onTimeout = (uuid) => { void this.db?.query('delete from recovery where uuid = $1', [uuid]).catch(() => undefined); };
   }
 
   get switchname(): string { return this.o.switchname; }
@@ -140,6 +159,7 @@ export class FsSim {
   /** fsctl crash: sockets close, the process is gone; its rows stay as they were. */
   async crash(): Promise<void> {
     this.crashed = true;
+    this.media.closeAll();
     await this.refuse();
     await this.db?.end().catch(() => undefined);
     this.db = null;
@@ -147,6 +167,7 @@ export class FsSim {
   }
 
   async stop(): Promise<void> {
+    this.media.closeAll();
     await this.refuse();
     await this.db?.end().catch(() => undefined);
     this.db = null;
@@ -179,6 +200,7 @@ export class FsSim {
       md = md.replace(/<sip_call_id>[^<]*<\/sip_call_id>/, `<sip_call_id>${i}-${uuid.slice(0, 8)}%40${this.o.farEnd}</sip_call_id>`);
       if (profile !== 'internal') md = md.replace(/<(recovery_profile_name|sofia_profile_name|sip_profile_name)>[^<]*</g, `<$1>${fsUrlEncode(profile)}<`);
       if (this.o.farEndPort !== 5060) md = md.replace(/<sip_network_port>5060</, `<sip_network_port>${this.o.farEndPort}<`);
+      md = await this.givePort(md);
       uuids.push(uuid);
       rows.push([this.coreUuid, 'sofia', profile, this.o.switchname, uuid, md]);
       this.sessionsSinceStart++;
@@ -191,7 +213,36 @@ export class FsSim {
       const values = chunk.map((r, j) => { params.push(...r); const b = j * 6; return `($${b + 1},$${b + 2},$${b + 3},$${b + 4},$${b + 5},$${b + 6})`; });
       await db.query(`insert into recovery (runtime_uuid, technology, profile_name, hostname, uuid, metadata) values ${values.join(',')}`, params);
     }
+    await this.openMedia(rows.map((r) => ({ uuid: r[4], metadata: r[5] })), false);
     return uuids;
+  }
+
+  /** A new call's RTP port from the allocator, written where FreeSWITCH writes it; its far end's media port. */
+  private async givePort(md: string): Promise<string> {
+    const ports = mediaPortsOf(md);
+    if ('error' in ports || !ports.get('media')) return md;
+    const port = await this.media.allocate(this.o.address);
+    const rw = rewritePorts(md, ports, new Map([[ports.get('media')!, port]]));
+    if (!rw.ok) throw new Error(rw.reason);
+    return rw.metadata.replace(/<remote_media_port>\d+</, `<remote_media_port>${this.o.farEndMediaPort}<`);
+  }
+
+  /**
+   * Channels' media from their rows: local_media_ip:local_media_port bound, RTP to remote_media_ip:remote_media_port.
+   * New calls' ports came from the allocator; recovered ones are bound as their rows say, the allocator not asked.
+   * A bind that fails hangs the call up (FreeSWITCH: Bind Error, INCOMPATIBLE_DESTINATION). Returns the failed uuids.
+   */
+  private async openMedia(calls: Array<{ uuid: string; metadata: string }>, recovered: boolean): Promise<string[]> {
+    const failed: string[] = [];
+    for (const c of calls) {
+      const v = (name: string) => new RegExp(`<${name}>([^<]*)</${name}>`).exec(c.metadata)?.[1];
+      const [ip, port, rip, rport] = [v('local_media_ip'), v('local_media_port'), v('remote_media_ip'), v('remote_media_port')];
+      if (!ip || !port) continue;
+      if (!this.o.media) continue;
+      await this.media.open(c.uuid, { ip, port: Number(port) }, { ip: rip ?? this.o.farEnd, port: Number(rport ?? this.o.farEndMediaPort) },
+        { recovered, allocated: !recovered }).catch(() => failed.push(c.uuid));
+    }
+    return failed;
   }
 
   /**
@@ -227,7 +278,7 @@ export class FsSim {
         const map = new Map<string, string>();
         for (const leg of pairs[i % pairs.length]) {
           const md = copy(leg.metadata, map, `b${i}-${randomUUID().slice(0, 8)}`);
-          rows.push([this.coreUuid, 'sofia', 'internal', this.o.switchname, map.get(leg.uuid)!, md]);
+          rows.push([this.coreUuid, 'sofia', 'internal', this.o.switchname, map.get(leg.uuid)!, await this.givePort(md)]);
         }
       }
     } else {
@@ -237,7 +288,7 @@ export class FsSim {
         const member = all[i % all.length];
         const map = new Map(shared);
         const md = copy(member.metadata, map, `m${i}-${randomUUID().slice(0, 8)}`);
-        rows.push([this.coreUuid, 'sofia', 'internal', this.o.switchname, map.get(member.uuid)!, md]);
+        rows.push([this.coreUuid, 'sofia', 'internal', this.o.switchname, map.get(member.uuid)!, await this.givePort(md)]);
       }
     }
     const db = this.requireDb();
@@ -245,10 +296,12 @@ export class FsSim {
       await db.query('insert into recovery (runtime_uuid, technology, profile_name, hostname, uuid, metadata) values ($1,$2,$3,$4,$5,$6)', r);
       this.sessionsSinceStart++;
     }
+    await this.openMedia(rows.map((r) => ({ uuid: r[4], metadata: r[5] })), false);
     return rows.map((r) => r[4]);
   }
 
   async hangup(uuid: string): Promise<void> {
+    this.media.close(uuid);
     await this.requireDb().query('delete from recovery where uuid = $1', [uuid]);
   }
 
@@ -286,6 +339,8 @@ export class FsSim {
         // one leg after another, recoverDelayMs each: paced on the clock, so timer granularity does not add up
         const due = paceFrom + (recovered.length + 1) * this.o.recoverDelayMs;
         if (this.o.recoverDelayMs && due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
+        // switch_core_media_recover_session: the row's port is bound before the re-INVITE offers it
+        if ((await this.openMedia([row], true)).length) continue;
         recovered.push({ uuid: row.uuid, profile: decodeURIComponent(onProfile!), metadata: row.metadata });
         if (this.o.sip) sendReinvite(row.metadata, this.o.address, (d) => this.o.onEvent?.('reinvite', d), (d) => this.o.onEvent?.('reinvite-failed', d));
       }
@@ -393,6 +448,7 @@ export class FsSim {
         case 'answer-ringing': { const n = this.ringing; this.ringing = 0; return (await this.answerCalls(n, undefined, true)).join('\n') + '\n'; }
         case 'crash-on-recover': this.fault.crashOnRecover = true; return '+OK\n';
         case 'refuse': setImmediate(() => void this.refuse()); return '+OK\n';
+        case 'media': return JSON.stringify(this.media.report()) + '\n';
         case 'state': return JSON.stringify({
           switchname: this.o.switchname, coreUuid: this.coreUuid, standby: this.standby,
           profiles: Object.fromEntries(this.profiles), calls: (await this.ownCalls()).length, db: this.dbServer,
