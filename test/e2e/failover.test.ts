@@ -15,6 +15,7 @@ import { Fabric, Lab, MGMT_DB, PREFIX, VIP, cleanStale, installMissing, prerequi
 import { RootCapture } from './capture';
 import { rootExposure } from './net';
 import { formatTimeline, timeline } from './timeline';
+import { assertAudio, formatAudio } from './audio';
 
 const fabric = new Fabric();
 const capture = new RootCapture();
@@ -114,6 +115,7 @@ for (const variant of ['agent', 'scripts'] as const) test(`1${variant === 'agent
       process.stdout.write(`  takeover steps (ms): ${JSON.stringify(a.timings)}\n`);
     });
     assert.equal(t.reinvites, 50);
+    process.stdout.write(formatAudio(await assertAudio(lab, { since: crash, moved: calls, nodes: ['freeswitch02'] })) + '\n');
     // the old node's FreeSWITCH comes back: keepalived leaves FAULT for BACKUP and its profiles go to standby
     await lab.startSim('freeswitch01');
     await lab.waitState('freeswitch01', 'VI_FS', 'BACKUP', 20000);
@@ -143,6 +145,7 @@ test('2. pair, the master host dies entirely (keepalived and FreeSWITCH gone, li
     // the event socket was unreachable, so the heartbeat decided: it had to go stale first
     assert.ok(lab.fshaLog('freeswitch02').some((l) => /heartbeat/.test(l.text)), 'liveness judged by the heartbeat');
     process.stdout.write(formatTimeline('pair, host dead, 20 calls', timeline(lab, { failed: 'freeswitch01', adopter: 'freeswitch02', instance: 'VI_FS', crash })) + '\n');
+    process.stdout.write(formatAudio(await assertAudio(lab, { since: crash, moved: calls, nodes: ['freeswitch02'] })) + '\n');
   });
 });
 
@@ -166,6 +169,10 @@ test('3. split brain: the VRRP link is cut while both FreeSWITCH are healthy; bo
     lab.fabric.ip(['link', 'set', s1, 'master', lab.fabric.s]);
     await waitFor('one MASTER again', () => lab.vrrpState('freeswitch01', 'VI_FS') !== lab.vrrpState('freeswitch02', 'VI_FS'), 20000);
     await assertOwnedOnce(url, calls, { freeswitch01: core1 });
+    // the cut took the node off the service net (its media too); once back, every call hears and is heard again
+    const restored = Date.now() + 1000;
+    await new Promise((r) => setTimeout(r, 1500));
+    await assertAudio(lab, { since: restored, moved: [], live: calls, nodes: ['freeswitch01'] });
     await withClient(url, async (c) => {
       const done = (await c.query("select count(*)::int n from fsha.audit where result in ('done','partial','moved')")).rows[0].n;
       assert.equal(done, 0, 'no takeover went through');
@@ -194,6 +201,8 @@ test('4. failback: the old master\'s FreeSWITCH returns; it stays BACKUP in stan
     await assertOwnedOnce(url, calls, { freeswitch02: core2, freeswitch01: lab.coreUuid('freeswitch01') });
     const owners = new Set((await rows(url)).map((r) => r.hostname));
     assert.deepEqual([...owners], ['freeswitch02'], 'every call stays on freeswitch02');
+    await assertAudio(lab, { since: crash, moved: calls, nodes: ['freeswitch02'] });
+    await assertAudio(lab, { since: back, moved: [], live: calls, nodes: ['freeswitch02'] });
   });
 });
 
@@ -225,6 +234,8 @@ test('5. farm of three (one VRRP instance per node, per-node layout): node 1 die
     await waitFor('sipp: 10 re-INVITEs answered', () => sipp.exitCode !== null, 30000);
     assert.equal(sipp.exitCode, 0);
     process.stdout.write(formatTimeline(`farm of 3, 10 calls on the dead node, adopted by ${adopter}`, timeline(lab, { failed: 'freeswitch01', adopter, instance: 'VI_FS01', crash })) + '\n');
+    // the adopter's own calls and the third node's keep their audio; the adopted ones get theirs back
+    process.stdout.write(formatAudio(await assertAudio(lab, { since: crash, moved: calls.freeswitch01, live: [...calls.freeswitch02, ...calls.freeswitch03], nodes: ['freeswitch02', 'freeswitch03'] })) + '\n');
   });
 });
 
@@ -407,6 +418,7 @@ test('16. pair on a replicated database: the primary stops and the standby is pr
       assert.equal(sipp.exitCode, 0, 'sipp saw every call picked up');
       const t = timeline(lab, { failed: 'freeswitch01', adopter: 'freeswitch02', instance: 'VI_FS', crash });
       process.stdout.write(formatTimeline(`pair, 25 calls, after a database switch-over (stop + promote ${switched} ms)`, t) + '\n');
+      process.stdout.write(formatAudio(await assertAudio(lab, { since: crash, moved: [...calls, ...more], nodes: ['freeswitch02'] })) + '\n');
       const errors = ['freeswitch01', 'freeswitch02'].flatMap((n) => lab.fshaLog(n).filter((l) => /: ERROR /.test(l.text)).map((l) => `${n}: ${l.text}`));
       assert.deepEqual(errors, [], 'a database switch-over the cluster survives is not an ERROR');
     }, dbs.primary.url);
@@ -444,6 +456,7 @@ test('17. drain in the pair: the operator empties the MASTER for maintenance (fs
     await waitFor('sipp: 20 re-INVITEs answered', () => sipp.exitCode !== null, 30000);
     assert.equal(sipp.exitCode, 0, 'sipp saw every call picked up');
     process.stdout.write(`  drain in the pair: 20 calls moved, drain command ${Date.now() - at} ms\n`);
+    process.stdout.write(formatAudio(await assertAudio(lab, { since: at, moved: calls, nodes: ['freeswitch02'] })) + '\n');
     await lab.startSim('freeswitch01');
     await lab.waitState('freeswitch01', 'VI_FS', 'BACKUP', 20000);
     await waitFor('freeswitch01 in standby', async () => (await lab.simState('freeswitch01')).standby, 10000);
@@ -463,6 +476,7 @@ test('18. drain in the farm of three: 30 call legs (lone calls, bridged pairs, a
     assert.equal(legs.length + members.length + lone.length, 30);
     const others = { freeswitch02: await placeCalls(lab, 'freeswitch02', 3), freeswitch03: await placeCalls(lab, 'freeswitch03', 3) };
     const sipp = await lab.startSipp(30);
+    const at18 = Date.now();
     const r = lab.fsha('freeswitch02', ['drain', '--from', 'freeswitch01', '--yes']);
     assert.equal(r.code, 0, `${r.out}\n${r.err}`);
     const owners = { freeswitch02: lab.coreUuid('freeswitch02'), freeswitch03: lab.coreUuid('freeswitch03') };
@@ -483,6 +497,7 @@ test('18. drain in the farm of three: 30 call legs (lone calls, bridged pairs, a
     assert.equal(sipp.exitCode, 0, 'every far end saw its dialog continue');
     for (const n of ['freeswitch02', 'freeswitch03']) assert.deepEqual(lab.sims[n].lines.filter((l) => l.text.includes('"ev":"reinvite-failed"')), [], `${n} sent every re-INVITE`);
     process.stdout.write(`  drain in the farm: 30 legs, freeswitch02 ${share('freeswitch02')}, freeswitch03 ${share('freeswitch03')}\n`);
+    process.stdout.write(formatAudio(await assertAudio(lab, { since: at18, moved, live: [...others.freeswitch02, ...others.freeswitch03], nodes: ['freeswitch02', 'freeswitch03'] })) + '\n');
     // back from maintenance: its own instance only, and empty; nothing moves back
     const from = lab.fshaLog('freeswitch01').length;
     await lab.startSim('freeswitch01');

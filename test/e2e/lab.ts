@@ -22,6 +22,8 @@ import { EslSession } from '../../src/adapters/esl';
 import { startThrowawayPostgres, type PgServer } from '../helpers/pg';
 import { MGMT, MGMT_DB, SERVICE, SERVICE_GW, VIP, addGuards, fromTemplate, host, refuseRoutedSubnets, removeGuards } from './net';
 import { Door } from './relay';
+import type { CallAudio } from '../sim/rtp-echo';
+import type { ChannelMedia } from '../sim/media';
 
 export { MGMT_DB, SERVICE_GW, VIP };
 
@@ -33,6 +35,8 @@ export const ROOT = (() => {
   }
 })();
 export const PREFIX = 'fse2e';
+/** the far ends' RTP echo on the fabric's service net (every call's remote_media_port) */
+export const RTP_ECHO_PORT = 40000;
 const LINKS = ['check_fs', 'notify_master', 'notify_backup', 'notify_fault', 'notify_stop', 'notify'];
 
 export function sh(cmd: string, args: string[], opts: { input?: string; allowFail?: boolean } = {}): string {
@@ -362,8 +366,34 @@ export class Lab {
     for (const n of Object.keys(this.nodes)) if (!this.dsns[n]) throw new Error(`db init printed no DSN for ${n}: ${init.out}`);
   }
 
-  /** The simulator as node's FreeSWITCH: ESL on 0.0.0.0:8021 inside its namespace. */
+  private echo: Proc | null = null;
+
+  /** The far ends' media: one RTP echo on the service net, started before the first FreeSWITCH. */
+  private async startEcho(): Promise<void> {
+    if (this.echo) return;
+    const child = this.fabric.spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test', 'e2e', 'rtp-echo-main.ts'), SERVICE_GW, String(RTP_ECHO_PORT)], ROOT);
+    this.echo = new Proc('rtp-echo', child, join(this.dir, `rtp-echo-${this.seq++}.out`));
+    this.others.push(this.echo);
+    await this.echo.waitLine(/rtp echo listening/, 15000);
+  }
+
+  /** What the far ends heard, per call, and when they were asked. */
+  async audio(): Promise<{ at: number; calls: Record<string, CallAudio> }> {
+    if (!this.echo) throw new Error('no RTP echo in this lab');
+    const from = this.echo.lines.length;
+    this.echo.child.kill('SIGUSR1');
+    const line = await this.echo.waitLine(/"ev":"audio"/, 10000, from);
+    return JSON.parse(line.text) as { at: number; calls: Record<string, CallAudio> };
+  }
+
+  /** node's channels as its media plane sees them (each one's inbound RTP). */
+  async media(node: string): Promise<ChannelMedia[]> {
+    return JSON.parse(await this.api(node, 'simctl media', 10000)) as ChannelMedia[];
+  }
+
+  /** The simulator as node's FreeSWITCH: ESL on 0.0.0.0:8021 inside its namespace, with a media plane (RTP to the echo). */
   async startSim(node: string, extra: string[] = []): Promise<Proc> {
+    await this.startEcho();
     const n = this.nodes[node];
     const layout = (this.fshaConf(n).layout as string | undefined) ?? 'shared';
     let dsn = this.dsns[node] ?? this.fabric.inside(this.dbUrl);
@@ -372,7 +402,7 @@ export class Lab {
     const p = this.spawnIn(node, 'sim', process.execPath, [join(ROOT, 'dist', 'fs-sim.js'), '--switchname', node, '--esl', '0.0.0.0:8021',
       '--address', address, '--dsn', dsn, '--far', `${SERVICE_GW}:5060`, '--sip',
       // apply-inbound-acl as the templates tell the operator: loopback and the management net (peers, the relay)
-      '--acl', `127.0.0.0/8,${MGMT.cidr}`, ...extra]);
+      '--acl', `127.0.0.0/8,${MGMT.cidr}`, '--media', '--far-media-port', String(RTP_ECHO_PORT), ...extra]);
     this.sims[node] = p;
     await p.waitLine(/"ev":"listening"/, 15000);
     return p;

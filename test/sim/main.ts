@@ -3,7 +3,7 @@
  *   node dist/fs-sim.js --switchname freeswitch01 --esl 0.0.0.0:8021 --address 192.0.2.100 \
  *        --dsn 'pgsql://host=db1,db2 port=5432,5432 dbname=... target_session_attrs=read-write' (or postgres://...) [--far 192.0.2.254:5060] [--sip] [--profiles internal,external]
  * It prints one JSON line per event ({"ev":"listening"|"recover"|"reinvite"|"crash",...,"at":epoch_ms})
- * on stdout. `fsctl crash` ends the process with status 134, as FreeSWITCH's abort() would.
+ * on stdout. --media binds and sends real RTP per channel (media-hangup / bind-error events). `fsctl crash` ends the process with status 134, as FreeSWITCH's abort() would.
  * Test controls are the event socket's `api simctl ...` commands (call N, calls, state, hang, ...).
  */
 import { parseArgs } from 'node:util';
@@ -27,6 +27,12 @@ const { values } = parseArgs({
     'recover-delay-ms': { type: 'string', default: '3' },
     // mod_pgsql's PQreset pause on a dead database connection (real: 1000 ms, 120 attempts)
     'db-reset-interval-ms': { type: 'string', default: '1000' },
+    // the media plane (test/sim/media.ts): RTP sockets and packets per channel, MEDIA_TIMEOUT after
+    // rtp-timeout-sec without inbound RTP (0: never); new calls' ports from rtp-ports; far end's RTP port
+    media: { type: 'boolean', default: false },
+    'rtp-ports': { type: 'string', default: '16384-32768' },
+    'rtp-timeout-sec': { type: 'string', default: '0' },
+    'far-media-port': { type: 'string', default: '30000' },
   },
 });
 
@@ -46,6 +52,8 @@ async function main() {
     dsn: values.dsn!, farEnd: farHost, farEndPort: Number(farPort ?? 5060), sip: values.sip,
     profiles: values.profiles!.split(','), acl: values.acl!.split(','), retrackDelayMs: Number(values['retrack-delay-ms']), recoverDelayMs: Number(values['recover-delay-ms']),
     dbResetIntervalMs: Number(values['db-reset-interval-ms']),
+    rtpPorts: { lo: Number(values['rtp-ports']!.split('-')[0]), hi: Number(values['rtp-ports']!.split('-')[1]) },
+    media: values.media ? { timeoutSec: Number(values['rtp-timeout-sec']) } : undefined, farEndMediaPort: Number(values['far-media-port']),
     onEvent: (what, d) => {
       emit(what, d);
       if (what === 'crash') setImmediate(() => process.exit(134));

@@ -21,7 +21,7 @@ export class RtpEcho {
   readonly calls = new Map<string, CallAudio>();
   private sock: Socket | null = null;
 
-  constructor(readonly ip: string, readonly port: number, private readonly gapMs = 100) {}
+  constructor(readonly ip: string, readonly port: number, private readonly gapMs = 60) {}
 
   start(): Promise<void> {
     const sock = createSocket(this.ip.includes(':') ? 'udp6' : 'udp4');
