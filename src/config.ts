@@ -8,7 +8,7 @@ import { isIP } from 'node:net';
 import { ConfigError } from './errors';
 import { nodeSchemas } from './core/per-node';
 import { FACILITIES, validate } from './config-schema';
-import { parseRange, type PortRange } from './core/ports';
+import { parseRange, rangeProblems, type PortRange } from './core/ports';
 
 const range = (v: string): PortRange => parseRange(v) as PortRange; // checked by the schema
 
@@ -211,4 +211,9 @@ export function configSecrets(cfg: Config): string[] {
     try { const p = decodeURIComponent(new URL(cfg.database).password); if (p) out.add(p); } catch { /* validated at load */ }
   }
   return [...out].filter(Boolean);
+}
+
+/** The configured RTP ranges against each other and the recovery band (status and check say these). */
+export function mediaRangeProblems(cfg: Config): ReturnType<typeof rangeProblems> {
+  return rangeProblems(Object.values(cfg.nodes).map((n) => ({ name: n.name, rtp: n.rtpPorts })), cfg.recoveryPorts);
 }

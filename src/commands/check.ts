@@ -3,7 +3,7 @@
  * accepts our password, says it is up and ready, runs every listed profile, and (if configured) the
  * database answers `select 1`. A healthy check also writes this node's heartbeat (best effort).
  */
-import type { Config } from '../config';
+import { mediaRangeProblems, type Config } from '../config';
 import { Db } from '../adapters/db';
 import { writeHeartbeat } from '../adapters/recovery-store';
 import { ActionFailed, errorMessage, reported } from '../errors';
@@ -52,7 +52,9 @@ export async function runCheck(cfg: Config, out: Output): Promise<number> {
     throw reported(new ActionFailed(`check failed: ${r.reason}`));
   }
   log('debug', `check ok on ${cfg.node}: ${r.reason}`, { ms: r.ms });
-  out.result(r, `ok: ${r.reason}`);
+  // what the configured RTP ranges risk, for the operator who runs it by hand (keepalived reads the exit code)
+  const ranges = mediaRangeProblems(cfg).map((p) => `${p.level}: ${p.text}`);
+  out.result({ ...r, ranges }, [`ok: ${r.reason}`, ...ranges].join('\n'));
   return 0;
 }
 

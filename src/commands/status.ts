@@ -1,6 +1,6 @@
 /** `fs-ha status [--json]`: every node's event-socket health and core uuid, tracked calls per node, and what a recover on each live node would take right now. */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Config } from '../config';
+import { mediaRangeProblems, type Config } from '../config';
 import { Db, describeUrl } from '../adapters/db';
 import * as store from '../adapters/recovery-store';
 import { errorMessage } from '../errors';
@@ -29,6 +29,8 @@ export interface StatusReport {
   database: string;
   layout: string;
   warnings: string[];
+  /** facts of the configuration worth knowing, not wrong (overlapping RTP ranges: adopted calls change port) */
+  notes: string[];
   nodes: NodeStatus[];
 }
 
@@ -41,7 +43,8 @@ export async function status(cfg: Config, o: { deadlineMs?: number } = {}): Prom
   const budget = o.deadlineMs ?? cfg.esl.timeoutMs + cfg.timeouts.databaseMs;
   const deadline = Date.now() + budget;
   const names = Object.keys(cfg.nodes);
-  const report: StatusReport = { database: cfg.database ? describeUrl(cfg.database) : '(none)', layout: cfg.layout, warnings: [], nodes: [] };
+  const report: StatusReport = { database: cfg.database ? describeUrl(cfg.database) : '(none)', layout: cfg.layout, warnings: [], notes: [], nodes: [] };
+  for (const p of mediaRangeProblems(cfg)) (p.level === 'warning' ? report.warnings : report.notes).push(p.text);
   const late = new Set<string>();
   /** p, or fallback once the deadline has passed (noting what was not read) */
   const within = async <T>(what: string, p: Promise<T>, fallback: T): Promise<T> => {
@@ -131,6 +134,7 @@ export function formatStatus(r: StatusReport): string {
   for (const row of [head, ...rows]) lines.push(row.map((c, i) => c.padEnd(w[i])).join('  ').trimEnd());
   for (const n of r.nodes) if (n.health !== 'healthy') lines.push(`  ${n.node}: ${n.detail}`);
   for (const wmsg of r.warnings) lines.push(`WARNING: ${wmsg}`);
+  for (const note of r.notes) lines.push(`note: ${note}`);
   return lines.join('\n') + '\n';
 }
 

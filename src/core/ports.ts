@@ -34,21 +34,25 @@ export const formatRange = (r: PortRange) => `${r.lo}-${r.hi}`;
 const inRange = (p: number, r: PortRange) => p >= r.lo && p <= r.hi;
 export const rangesOverlap = (a: PortRange, b: PortRange) => a.lo <= b.hi && b.lo <= a.hi;
 
-/** What overlaps what in the configured ranges, each a sentence saying what it risks (status and check print them). */
-export function rangeProblems(nodes: Array<{ name: string; rtp: PortRange }>, band: PortRange): string[] {
-  const out: string[] = [];
+/**
+ * What overlaps what in the configured ranges, each a sentence saying what it risks (status and check print
+ * them): a band inside an allocator range is a warning (fewer safe ports there); overlapping allocator
+ * ranges are a note (their calls move into the band when adopted: safe, but their ports change).
+ */
+export function rangeProblems(nodes: Array<{ name: string; rtp: PortRange }>, band: PortRange): Array<{ level: 'warning' | 'note'; text: string }> {
+  const out: Array<{ level: 'warning' | 'note'; text: string }> = [];
   for (const n of nodes) {
     if (rangesOverlap(n.rtp, band)) {
-      out.push(`recovery_ports ${formatRange(band)} overlaps ${n.name}'s rtp_ports ${formatRange(n.rtp)}: ` +
-        `only the band's ports outside it can take adopted calls there`);
+      out.push({ level: 'warning', text: `recovery_ports ${formatRange(band)} overlaps ${n.name}'s rtp_ports ${formatRange(n.rtp)}: ` +
+        `only the band's ports outside it can take adopted calls there (a band with none left holds calls back)` });
     }
   }
   for (let i = 0; i < nodes.length; i++) {
     for (let j = i + 1; j < nodes.length; j++) {
       const [a, b] = [nodes[i], nodes[j]];
       if (rangesOverlap(a.rtp, b.rtp)) {
-        out.push(`rtp_ports of ${a.name} (${formatRange(a.rtp)}) and ${b.name} (${formatRange(b.rtp)}) overlap: ` +
-          `calls adopted between them move into recovery_ports ${formatRange(band)} (safe; disjoint ranges keep their ports)`);
+        out.push({ level: 'note', text: `rtp_ports of ${a.name} (${formatRange(a.rtp)}) and ${b.name} (${formatRange(b.rtp)}) overlap: ` +
+          `calls adopted between them move into recovery_ports ${formatRange(band)} (safe; disjoint ranges keep their ports)` });
       }
     }
   }

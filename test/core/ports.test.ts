@@ -108,7 +108,9 @@ test('ports: a real row rewritten for its adopter moves its port in the same pas
 test('ports: status and check name overlapping allocator ranges and a band inside a range', () => {
   const p = rangeProblems([{ name: 'fs1', rtp: RANGE }, { name: 'fs2', rtp: RANGE }, { name: 'fs3', rtp: { lo: 40000, hi: 41000 } }], { lo: 16000, hi: 16500 });
   assert.equal(p.length, 3);
-  assert.match(p[0], /recovery_ports 16000-16500 overlaps fs1's rtp_ports 16384-32768/);
-  assert.match(p[2], /rtp_ports of fs1 \(16384-32768\) and fs2 \(16384-32768\) overlap/);
+  assert.equal(p[0].level, 'warning');
+  assert.match(p[0].text, /recovery_ports 16000-16500 overlaps fs1's rtp_ports 16384-32768/);
+  assert.equal(p[2].level, 'note');
+  assert.match(p[2].text, /rtp_ports of fs1 \(16384-32768\) and fs2 \(16384-32768\) overlap/);
   assert.deepEqual(rangeProblems([{ name: 'a', rtp: { lo: 20000, hi: 21000 } }, { name: 'b', rtp: { lo: 21002, hi: 22000 } }], BAND), []);
 });

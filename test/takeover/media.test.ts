@@ -106,3 +106,16 @@ test('20.3 the band runs out: the calls that find no free port pair are held bac
   assert.deepEqual(hangups, [], 'no call hung up MEDIA_TIMEOUT');
   await assertHearing(c, 'fs2', own);
 });
+
+test('20.4 status and check say when allocator ranges overlap each other (a note) or the band (a warning)', async (t) => {
+  const { status, formatStatus } = await import('../../src/commands/status');
+  const { check } = await import('../../src/commands/check');
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node', rtpPorts: { fs1: { lo: 16384, hi: 32768 }, fs2: { lo: 16384, hi: 32768 } } });
+  const text = formatStatus(await status(c.config('fs1', 'recovery_ports: 16000-16999')));
+  assert.match(text, /^WARNING: recovery_ports 16000-16999 overlaps fs1's rtp_ports 16384-32768/m);
+  assert.match(text, /^note: rtp_ports of fs1 \(16384-32768\) and fs2 \(16384-32768\) overlap: calls adopted between them move into recovery_ports/m);
+  const disjoint = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node', rtpPorts: { fs1: { lo: 20000, hi: 20999 }, fs2: { lo: 21000, hi: 21999 } } });
+  const clean = await status(disjoint.config('fs1'));
+  assert.deepEqual([clean.notes, clean.warnings.filter((w) => /rtp_ports|recovery_ports/.test(w))], [[], []]);
+  assert.ok((await check(c.config('fs1'))).ok, 'overlapping ranges are no health problem: keepalived is not told to fail over');
+});
