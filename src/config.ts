@@ -127,6 +127,12 @@ export function parseConfig(text: string, path = '<inline>'): Config {
   }
   const node = r.node as string;
   if (!nodes[node]) throw new ConfigError(`config: node "${node}" is not listed under nodes`);
+  // another node's event socket is never on this host: without a host the default 127.0.0.1 would reach OUR FreeSWITCH
+  for (const [name, n] of Object.entries(given.nodes as Raw)) {
+    if (name !== node && isObj(n?.esl) && (n.esl.host === undefined || n.esl.host === null)) {
+      throw new ConfigError(`config: nodes.${name}.esl needs a host (without one it would be 127.0.0.1, this node's own FreeSWITCH)`);
+    }
+  }
   // a takeover replaces each address of one node by the one at the same position of another: same family, always
   for (const a of Object.values(nodes)) {
     for (const b of Object.values(nodes)) {

@@ -11,8 +11,9 @@ import type { Config } from './config';
 import { EslSession } from './adapters/esl';
 import { replaceFile } from './adapters/safe-files';
 import { errorMessage } from './errors';
+import { identityProblem } from './core/liveness';
 import { log } from './log';
-import { probeSession, type NodeProbe } from './observe';
+import { failed, probeSession, type NodeProbe } from './observe';
 
 export class LocalHealth {
   private last: string | null = null;
@@ -21,8 +22,11 @@ export class LocalHealth {
   private wake: (() => void) | null = null;
   private session: EslSession | null = null;
   private touch: NodeJS.Timeout | null = null;
+  /** what the loop knows now: the last probe, or why there is no session (never an older healthy answer) */
   lastProbe: NodeProbe | null = null;
-  private core: string | null = null;
+  private known: { coreUuid: string | null; switchname: string | null } | null = null;
+  /** called when the health changes (the agent writes the heartbeat at once) */
+  onChange: (healthy: boolean) => void = () => undefined;
 
   constructor(private readonly cfg: Config, private readonly o: { keepAlive?: boolean; who: string }) {}
 
@@ -48,6 +52,7 @@ export class LocalHealth {
     replaceFile(this.cfg.watch.file, v + '\n');
     log(healthy ? 'info' : 'warn', `${this.o.who}: ${this.cfg.node} ${healthy ? 'healthy' : 'FAILED'}: ${reason}`, { node: this.cfg.node, file: this.cfg.watch.file, value: v });
     this.last = v;
+    this.onChange(healthy);
   }
 
   private nap(ms: number): Promise<void> {
@@ -73,24 +78,31 @@ export class LocalHealth {
         try {
           const mine = await EslSession.open(cfg.esl, cfg.check.timeoutMs);
           this.session = mine;
-          this.core = null; // a new session may be a new FreeSWITCH: ask its core uuid once
+          this.known = null; // a new session may be a new FreeSWITCH: ask its core uuid and switchname once
           mine.onClose((why) => {
             if (this.session !== mine) return;
             this.session = null;
-            if (!this.stopping && why !== 'closed by fs-ha') this.set(false, `event socket lost: ${why}`);
+            if (!this.stopping && why !== 'closed by fs-ha') {
+              this.lastProbe = failed(new Error(`event socket lost: ${why}`), Date.now());
+              this.set(false, `event socket lost: ${why}`);
+            }
             this.wake?.();
           });
         } catch (e) {
+          this.lastProbe = failed(e, Date.now());
           this.set(false, errorMessage(e));
           await this.nap(every);
           continue;
         }
       }
       if (this.lent) { await this.lent; continue; }
-      const p = await probeSession(this.session, cfg.check.profiles, cfg.check.timeoutMs, Date.now(), this.core);
-      this.core = p.coreUuid;
-      this.lastProbe = p;
-      if (p.kind === 'healthy') this.set(true, p.detail);
+      const p = await probeSession(this.session, cfg.check.profiles, cfg.check.timeoutMs, Date.now(), this.known);
+      if (p.coreUuid && p.switchname) this.known = { coreUuid: p.coreUuid, switchname: p.switchname };
+      const me = cfg.nodes[cfg.node];
+      const impostor = identityProblem(cfg.node, me.switchname, p, `${cfg.esl.host}:${cfg.esl.port}`);
+      this.lastProbe = impostor ? { ...p, kind: 'unhealthy', detail: impostor } : p;
+      if (impostor) this.set(false, impostor);
+      else if (p.kind === 'healthy') this.set(true, p.detail);
       else {
         this.set(false, p.detail);
         if (p.kind !== 'unhealthy') { this.session?.close(); this.session = null; } // timed out or broken: reconnect

@@ -6,6 +6,8 @@ import type { ProbeKind, ProbeResult } from './core/liveness';
 
 export interface NodeProbe extends ProbeResult {
   coreUuid: string | null;
+  /** the switchname it gave (who answered), null when it did not answer */
+  switchname: string | null;
   /** the core said "is ready" (false when it did not answer) */
   ready: boolean;
   profiles: Map<string, string> | null;
@@ -15,7 +17,7 @@ export interface NodeProbe extends ProbeResult {
 /** Within timeoutMs: connect+auth, status, sofia xmlstatus, core uuid. Never longer. */
 export async function probeNode(target: EslTarget | undefined, wanted: string[], timeoutMs: number): Promise<NodeProbe> {
   const started = Date.now();
-  if (!target) return { kind: 'not-configured', detail: 'no event socket configured', coreUuid: null, ready: false, profiles: null, ms: 0 };
+  if (!target) return { kind: 'not-configured', detail: 'no event socket configured', coreUuid: null, switchname: null, ready: false, profiles: null, ms: 0 };
   let s: EslSession | null = null;
   try {
     s = await EslSession.open(target, timeoutMs);
@@ -32,16 +34,18 @@ export async function probeNode(target: EslTarget | undefined, wanted: string[],
 /**
  * The same questions over a session that is already open (watch and takeover keep one); answers due by
  * started + timeoutMs. knownCore: the core uuid this session already gave (it changes only with a new
- * FreeSWITCH process, i.e. a new session): not asked again, a third fewer commands in a health loop.
+ * FreeSWITCH process, i.e. a new session): not asked again, and neither is its switchname (who answered).
  */
-export async function probeSession(s: EslSession, wanted: string[], timeoutMs: number, started = Date.now(), knownCore: string | null = null): Promise<NodeProbe> {
+export async function probeSession(s: EslSession, wanted: string[], timeoutMs: number, started = Date.now(),
+  known: { coreUuid: string | null; switchname: string | null } | null = null): Promise<NodeProbe> {
   const deadline = started + timeoutMs;
   try {
     const left = () => Math.max(1, deadline - Date.now());
     const status = parseStatus(await s.api('status', left()));
     const profiles = parseXmlStatus(await s.api('sofia xmlstatus', left()));
-    const coreUuid = knownCore ?? parseCoreUuid(await s.api('global_getvar core_uuid', left()));
-    const out = (kind: ProbeKind, detail: string): NodeProbe => ({ kind, detail, coreUuid, ready: status.ready, profiles, ms: Date.now() - started });
+    const coreUuid = known?.coreUuid ?? parseCoreUuid(await s.api('global_getvar core_uuid', left()));
+    const switchname = known?.switchname ?? ((await s.api('switchname', left())).trim() || null);
+    const out = (kind: ProbeKind, detail: string): NodeProbe => ({ kind, detail, coreUuid, switchname, ready: status.ready, profiles, ms: Date.now() - started });
     const problem = healthProblem({ status, profiles, wanted });
     if (problem) return out('unhealthy', problem);
     if (!coreUuid) return out('unhealthy', 'global_getvar core_uuid gave no uuid');
@@ -55,7 +59,8 @@ const KIND: Record<EslErrorKind, ProbeKind> = {
   refused: 'refused', unreachable: 'unreachable', silent: 'silent', auth: 'auth', rejected: 'rejected', closed: 'garbled', error: 'garbled',
 };
 
-function failed(e: unknown, started: number): NodeProbe {
+/** What a probe that could not ask gives: its kind from the error (refused, unreachable, ...). */
+export function failed(e: unknown, started: number): NodeProbe {
   const kind: ProbeKind = e instanceof EslError ? KIND[e.kind] : 'garbled';
-  return { kind, detail: (e as Error).message, coreUuid: null, ready: false, profiles: null, ms: Date.now() - started };
+  return { kind, detail: (e as Error).message, coreUuid: null, switchname: null, ready: false, profiles: null, ms: Date.now() - started };
 }

@@ -6,13 +6,14 @@
 import { mediaRangeProblems, type Config } from '../config';
 import { Db } from '../adapters/db';
 import { writeHeartbeat } from '../adapters/recovery-store';
-import { ActionFailed, errorMessage, reported } from '../errors';
+import { ActionFailed, ConfigError, errorMessage, reported } from '../errors';
+import { identityProblem } from '../core/liveness';
 import { log } from '../log';
 import { probeNode } from '../observe';
 import type { Output } from '../cli/output';
 import type { CommandSpec } from '../cli/spec';
 
-export interface CheckResult { ok: boolean; reason: string; ms: number }
+export interface CheckResult { ok: boolean; reason: string; ms: number; configError?: boolean }
 
 export async function check(cfg: Config): Promise<CheckResult> {
   const started = Date.now();
@@ -23,7 +24,9 @@ export async function check(cfg: Config): Promise<CheckResult> {
     async (db) => { try { await db.query('select 1', [], 'select 1'); return db; } catch (e) { await db.close(); throw e; } }) : null;
   dbP?.catch(() => undefined);
   const probe = await probeNode(cfg.esl, cfg.check.profiles, deadline);
-  let reason = probe.kind === 'healthy' ? '' : probe.detail;
+  // who answered: the health of another FreeSWITCH says nothing about this node's
+  const impostor = identityProblem(cfg.node, me.switchname, probe, `${cfg.esl.host}:${cfg.esl.port}`);
+  let reason = impostor ? `configuration error: ${impostor}` : probe.kind === 'healthy' ? '' : probe.detail;
   let db: Db | null = null;
   try {
     if (dbP) db = await dbP;
@@ -33,14 +36,14 @@ export async function check(cfg: Config): Promise<CheckResult> {
   try {
     if (db && cfg.check.heartbeat) {
       // healthy=false is written too: a peer's takeover then need not wait for the heartbeat to age
-      await writeHeartbeat(db, cfg.node, me.switchname, probe.coreUuid, !reason, reason || 'healthy')
+      await writeHeartbeat(db, cfg.node, me.switchname, impostor ? null : probe.coreUuid, !reason, reason || 'healthy')
         .catch((e) => log('debug', `heartbeat not written: ${errorMessage(e)}`));
     }
   } finally {
     await db?.close();
   }
   const ms = Date.now() - started;
-  if (reason) return { ok: false, reason, ms };
+  if (reason) return { ok: false, reason, ms, configError: !!impostor };
   return { ok: true, reason: `healthy (${probe.detail})`, ms };
 }
 
@@ -49,7 +52,7 @@ export async function runCheck(cfg: Config, out: Output): Promise<number> {
   if (!r.ok) {
     // WARNING (README, log levels): keepalived fails this node over; no call is at risk from the check itself
     log('warn', `check failed on ${cfg.node}: ${r.reason}`, { node: cfg.node, ms: r.ms });
-    throw reported(new ActionFailed(`check failed: ${r.reason}`));
+    throw reported(r.configError ? new ConfigError(`check failed: ${r.reason}`) : new ActionFailed(`check failed: ${r.reason}`));
   }
   log('debug', `check ok on ${cfg.node}: ${r.reason}`, { ms: r.ms });
   // what the configured RTP ranges risk, for the operator who runs it by hand (keepalived reads the exit code)

@@ -7,6 +7,7 @@ import { errorMessage } from '../errors';
 import { probeNode } from '../observe';
 import { nodeSchemas, recoveryRelationsProblem } from '../core/per-node';
 import { strangersOf } from '../core/decide';
+import { identityProblem } from '../core/liveness';
 import type { CommandSpec } from '../cli/spec';
 
 export interface NodeStatus {
@@ -88,9 +89,13 @@ export async function status(cfg: Config, o: { deadlineMs?: number } = {}): Prom
       const nc = cfg.nodes[n];
       const p = probes[i];
       const target = nc.esl;
+      const where = target ? `${target.host}:${target.port}` : '(not configured)';
+      // who answered: another FreeSWITCH at a node's address is a configuration error, never that node's health
+      const impostor = identityProblem(n, nc.switchname, p, where);
+      if (impostor) report.warnings.push(`configuration error: ${impostor}`);
       const st: NodeStatus = {
-        node: n, switchname: nc.switchname, esl: target ? `${target.host}:${target.port}` : '(not configured)',
-        health: p.kind, detail: p.detail, coreUuid: p.coreUuid,
+        node: n, switchname: nc.switchname, esl: where,
+        health: impostor ? 'wrong-node' : p.kind, detail: impostor ?? p.detail, coreUuid: impostor ? null : p.coreUuid,
         trackedCalls: rows.filter((r) => r.hostname === nc.switchname).reduce((a, r) => a + r.count, 0),
         recoverWouldTake: null,
         vrrp: vrrp.filter((v) => v.node === n).map(({ instance, state, ageMs }) => ({ instance, state, ageMs })),

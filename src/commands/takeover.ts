@@ -140,20 +140,26 @@ async function portBooks(cfg: Config, db: Db, adopting: NodeConfig[]): Promise<M
 }
 
 /** Step 1's observation: probe (the first one may already be under way), the heartbeat when the probe cannot tell, until a verdict. */
-async function observeDeath(cfg: Config, from: NodeConfig, db: Db, first: Promise<NodeProbe>): Promise<Liveness> {
+async function observeDeath(cfg: Config, from: NodeConfig, db: Db, first: Promise<NodeProbe>, refused: { at: number | null }): Promise<Liveness> {
   const staleMs = cfg.liveness.heartbeatStaleMs;
   const giveUp = Date.now() + staleMs + 1000;
   let pending: Promise<NodeProbe> | null = first;
   for (;;) {
     const probe = await (pending ?? probeNode(from.esl, [], from.esl?.timeoutMs ?? cfg.esl.timeoutMs));
     pending = null;
+    if (probe.kind === 'refused') refused.at ??= Date.now();
     const hb = needsHeartbeat(probe.kind) ? await store.readHeartbeat(db, from.name) : null;
-    const life = judgeLiveness(from.name, probe, hb, staleMs);
+    const life = judgeLiveness(from.name, probe, hb, staleMs, whoIs(from, refused));
     if (life.verdict !== 'wait') return life;
     if (Date.now() >= giveUp) return { verdict: 'unknown', reason: `${life.reason}, and it did not age within ${staleMs + 1000} ms` };
     log('info', `takeover: waiting ${life.waitMs} ms before judging ${from.name}`, { reason: life.reason });
     await sleep(Math.min(life.waitMs + 50, Math.max(0, giveUp - Date.now())));
   }
+}
+
+/** Who the node must be when its address answers, and since when its address refuses (identity, core/liveness.ts). */
+function whoIs(n: NodeConfig, refused: { at: number | null }) {
+  return { switchname: n.switchname, where: n.esl ? `${n.esl.host}:${n.esl.port}` : 'no event socket', refusedForMs: refused.at === null ? undefined : Date.now() - refused.at };
 }
 
 /** Step 3's observation: one session to the adopting node, kept for the recover and standby. */
@@ -220,18 +226,20 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
   const nothing = (reason: string) => { report.result = 'nothing'; report.reason = reason; return report; };
   let db: Db | null = null;
   let locked = false;
+  let adopterLocks: string[] = [];
   const sessions = new Map<string, EslSession>();
   let refusalLevel: 'info' | 'warn' | 'error' = 'error';
   try {
     // 1. the failed node must be provably dead (first probe beside the database connect)
     const firstProbe = probeNode(from.esl, [], from.esl?.timeoutMs ?? cfg.esl.timeoutMs);
+    const refused: { at: number | null } = { at: null };
     db = opts.db && !opts.db.lostReason ? opts.db : await Db.connect(cfg.database, cfg.timeouts.databaseMs, `fs-ha takeover ${from.name}->${to.name}`);
     lost.db = db;
     timings.db_connect_ms = Date.now() - t0;
     if (!opts.dryRun) await store.applySchemaOnce(db, cfg.layout); // fs-ha's tables first: every outcome gets its audit row
     const life: Liveness = opts.planned && opts.dryRun
       ? { verdict: 'alive', serving: true, reason: `${from.name} still runs: this is the plan of its drain, nothing is changed` }
-      : await observeDeath(cfg, from, db, firstProbe);
+      : await observeDeath(cfg, from, db, firstProbe, refused);
     timings.liveness_ms = Date.now() - t0;
     const death = opts.planned && opts.dryRun
       ? { action: 'go' as const, reason: life.reason, fence: false, forced: false }
@@ -261,9 +269,13 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
     if (!death.forced && !death.fence && life.verdict === 'dead' && !opts.dryRun) {
       const again = await probeNode(from.esl, [], Math.min(500, from.esl?.timeoutMs ?? cfg.esl.timeoutMs));
       const hb = needsHeartbeat(again.kind) ? await store.readHeartbeat(db, from.name) : null;
-      const still = decideStillDead(from.name, judgeLiveness(from.name, again, hb, cfg.liveness.heartbeatStaleMs));
+      const still = decideStillDead(from.name, judgeLiveness(from.name, again, hb, cfg.liveness.heartbeatStaleMs, whoIs(from, refused)));
       if (still.action !== 'go') throw new Refused(still.reason);
     }
+    // one recover at a time on each adopter, with no foreign rewrite into its view while it runs (its end deletes
+    // every foreign row it sees): held from before the plan through recover and verify
+    adopterLocks = await store.lockAdopters(db, targets.map((x) => x.switchname), cfg.timeouts.lockMs);
+    timings.adopters_locked_ms = Date.now() - t0;
     if (!opts.dryRun) {
       const r = await store.reconcile(db, table, from.name);
       if (r.dropped || r.interrupted) log('warn', `takeover: an earlier takeover of ${from.name} was interrupted; recorded it, dropped ${r.dropped} copies of calls re-tracked since`, ctx);
@@ -277,7 +289,7 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
       const facts = await Promise.all(targets.map(async (x): Promise<AdopterFacts & { nothing?: string }> => {
         const opened = await openTarget(x.esl!, x.name === cfg.node ? opts.session : undefined);
         if (opened.session) sessions.set(x.name, opened.session);
-        const ready = decideTarget(x.name, opened.probe);
+        const ready = decideTarget(x.name, opened.probe, { switchname: x.switchname, where: `${x.esl!.host}:${x.esl!.port}` });
         if (ready.action !== 'go') return { name: x.name, problem: ready.reason };
         cores.set(x.name, ready.coreUuid);
         const scope = await store.scopeOf(db!, cfg.layout, x.switchname, ready.coreUuid);
@@ -387,6 +399,7 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
           missing: report.recovered === null ? null : report.missing.length, skipped: report.skipped.length, timings,
         }).catch((e) => log('warn', `takeover: audit row not written: ${errorMessage(e)}`, ctx));
       }
+      await store.unlockAdopters(db, adopterLocks);
       if (locked) await store.unlockNode(db, from.switchname);
       if (db !== opts.db) await db.close();
     }

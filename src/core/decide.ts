@@ -4,7 +4,7 @@
  * takeover (commands/takeover.ts) observes, asks these in order, and executes what they say.
  */
 import { isRunning } from './health';
-import type { Liveness, ProbeKind } from './liveness';
+import { identityProblem, type Liveness, type ProbeKind } from './liveness';
 
 export type Step<T = object> =
   | ({ action: 'go'; reason: string } & T)
@@ -19,10 +19,14 @@ export function decideDeath(node: string, life: Liveness, o: { force: boolean; f
   switch (life.verdict) {
     case 'dead':
       return { action: 'go', reason: life.reason, fence, forced: false };
+    case 'impostor':
+      if (o.force) return { action: 'go', reason: `--force given although ${life.reason}`, fence, forced: true };
+      return { action: 'refuse', reason: `refusing to take over ${node}: ${life.reason}`, level: 'error' };
+    case 'contradiction':
     case 'unknown':
       if (fence) return { action: 'go', reason: `${life.reason}; fencing it first`, fence: true, forced: false };
       if (o.force) return { action: 'go', reason: `--force given although ${life.reason}`, fence: false, forced: true };
-      return { action: 'refuse', reason: `refusing to take over ${node}: ${life.reason} (configure fence, or use --force once you know it is down)` };
+      return { action: 'refuse', reason: `refusing to take over ${node}: ${life.reason} (configure fence, or use --force once you know it is down)`, level: 'error' };
     case 'alive':
     case 'wait':
       if (o.force) return { action: 'go', reason: `--force given although ${life.reason}`, fence, forced: true };
@@ -54,14 +58,18 @@ export interface TargetFacts {
   kind: ProbeKind;
   detail: string;
   coreUuid: string | null;
+  /** who answered */
+  switchname?: string | null;
   /** the core said "is ready" */
   ready: boolean;
   profiles: Map<string, string> | null;
 }
 
 /** Step 3: can the adopting node recover at all? (Which profiles its rows need is the plan's question.) */
-export function decideTarget(node: string, t: TargetFacts): Step<{ coreUuid: string }> {
+export function decideTarget(node: string, t: TargetFacts, expect?: { switchname: string; where: string }): Step<{ coreUuid: string }> {
   if (t.kind !== 'healthy' && t.kind !== 'unhealthy') return { action: 'refuse', reason: `refusing: this node's FreeSWITCH (${node}) cannot recover: ${t.detail}` };
+  const impostor = expect ? identityProblem(node, expect.switchname, t, expect.where) : null;
+  if (impostor) return { action: 'refuse', reason: `refusing to recover on ${node}: ${impostor}` };
   if (!t.ready) return { action: 'refuse', reason: `refusing: ${node} is not ready to recover: ${t.detail}` };
   if (!t.coreUuid) return { action: 'refuse', reason: `refusing: ${node} gave no core uuid, so fs-ha cannot tell what its recover would select` };
   return { action: 'go', reason: `${node} is ready (core ${t.coreUuid})`, coreUuid: t.coreUuid };

@@ -1,7 +1,12 @@
 /**
  * Is the failed node's FreeSWITCH provably not running? The one rule, pure:
- *   dead    = its event socket refused the connection (nothing listens), or it cannot be reached at all
- *             AND its check_fs heartbeat is stale, or a fence command succeeded (decided in decide.ts);
+ *   dead    = its event socket refused the connection (nothing listens) and no heartbeat written since says
+ *             it is healthy, or it cannot be reached at all AND its heartbeat is stale, or a fence command
+ *             succeeded (decided in decide.ts);
+ *   impostor = the address answers as ANOTHER FreeSWITCH (its switchname is not the node's): the probe proves
+ *             nothing about the node, the configuration is wrong;
+ *   contradiction = the address refuses, but the node's own health loop wrote, after that refusal, that its
+ *             FreeSWITCH is healthy: it is alive and fs-ha is asking the wrong address;
  *   alive   = anything that answers: serving, a missing profile, a paused core, a wrong password, a reply
  *             fs-ha cannot read, a socket that closes on us. A missing profile is a configuration fact;
  *   unknown = cannot be reached and no heartbeat proves anything: only a fence can make it dead;
@@ -23,6 +28,9 @@ export type ProbeKind =
 export interface ProbeResult {
   kind: ProbeKind;
   detail: string;
+  /** who answered (healthy/unhealthy only): its switchname and core uuid, when it said */
+  switchname?: string | null;
+  coreUuid?: string | null;
 }
 
 export interface Heartbeat {
@@ -35,14 +43,31 @@ export type Liveness =
   | { verdict: 'dead'; reason: string }
   | { verdict: 'alive'; reason: string; serving: boolean }
   | { verdict: 'unknown'; reason: string }
-  | { verdict: 'wait'; waitMs: number; reason: string };
+  | { verdict: 'wait'; waitMs: number; reason: string }
+  | { verdict: 'impostor'; reason: string }
+  | { verdict: 'contradiction'; reason: string };
+
+/** Who answered at an address, against who should have: null when it is the node (or it did not say). */
+export function identityProblem(node: string, switchname: string, probe: ProbeResult, where: string): string | null {
+  if (probe.kind !== 'healthy' && probe.kind !== 'unhealthy') return null;
+  if (!probe.switchname || probe.switchname === switchname) return null;
+  return `the event socket configured for ${node} (${where}) is answered by FreeSWITCH "${probe.switchname}" (core ${probe.coreUuid ?? 'unknown'}), ` +
+    `not ${node}'s switchname "${switchname}": a configuration error (nodes.${node}.esl or nodes.${node}.switchname)`;
+}
 
 /** Probe kinds that say nothing about the process, so the heartbeat must speak. */
 export function needsHeartbeat(kind: ProbeKind): boolean {
-  return kind === 'unreachable' || kind === 'silent' || kind === 'not-configured';
+  return kind === 'unreachable' || kind === 'silent' || kind === 'not-configured' || kind === 'refused';
 }
 
-export function judgeLiveness(node: string, probe: ProbeResult, hb: Heartbeat | null, staleMs: number): Liveness {
+/**
+ * o.switchname: who the node is (its answers are checked against it); o.where: the address asked;
+ * o.refusedForMs: how long ago its address first refused (a heartbeat younger than that was written after).
+ */
+export function judgeLiveness(node: string, probe: ProbeResult, hb: Heartbeat | null, staleMs: number,
+  o: { switchname?: string; where?: string; refusedForMs?: number } = {}): Liveness {
+  const impostor = o.switchname ? identityProblem(node, o.switchname, probe, o.where ?? 'its event socket') : null;
+  if (impostor) return { verdict: 'impostor', reason: impostor };
   switch (probe.kind) {
     case 'healthy':
       return { verdict: 'alive', serving: true, reason: `${node} is alive and serving its own calls (${probe.detail})` };
@@ -54,8 +79,20 @@ export function judgeLiveness(node: string, probe: ProbeResult, hb: Heartbeat | 
       return { verdict: 'alive', serving: false, reason: `${node} answers but its event-socket ACL rejects us: it is running (${probe.detail})` };
     case 'garbled':
       return { verdict: 'alive', serving: false, reason: `${node} answers, but not as FreeSWITCH does: it is running, fs-ha cannot prove it is down (${probe.detail})` };
-    case 'refused':
-      return { verdict: 'dead', reason: `${node}'s FreeSWITCH is down: its event socket refused the connection (${probe.detail})` };
+    case 'refused': {
+      const down = `${node}'s FreeSWITCH is down: its event socket refused the connection (${probe.detail})`;
+      if (!hb || !hb.healthy || hb.ageMs >= staleMs) return { verdict: 'dead', reason: hb && hb.healthy ? `${down}; its heartbeat is stale (${hb.ageMs} ms)` : down };
+      const since = o.refusedForMs ?? 0;
+      if (hb.ageMs < since) {
+        return {
+          verdict: 'contradiction',
+          reason: `${node}'s event socket refused the connection (${probe.detail}), but its own heartbeat, written ${hb.ageMs} ms ago (after that refusal), ` +
+            `says its FreeSWITCH is healthy (core ${hb.coreUuid ?? 'unknown'}): it is alive and fs-ha is asking the wrong address (check nodes.${node}.esl)`,
+        };
+      }
+      // written before the refusal: its health loop has not spoken since; the next beat (or its staleness) decides
+      return { verdict: 'wait', waitMs: Math.min(250, staleMs - hb.ageMs), reason: `${down}, but its heartbeat said healthy ${hb.ageMs} ms ago: waiting for its next one` };
+    }
     case 'unreachable':
     case 'silent':
     case 'not-configured': {
