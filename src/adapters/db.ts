@@ -13,14 +13,16 @@ export class Db {
   private closing = false;
   private readonly lostListeners: Array<(why: string) => void> = [];
 
+  private readonly gone: (why: string) => void;
+
   private constructor(private readonly client: PgClient, readonly timeoutMs: number) {
-    const gone = (why: string) => {
+    this.gone = (why: string) => {
       if (this.lost || this.closing) return; // our own close() is no loss
       this.lost = why;
       for (const l of this.lostListeners.splice(0)) l(why);
     };
-    client.on('error', (e: Error) => gone(cleanError(e)));
-    client.on('end', () => gone('connection closed'));
+    client.on('error', (e: Error) => this.gone(cleanError(e)));
+    client.on('end', () => this.gone('connection closed'));
   }
 
   /** null while the connection is usable, else why it is not */
@@ -48,9 +50,12 @@ export class Db {
       const left = deadline - Date.now();
       const where = `${target.hosts[i].host}:${target.hosts[i].port}`;
       if (left <= 0) { why.push(`${where}: not tried (deadline)`); continue; }
+      // a fair share of what is left for each host not yet tried: a silent first host (no reset) cannot eat
+      // the whole deadline and hide the primary behind it
+      const share = Math.max(50, Math.floor(left / (target.urls.length - i)));
       let db: Db;
       try {
-        db = await Db.connectOne(hostUrl, Math.min(left, perHost), timeoutMs, appName);
+        db = await Db.connectOne(hostUrl, Math.min(share, perHost), timeoutMs, appName);
       } catch (e) {
         why.push(`${where}: ${cleanError(e)}`);
         continue;
@@ -85,6 +90,8 @@ export class Db {
       idle_in_transaction_session_timeout: Math.max(timeoutMs * 4, 10000),
       application_name: appName,
       keepAlive: true,
+      // a peer that vanished without a reset is noticed by the kernel too, not only by our deadlines
+      keepAliveInitialDelayMillis: 5000,
     });
     client.on('error', () => { /* reported by the query that fails */ });
     const timer = new Promise<never>((_, reject) =>
@@ -119,7 +126,23 @@ export class Db {
         : await this.client.query<R>(text, params);
       return res.rows;
     } catch (e) {
+      // the client gave up waiting (a connection a firewall forgot, a host gone without a reset): the server may
+      // never answer on it again, so it is lost; whoever holds it reconnects (the takeover retries on a new one)
+      if (/Query read timeout/.test(String((e as Error)?.message))) {
+        this.gone(`no answer within the deadline (${what})`);
+        (this.client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+      }
       throw new ActionFailed(`database: ${what} failed: ${cleanError(e)}`);
+    }
+  }
+
+  /** A cheap question with a short deadline: a connection that does not answer it is marked lost. */
+  async ping(timeoutMs: number): Promise<boolean> {
+    try {
+      await this.query('SELECT 1', [], 'keeping the connection honest', { timeoutMs });
+      return true;
+    } catch {
+      return false;
     }
   }
 

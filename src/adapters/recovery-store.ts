@@ -110,24 +110,56 @@ export async function census(db: Db, layout: Layout): Promise<ScopeGroup[]> {
 }
 
 /**
- * Session advisory lock per failed node: two nodes promoting at once cannot both take its calls. The wait
- * is bounded by lockMs alone: lock_timeout, statement_timeout and the client's deadline are raised to it
- * for this one statement (database_ms bounds every other statement).
+ * Session advisory locks. Per failed node (class 1179862081): two nodes promoting at once cannot both take its
+ * calls. Per adopter (class 1179862082), held from before its plan through its recover and verify: FreeSWITCH's
+ * recover deletes every foreign row it can see when it ends, recovered or not, so no other takeover may move
+ * rows into an adopter's view while one recovers there. Order, so that no two takeovers wait on each other:
+ * the failed node's lock first, then the adopters' in the order of their switchnames; an adopter lock is
+ * never held while a node lock is awaited. The wait is bounded by lockMs alone: lock_timeout,
+ * statement_timeout and the client's deadline are raised to it for this one statement.
  */
-export async function lockNode(db: Db, switchname: string, timeoutMs: number): Promise<void> {
+const NODE_LOCK = 1179862081;
+const ADOPTER_LOCK = 1179862082;
+
+async function advisoryLock(db: Db, cls: number, key: string, what: string, timeoutMs: number): Promise<void> {
   const ms = String(Math.max(1, Math.floor(timeoutMs)));
   const set = (v: string) => db.query("SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $1, false)", [v], 'setting the lock wait');
   await set(ms);
   try {
-    await db.query("SELECT pg_advisory_lock(1179862081, hashtext('fs-ha takeover ' || $1))", [switchname], `waiting for the takeover lock of ${switchname}`,
-      { timeoutMs: timeoutMs + 500 });
+    await db.query('SELECT pg_advisory_lock($1, hashtext($2))', [cls, key], what, { timeoutMs: timeoutMs + 500 });
   } finally {
     await set(String(db.timeoutMs));
   }
 }
 
+export async function lockNode(db: Db, switchname: string, timeoutMs: number): Promise<void> {
+  await advisoryLock(db, NODE_LOCK, `fs-ha takeover ${switchname}`, `waiting for the takeover lock of ${switchname}`, timeoutMs);
+}
+
 export async function unlockNode(db: Db, switchname: string): Promise<void> {
-  await db.query("SELECT pg_advisory_unlock(1179862081, hashtext('fs-ha takeover ' || $1))", [switchname], 'releasing the takeover lock').catch(() => undefined);
+  await db.query('SELECT pg_advisory_unlock($1, hashtext($2))', [NODE_LOCK, `fs-ha takeover ${switchname}`], 'releasing the takeover lock').catch(() => undefined);
+}
+
+/** Every adopter's lock, in switchname order, within timeoutMs in all; returns the ones taken (to release). */
+export async function lockAdopters(db: Db, switchnames: string[], timeoutMs: number): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  const taken: string[] = [];
+  try {
+    for (const sw of [...new Set(switchnames)].sort()) {
+      await advisoryLock(db, ADOPTER_LOCK, `fs-ha adopter ${sw}`, `waiting for ${sw}'s recover lock (another takeover recovers there)`, Math.max(1, deadline - Date.now()));
+      taken.push(sw);
+    }
+  } catch (e) {
+    await unlockAdopters(db, taken);
+    throw e;
+  }
+  return taken;
+}
+
+export async function unlockAdopters(db: Db, switchnames: string[]): Promise<void> {
+  for (const sw of switchnames) {
+    await db.query('SELECT pg_advisory_unlock($1, hashtext($2))', [ADOPTER_LOCK, `fs-ha adopter ${sw}`], 'releasing an adopter lock').catch(() => undefined);
+  }
 }
 
 export async function pendingUuids(db: Db, layout: Layout, switchname: string, coreUuid: string): Promise<string[]> {

@@ -17,7 +17,7 @@ import { MetricsServer, type Sample } from '../adapters/metrics';
 import { FifoReader } from '../adapters/fifo';
 import { latestPerInstance, parseFifoLine, type FifoLine } from '../core/fifo-line';
 import type { FireKey } from '../core/fire-order';
-import { errorMessage } from '../errors';
+import { ConfigError, errorMessage } from '../errors';
 import { log } from '../log';
 import { LocalHealth } from '../local-health';
 import { Output } from '../cli/output';
@@ -33,7 +33,17 @@ export class WarmDb {
 
   constructor(private readonly cfg: Config) {}
 
-  start(): void { void this.connect(); }
+  private honest: NodeJS.Timeout | null = null;
+
+  /**
+   * Connects, and keeps the connection honest: a cheap question every 5 s with a short deadline, so one that a
+   * firewall forgot (no reset) is found lost and replaced before a MASTER needs it, not during its takeover.
+   */
+  start(): void {
+    void this.connect();
+    this.honest = setInterval(() => { void this.db?.ping(Math.min(1000, this.cfg.timeouts.databaseMs)); }, 5000);
+    this.honest.unref();
+  }
 
   private async connect(): Promise<void> {
     while (!this.stopped && this.cfg.database) {
@@ -64,6 +74,7 @@ export class WarmDb {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.honest) clearInterval(this.honest);
     await this.db?.close();
   }
 }
@@ -97,6 +108,8 @@ export class Agent {
 
   constructor(private readonly cfg: Config, private readonly out = new Output(false)) {
     this.health = new LocalHealth(cfg, { keepAlive: true, who: 'agent' });
+    // a change of health is written at once: a peer judging this node must read what the loop knows now
+    this.health.onChange = () => { this.beatAt = 0; this.heartbeat(); };
     this.db = new WarmDb(cfg);
     this.beatDb = new WarmDb(cfg);
   }
@@ -123,9 +136,13 @@ export class Agent {
       .catch((e) => log('debug', `agent: heartbeat not written: ${errorMessage(e)}`));
   }
 
-  /** Instances this node knows: those under `instances`, or any instance of a pair (nodeForInstance's rule). */
+  /**
+   * fs-ha's instances are those under `instances`, and no others: keepalived's notify_fifo carries every
+   * vrrp_instance of the box (a web VIP's too), so an instance not named there is never acted on.
+   */
+  private readonly ignoredOnce = new Set<string>();
   private known(name: string): boolean {
-    return name in this.cfg.instances || (Object.keys(this.cfg.instances).length === 0 && Object.keys(this.cfg.nodes).length === 2);
+    return name in this.cfg.instances;
   }
 
   /** One line, after the ones before it: in keepalived's order, one at a time. */
@@ -133,7 +150,10 @@ export class Agent {
     this.chain = this.chain.then(async () => {
       if (l.kind === 'ignored') { log('debug', `agent: ${l.reason}`); return; }
       if (!this.known(l.name)) {
-        log('info', `agent: ${l.type} ${l.name} ${l.state}: not an instance of this node's configuration; ignored`, { node: this.cfg.node });
+        if (!this.ignoredOnce.has(l.name)) {
+          this.ignoredOnce.add(l.name);
+          log('info', `agent: ${l.type} ${l.name} ${l.state}: not one of fs-ha's instances (${Object.keys(this.cfg.instances).join(', ')}); ignored, now and from now on`, { node: this.cfg.node });
+        }
         return;
       }
       log('info', `agent: keepalived says ${l.type} ${l.name} ${l.state}`, { node: this.cfg.node, instance: l.name, state: l.state });
@@ -211,6 +231,10 @@ export class Agent {
 }
 
 export async function agent(cfg: Config, out: Output): Promise<number> {
+  if (!Object.keys(cfg.instances).length) {
+    throw new ConfigError('config: the agent needs instances: the VRRP instance(s) fs-ha acts on, each with the node whose calls its MASTER adopts ' +
+      '(keepalived\'s notify FIFO carries every instance of the box, other services\' too)');
+  }
   const a = new Agent(cfg, out);
   a.start();
   await new Promise<void>((resolve) => {

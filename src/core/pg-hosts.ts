@@ -52,6 +52,9 @@ export function unusableFor(attrs: SessionAttrs, inRecovery: boolean, readOnly: 
   return null;
 }
 
+/** libpq's per-host connect timeout in the DSNs fs-ha prints for FreeSWITCH, unless the URL gives one. */
+export const DSN_CONNECT_TIMEOUT_S = 3;
+
 /**
  * A FreeSWITCH DSN (libpq keyword form, as mod_pgsql passes it to PQconnectdb) for the same servers:
  * host=db1,db2 port=5432,5432 dbname=... user=... target_session_attrs=..., never the password.
@@ -63,7 +66,8 @@ export function keywordDsn(t: PgTarget, options?: string): string {
     `dbname=${t.database || 'postgres'}`,
     ...(t.user ? [`user=${t.user}`] : []),
     ...(t.hosts.length > 1 || t.attrs !== 'any' ? [`target_session_attrs=${t.attrs === 'any' ? 'read-write' : t.attrs}`] : []),
-    ...(t.connectTimeoutS !== null ? [`connect_timeout=${t.connectTimeoutS}`] : []),
+    // libpq waits forever for a host that vanished without a reset: each host gets this long, then the next
+    `connect_timeout=${t.connectTimeoutS ?? DSN_CONNECT_TIMEOUT_S}`,
     ...(options ? [`options='${options}'`] : []),
   ];
   return parts.join(' ');
