@@ -100,3 +100,27 @@ test('agent: the backlog reduced to the last state per instance, MASTER takes ov
   await agent.stop();
   assert.equal(readFileSync(cfg.watch.file, 'utf8'), '0\n', 'stopping the agent (a restart) changes nothing keepalived sees');
 });
+
+test('19.7 agent: another service\'s VRRP instance on the same keepalived (a web VIP) is never acted on, even in a pair; without instances the agent does not start', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  const dir = mkdtempSync(join(tmpdir(), 'fsha-agent-'));
+  const fifo = join(dir, 'keepalived.fifo');
+  const cfg = c.config('fs2', `instances: { VI_FS: fs1 }\nagent: { fifo: ${fifo} }\nwatch: { file: ${join(dir, 'health')}, interval_ms: 100 }`);
+  cfg.stateDir = join(dir, 'state');
+  assert.equal(spawnSync('mkfifo', ['-m', '0600', fifo]).status, 0);
+  const k = writer(fifo);
+  t.after(() => k.close());
+  const agent = new Agent(cfg);
+  agent.start();
+  t.after(() => agent.stop());
+  k.say('INSTANCE "VI_FS" MASTER 100');
+  await until('VI_FS MASTER handled', () => (agent.handled.MASTER ?? 0) === 1);
+  assert.equal(c.sims.fs2.standby, false);
+  k.say('INSTANCE "VI_WEB" BACKUP 100');
+  k.say('INSTANCE "VI_WEB" FAULT 100');
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(c.sims.fs2.standby, false, 'the web VIP\'s BACKUP did not put FreeSWITCH in standby');
+  assert.deepEqual(agent.handled, { MASTER: 1 });
+  const { agent: runAgent } = await import('../../src/commands/agent');
+  await assert.rejects(runAgent(c.config('fs2', `agent: { fifo: ${fifo} }`), { result: () => undefined } as never), /the agent needs instances/);
+});

@@ -23,6 +23,6 @@ test('a standby or a read-only server is not usable for read-write; FreeSWITCH\'
   const t = parsePgTarget('postgres://fsha:secret@db1:5432,db2:5432/freeswitch?target_session_attrs=read-write');
   assert.ok(!('error' in t));
   assert.equal(keywordDsn(t, '-c search_path=public,fsha_node_fs1'),
-    "host=db1,db2 port=5432,5432 dbname=freeswitch user=fsha target_session_attrs=read-write options='-c search_path=public,fsha_node_fs1'");
+    "host=db1,db2 port=5432,5432 dbname=freeswitch user=fsha target_session_attrs=read-write connect_timeout=3 options='-c search_path=public,fsha_node_fs1'");
   assert.ok(!keywordDsn(t).includes('secret'));
 });

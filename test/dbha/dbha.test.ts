@@ -70,7 +70,7 @@ test('12.4 db init prints each node\'s FreeSWITCH DSN with every configured host
   const u = new URL(pair.standby.url);
   cfg.database = `postgres://postgres:s3cret@127.0.0.1:1,${u.host}/postgres?target_session_attrs=read-write`;
   const out = await dbInit(cfg, 'per-node');
-  assert.match(out, new RegExp(`fs1: pgsql://host=127\\.0\\.0\\.1,127\\.0\\.0\\.1 port=1,${u.port} dbname=postgres user=postgres target_session_attrs=read-write options='-c search_path=public,fsha_node_fs1'`));
+  assert.match(out, new RegExp(`fs1: pgsql://host=127\\.0\\.0\\.1,127\\.0\\.0\\.1 port=1,${u.port} dbname=postgres user=postgres target_session_attrs=read-write connect_timeout=3 options='-c search_path=public,fsha_node_fs1'`));
   assert.ok(!out.includes('s3cret'));
 });
 
@@ -117,7 +117,7 @@ test('12.6 the simulator is given the DSN db init prints and follows the primary
   const cfg = probe.config('fs1');
   cfg.database = hosts;
   const dsn = (await dbInit(cfg, 'shared')).match(/fs1: (pgsql:\/\/.*)/)![1];
-  assert.match(dsn, /^pgsql:\/\/host=127\.0\.0\.1,127\.0\.0\.1 port=\d+,\d+ dbname=postgres user=postgres target_session_attrs=read-write$/);
+  assert.match(dsn, /^pgsql:\/\/host=127\.0\.0\.1,127\.0\.0\.1 port=\d+,\d+ dbname=postgres user=postgres target_session_attrs=read-write connect_timeout=3$/);
   await probe.stop();
   const c = await withCluster(t, { nodes: ['fs1'], url: fresh.primary.url, dsn: { fs1: () => dsn }, dbResetIntervalMs: 200,
     onEvent: (_n, what) => { if (what.startsWith('db-')) events.push(what); } });
