@@ -6,13 +6,36 @@
  * inotify, so the instance goes FAULT within milliseconds instead of at the next check_fs run.
  * check_fs stays the authority: if this process is not running, the file keeps its last value and the
  * once-a-second check still fails the node. On SIGTERM it writes 0, handing back to check_fs.
+ * A change of health is also written to this node's heartbeat at once (check_fs writes it only once a
+ * second): a peer's takeover that finds our event socket refusing reads what is known now.
  */
 import type { Config } from '../config';
+import { Db } from '../adapters/db';
+import { writeHeartbeat } from '../adapters/recovery-store';
+import { errorMessage } from '../errors';
 import { LocalHealth } from '../local-health';
+import { log } from '../log';
 import type { CommandSpec } from '../cli/spec';
+
+/** Best effort, bounded by timeouts.database_ms: the heartbeat as the health loop knows it now. */
+async function beat(cfg: Config, health: LocalHealth): Promise<void> {
+  if (!cfg.database || !cfg.check.heartbeat) return;
+  const p = health.lastProbe;
+  const me = cfg.nodes[cfg.node];
+  let db: Db | null = null;
+  try {
+    db = await Db.connect(cfg.database, cfg.timeouts.databaseMs, `fs-ha watch ${cfg.node}`);
+    await writeHeartbeat(db, cfg.node, me.switchname, p?.kind === 'healthy' ? p.coreUuid : null, p?.kind === 'healthy', p?.kind === 'healthy' ? 'healthy' : p?.detail ?? 'unknown');
+  } catch (e) {
+    log('debug', `watch: heartbeat not written: ${errorMessage(e)}`);
+  } finally {
+    await db?.close();
+  }
+}
 
 export async function watch(cfg: Config): Promise<number> {
   const health = new LocalHealth(cfg, { who: 'watch' });
+  health.onChange = () => { void beat(cfg, health); };
   const stop = () => health.stop(true);
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
