@@ -12,7 +12,11 @@
  *             hearing the FIFO line; median of BENCH_LATENCY_RUNS (3);
  *  health   - CPU of health checking on an idle, healthy node, per hour: keepalived forking check_fs every
  *             second (scripts only) vs the agent's loop plus keepalived's agent_alive backstop every second.
- * BENCH_PARTS=rewrite,notify,startup,failover,latency,health,spread picks parts.
+ *  audio    - the audio gap a caller hears (last RTP packet before the crash -> first after, per call, at the far
+ *             end) for 100 and 1000 calls, one adopter and spread over two, the simulators binding real RTP
+ *             sockets and recovering ~3 ms per leg; against the recover's own span (first -> last leg) in the
+ *             same run, the floor FreeSWITCH sets (BENCH_AUDIO_CALLS=100,1000).
+ * BENCH_PARTS=rewrite,notify,startup,failover,latency,health,spread,audio picks parts.
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -27,6 +31,8 @@ import { startThrowawayPostgres, createDatabase, withClient } from '../test/help
 import { startCluster } from '../test/helpers/cluster';
 import { Fabric, Lab, VIP, cleanStale, prerequisites, waitFor } from '../test/e2e/lab';
 import { timeline, type Timeline } from '../test/e2e/timeline';
+import { gapSummary, type CallAudio } from '../test/sim/rtp-echo';
+import { freePort } from '../test/helpers/pg';
 
 configureLog({ syslog: false, stderr: false });
 
@@ -345,8 +351,66 @@ async function spread() {
   for (const k of [1, 2, 3]) console.log(`${String(k).padEnd(9)} ${String(med(ms[k])).padStart(11)} ${(med(ms[k]) / one).toFixed(2).padStart(7)}x   ${ms[k].join(', ')}`);
 }
 
+/** The far ends' RTP echo as a process of its own (test/e2e/rtp-echo-main.ts): asked for what it heard with SIGUSR1. */
+async function echoProcess(port: number): Promise<{ heard(): Promise<{ at: number; calls: Record<string, CallAudio> }>; stop(): void }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/e2e/rtp-echo-main.ts', '127.0.0.21', String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let buf = '';
+  const waiters: Array<(line: string) => void> = [];
+  child.stdout!.on('data', (d: Buffer) => {
+    buf += d;
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) { const l = buf.slice(0, i); buf = buf.slice(i + 1); waiters.shift()?.(l); }
+  });
+  const next = () => new Promise<string>((r) => waiters.push(r));
+  await next(); // listening
+  return {
+    heard: async () => { const l = next(); child.kill('SIGUSR1'); return JSON.parse(await l); },
+    stop: () => child.kill('SIGKILL'),
+  };
+}
+
+async function audio() {
+  const sizes = (process.env.BENCH_AUDIO_CALLS ?? '100,1000').split(',').map(Number);
+  console.log('\naudio: the gap at the far end (last packet before the crash -> first after), per call; identical RTP ranges');
+  console.log('  on every node (FreeSWITCH\'s default), recover ~3 ms per leg; span = the recover\'s first -> last leg (FreeSWITCH\'s floor)');
+  console.log('  the far ends echo in a process of their own; ptime 20 ms up to 100 calls, 60 ms above: the gap is exact to one ptime');
+  console.log('calls  adopters  gap_median_ms  gap_max_ms  span_ms  max_gap/(crash->last leg)');
+  for (const n of sizes) {
+    for (const k of [1, 2]) {
+      const port = await freePort('127.0.0.21');
+      const echo = await echoProcess(port);
+      let first = 0, last = 0;
+      const c = await startCluster({ nodes: ['fs1', 'fs2', 'fs3'], layout: 'per-node', recoverDelayMs: 3, farEndMediaPort: port,
+        media: { timeoutSec: 0, intervalMs: n > 100 ? 60 : 20 },
+        onEvent: (_node, what, d) => {
+          if (what === 'recover' && (d.recovered as number) > 0) { last = Math.max(last, d.lastLegAt as number); first = Math.min(first || Infinity, d.firstLegAt as number); }
+        } });
+      try {
+        const calls = await c.sims.fs1.answerCalls(n);
+        await new Promise((r) => setTimeout(r, 1000));
+        const cfg = c.config('fs2');
+        cfg.timeouts.verifyMs = 30000;
+        const crash = Date.now();
+        await c.sims.fs1.crash();
+        const r = await takeover(cfg, { from: 'fs1', to: ['fs2', 'fs3'].slice(0, k), command: 'bench' });
+        if (r.result !== 'done' || r.recovered !== n) throw new Error(`audio ${n}/${k}: ${r.result} ${r.reason}`);
+        await new Promise((res) => setTimeout(res, 1500));
+        const h = await echo.heard();
+        const pt = n > 100 ? 60 : 20;
+        const deaf = calls.filter((u) => !h.calls[u] || h.at - h.calls[u].last > 10 * pt).length;
+        if (deaf) throw new Error(`audio ${n}/${k}: ${deaf} call(s) without audio at the far end after the takeover`);
+        const gaps = calls.map((u) => Math.max(0, ...h.calls[u].gaps.filter(([, b]) => b > crash).map(([a, b]) => b - a)));
+        const g = gapSummary(gaps);
+        console.log(`${String(n).padEnd(6)} ${String(k).padEnd(9)} ${String(g.median).padStart(13)} ${String(g.max).padStart(11)} ${String(last - first).padStart(8)}  ${(g.max / (last - crash)).toFixed(2).padStart(6)}x`);
+      } finally {
+        await c.stop();
+        echo.stop();
+      }
+    }
+  }
+}
+
 async function main() {
-  const parts = (process.env.BENCH_PARTS ?? 'rewrite,notify,startup,failover,latency,health,spread').split(',');
+  const parts = (process.env.BENCH_PARTS ?? 'rewrite,notify,startup,failover,latency,health,spread,audio').split(',');
   const pg = process.env.DATABASE_URL ? null : await startThrowawayPostgres({ listen: process.env.FSHA_PG_LISTEN });
   if (pg) process.env.DATABASE_URL = pg.url;
   try {
@@ -357,6 +421,7 @@ async function main() {
     if (parts.includes('latency')) await latency();
     if (parts.includes('health')) await health();
     if (parts.includes('spread')) await spread();
+    if (parts.includes('audio')) await audio();
   } finally {
     pg?.stop();
   }

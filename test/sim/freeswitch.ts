@@ -328,6 +328,7 @@ export class FsSim {
     const where = cond.join(' and ');
     const res = await db.query(`select runtime_uuid, technology, profile_name, hostname, uuid, metadata from recovery where ${where}`, params);
     const recovered: Array<{ uuid: string; profile: string; metadata: string }> = [];
+    let firstLegAt: number | undefined;
     const paceFrom = Date.now();
     for (const row of res.rows) {
       // sofia_recover_callback: the channel is rebuilt from the XML; a row that does not parse is not recovered
@@ -341,13 +342,14 @@ export class FsSim {
         if (this.o.recoverDelayMs && due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
         // switch_core_media_recover_session: the row's port is bound before the re-INVITE offers it
         if ((await this.openMedia([row], true)).length) continue;
+        firstLegAt ??= Date.now();
         recovered.push({ uuid: row.uuid, profile: decodeURIComponent(onProfile!), metadata: row.metadata });
         if (this.o.sip) sendReinvite(row.metadata, this.o.address, (d) => this.o.onEvent?.('reinvite', d), (d) => this.o.onEvent?.('reinvite-failed', d));
       }
     }
     const lastLegAt = Date.now();
     await db.query(`delete from recovery where ${where}`, params);
-    this.o.onEvent?.('recover', { node: this.o.switchname, selected: res.rows.length, recovered: recovered.length, lastLegAt });
+    this.o.onEvent?.('recover', { node: this.o.switchname, selected: res.rows.length, recovered: recovered.length, firstLegAt: firstLegAt ?? lastLegAt, lastLegAt });
     setTimeout(() => void this.retrack(recovered), this.o.retrackDelayMs);
     return recovered.length;
   }

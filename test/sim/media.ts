@@ -32,6 +32,8 @@ interface Channel {
   remote: { ip: string; port: number };
   sock: Socket;
   seq: number;
+  /** when its next packet is due: each channel keeps its own phase, as real endpoints do (no burst per tick) */
+  nextAt: number;
   /** when it was bound, and the last inbound packet (0: none yet) */
   since: number;
   lastRx: number;
@@ -82,7 +84,7 @@ export class MediaPlane {
   open(uuid: string, local: { ip: string; port: number }, remote: { ip: string; port: number }, how: { recovered: boolean; allocated: boolean }): Promise<void> {
     this.close(uuid, null);
     const sock = createSocket({ type: local.ip.includes(':') ? 'udp6' : 'udp4', reuseAddr: true });
-    const ch: Channel = { uuid, local, remote, sock, seq: 0, since: Date.now(), lastRx: 0, rx: 0, recovered: how.recovered, allocated: how.allocated };
+    const ch: Channel = { uuid, local, remote, sock, seq: 0, nextAt: Date.now() + Math.random() * this.intervalMs, since: Date.now(), lastRx: 0, rx: 0, recovered: how.recovered, allocated: how.allocated };
     return new Promise((resolve, reject) => {
       sock.once('error', (e) => {
         if (how.allocated) this.allocated.delete(local.port);
@@ -136,6 +138,8 @@ export class MediaPlane {
     this.timer = setInterval(() => {
       const now = Date.now();
       for (const c of this.channels.values()) {
+        if (now < c.nextAt) continue;
+        c.nextAt = Math.max(c.nextAt + this.intervalMs, now - this.intervalMs);
         const pkt = Buffer.alloc(HEADER + PAYLOAD, 0xff);
         pkt[0] = 0x80; pkt[1] = 0; // v2, PCMU
         pkt.writeUInt16BE(c.seq = (c.seq + 1) & 0xffff, 2);
@@ -147,7 +151,7 @@ export class MediaPlane {
         this.close(uuid, 'MEDIA_TIMEOUT');
         this.onTimeout(uuid);
       }
-    }, this.intervalMs);
+    }, Math.max(2, Math.floor(this.intervalMs / 4)));
     this.timer.unref();
   }
 }
