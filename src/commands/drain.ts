@@ -32,6 +32,13 @@ export interface DrainOptions {
   dryRun?: boolean;
   yes?: boolean;
   settleMs?: number;
+  /**
+   * a handover on demotion (commands/handover.ts): the adopter already holds the shared address and its
+   * notify MASTER has run, so this drain runs the takeover itself instead of waiting for keepalived's
+   */
+  handover?: boolean;
+  /** for the audit row and the log: what started it (default drain) */
+  command?: string;
 }
 
 export interface DrainReport {
@@ -89,7 +96,7 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
     // drain stopped before its takeover) the drain writes one, so history shows every drain
     if (!ownTakeover) {
       await recordDrain(cfg, {
-        takeoverId: randomUUID(), startedAt: started, actor: `${userInfo().username}@${cfg.node}`, command: 'drain', from: src.name, to: to.join(','),
+        takeoverId: randomUUID(), startedAt: started, actor: `${userInfo().username}@${cfg.node}`, command: o.command ?? 'drain', from: src.name, to: to.join(','),
         result: failure ? (failure instanceof Refused ? 'refused' : 'failed') : 'drained', reason: failure ? errorMessage(failure) : report.reason,
         adopted: 0, recovered: null, missing: null, skipped: 0, timings: { ...timings, total_ms: Date.now() - t0 },
       });
@@ -165,7 +172,7 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
       timings.total_ms = Date.now() - t0;
       report.result = 'done';
       report.reason = `${src.name} drained: it carried no answered call`;
-    } else if (shared.length) {
+    } else if (shared.length && !o.handover) {
       // the pair: the adopter re-INVITEs from the VIP, which keepalived moves to it before its notify MASTER
       log('info', `drain: ${src.name} shares ${shared.join(', ')} with ${to.join(', ')} (a VIP): keepalived's new MASTER takes the calls over once it holds it; waiting`, ctx);
       const a = await awaitAutomaticTakeover(cfg, db, src.switchname, core, new Date(t0 - 5000)); // clocks of the nodes may differ a little
@@ -174,7 +181,7 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
       report.reason = `${src.name} drained: its calls were taken over by ${a.command} (${a.result}: ${a.adopted} call(s) to ${a.to_node})`;
     } else {
       ownTakeover = true;
-      const r = await takeover(cfg, { from: src.name, to, command: 'drain', before: { ...timings } });
+      const r = await takeover(cfg, { from: src.name, to, command: o.command ?? 'drain', before: { ...timings } });
       report.takeover = r;
       timings.total_ms = Date.now() - t0;
       if (r.result === 'nothing') {

@@ -18,6 +18,7 @@ import { privateDir, replaceFile } from '../adapters/safe-files';
 import { ActionFailed, Refused, UsageError, errorMessage } from '../errors';
 import { log } from '../log';
 import { takeover, type TakeoverReport } from './takeover';
+import { handOver, reportOrphans } from './handover';
 import { Db } from '../adapters/db';
 import * as store from '../adapters/recovery-store';
 import { Output } from '../cli/output';
@@ -54,11 +55,15 @@ function writeState(cfg: Config, rec: StateRecord): void {
   replaceFile(stateFile(cfg, rec.instance), JSON.stringify(rec) + '\n');
 }
 
-/** Does standby apply to this instance? Its own instance in a farm; the one shared instance of a pair. */
-function standbyApplies(cfg: Config, instance: string | undefined): boolean {
-  if (!cfg.standby) return false;
+/** Is this the instance whose address this node's calls use? Its own instance in a farm; the one shared instance of a pair. */
+function callsInstance(cfg: Config, instance: string | undefined): boolean {
   if (instance && cfg.instances[instance] === cfg.node) return true;
   return Object.keys(cfg.nodes).length === 2;
+}
+
+/** Does standby apply to this instance? The instance of this node's calls, when standby is configured. */
+function standbyApplies(cfg: Config, instance: string | undefined): boolean {
+  return cfg.standby && callsInstance(cfg, instance);
 }
 
 /**
@@ -117,8 +122,10 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
           o.onTakeover?.(report.result, report.timings.total_ms ?? null);
         } catch (e) {
           o.onTakeover?.(e instanceof Refused ? (e.nothingToDo ? 'nothing' : 'refused') : 'failed', null);
-          if (e instanceof Refused && e.nothingToDo) log('info', `notify MASTER ${name}: nothing to take over: ${e.nothingToDo}`, ctx);
-          else failure = e;
+          if (e instanceof Refused && e.nothingToDo) {
+            log('info', `notify MASTER ${name}: nothing to take over: ${e.nothingToDo}`, ctx);
+            await reportOrphans(cfg, from, { db: o.db });
+          } else failure = e;
         }
       }
       if ((standbyApplies(cfg, instance) || from === cfg.node) && !report?.standbyOff) {
@@ -134,13 +141,13 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
     if (state === 'BACKUP' || state === 'FAULT') {
       if (!standbyApplies(cfg, instance)) {
         log('info', `notify ${state}: instance ${name} is another node's; nothing to do here`, ctx);
-        return 0;
-      }
-      if (await setStandby(cfg, true)) log('info', `notify ${state}: profiles in standby on ${cfg.node} (new calls get 503)`, ctx);
+      } else if (await setStandby(cfg, true)) log('info', `notify ${state}: profiles in standby on ${cfg.node} (new calls get 503)`, ctx);
       else log('warn', `notify ${state}: FreeSWITCH on ${cfg.node} is down (its event socket refused the connection): it takes no new calls, no standby needed`, ctx);
-      return 0;
+    } else if (state !== 'STOP') {
+      log('info', `notify ${state}: nothing to do`, ctx);
     }
-    log('info', `notify ${state}: nothing to do`, ctx);
+    // demoted (BACKUP) or keepalived stopped (STOP): calls on an address now held elsewhere are handed over
+    if (instance && (state === 'BACKUP' || state === 'STOP')) await handOver(cfg, state, instance, callsInstance(cfg, instance), { db: o.db });
     return 0;
   } finally {
     release();

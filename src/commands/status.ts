@@ -112,6 +112,7 @@ export async function status(cfg: Config, o: { deadlineMs?: number } = {}): Prom
       }
       report.nodes.push(st);
     }
+    for (const w of orphans(cfg, report.nodes, vrrp)) report.warnings.push(w);
   } finally {
     if (db) await db.close();
   }
@@ -120,6 +121,28 @@ export async function status(cfg: Config, o: { deadlineMs?: number } = {}): Prom
 }
 
 /** 1234 ms -> "1s", 90000 -> "1m", for a table read at a glance. */
+/**
+ * Calls of a live node whose address another node holds: the node's last announced state for the instance of
+ * its calls is not MASTER while another's is. They cannot continue there; its handover (BACKUP/STOP) moves them.
+ */
+function orphans(cfg: Config, nodes: NodeStatus[], vrrp: store.VrrpSeen[]): string[] {
+  const pair = Object.keys(cfg.nodes).length === 2;
+  const out: string[] = [];
+  for (const n of nodes) {
+    if (!n.trackedCalls || (n.health !== 'healthy' && n.health !== 'unhealthy')) continue;
+    const mine = pair ? [...new Set(vrrp.map((v) => v.instance))] : Object.entries(cfg.instances).filter(([, x]) => x === n.node).map(([i]) => i);
+    for (const inst of mine) {
+      const own = vrrp.find((v) => v.node === n.node && v.instance === inst)?.state;
+      const holder = vrrp.find((v) => v.node !== n.node && v.instance === inst && v.state === 'MASTER');
+      if (holder && own !== 'MASTER') {
+        out.push(`orphaned calls: ${n.node} is alive with ${n.trackedCalls} call(s) while ${holder.node} holds ${inst} (${n.node}: ${own ?? 'no state'}); ` +
+          `its handover moves them, else stop its FreeSWITCH and run fs-ha takeover --from ${n.node}`);
+      }
+    }
+  }
+  return out;
+}
+
 function age(ms: number): string {
   const s = Math.round(ms / 1000);
   return s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : s < 172800 ? `${Math.round(s / 3600)}h` : `${Math.round(s / 86400)}d`;

@@ -185,3 +185,17 @@ test('19.6 the health loop after FreeSWITCH crashed: what it reports (and the he
   assert.equal(h.lastProbe?.coreUuid, null, 'no dead core uuid reported as current');
   assert.deepEqual(changes, [true, false], 'each change told at once (the agent writes the heartbeat then)');
 });
+
+test('21.3 status names orphaned calls: a live node with calls whose instance another node holds', async (t) => {
+  const { status, formatStatus } = await import('../../src/commands/status');
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  await c.sims.fs1.answerCalls(4);
+  const db = await Db.connect(c.url, 3000, 'test');
+  const { writeVrrp, applySchema } = await import('../../src/adapters/recovery-store');
+  await applySchema(db, 'shared');
+  await writeVrrp(db, 'fs1', 'VI_FS', 'BACKUP');
+  await writeVrrp(db, 'fs2', 'VI_FS', 'MASTER');
+  await db.close();
+  const text = formatStatus(await status(c.config('fs2')));
+  assert.match(text, /^WARNING: orphaned calls: fs1 is alive with 4 call\(s\) while fs2 holds VI_FS \(fs1: BACKUP\)/m);
+});
