@@ -2,8 +2,10 @@
  * One event-socket session to the local FreeSWITCH, kept open, asked the check's questions every
  * watch.interval_ms; watch.file holds 0 while it serves and 1 the moment it stops (the session closing is
  * seen at once), for keepalived's track_file. `fs-ha watch` runs it alone; the agent runs it beside its
- * FIFO reader. keepAlive: also touch watch.file's mtime every 500 ms, so keepalived's backstop can tell a
+ * FIFO reader. keepAlive: also touch watch.file's mtime every 200 ms, so keepalived's backstop can tell a
  * live writer from a file nobody updates (the agent; see the keepalived templates).
+ * FAILED is declared on evidence: a refused, dropped or wrong answer at once; an answer that is only late (a
+ * starved CPU) needs SLOW_FALL of them in a row, as keepalived's fall counts a script's failures.
  */
 import { mkdirSync, utimesSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -15,7 +17,13 @@ import { identityProblem } from './core/liveness';
 import { log } from './log';
 import { failed, probeSession, type NodeProbe } from './observe';
 
+/** how often keepAlive touches watch.file (keepalived's agent_alive allows 2000 ms: see the templates) */
+export const TOUCH_MS = 200;
+/** late answers in a row before a FreeSWITCH that still holds its socket open is declared FAILED */
+export const SLOW_FALL = 2;
+
 export class LocalHealth {
+  private slow = 0;
   private last: string | null = null;
   private stopping = false;
   private handBack = false;
@@ -55,6 +63,18 @@ export class LocalHealth {
     this.onChange(healthy);
   }
 
+  /**
+   * A late answer (or a connection that did not complete in time) while healthy: no evidence on a busy
+   * machine until SLOW_FALL come in a row. True when this one is tolerated (logged, not failed).
+   */
+  private tolerateLate(p: NodeProbe): boolean {
+    if (p.kind !== 'silent' && p.kind !== 'unreachable') { this.slow = 0; return false; }
+    this.slow++;
+    if (this.slow >= SLOW_FALL || this.last !== '0') return false;
+    log('warn', `${this.o.who}: ${this.cfg.node} answered late (${p.detail}); failed only if the next answer is late too`, { node: this.cfg.node });
+    return true;
+  }
+
   private nap(ms: number): Promise<void> {
     return new Promise<void>((r) => { const t = setTimeout(r, ms); this.wake = () => { clearTimeout(t); r(); }; });
   }
@@ -70,7 +90,7 @@ export class LocalHealth {
         try { utimesSync(cfg.watch.file, now, now); } catch { /* written at the next change */ }
       };
       touch(); // a restarted agent refreshes it at once: the backstop never sees a gap
-      this.touch = setInterval(touch, 500);
+      this.touch = setInterval(touch, TOUCH_MS);
     }
     log('info', `${this.o.who}: watching ${cfg.esl.host}:${cfg.esl.port} every ${every} ms, state in ${cfg.watch.file}`, { node: cfg.node });
     while (!this.stopping) {
@@ -79,10 +99,11 @@ export class LocalHealth {
           const mine = await EslSession.open(cfg.esl, cfg.check.timeoutMs);
           this.session = mine;
           this.known = null; // a new session may be a new FreeSWITCH: ask its core uuid and switchname once
-          mine.onClose((why) => {
+          mine.onClose((why, kind) => {
             if (this.session !== mine) return;
             this.session = null;
-            if (!this.stopping && why !== 'closed by fs-ha') {
+            // a late answer closes the session too: the probe that waited for it judges it (tolerateLate)
+            if (!this.stopping && why !== 'closed by fs-ha' && kind !== 'silent') {
               this.lastProbe = failed(new Error(`event socket lost: ${why}`), Date.now());
               this.set(false, `event socket lost: ${why}`);
             }
@@ -90,7 +111,7 @@ export class LocalHealth {
           });
         } catch (e) {
           this.lastProbe = failed(e, Date.now());
-          this.set(false, errorMessage(e));
+          if (!this.tolerateLate(this.lastProbe)) this.set(false, errorMessage(e));
           await this.nap(every);
           continue;
         }
@@ -102,8 +123,11 @@ export class LocalHealth {
       const impostor = identityProblem(cfg.node, me.switchname, p, `${cfg.esl.host}:${cfg.esl.port}`);
       this.lastProbe = impostor ? { ...p, kind: 'unhealthy', detail: impostor } : p;
       if (impostor) this.set(false, impostor);
-      else if (p.kind === 'healthy') this.set(true, p.detail);
-      else {
+      else if (p.kind === 'healthy') { this.slow = 0; this.set(true, p.detail); }
+      else if (this.tolerateLate(p)) {
+        this.session?.close(); // ask again on a new session
+        this.session = null;
+      } else {
         this.set(false, p.detail);
         if (p.kind !== 'unhealthy') { this.session?.close(); this.session = null; } // timed out or broken: reconnect
       }

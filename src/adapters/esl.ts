@@ -88,23 +88,25 @@ export class EslSession {
     });
   }
 
-  private readonly closeListeners: Array<(reason: string) => void> = [];
+  private readonly closeListeners: Array<(reason: string, kind: EslErrorKind) => void> = [];
+  private closedKind: EslErrorKind = 'closed';
 
   /** the session ended (the far side closed, an error, a timeout, close()) */
   get closed(): boolean { return this.closedReason !== null; }
 
-  /** Called once when the session ends for any reason (the far side closed, an error, a timeout, close()). */
-  onClose(fn: (reason: string) => void): void {
-    if (this.closedReason) fn(this.closedReason);
+  /** Called once when the session ends for any reason (the far side closed, an error, a timeout: kind silent, close()). */
+  onClose(fn: (reason: string, kind: EslErrorKind) => void): void {
+    if (this.closedReason) fn(this.closedReason, this.closedKind);
     else this.closeListeners.push(fn);
   }
 
   private fail(err: EslError): void {
     if (this.closedReason) return;
     this.closedReason = err.message;
+    this.closedKind = err.kind;
     for (const w of this.waiters) w(err);
     this.waiters.clear();
-    for (const l of this.closeListeners.splice(0)) l(err.message);
+    for (const l of this.closeListeners.splice(0)) l(err.message, err.kind);
     try { this.conn.socket?.destroy(); } catch { /* gone */ }
   }
 
@@ -137,7 +139,7 @@ export class EslSession {
     this.closedReason = 'closed by fs-ha';
     for (const w of this.waiters) w(new EslError('closed', 'closed by fs-ha'));
     this.waiters.clear();
-    for (const l of this.closeListeners.splice(0)) l('closed by fs-ha');
+    for (const l of this.closeListeners.splice(0)) l('closed by fs-ha', 'closed');
     try { this.conn.send('exit'); } catch { /* gone */ }
     try { this.conn.socket?.destroy(); } catch { /* gone */ }
   }

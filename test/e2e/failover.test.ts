@@ -11,6 +11,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { caughtUp, createDatabase, startReplicaPair, withClient } from '../helpers/pg';
 import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { Fabric, Lab, MGMT_DB, PREFIX, VIP, cleanStale, installMissing, prerequisites, sh, waitFor, type LabOptions } from './lab';
 import { RootCapture } from './capture';
 import { rootExposure } from './net';
@@ -290,18 +292,34 @@ test('7. overlapping notifies (MASTER then BACKUP fired back to back): consisten
   });
 });
 
-test('9. the agent killed (SIGKILL) while FreeSWITCH is healthy: no VRRP transition; restarted, it picks up where it was', async () => {
-  await scenario(PAIR(), async (lab) => {
+/** Every core busy for ms (bounded busy loops, one per core), as a starved machine runs. */
+function saturate(ms: number): () => void {
+  const loops = Array.from({ length: availableParallelism() }, () =>
+    spawn(process.execPath, ['-e', `const e = Date.now() + ${ms}; while (Date.now() < e) {}`], { stdio: 'ignore' }));
+  return () => { for (const l of loops) l.kill('SIGKILL'); };
+}
+
+for (const loaded of [false, true]) test(`9${loaded ? 'b' : ''}. the agent killed (SIGKILL) while FreeSWITCH is healthy${loaded ? ', every core saturated' : ''}: no VRRP transition; restarted as systemd does (Restart=always, RestartSec=0), it picks up where it was`, async () => {
+  await scenario(PAIR(), async (lab, url) => {
     await startPair(lab);
+    const calls = await placeCalls(lab, 'freeswitch01', 10);
+    const core1 = lab.coreUuid('freeswitch01');
     const from = lab.keepalived.freeswitch01.lines.length;
-    lab.watchers.freeswitch01.kill('SIGKILL');
-    await new Promise((r) => setTimeout(r, 1500)); // systemd restarts it (RestartSec=0); here: 1.5 s later
-    await lab.startAgent('freeswitch01');
-    await new Promise((r) => setTimeout(r, 2500)); // beyond the backstop's 3 s from the kill
+    const stop = loaded ? saturate(12000) : () => undefined;
+    try {
+      if (loaded) await new Promise((r) => setTimeout(r, 1000)); // the load is there before the kill
+      lab.watchers.freeswitch01.kill('SIGKILL');
+      await new Promise((r) => setTimeout(r, 100)); // systemd's restart delay with RestartSec=0
+      await lab.startAgent('freeswitch01');
+      await new Promise((r) => setTimeout(r, 3500)); // beyond the backstop's window from the kill
+    } finally {
+      stop();
+    }
     const moved = lab.keepalived.freeswitch01.lines.slice(from).filter((l) => /Entering \w+ STATE/.test(l.text));
     assert.deepEqual(moved.map((l) => l.text), [], 'no VRRP transition on freeswitch01');
     assert.equal(lab.vrrpState('freeswitch01', 'VI_FS'), 'MASTER');
     assert.equal((await lab.simState('freeswitch01')).standby, false, 'the MASTER still takes new calls');
+    await assertOwnedOnce(url, calls, { freeswitch01: core1 }); // no call moved
   });
 });
 

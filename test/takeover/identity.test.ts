@@ -199,3 +199,27 @@ test('21.3 status names orphaned calls: a live node with calls whose instance an
   const text = formatStatus(await status(c.config('fs2')));
   assert.match(text, /^WARNING: orphaned calls: fs1 is alive with 4 call\(s\) while fs2 holds VI_FS \(fs1: BACKUP\)/m);
 });
+
+test('21.2 the health loop fails FreeSWITCH on evidence: one late answer (a starved CPU) is not a failure, two in a row are', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  const cfg = c.config('fs1', `watch: { file: /tmp/fsha-test-slow-${process.pid}, interval_ms: 100 }`);
+  cfg.check.timeoutMs = 300;
+  const h = new LocalHealth(cfg, { who: 'test' });
+  const changes: boolean[] = [];
+  h.onChange = (ok) => changes.push(ok);
+  const run = h.run();
+  t.after(async () => { h.stop(false); await run; });
+  for (let i = 0; i < 50 && !h.healthy; i++) await sleep(50);
+  assert.ok(h.healthy);
+  // one late answer, then fast again
+  c.sims.fs1.fault.slowMs = 500;
+  for (let i = 0; i < 40 && h.lastProbe?.kind !== 'silent'; i++) await sleep(25);
+  c.sims.fs1.fault.slowMs = 0;
+  await sleep(800);
+  assert.deepEqual(changes, [true], 'still healthy after one late answer');
+  // late again and again: failed
+  c.sims.fs1.fault.slowMs = 500;
+  for (let i = 0; i < 60 && h.healthy; i++) await sleep(50);
+  c.sims.fs1.fault.slowMs = 0;
+  assert.deepEqual(changes.slice(0, 2), [true, false], 'two late answers in a row: FAILED');
+});
