@@ -123,12 +123,15 @@ export async function moveRows(db: Db, layout: Layout, table: string, targets: M
   const result: MoveResult = { rows: [], held: [], groups: 0, ms: { select: 0, rewrite: 0, write: 0 } };
   const work = async () => {
     let t0 = Date.now();
+    // a dry run (a drain's plan, while the source still runs) reads a snapshot and locks nothing: the live
+    // source's hangups never wait on it
+    if (o.dryRun) await db.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY', [], 'a read-only snapshot for the plan');
     await db.query(REWRITE_SETTINGS, [], 'planning the rewrite');
     // the rows' light facts and their lock first; their metadata in one read when it fits the memory budget
     // (ties then found here, one pass), else the server finds the ties and metadata is read batch by batch
     const light = await db.query<{ ctid: string; uuid: string; profile_name: string; technology: string; bytes: number | null }>(
       `SELECT r.ctid::text AS ctid, r.uuid, r.profile_name, r.technology, octet_length(r.metadata) AS bytes
-         FROM ${table} r WHERE r.hostname = $1 AND (r.runtime_uuid IS NULL OR r.runtime_uuid <> ALL($2::text[])) FOR UPDATE`,
+         FROM ${table} r WHERE r.hostname = $1 AND (r.runtime_uuid IS NULL OR r.runtime_uuid <> ALL($2::text[]))${o.dryRun ? '' : ' FOR UPDATE'}`,
       [spec.fromSwitchname, o.targetCores], 'locking the failed node\'s rows');
     const total = light.reduce((n, r) => n + (r.bytes ?? 0), 0);
     type Got = { ctid: string; metadata: string | null };

@@ -12,12 +12,13 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config';
 import { Db } from '../adapters/db';
+import { acquireHostLock } from '../adapters/host-lock';
 import { applySchemaOnce, census, writeHeartbeat } from '../adapters/recovery-store';
 import { MetricsServer, type Sample } from '../adapters/metrics';
 import { FifoReader } from '../adapters/fifo';
 import { latestPerInstance, parseFifoLine, type FifoLine } from '../core/fifo-line';
 import type { FireKey } from '../core/fire-order';
-import { ConfigError, errorMessage } from '../errors';
+import { ActionFailed, ConfigError, errorMessage } from '../errors';
 import { log } from '../log';
 import { LocalHealth } from '../local-health';
 import { Output } from '../cli/output';
@@ -235,10 +236,16 @@ export async function agent(cfg: Config, out: Output): Promise<number> {
     throw new ConfigError('config: the agent needs instances: the VRRP instance(s) fs-ha acts on, each with the node whose calls its MASTER adopts ' +
       '(keepalived\'s notify FIFO carries every instance of the box, other services\' too)');
   }
+  // one agent per FIFO: a second one (run by hand beside the service) would split keepalived's lines with the
+  // first and could act on them out of order. A restarted agent finds the lock free at once (it dies with
+  // its holder); a second one waits a moment for it, then refuses.
+  const release = await acquireHostLock(cfg.stateDir, `agent-${cfg.agent.fifo}`, 1500).catch(() => {
+    throw new ActionFailed(`another fs-ha agent is already reading ${cfg.agent.fifo} (state_dir ${cfg.stateDir}): refusing to start a second one`);
+  });
   const a = new Agent(cfg, out);
   a.start();
   await new Promise<void>((resolve) => {
-    const stop = () => { void a.stop().then(resolve); };
+    const stop = () => { void a.stop().then(() => { release(); resolve(); }); };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });

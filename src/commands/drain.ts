@@ -26,6 +26,9 @@ import { probeNode, probeSession } from '../observe';
 import { formatTakeover, takeover, type TakeoverReport } from './takeover';
 import type { CommandSpec } from '../cli/spec';
 
+/** the longest settle, on the command line as in the configuration (drain.settle_ms) */
+export const MAX_SETTLE_MS = 600000;
+
 export interface DrainOptions {
   from: string;
   to?: string;
@@ -266,7 +269,9 @@ export const command: CommandSpec = {
   json: true,
   async run({ cfg, values, out }) {
     const settle = values['settle-ms'];
-    if (settle !== undefined && !/^\d+$/.test(String(settle))) throw new UsageError('--settle-ms must be a whole number of milliseconds');
+    if (settle !== undefined && (!/^\d{1,6}$/.test(String(settle)) || Number(settle) > MAX_SETTLE_MS)) {
+      throw new UsageError(`--settle-ms must be a whole number of milliseconds from 0 to ${MAX_SETTLE_MS} (as drain.settle_ms)`);
+    }
     const r = await drain(cfg, {
       from: values.from as string, to: values.to as string | undefined, dryRun: !!values['dry-run'], yes: !!values.yes,
       settleMs: settle === undefined ? undefined : Number(settle),

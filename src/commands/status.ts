@@ -17,7 +17,8 @@ export interface NodeStatus {
   health: string;
   detail: string;
   coreUuid: string | null;
-  trackedCalls: number;
+  /** null when they could not be counted (never a 0 that is not known) */
+  trackedCalls: number | null;
   /** rows a recover there would select now, by hostname */
   recoverWouldTake: Record<string, number> | null;
   /** what its keepalived last announced, per VRRP instance (recorded by the agent and the notify hooks) */
@@ -77,7 +78,7 @@ export async function status(cfg: Config, o: { deadlineMs?: number } = {}): Prom
     });
     const vrrp = db ? await within('the VRRP states', ours(store.readVrrp(db)), []) : [];
     const last = db ? await within('the last takeovers', ours(store.lastTakeovers(db)), []) : [];
-    const rows = db ? await within('the tracked calls', store.census(db, cfg.layout), []) : [];
+    const rows = db ? await within('the tracked calls', store.census(db, cfg.layout), null) : null;
     if (db) {
       const named = nodeSchemas(Object.values(cfg.nodes));
       const relations = await within('the relations named recovery', store.recoveryRelations(db), null);
@@ -96,7 +97,7 @@ export async function status(cfg: Config, o: { deadlineMs?: number } = {}): Prom
       const st: NodeStatus = {
         node: n, switchname: nc.switchname, esl: where,
         health: impostor ? 'wrong-node' : p.kind, detail: impostor ?? p.detail, coreUuid: impostor ? null : p.coreUuid,
-        trackedCalls: rows.filter((r) => r.hostname === nc.switchname).reduce((a, r) => a + r.count, 0),
+        trackedCalls: rows ? rows.filter((r) => r.hostname === nc.switchname).reduce((a, r) => a + r.count, 0) : null,
         recoverWouldTake: null,
         vrrp: vrrp.filter((v) => v.node === n).map(({ instance, state, ageMs }) => ({ instance, state, ageMs })),
         lastTakeover: last.find((x) => x.node === n) ?? null,
@@ -154,7 +155,7 @@ export function formatStatus(r: StatusReport): string {
   const rows = r.nodes.map((n) => [
     n.node, n.health,
     n.vrrp.map((v) => `${v.instance}:${v.state} (${age(v.ageMs)})`).join(' ') || '-',
-    String(n.trackedCalls),
+    n.trackedCalls === null ? '-' : String(n.trackedCalls),
     n.recoverWouldTake === null ? '-' : Object.entries(n.recoverWouldTake).map(([h, c]) => `${h}:${c}`).join(' ') || '0',
     n.lastTakeover ? `${age(n.lastTakeover.ageMs)} ago ${n.lastTakeover.from}->${n.lastTakeover.to} ${n.lastTakeover.result} ${n.lastTakeover.adopted} calls ${n.lastTakeover.ms ?? '-'} ms` : '-',
   ]);
