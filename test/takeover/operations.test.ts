@@ -1,0 +1,80 @@
+/**
+ * Issue 22: operations that tell the truth and survive their own failures. Each test reproduces a finding of
+ * the adversarial pass and failed on the code before its fix.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client } from 'pg';
+import { takeover } from '../../src/commands/takeover';
+import { status, formatStatus } from '../../src/commands/status';
+import { configureLog } from '../../src/log';
+import { withCluster } from '../helpers/cluster';
+
+configureLog({ syslog: false, stderr: false });
+
+const BIN = join(__dirname, '..', '..', 'dist', 'fs-ha.js');
+
+function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, FS_HA_SYSLOG: '0' } });
+    let out = '', err = '';
+    p.stdout.on('data', (d) => { out += d; });
+    p.stderr.on('data', (d) => { err += d; });
+    p.on('exit', (code) => resolve({ code: code ?? -1, out, err }));
+  });
+}
+
+test('22.6 a drain\'s plan locks none of the live source\'s rows: a hangup in flight does not hold it up, and it holds up no hangup', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node', timeouts: '{ verify_ms: 3000, lock_ms: 5000, database_ms: 1500 }' });
+  const calls = await c.sims.fs1.answerCalls(20);
+  const hangup = new Client({ connectionString: c.url });
+  await hangup.connect();
+  t.after(() => hangup.end());
+  await hangup.query('BEGIN');
+  await hangup.query('DELETE FROM fsha.recovery_base WHERE uuid = $1', [calls[0]]); // the row lock of a hangup in flight
+  const t0 = Date.now();
+  const plan = await takeover(c.config('fs2'), { from: 'fs1', dryRun: true, planned: true, command: 'drain --dry-run' });
+  const ms = Date.now() - t0;
+  await hangup.query('COMMIT');
+  assert.equal(plan.result, 'dry-run', plan.reason);
+  assert.ok(ms < 1500, `the plan did not wait for the hangup's row lock (${ms} ms; database_ms 1500)`);
+});
+
+test('22.8 status shows calls it could not count as unknown ("-", null), never 0', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node' });
+  await c.sims.fs1.answerCalls(3);
+  const locker = new Client({ connectionString: c.url });
+  await locker.connect();
+  t.after(() => locker.end());
+  await locker.query('BEGIN');
+  await locker.query('LOCK TABLE fsha.recovery_base IN ACCESS EXCLUSIVE MODE');
+  const r = await status(c.config('fs2'), { deadlineMs: 1500 });
+  await locker.query('ROLLBACK');
+  const fs1 = r.nodes.find((n) => n.node === 'fs1')!;
+  assert.equal(fs1.trackedCalls, null);
+  assert.match(formatStatus(r), /^fs1\s+healthy\s+\S+\s+-\s/m);
+});
+
+test('22.5 and 22.12: --settle-ms is bounded as drain.settle_ms; a second agent on one FIFO refuses to start, the first keeps running', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  const dir = mkdtempSync(join(tmpdir(), 'fsha-ops-'));
+  const yaml = (await import('node:fs')).readFileSync(c.configFile('fs2', `instances: { VI_FS: fs1 }\nagent: { fifo: ${join(dir, 'fifo')} }\nwatch: { file: ${join(dir, 'health')}, interval_ms: 200 }`), 'utf8')
+    .replace(/^state_dir: .*$/m, `state_dir: ${join(dir, 'state')}`);
+  const f = join(dir, 'fs-ha.yaml');
+  writeFileSync(f, yaml, { mode: 0o600 });
+  const settle = await run(['--config', f, 'drain', '--from', 'fs1', '--settle-ms', '99999999999999999999']);
+  assert.equal(settle.code, 2, settle.err);
+  assert.match(settle.err, /--settle-ms must be a whole number of milliseconds from 0 to 600000/);
+  const first = spawn(process.execPath, [BIN, '--config', f, 'agent'], { env: { ...process.env, FS_HA_SYSLOG: '0' }, stdio: 'ignore' });
+  t.after(() => first.kill('SIGKILL'));
+  await sleep(1500);
+  const second = await run(['--config', f, 'agent']);
+  assert.equal(second.code, 1, second.err);
+  assert.match(second.err, /another fs-ha agent is already reading .*fifo.*refusing to start a second one/);
+  assert.equal(first.exitCode, null, 'the first agent still runs');
+});
