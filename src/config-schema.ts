@@ -110,7 +110,14 @@ export const SCHEMA: Record<string, Field> = {
       fifo: { kind: 'path', doc: 'keepalived\'s notify FIFO (global_defs notify_fifo); the agent creates it (0600) if missing', default: '/run/fs-ha/keepalived.fifo' },
       metrics: {
         kind: 'string', doc: 'serve Prometheus metrics at http://HOST:PORT/metrics, on loopback only (127.0.0.1:9642); empty: none', default: '',
-        check: (v) => (v === '' || /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\]):\d{1,5}$/.test(v) ? null : 'must be a loopback HOST:PORT (127.0.0.1:9642 or [::1]:9642), or empty'),
+        check: (v) => {
+          if (v === '') return null;
+          const m = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\]):(\d{1,5})$/.exec(v);
+          const octets = m && m[1].startsWith('127.') ? m[1].split('.').map(Number) : [];
+          if (!m || octets.some((o) => o > 255)) return 'must be a loopback HOST:PORT (127.0.0.1:9642 or [::1]:9642), or empty';
+          const port = Number(m[2]);
+          return port >= 1 && port <= 65535 ? null : `port ${m[2]} must be from 1 to 65535`;
+        },
       },
     },
   },
