@@ -18,14 +18,22 @@ export interface FifoEvents {
   line(line: string): void;
   /** the FIFO was replaced (keepalived reloaded) and reopened */
   reopened(): void;
+  /** something is wrong with the FIFO or what comes through it (said once per kind of problem until it is gone) */
+  problem(message: string): void;
 }
+
+/** keepalived's lines are under 200 bytes; a longer run without a newline is dropped, not buffered */
+export const MAX_LINE = 4096;
 
 export class FifoReader {
   private sock: Socket | null = null;
   private ino = -1;
   private buf = '';
+  /** dropping a line too long, up to its newline */
+  private skipping = false;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
+  private lastProblem: string | null = null;
 
   constructor(readonly path: string, private readonly on: FifoEvents, private readonly backlogMs = 50) {}
 
@@ -51,14 +59,26 @@ export class FifoReader {
     this.sock = sock;
     let backlog: string[] | null = first ? [] : null;
     if (backlog) setTimeout(() => { const b = backlog!; backlog = null; this.on.backlog(b); }, this.backlogMs);
+    const take = (line: string) => {
+      if (!line.trim()) return;
+      if (backlog) backlog.push(line);
+      else this.on.line(line);
+    };
     sock.on('data', (d: Buffer) => {
-      this.buf += d.toString('utf8');
-      for (let i = this.buf.indexOf('\n'); i >= 0; i = this.buf.indexOf('\n')) {
-        const line = this.buf.slice(0, i);
-        this.buf = this.buf.slice(i + 1);
-        if (!line.trim()) continue;
-        if (backlog) backlog.push(line);
-        else this.on.line(line);
+      // only the new chunk is scanned (a huge line without a newline costs its own length once, not its square)
+      const chunk = d.toString('utf8');
+      let from = 0;
+      for (let i = chunk.indexOf('\n'); i >= 0; i = chunk.indexOf('\n', from)) {
+        if (!this.skipping) take(this.buf + chunk.slice(from, i));
+        this.buf = '';
+        this.skipping = false;
+        from = i + 1;
+      }
+      if (!this.skipping) this.buf += chunk.slice(from);
+      if (this.buf.length > MAX_LINE) {
+        this.on.problem(`a line of more than ${MAX_LINE} bytes without a newline came through ${this.path}: dropped (keepalived's lines are short)`);
+        this.buf = '';
+        this.skipping = true;
       }
     });
     sock.on('error', () => undefined);
@@ -74,8 +94,14 @@ export class FifoReader {
         this.shut();
         try {
           this.open(false);
+          this.lastProblem = null;
           this.on.reopened();
-        } catch { /* try again at the next tick */ }
+        } catch (e) {
+          // said once, tried again every second: keepalived's transitions are not heard until it is fixed
+          const msg = `${(e as Error).message}; keepalived's transitions are NOT heard until it is a FIFO again (retrying every second)`;
+          if (msg !== this.lastProblem) this.on.problem(msg);
+          this.lastProblem = msg;
+        }
       }
     }, 1000);
     this.timer.unref?.();

@@ -211,6 +211,7 @@ export class Agent {
       },
       line: (line) => { void this.enqueue(parseFifoLine(line), readKey()); },
       reopened: () => log('info', `agent: ${this.cfg.agent.fifo} was recreated (keepalived reloaded); reading the new one`, { node: this.cfg.node }),
+      problem: (message) => log('error', `agent: ${message}`, { node: this.cfg.node }),
     });
     this.fifo.start();
     log('info', `agent: listening on ${this.cfg.agent.fifo}`, { node: this.cfg.node });
