@@ -15,7 +15,7 @@ import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { Fabric, Lab, MGMT_DB, PREFIX, VIP, cleanStale, installMissing, prerequisites, sh, waitFor, type LabOptions } from './lab';
 import { RootCapture } from './capture';
-import { rootExposure } from './net';
+import { rootExposure, host, MGMT, SERVICE } from './net';
 import { formatTimeline, timeline } from './timeline';
 import { assertAudio, formatAudio } from './audio';
 
@@ -456,6 +456,36 @@ test('14c. split brain healing: the node that yields has no call, nothing moves,
       assert.equal((await c.query("select count(*)::int n from fsha.audit where result = 'done'")).rows[0].n, 0, 'nothing taken');
     });
     assert.equal(lab.sims.freeswitch01.exitCode, null, 'its FreeSWITCH was not stopped');
+  });
+});
+
+test('14d. farm whose FreeSWITCH bind their VIPs, keepalived restarted on freeswitch01 with 10 calls: handed over at once to the holder of its instance, audio back; waiting for preempt instead measured', async () => {
+  const nodes = ['freeswitch01', 'freeswitch02', 'freeswitch03'];
+  const vip = (name: string) => host(SERVICE, 100 + Number(name.slice(-2)));
+  const fshaNodes = Object.fromEntries(nodes.map((n, i) => [n, { addresses: [vip(n)], esl: { host: host(MGMT, 11 + i), port: 8021, password: 'ClueCon' } }]));
+  await scenario({ topology: 'farm', nodes, fsha: { nodes: fshaNodes }, simAddress: (n) => vip(n.name) }, async (lab, url) => {
+    await lab.startFarm();
+    const calls = await placeCalls(lab, 'freeswitch01', 10);
+    const others = { freeswitch02: await placeCalls(lab, 'freeswitch02', 3), freeswitch03: await placeCalls(lab, 'freeswitch03', 3) };
+    const at = Date.now();
+    lab.keepalived.freeswitch01.kill('SIGTERM');
+    await waitFor('keepalived on freeswitch01 stopped', () => lab.keepalived.freeswitch01.exitCode !== null, 10000);
+    const done = await waitFor('the handover on freeswitch01', () => lab.fshaLog('freeswitch01').find((l) => /handover done/.test(l.text)), 30000);
+    const holder = ['freeswitch02', 'freeswitch03'].find((n) => lab.vrrpState(n, 'VI_FS01') === 'MASTER')!;
+    assert.ok(holder, 'a survivor holds VI_FS01');
+    const owners = { freeswitch02: lab.coreUuid('freeswitch02'), freeswitch03: lab.coreUuid('freeswitch03') };
+    const ownerOf = await assertOwnedOnce(url, [...calls, ...others.freeswitch02, ...others.freeswitch03], owners, 'fsha.recovery_base');
+    for (const c of calls) assert.equal(ownerOf.get(c), holder, 'freeswitch01\'s calls on the holder of its instance');
+    const audio = await assertAudio(lab, { since: at, moved: calls, live: [...others.freeswitch02, ...others.freeswitch03], nodes: ['freeswitch02', 'freeswitch03'] });
+    // the alternative, waiting: its calls are silent until keepalived is back and preempts VI_FS01 (FreeSWITCH restarted first)
+    await lab.startSim('freeswitch01');
+    const from = lab.keepalived.freeswitch01?.lines.length ?? 0;
+    const restart = Date.now();
+    lab.startKeepalived('freeswitch01');
+    const back = await lab.waitState('freeswitch01', 'VI_FS01', 'MASTER', 30000, 0);
+    process.stdout.write(`timeline: farm, keepalived restarted on freeswitch01 (FreeSWITCH on its VIP), 10 calls\n  handed over at once: done +${done.at - at} ms after the stop\n${formatAudio(audio)}\n` +
+      `  waiting instead: VI_FS01 back on freeswitch01 ${back.at - restart} ms after keepalived starts again, plus however long it was down (a package upgrade: seconds)\n`);
+    void from;
   });
 });
 
