@@ -97,6 +97,11 @@ export const SCHEMA: Record<string, Field> = {
     },
   },
   liveness: { kind: 'section', doc: 'judging the failed node', fields: { heartbeat_stale_ms: ms('a heartbeat older than this proves nothing', 3000, 0, 600000) } },
+  audit: {
+    kind: 'section', doc: 'fsha.audit (fs-ha history)', fields: {
+      retention_days: { kind: 'int', doc: 'rows older than this are deleted, a bounded batch at each audit write', default: 365, min: 1, max: 36500 },
+    },
+  },
   state_dir: { kind: 'path', doc: 'notify ordering records and the host lock (0700, root\'s)', default: '/run/fs-ha' },
   log: {
     kind: 'section', doc: 'logging', fields: {

@@ -57,6 +57,7 @@ export interface Config {
   layout: Layout;
   timeouts: { databaseMs: number; recoverMs: number; verifyMs: number; lockMs: number; fenceMs: number };
   liveness: { heartbeatStaleMs: number };
+  audit: { retentionDays: number };
   stateDir: string;
   log: { syslog: boolean; facility: string; file: string };
   /** fs-ha watch and the agent: where it writes 0/1 for keepalived's track_file, and how often it asks */
@@ -182,6 +183,7 @@ export function parseConfig(text: string, path = '<inline>'): Config {
     recover: r.recover, standby: r.standby, fence: r.fence, layout,
     timeouts: { databaseMs: t.database_ms, recoverMs: t.recover_ms, verifyMs: t.verify_ms, lockMs: t.lock_ms, fenceMs: t.fence_ms },
     liveness: { heartbeatStaleMs: r.liveness.heartbeat_stale_ms },
+    audit: { retentionDays: r.audit.retention_days },
     stateDir: r.state_dir,
     log: { syslog: r.log.syslog, facility: r.log.facility, file: r.log.file },
     watch: { file: r.watch.file, intervalMs: r.watch.interval_ms },

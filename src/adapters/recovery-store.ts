@@ -231,13 +231,24 @@ export interface AuditRecord {
   adopters?: Array<{ node: string; handed: number; recovered: number | null; missing: number; result: string; reason: string }>;
 }
 
-export async function writeAudit(db: Db, a: AuditRecord): Promise<void> {
+/**
+ * One audit row, the last takeover of each node it touches (what status reads), and a bounded trim of rows
+ * older than retentionDays (1000 at most per write: the table stays bounded without a long delete).
+ */
+export async function writeAudit(db: Db, a: AuditRecord, retentionDays = 365): Promise<void> {
   await db.query(
-    `INSERT INTO fsha.audit (takeover_id, started_at, actor, command, from_node, to_node, result, reason, adopted, recovered, missing, skipped, timings, adopters)
-     VALUES ($13,$1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$14)`,
+    `WITH row AS (
+       INSERT INTO fsha.audit (takeover_id, started_at, actor, command, from_node, to_node, result, reason, adopted, recovered, missing, skipped, timings, adopters)
+       VALUES ($13,$1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$14) RETURNING id)
+     INSERT INTO fsha.last_takeover (node, audit_id)
+     SELECT DISTINCT n, row.id FROM row, unnest(array_prepend($4::text, string_to_array($5::text, ','))) AS n WHERE n <> ''
+     ON CONFLICT (node) DO UPDATE SET audit_id = GREATEST(fsha.last_takeover.audit_id, EXCLUDED.audit_id)`,
     [a.startedAt, a.actor, a.command, a.from, a.to, a.result, a.reason, a.adopted, a.recovered, a.missing, a.skipped, JSON.stringify(a.timings), a.takeoverId,
       JSON.stringify(a.adopters ?? [])],
     'writing the audit row');
+  await db.query(
+    `DELETE FROM fsha.audit WHERE id IN (SELECT id FROM fsha.audit WHERE started_at < now() - make_interval(days => $1) ORDER BY started_at LIMIT 1000)`,
+    [retentionDays], 'trimming the audit to its retention').catch(() => undefined);
 }
 
 /** Rows tracked under a core uuid (a node's answered calls' legs), in whichever relation holds them; hostname: only its own. */
@@ -291,8 +302,7 @@ export interface LastTakeover { node: string; ageMs: number; from: string; to: s
 /** Per node, the last takeover or drain it was the source or an adopter of. */
 export async function lastTakeovers(db: Db): Promise<LastTakeover[]> {
   return db.query<LastTakeover>(
-    `SELECT DISTINCT ON (n) n AS node, (extract(epoch FROM now() - started_at) * 1000)::bigint::int AS "ageMs", from_node AS "from", to_node AS "to",
-            result, adopted, (timings->>'total_ms')::int AS ms, command
-       FROM fsha.audit, LATERAL unnest(array_prepend(from_node, string_to_array(to_node, ','))) AS n
-      ORDER BY n, id DESC`, [], 'reading the last takeovers');
+    `SELECT l.node, (extract(epoch FROM now() - a.started_at) * 1000)::bigint::int AS "ageMs", a.from_node AS "from", a.to_node AS "to",
+            a.result, a.adopted, (a.timings->>'total_ms')::int AS ms, a.command
+       FROM fsha.last_takeover l JOIN fsha.audit a ON a.id = l.audit_id ORDER BY l.node`, [], 'reading the last takeovers');
 }

@@ -208,7 +208,7 @@ async function recordDrain(cfg: Config, a: store.AuditRecord): Promise<void> {
   try {
     const db = await Db.connect(cfg.database!, cfg.timeouts.databaseMs, 'fs-ha drain');
     try {
-      await store.writeAudit(db, a);
+      await store.writeAudit(db, a, cfg.audit.retentionDays);
     } finally {
       await db.close();
     }

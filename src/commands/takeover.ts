@@ -397,7 +397,7 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
           adopters: report.adopters.map(({ node, handed, recovered, missing, result, reason }) => ({ node, handed, recovered, missing: missing.length, result, reason })),
           result: report.result, reason: report.reason, adopted: report.adopted, recovered: report.recovered,
           missing: report.recovered === null ? null : report.missing.length, skipped: report.skipped.length, timings,
-        }).catch((e) => log('warn', `takeover: audit row not written: ${errorMessage(e)}`, ctx));
+        }, cfg.audit.retentionDays).catch((e) => log('warn', `takeover: audit row not written: ${errorMessage(e)}`, ctx));
       }
       await store.unlockAdopters(db, adopterLocks);
       if (locked) await store.unlockNode(db, from.switchname);

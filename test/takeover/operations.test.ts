@@ -78,3 +78,28 @@ test('22.5 and 22.12: --settle-ms is bounded as drain.settle_ms; a second agent 
   assert.match(second.err, /another fs-ha agent is already reading .*fifo.*refusing to start a second one/);
   assert.equal(first.exitCode, null, 'the first agent still runs');
 });
+
+test('22.9 status at half a million audit rows still shows every node\'s last takeover (an index, not a sort of them all); rows older than audit.retention_days are trimmed', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node', timeouts: '{ verify_ms: 3000, lock_ms: 5000, database_ms: 400 }' });
+  const { Db } = await import('../../src/adapters/db');
+  const store = await import('../../src/adapters/recovery-store');
+  const pg = new Client({ connectionString: c.url });
+  await pg.connect();
+  t.after(() => pg.end());
+  await pg.query(`INSERT INTO fsha.audit (started_at, actor, command, from_node, to_node, result, reason)
+                  SELECT now() - make_interval(secs => g), 'test', 'takeover', CASE WHEN g % 2 = 0 THEN 'fs1' ELSE 'fs2' END,
+                         CASE WHEN g % 2 = 0 THEN 'fs2' ELSE 'fs1' END, 'done', 'test' FROM generate_series(1, 500000) g`);
+  const db = await Db.connect(c.url, 60000, 'test');
+  await store.applySchema(db, 'per-node'); // db init after the upgrade
+  await db.close();
+  const r = await status(c.config('fs2'));
+  for (const n of r.nodes) assert.ok(n.lastTakeover, `${n.node}: its last takeover shown (${r.warnings.join('; ')})`);
+  // retention: rows older than 30 days go, a bounded batch per audit write
+  await pg.query(`UPDATE fsha.audit SET started_at = now() - interval '60 days' WHERE id IN (SELECT id FROM fsha.audit ORDER BY id LIMIT 10)`);
+  const cfg = c.config('fs2', 'audit: { retention_days: 30 }');
+  const w = await Db.connect(c.url, 5000, 'test');
+  await store.writeAudit(w, { takeoverId: 'x', startedAt: new Date(), actor: 't', command: 'test', from: 'fs1', to: 'fs2', result: 'done', reason: 'r',
+    adopted: 0, recovered: 0, missing: 0, skipped: 0, timings: {} }, cfg.audit.retentionDays);
+  await w.close();
+  assert.equal((await pg.query(`SELECT count(*)::int n FROM fsha.audit WHERE started_at < now() - interval '30 days'`)).rows[0].n, 0);
+});
