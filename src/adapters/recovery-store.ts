@@ -192,19 +192,28 @@ export async function dropKeptCopies(db: Db, uuids: string[]): Promise<void> {
  * copies of calls re-tracked since are dropped, and each such takeover gets its audit row ("interrupted").
  * The rows still pending are recovered by the rerun itself. Returns how many copies were dropped.
  */
+/**
+ * What an earlier takeover of fromNode that died between its rewrite and its audit row left: it is recorded
+ * first (as interrupted, with every call it moved, those re-tracked since included), then the copies of the
+ * calls re-tracked since are dropped. (Dropping first left nothing to record: it vanished from history.)
+ */
 export async function reconcile(db: Db, table: string, fromNode: string): Promise<{ dropped: number; interrupted: number }> {
+  const interrupted = await db.query<{ n: number }>(
+    `WITH lost AS (SELECT takeover_id, min(to_node) AS to_node, min(moved_at) AS at, count(*)::int AS n,
+                          count(*) FILTER (WHERE EXISTS (SELECT 1 FROM ${table} r WHERE r.uuid = k.uuid AND r.runtime_uuid IS DISTINCT FROM k.runtime_uuid))::int AS done
+                     FROM fsha.takeover_rows k WHERE from_node = $1 AND note = 'moved' GROUP BY takeover_id),
+          added AS (INSERT INTO fsha.audit (takeover_id, started_at, actor, command, from_node, to_node, result, reason, adopted, recovered)
+                    SELECT l.takeover_id, l.at, 'fs-ha', 'takeover (interrupted)', $1, l.to_node, 'interrupted',
+                           'stopped between the rewrite and its audit row: ' || l.done || ' of ' || l.n || ' call(s) re-tracked since, the rest completed by the rerun', l.n, l.done
+                      FROM lost l WHERE NOT EXISTS (SELECT 1 FROM fsha.audit a WHERE a.takeover_id = l.takeover_id) RETURNING id, to_node),
+          last AS (INSERT INTO fsha.last_takeover (node, audit_id)
+                   SELECT DISTINCT n, a.id FROM added a, unnest(array_prepend($1::text, string_to_array(a.to_node, ','))) AS n
+                   ON CONFLICT (node) DO UPDATE SET audit_id = GREATEST(fsha.last_takeover.audit_id, EXCLUDED.audit_id) RETURNING 1)
+     SELECT count(*)::int AS n FROM added`, [fromNode], 'recording interrupted takeovers');
   const dropped = await db.query<{ n: number }>(
     `WITH gone AS (DELETE FROM fsha.takeover_rows k WHERE k.from_node = $1 AND k.note = 'moved'
         AND EXISTS (SELECT 1 FROM ${table} r WHERE r.uuid = k.uuid AND r.runtime_uuid IS DISTINCT FROM k.runtime_uuid)
         RETURNING 1) SELECT count(*)::int AS n FROM gone`, [fromNode], 'dropping copies of calls re-tracked since');
-  const interrupted = await db.query<{ n: number }>(
-    `WITH lost AS (SELECT takeover_id, min(to_node) AS to_node, min(moved_at) AS at, count(*)::int AS n FROM fsha.takeover_rows
-                    WHERE from_node = $1 AND note = 'moved' GROUP BY takeover_id),
-          added AS (INSERT INTO fsha.audit (takeover_id, started_at, actor, command, from_node, to_node, result, reason, adopted)
-                    SELECT l.takeover_id, l.at, 'fs-ha', 'takeover (interrupted)', $1, l.to_node, 'interrupted',
-                           'stopped between the rewrite and the verified recover; a rerun completed it', l.n
-                      FROM lost l WHERE NOT EXISTS (SELECT 1 FROM fsha.audit a WHERE a.takeover_id = l.takeover_id) RETURNING 1)
-     SELECT count(*)::int AS n FROM added`, [fromNode], 'recording interrupted takeovers');
   return { dropped: dropped[0].n, interrupted: interrupted[0].n };
 }
 

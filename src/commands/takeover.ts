@@ -278,7 +278,10 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
     timings.adopters_locked_ms = Date.now() - t0;
     if (!opts.dryRun) {
       const r = await store.reconcile(db, table, from.name);
-      if (r.dropped || r.interrupted) log('warn', `takeover: an earlier takeover of ${from.name} was interrupted; recorded it, dropped ${r.dropped} copies of calls re-tracked since`, ctx);
+      if (r.dropped || r.interrupted) {
+        log('warn', `takeover: ${r.interrupted} earlier takeover(s) of ${from.name} interrupted before their audit row: recorded in fsha.audit as interrupted; ` +
+          `dropped ${r.dropped} kept copies of calls re-tracked since`, ctx);
+      }
     }
 
     // 3 + 4. which adopters can recover, and would each one's recover take exactly what it adopts?

@@ -103,3 +103,30 @@ test('22.9 status at half a million audit rows still shows every node\'s last ta
   await w.close();
   assert.equal((await pg.query(`SELECT count(*)::int n FROM fsha.audit WHERE started_at < now() - interval '30 days'`)).rows[0].n, 0);
 });
+
+test('22.7 a takeover killed after its recover went out stays in history: the rerun records it as interrupted (its calls re-tracked since) before it drops their kept copies', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  const calls = await c.sims.fs1.answerCalls(8);
+  await c.sims.fs1.crash();
+  const { Db } = await import('../../src/adapters/db');
+  const { applySchema } = await import('../../src/adapters/recovery-store');
+  const { moveRows } = await import('../../src/adapters/move-rows');
+  const db = await Db.connect(c.url, 5000);
+  await applySchema(db, 'shared');
+  await moveRows(db, 'shared', 'public.recovery', [{ node: 'fs2', spec: { fromSwitchname: 'fs1', toSwitchname: 'fs2', addresses: [[c.addr.fs1, c.addr.fs2]] } }],
+    { takeoverId: 'killed-after-recover', fromNode: 'fs1', toNode: 'fs2', targetCores: [c.sims.fs2.coreUuid], dryRun: false });
+  await db.close();
+  assert.match(String(await c.sims.fs2.api('sofia recover')), /Recovered 8 call\(s\)/); // the recover went out, then fs-ha died
+  for (let i = 0; i < 40 && (await c.sims.fs2.ownCalls()).length < 8; i++) await sleep(25);
+  const r = await takeover(c.config('fs2'), { from: 'fs1', command: 'rerun' });
+  assert.equal(r.result, 'nothing', r.reason);
+  const pg = new Client({ connectionString: c.url });
+  await pg.connect();
+  t.after(() => pg.end());
+  const a = (await pg.query("select takeover_id, result, adopted, recovered, reason from fsha.audit where from_node = 'fs1'")).rows;
+  assert.equal(a.length, 1, JSON.stringify(a));
+  assert.deepEqual([a[0].takeover_id, a[0].result, a[0].adopted, a[0].recovered], ['killed-after-recover', 'interrupted', 8, 8]);
+  assert.match(a[0].reason, /8 of 8 call\(s\) re-tracked since/);
+  assert.equal((await pg.query('select count(*)::int n from fsha.takeover_rows')).rows[0].n, 0, 'the copies dropped after');
+  assert.deepEqual((await c.sims.fs2.ownCalls()).sort(), [...calls].sort());
+});
