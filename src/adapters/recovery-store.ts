@@ -19,11 +19,27 @@ export function recoveryTable(layout: Layout): string {
 
 const applied = new WeakMap<Db, Set<Layout>>();
 
-/** applySchema once per connection and layout: the agent's warm connection has it done before any takeover. */
+/** This build's schema files for a layout, as one key (what fsha.schema_applied records once applied). */
+function schemaKey(layout: Layout): string {
+  const { createHash } = require('node:crypto') as typeof import('node:crypto');
+  const h = createHash('sha256');
+  for (const [name, sql] of SQL_FILES) if (!name.includes('per_node') || layout === 'per-node') h.update(name).update(sql);
+  return `${layout}:${h.digest('hex').slice(0, 16)}`;
+}
+
+/**
+ * applySchema once per connection and layout, and only when the database does not have this version yet (one
+ * lookup that takes no lock a takeover or FreeSWITCH holds): its DDL would wait behind any open transaction on
+ * the recovery table. The agent's warm connection has it done before any takeover; `db init` always applies.
+ */
 export async function applySchemaOnce(db: Db, layout: Layout): Promise<void> {
   const done = applied.get(db) ?? new Set<Layout>();
   if (done.has(layout)) return;
-  await applySchema(db, layout);
+  const key = schemaKey(layout);
+  const [have] = await db.query<{ ok: boolean }>(
+    `SELECT to_regclass('fsha.schema_applied') IS NOT NULL AND EXISTS (SELECT 1 FROM fsha.schema_applied WHERE key = $1) AS ok`, [key], 'checking fs-ha\'s tables')
+    .catch(() => [{ ok: false }]);
+  if (!have.ok) await applySchema(db, layout);
   done.add(layout);
   applied.set(db, done);
 }
@@ -35,6 +51,7 @@ export async function applySchema(db: Db, layout: Layout): Promise<string[]> {
     await db.query(sql, [], `applying ${name}`);
     applied.push(name);
   }
+  await db.query('INSERT INTO fsha.schema_applied (key) VALUES ($1) ON CONFLICT (key) DO NOTHING', [schemaKey(layout)], 'recording the schema version');
   return applied;
 }
 

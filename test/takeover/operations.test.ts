@@ -130,3 +130,25 @@ test('22.7 a takeover killed after its recover went out stays in history: the re
   assert.equal((await pg.query('select count(*)::int n from fsha.takeover_rows')).rows[0].n, 0, 'the copies dropped after');
   assert.deepEqual((await c.sims.fs2.ownCalls()).sort(), [...calls].sort());
 });
+
+test('22.16 a takeover on an initialised database runs no DDL: it never waits behind an open transaction on the recovery table (another takeover\'s rewrite, a FreeSWITCH write)', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2', 'fs3'], layout: 'per-node', timeouts: '{ verify_ms: 3000, lock_ms: 5000, database_ms: 500 }' });
+  const calls = await c.sims.fs1.answerCalls(5);
+  const [other] = await c.sims.fs3.answerCalls(1);
+  await c.sims.fs1.crash();
+  const { Db } = await import('../../src/adapters/db');
+  const { applySchema } = await import('../../src/adapters/recovery-store');
+  const init = await Db.connect(c.url, 5000);
+  await applySchema(init, 'per-node'); // db init, as the operator ran it
+  await init.close();
+  const writer = new Client({ connectionString: c.url });
+  await writer.connect();
+  t.after(() => writer.end());
+  await writer.query('BEGIN');
+  await writer.query("UPDATE fsha.recovery_base SET metadata = metadata WHERE uuid = $1", [other]); // a long transaction on fs3's row
+  const r = await takeover(c.config('fs2'), { from: 'fs1', command: 'test' }).catch((e: Error) => e);
+  await writer.query('COMMIT');
+  assert.ok(!(r instanceof Error), r instanceof Error ? r.message : '');
+  assert.equal(r.result, 'done', r.reason);
+  assert.deepEqual((await c.sims.fs2.ownCalls()).sort(), [...calls].sort());
+});
