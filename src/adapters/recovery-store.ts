@@ -277,6 +277,48 @@ export async function writeAudit(db: Db, a: AuditRecord, retentionDays = 365): P
     [retentionDays], 'trimming the audit to its retention').catch(() => undefined);
 }
 
+/**
+ * A drain's own audit row, written before it touches anything (result 'draining') and updated at each step,
+ * so a drain killed half-way is in history with what it had done and how to undo it.
+ */
+export async function beginAudit(db: Db, a: AuditRecord): Promise<number> {
+  const [r] = await db.query<{ id: string }>(
+    `WITH row AS (
+       INSERT INTO fsha.audit (takeover_id, started_at, actor, command, from_node, to_node, result, reason, adopted, recovered, missing, skipped, timings, adopters)
+       VALUES ($13,$1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,'[]') RETURNING id, to_node),
+       last AS (INSERT INTO fsha.last_takeover (node, audit_id)
+       SELECT DISTINCT n, row.id FROM row, unnest(array_prepend($4::text, string_to_array(row.to_node, ','))) AS n WHERE n <> ''
+       ON CONFLICT (node) DO UPDATE SET audit_id = GREATEST(fsha.last_takeover.audit_id, EXCLUDED.audit_id) RETURNING 1)
+     SELECT id::text FROM row`,
+    [a.startedAt, a.actor, a.command, a.from, a.to, a.result, a.reason, a.adopted, a.recovered, a.missing, a.skipped, JSON.stringify(a.timings), a.takeoverId],
+    'writing the drain\'s audit row');
+  return Number(r.id);
+}
+
+/** The same row, as the drain (or its own takeover) goes on: every given field replaced, finished_at now. */
+export async function updateAudit(db: Db, id: number, a: Partial<AuditRecord>): Promise<void> {
+  await db.query(
+    `UPDATE fsha.audit SET finished_at = now(), to_node = coalesce($2, to_node), result = coalesce($3, result), reason = coalesce($4, reason),
+            adopted = coalesce($5, adopted), recovered = CASE WHEN $10 THEN $6 ELSE recovered END, missing = CASE WHEN $10 THEN $7 ELSE missing END,
+            skipped = coalesce($8, skipped), timings = coalesce($9::jsonb, timings), adopters = coalesce($11::jsonb, adopters)
+      WHERE id = $1`,
+    [id, a.to ?? null, a.result ?? null, a.reason ?? null, a.adopted ?? null, a.recovered ?? null, a.missing ?? null, a.skipped ?? null,
+      a.timings ? JSON.stringify(a.timings) : null, 'recovered' in a, a.adopters ? JSON.stringify(a.adopters) : null],
+    'updating the drain\'s audit row');
+}
+
+/** What fs-ha set a node's standby to, and when (best effort: status shows it). */
+export async function recordStandby(db: Db, node: string, on: boolean, by: string): Promise<void> {
+  await db.query(`INSERT INTO fsha.standby (node, "on", by, at) VALUES ($1, $2, $3, now())
+                  ON CONFLICT (node) DO UPDATE SET "on" = EXCLUDED."on", by = EXCLUDED.by, at = EXCLUDED.at`, [node, on, by], 'recording standby');
+}
+
+export interface StandbySeen { node: string; on: boolean; by: string; ageMs: number }
+
+export async function readStandby(db: Db): Promise<StandbySeen[]> {
+  return db.query<StandbySeen>(`SELECT node, "on", by, (extract(epoch FROM now() - at) * 1000)::bigint::int AS "ageMs" FROM fsha.standby`, [], 'reading standby');
+}
+
 /** Rows tracked under a core uuid (a node's answered calls' legs), in whichever relation holds them; hostname: only its own. */
 export async function callsUnderCore(db: Db, layout: Layout, coreUuid: string, hostname?: string): Promise<number> {
   const [r] = await db.query<{ n: number }>(

@@ -86,8 +86,9 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
     return report;
   }
 
-  const started = new Date();
-  let ownTakeover = false;
+  const started = new Date(t0);
+  const audit: { id: number | null } = { id: null };
+  const undo = `sofia global standby off on ${src.name} undoes it`;
   let failure: unknown = null;
   try {
     return await execute();
@@ -95,15 +96,17 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
     failure = e;
     throw e;
   } finally {
-    // the drain's own takeover wrote its audit row; otherwise (the pair: keepalived's MASTER took over; or the
-    // drain stopped before its takeover) the drain writes one, so history shows every drain
-    if (!ownTakeover) {
-      await recordDrain(cfg, {
-        takeoverId: randomUUID(), startedAt: started, actor: `${userInfo().username}@${cfg.node}`, command: o.command ?? 'drain', from: src.name, to: to.join(','),
-        result: failure ? (failure instanceof Refused ? 'refused' : 'failed') : 'drained', reason: failure ? errorMessage(failure) : report.reason,
-        adopted: 0, recovered: null, missing: null, skipped: 0, timings: { ...timings, total_ms: Date.now() - t0 },
-      });
-    }
+    // the drain's own row, written before it touched anything, gets its last word (its takeover updated the
+    // same row); a drain that never got that far writes one now, so history shows every drain
+    const last: store.AuditRecord = {
+      takeoverId: randomUUID(), startedAt: started, actor: `${userInfo().username}@${cfg.node}`, command: o.command ?? 'drain', from: src.name, to: to.join(','),
+      // its own takeover's result stands (done, partial); else drained: the calls went by another hand, or there were none
+      result: failure ? (failure instanceof Refused ? 'refused' : 'failed') : report.takeover && report.takeover.result !== 'nothing' ? report.takeover.result : 'drained',
+      reason: failure ? errorMessage(failure) : report.reason,
+      adopted: report.takeover?.adopted ?? 0, recovered: report.takeover?.recovered ?? null, missing: report.takeover ? report.takeover.missing.length : null,
+      skipped: report.takeover?.skipped.length ?? 0, timings: { ...report.takeover?.timings, ...timings, total_ms: Date.now() - t0 },
+    };
+    await recordDrain(cfg, audit.id, last);
   }
 
   async function execute(): Promise<DrainReport> {
@@ -119,96 +122,146 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
       throw new Refused(ok.action === 'refuse' ? ok.reason : `refusing to drain ${src.name}: it gave no core uuid`);
     }
     const settleMs = o.settleMs ?? cfg.drain.settleMs;
-    // one connection for the drain's own questions, from the settle to the report (the takeover has its own)
-    const db = await Db.connect(database, cfg.timeouts.databaseMs, `fs-ha drain ${src.name}`).catch((e) => { session.close(); throw e; });
+    // one connection for the drain's own questions (the takeover has its own); past the stop it follows the primary
+    const db = new DrainDb(cfg, await Db.connect(database, cfg.timeouts.databaseMs, `fs-ha drain ${src.name}`).catch((e) => { session.close(); throw e; }));
     try {
-      return await stopAndTakeOver(session, probe.coreUuid, db, settleMs);
+      audit.id = await store.beginAudit(db.now, {
+        takeoverId: randomUUID(), startedAt: started, actor: `${userInfo().username}@${cfg.node}`, command: o.command ?? 'drain', from: src.name, to: to.join(','),
+        result: 'draining', reason: `putting ${src.name} in standby; if this drain stops here, ${undo}`, adopted: 0, recovered: null, missing: null, skipped: 0, timings: {},
+      });
+      const carried = await standbyAndSettle(session, probe.coreUuid, db.now, settleMs);
+      await stop(session, db.now, carried);
+      return await takeOverAfterStop(probe.coreUuid, db, carried);
     } finally {
+      session.close();
       await db.close();
     }
   }
 
-  async function stopAndTakeOver(session: EslSession, core: string, db: Db, settleMs: number): Promise<DrainReport> {
-    try {
-      const standby = await session.api('sofia global standby on', esl.timeoutMs);
-      if (!standby.startsWith('+OK')) throw new ActionFailed(`sofia global standby on on ${src.name}: ${standby.trim().slice(0, 100)}`);
-      timings.drain_standby_ms = Date.now() - t0;
-      log('info', `drain: ${src.name} in standby (new calls get 503); waiting up to ${settleMs} ms for calls in set-up`, ctx);
-      const until = Date.now() + settleMs;
-      for (;;) {
-        const ringing = settling(await channels(session, esl.timeoutMs), await store.callsUnderCore(db, cfg.layout, core, src.switchname));
-        report.dropped = ringing;
-        if (!ringing || Date.now() >= until) break;
-        await sleep(Math.min(200, Math.max(1, until - Date.now())));
-      }
-      timings.drain_settled_ms = Date.now() - t0;
-      if (report.dropped) log('warn', `drain: ${report.dropped} call(s) still in set-up on ${src.name} after ${settleMs} ms: not answered, so not tracked; they drop with the stop`, { ...ctx, calls: report.dropped });
+  /** A step done: the drain's audit row says where it is and how to undo it (best effort). */
+  async function step(db: Db, reason: string): Promise<void> {
+    if (audit.id === null) return;
+    await store.updateAudit(db, audit.id, { reason, timings: { ...timings, total_ms: Date.now() - t0 } }).catch(() => undefined);
+  }
 
-      // 3. stop it hard, without BYE
-      log('info', `drain: stopping ${src.name} without BYE (${cfg.drain.stopCommand ? 'drain.stop_command' : 'fsctl crash'})`, ctx);
-      if (cfg.drain.stopCommand) {
-        session.close();
-        await runBounded('drain.stop_command', cfg.drain.stopCommand, { FSHA_DRAIN_NODE: src.name, FSHA_DRAIN_SWITCHNAME: src.switchname }, cfg.timeouts.fenceMs);
-      } else {
-        // the process dies before it answers (fixtures: fs_cli prints "Request timed out."): no reply is the answer
-        await session.api('fsctl crash', Math.min(2000, esl.timeoutMs)).catch(() => undefined);
-      }
-      timings.drain_stopped_ms = Date.now() - t0;
-    } finally {
-      session.close();
+  /** Standby on (recorded for status), calls in set-up given settleMs; returns the answered calls it carries. */
+  async function standbyAndSettle(session: EslSession, core: string, db: Db, settleMs: number): Promise<number> {
+    const standby = await session.api('sofia global standby on', esl.timeoutMs);
+    if (!standby.startsWith('+OK')) throw new ActionFailed(`sofia global standby on on ${src.name}: ${standby.trim().slice(0, 100)}`);
+    timings.drain_standby_ms = Date.now() - t0;
+    await store.recordStandby(db, src.name, true, o.command ?? 'drain').catch(() => undefined);
+    await step(db, `${src.name} in standby, calls in set-up settling (up to ${settleMs} ms); if this drain stops here, ${undo}`);
+    log('info', `drain: ${src.name} in standby (new calls get 503); waiting up to ${settleMs} ms for calls in set-up`, ctx);
+    const until = Date.now() + settleMs;
+    let answered = 0;
+    for (;;) {
+      answered = await store.callsUnderCore(db, cfg.layout, core, src.switchname);
+      const ringing = settling(await channels(session, esl.timeoutMs), answered);
+      report.dropped = ringing;
+      if (!ringing || Date.now() >= until) break;
+      await sleep(Math.min(200, Math.max(1, until - Date.now())));
     }
+    timings.drain_settled_ms = Date.now() - t0;
+    if (report.dropped) log('warn', `drain: ${report.dropped} call(s) still in set-up on ${src.name} after ${settleMs} ms: not answered, so not tracked; they drop with the stop`, { ...ctx, calls: report.dropped });
+    return answered;
+  }
 
-    // 4. confirmed gone, then the takeover, as after a crash (the same liveness rule judges it)
+  /** 3. stop it hard, without BYE */
+  async function stop(session: EslSession, db: Db, carried: number): Promise<void> {
+    await step(db, `stopping ${src.name} with ${carried} answered call(s); if it is stopped, finish with: fs-ha takeover --from ${src.name} --to ${to.join(',')}`);
+    log('info', `drain: stopping ${src.name} without BYE (${cfg.drain.stopCommand ? 'drain.stop_command' : 'fsctl crash'})`, ctx);
+    if (cfg.drain.stopCommand) {
+      session.close();
+      await runBounded('drain.stop_command', cfg.drain.stopCommand, { FSHA_DRAIN_NODE: src.name, FSHA_DRAIN_SWITCHNAME: src.switchname }, cfg.timeouts.fenceMs);
+    } else {
+      // the process dies before it answers (fixtures: fs_cli prints "Request timed out."): no reply is the answer
+      await session.api('fsctl crash', Math.min(2000, esl.timeoutMs)).catch(() => undefined);
+    }
+    timings.drain_stopped_ms = Date.now() - t0;
+  }
+
+  /** 4. confirmed gone, then its calls taken over (here, or by keepalived's MASTER in a pair), whoever moves them, reported */
+  async function takeOverAfterStop(core: string, db: DrainDb, carried: number): Promise<DrainReport> {
     const goneBy = Date.now() + cfg.timeouts.fenceMs;
     for (;;) {
       const p = await probeNode(esl, [], Math.min(1000, esl.timeoutMs));
       const gone = judgeGone(src.name, p.kind, p.detail);
       if (gone.gone) { log('info', `drain: ${gone.reason}`, ctx); break; }
-      if (Date.now() >= goneBy) throw new ActionFailed(`drain: ${gone.reason} (waited ${cfg.timeouts.fenceMs} ms); its calls were NOT moved: it may still be carrying them, in standby (sofia global standby off to undo)`);
+      if (Date.now() >= goneBy) throw new ActionFailed(`drain: ${gone.reason} (waited ${cfg.timeouts.fenceMs} ms); its calls were NOT moved: it may still be carrying them, in standby (${undo})`);
       await sleep(100);
     }
     timings.drain_gone_ms = Date.now() - t0;
+    const down = `${src.name} is DOWN (stopped by this drain) with ${carried} call(s) waiting in the recovery table: finish with fs-ha takeover --from ${src.name} --to ${to.join(',')}`;
     const shared = sharedAddresses(src.addresses, to.map((n) => cfg.nodes[n].addresses));
-    const left = await store.callsUnderCore(db, cfg.layout, core);
+    const left = await db.retry((d) => store.callsUnderCore(d, cfg.layout, core), down);
+    await step(db.now, `${src.name} stopped, ${left} call(s) to take over; if this drain stops here: ${down.slice(down.indexOf('finish'))}`);
+    const since = new Date(t0 - 5000); // clocks of the nodes may differ a little
     if (left === 0) {
-      // it carried no answered call (or they all ended meanwhile): nothing to take over, none to wait for
-      timings.total_ms = Date.now() - t0;
+      // nothing left under its core: it carried none, or someone took them over first (keepalived's MASTER saw the stop too)
+      const by = carried ? await db.retry((d) => store.latestTakeoverOf(d, [src.name], { since, results: ['done', 'partial'] }), down) : null;
       report.result = 'done';
-      report.reason = `${src.name} drained: it carried no answered call`;
+      report.reason = by ? `${src.name} drained: its ${carried} call(s) were taken over by ${by.command} (${by.result}: ${by.adopted} call(s) to ${by.to_node})`
+        : carried ? `${src.name} drained: its ${carried} call(s) ended or were taken over before this drain could (no audit row names them)`
+          : `${src.name} drained: it carried no answered call`;
     } else if (shared.length && !o.handover) {
       // the pair: the adopter re-INVITEs from the VIP, which keepalived moves to it before its notify MASTER
       log('info', `drain: ${src.name} shares ${shared.join(', ')} with ${to.join(', ')} (a VIP): keepalived's new MASTER takes the calls over once it holds it; waiting`, ctx);
-      const a = await awaitAutomaticTakeover(cfg, db, src.switchname, core, new Date(t0 - 5000)); // clocks of the nodes may differ a little
-      timings.total_ms = Date.now() - t0;
+      const a = await db.retry((d) => awaitAutomaticTakeover(cfg, d, src.switchname, core, since), down);
       report.result = a.result === 'done' ? 'done' : 'partial';
       report.reason = `${src.name} drained: its calls were taken over by ${a.command} (${a.result}: ${a.adopted} call(s) to ${a.to_node})`;
     } else {
-      ownTakeover = true;
-      const r = await takeover(cfg, { from: src.name, to, command: o.command ?? 'drain', before: { ...timings } });
+      const r = await takeover(cfg, { from: src.name, to, command: o.command ?? 'drain', before: { ...timings }, auditId: audit.id ?? undefined, clockStart: t0 })
+        .catch((e) => { throw /database/.test(errorMessage(e)) ? new ActionFailed(`${down} (${errorMessage(e)})`) : e; });
       report.takeover = r;
-      timings.total_ms = Date.now() - t0;
       if (r.result === 'nothing') {
         // keepalived's MASTER was first (it saw the stop too): the lock let it run; say where the calls went
-        const last = await store.latestTakeoverOf(db, [src.name]).then((a) => (a ? `by ${a.command} (${a.result}: ${a.adopted} call(s) to ${a.to_node})` : '(no audit row)'),
-          (e) => `(the audit could not be read: ${errorMessage(e)})`);
+        const by = await db.retry((d) => store.latestTakeoverOf(d, [src.name], { since, results: ['done', 'partial'] }), down).catch(() => null);
         report.result = 'nothing';
-        report.reason = `${src.name} drained: its calls were already taken over ${last}`;
+        report.reason = `${src.name} drained: its ${carried} call(s) were already taken over ${by ? `by ${by.command} (${by.result}: ${by.adopted} call(s) to ${by.to_node})` : '(no audit row names them)'}`;
       } else {
         report.result = r.result === 'done' ? 'done' : 'partial';
         report.reason = `${src.name} drained: ${r.reason}`;
       }
     }
+    timings.total_ms = Date.now() - t0;
     if (report.dropped) report.reason += `; ${report.dropped} call(s) in set-up dropped`;
     log(report.result === 'partial' ? 'error' : 'info', `drain ${report.result}: ${report.reason}`, { ...ctx, ms: timings.total_ms });
     return report;
   }
 }
 
-async function recordDrain(cfg: Config, a: store.AuditRecord): Promise<void> {
+/**
+ * The drain's connection. Past the stop, a database switch-over must not end the drain half-way: a question
+ * that fails is asked again on a new connection (the URL's hosts, the primary found anew) for 3 x database_ms;
+ * then the error says in one line that the source is DOWN and how to finish.
+ */
+class DrainDb {
+  constructor(private readonly cfg: Config, public now: Db) {}
+
+  async retry<T>(fn: (db: Db) => Promise<T>, down: string): Promise<T> {
+    const until = Date.now() + 3 * this.cfg.timeouts.databaseMs;
+    for (;;) {
+      try {
+        return await fn(this.now);
+      } catch (e) {
+        if (Date.now() >= until) throw new ActionFailed(`${down} (${errorMessage(e)})`);
+        log('warn', `drain: database question failed (${errorMessage(e)}); asking again on a new connection`);
+        await this.now.close();
+        this.now = await Db.connect(this.cfg.database!, this.cfg.timeouts.databaseMs, 'fs-ha drain').catch(() => this.now);
+        await sleep(200);
+      }
+    }
+  }
+
+  close(): Promise<void> { return this.now.close(); }
+}
+
+async function recordDrain(cfg: Config, id: number | null, a: store.AuditRecord): Promise<void> {
   try {
     const db = await Db.connect(cfg.database!, cfg.timeouts.databaseMs, 'fs-ha drain');
     try {
-      await store.writeAudit(db, a, cfg.audit.retentionDays);
+      if (id === null) await store.writeAudit(db, a, cfg.audit.retentionDays);
+      else await store.updateAudit(db, id, a);
     } finally {
       await db.close();
     }

@@ -102,6 +102,8 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
   const ctx = { node: cfg.node, instance: name, state };
   const release = await acquireHostLock(cfg.stateDir, `notify-${cfg.node}`, cfg.timeouts.lockMs + cfg.timeouts.recoverMs);
   let applied = false;
+  /** the standby this transition set (recorded for status: FreeSWITCH does not show it) */
+  let standbySet: boolean | undefined;
   try {
     const prev = readState(cfg, name);
     if (prev?.fired && firedAfter(prev.fired, fired)) {
@@ -128,9 +130,10 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
           } else failure = e;
         }
       }
+      if (report?.standbyOff) standbySet = false;
       if ((standbyApplies(cfg, instance) || from === cfg.node) && !report?.standbyOff) {
         await setStandby(cfg, false).then(
-          () => log('info', `notify MASTER: profiles out of standby on ${cfg.node}`, ctx),
+          () => { standbySet = false; log('info', `notify MASTER: profiles out of standby on ${cfg.node}`, ctx); },
           (e) => log('error', `notify MASTER: could not leave standby: ${errorMessage(e)}`, ctx));
       }
       if (failure) throw failure;
@@ -141,7 +144,10 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
     if (state === 'BACKUP' || state === 'FAULT') {
       if (!standbyApplies(cfg, instance)) {
         log('info', `notify ${state}: instance ${name} is another node's; nothing to do here`, ctx);
-      } else if (await setStandby(cfg, true)) log('info', `notify ${state}: profiles in standby on ${cfg.node} (new calls get 503)`, ctx);
+      } else if (await setStandby(cfg, true)) {
+        standbySet = true;
+        log('info', `notify ${state}: profiles in standby on ${cfg.node} (new calls get 503)`, ctx);
+      }
       else log('warn', `notify ${state}: FreeSWITCH on ${cfg.node} is down (its event socket refused the connection): it takes no new calls, no standby needed`, ctx);
     } else if (state !== 'STOP') {
       log('info', `notify ${state}: nothing to do`, ctx);
@@ -152,7 +158,7 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
   } finally {
     release();
     if (applied) {
-      const recorded = recordVrrp(cfg, o.db, name, state);
+      const recorded = recordVrrp(cfg, o.db, name, state, standbySet);
       if (!o.recordInBackground) await recorded; // a hook process waits for it before it exits
     }
   }
@@ -162,13 +168,14 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
  * What keepalived announced, in fsha.vrrp for `fs-ha status` (after the transition's work, outside the
  * host lock; at most 1 s; it informs operators, fs-ha never decides on it, so a failure is only noted).
  */
-async function recordVrrp(cfg: Config, warm: Db | undefined, instance: string, state: VrrpState): Promise<void> {
+async function recordVrrp(cfg: Config, warm: Db | undefined, instance: string, state: VrrpState, standby?: boolean): Promise<void> {
   if (!cfg.database) return;
   const ms = Math.min(cfg.timeouts.databaseMs, 1000);
   const work = (async () => {
     const db = warm && !warm.lostReason ? warm : await Db.connect(cfg.database!, ms, 'fs-ha notify');
     try {
       await store.writeVrrp(db, cfg.node, instance, state);
+      if (standby !== undefined) await store.recordStandby(db, cfg.node, standby, `notify ${state} ${instance}`);
     } finally {
       if (db !== warm) await db.close();
     }

@@ -25,6 +25,8 @@ export interface NodeStatus {
   vrrp: Array<{ instance: string; state: string; ageMs: number }>;
   /** the last takeover or drain it was the source or an adopter of */
   lastTakeover: store.LastTakeover | null;
+  /** the standby fs-ha last set there (a drain or notify that could not finish may have left it on) */
+  standby: { on: boolean; by: string; ageMs: number } | null;
 }
 
 export interface StatusReport {
@@ -78,6 +80,7 @@ export async function status(cfg: Config, o: { deadlineMs?: number } = {}): Prom
     });
     const vrrp = db ? await within('the VRRP states', ours(store.readVrrp(db)), []) : [];
     const last = db ? await within('the last takeovers', ours(store.lastTakeovers(db)), []) : [];
+    const standby = db ? await within('the standby fs-ha set', ours(store.readStandby(db)), []) : [];
     const rows = db ? await within('the tracked calls', store.census(db, cfg.layout), null) : null;
     if (db) {
       const named = nodeSchemas(Object.values(cfg.nodes));
@@ -101,7 +104,11 @@ export async function status(cfg: Config, o: { deadlineMs?: number } = {}): Prom
         recoverWouldTake: null,
         vrrp: vrrp.filter((v) => v.node === n).map(({ instance, state, ageMs }) => ({ instance, state, ageMs })),
         lastTakeover: last.find((x) => x.node === n) ?? null,
+        standby: standby.find((x) => x.node === n) ?? null,
       };
+      if (st.standby?.on && p.kind !== 'refused') {
+        st.detail = `${st.detail}; in standby since ${age(st.standby.ageMs)} ago (set by ${st.standby.by}): new calls get 503 (sofia global standby off undoes it)`;
+      }
       if (db && p.coreUuid) {
         const scope = await within(`what a recover on ${n} would take`, store.scopeOf(db, cfg.layout, nc.switchname, p.coreUuid), null);
         if (scope) {
@@ -153,7 +160,7 @@ export function formatStatus(r: StatusReport): string {
   const lines = [`database ${r.database}  layout ${r.layout}`];
   const head = ['NODE', 'HEALTH', 'VRRP (age)', 'CALLS', 'RECOVER THERE WOULD TAKE', 'LAST TAKEOVER'];
   const rows = r.nodes.map((n) => [
-    n.node, n.health,
+    n.node, n.standby?.on && (n.health === 'healthy' || n.health === 'unhealthy') ? `${n.health}, standby` : n.health,
     n.vrrp.map((v) => `${v.instance}:${v.state} (${age(v.ageMs)})`).join(' ') || '-',
     n.trackedCalls === null ? '-' : String(n.trackedCalls),
     n.recoverWouldTake === null ? '-' : Object.entries(n.recoverWouldTake).map(([h, c]) => `${h}:${c}`).join(' ') || '0',
@@ -161,7 +168,7 @@ export function formatStatus(r: StatusReport): string {
   ]);
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
   for (const row of [head, ...rows]) lines.push(row.map((c, i) => c.padEnd(w[i])).join('  ').trimEnd());
-  for (const n of r.nodes) if (n.health !== 'healthy') lines.push(`  ${n.node}: ${n.detail}`);
+  for (const n of r.nodes) if (n.health !== 'healthy' || n.standby?.on) lines.push(`  ${n.node}: ${n.detail}`);
   for (const wmsg of r.warnings) lines.push(`WARNING: ${wmsg}`);
   for (const note of r.notes) lines.push(`note: ${note}`);
   return lines.join('\n') + '\n';

@@ -44,6 +44,9 @@ export interface TakeoverOptions {
   planned?: boolean;
   /** what happened before (a drain's standby, settle, stop), ms, kept with this takeover's timings in the audit row */
   before?: Record<string, number>;
+  /** a drain's audit row and clock: this takeover updates that row, its timings on the drain's clock (one row, one clock) */
+  auditId?: number;
+  clockStart?: number;
   /** a connection kept ready by the agent: used, never closed, by this takeover */
   db?: Db;
   /** the agent's open session to this node's FreeSWITCH, lent for this takeover (its health probes wait): used, never closed */
@@ -108,6 +111,8 @@ async function recoverOn(cfg: Config, x: NodeConfig, session: EslSession, core: 
       r.standbyOff = await session.api('sofia global standby off', x.esl!.timeoutMs).then((a) => a.startsWith('+OK'),
         (e) => { log('warn', `takeover: standby off failed: ${errorMessage(e)}`, ctx); return false; });
     }
+    // sofia recover clears standby on every profile (fsctl recover does not; then only the standby off above did)
+    if (cfg.recover === 'sofia' || r.standbyOff) await store.recordStandby(db, x.name, false, `takeover recover (${ctx.from})`).catch(() => undefined);
     r.missing = await store.awaitRetracked(db, cfg.layout, pending, core, cfg.timeouts.verifyMs);
     await store.dropKeptCopies(db, pending.filter((u) => !r.missing.includes(u)));
     const v = judgeRecovery({ to: x.name, from, handed: pending.length, recovered: count, missing: r.missing.length, held: 0 });
@@ -215,8 +220,8 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
   const to = targets[0];
 
   const takeoverId = randomUUID();
-  const started = new Date();
-  const t0 = Date.now();
+  const started = new Date(opts.clockStart ?? Date.now());
+  const t0 = opts.clockStart ?? Date.now();
   const timings: Record<string, number> = {};
   const report: TakeoverReport = {
     result: 'failed', reason: '', from: from.name, to: names.join(','), adopted: 0, recovered: null, missing: [], skipped: [], timings, adopters: [],
@@ -395,12 +400,14 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
     });
     if (db) {
       if (!opts.dryRun && report.result !== 'nothing') {
-        await store.writeAudit(db, {
+        const row: store.AuditRecord = {
           takeoverId, startedAt: started, actor: `${userInfo().username}@${cfg.node}`, command: opts.command, from: from.name, to: report.to,
           adopters: report.adopters.map(({ node, handed, recovered, missing, result, reason }) => ({ node, handed, recovered, missing: missing.length, result, reason })),
           result: report.result, reason: report.reason, adopted: report.adopted, recovered: report.recovered,
           missing: report.recovered === null ? null : report.missing.length, skipped: report.skipped.length, timings,
-        }, cfg.audit.retentionDays).catch((e) => log('warn', `takeover: audit row not written: ${errorMessage(e)}`, ctx));
+        };
+        await (opts.auditId !== undefined ? store.updateAudit(db, opts.auditId, row) : store.writeAudit(db, row, cfg.audit.retentionDays))
+          .catch((e) => log('warn', `takeover: audit row not written: ${errorMessage(e)}`, ctx));
       }
       await store.unlockAdopters(db, adopterLocks);
       if (locked) await store.unlockNode(db, from.switchname);

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client } from 'pg';
 import { takeover } from '../../src/commands/takeover';
+import { drain } from '../../src/commands/drain';
 import { status, formatStatus } from '../../src/commands/status';
 import { configureLog } from '../../src/log';
 import { withCluster } from '../helpers/cluster';
@@ -149,6 +150,106 @@ test('22.16 a takeover on an initialised database runs no DDL: it never waits be
   const r = await takeover(c.config('fs2'), { from: 'fs1', command: 'test' }).catch((e: Error) => e);
   await writer.query('COMMIT');
   assert.ok(!(r instanceof Error), r instanceof Error ? r.message : '');
+  assert.equal(r.result, 'done', r.reason);
+  assert.deepEqual((await c.sims.fs2.ownCalls()).sort(), [...calls].sort());
+});
+
+test('22.1 a drain killed during its settle: its audit row is already there (draining, how to undo), and status shows the standby fs-ha left on', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node' });
+  await c.sims.fs1.answerCalls(3);
+  await c.sims.fs1.api('simctl ring 1'); // a call in set-up that never answers: the settle waits for it
+  const f = c.configFile('fs2');
+  const p = spawn(process.execPath, [BIN, '--config', f, 'drain', '--from', 'fs1', '--to', 'fs2', '--yes', '--settle-ms', '20000'],
+    { env: { ...process.env, FS_HA_SYSLOG: '0' }, stdio: 'ignore' });
+  t.after(() => p.kill('SIGKILL'));
+  for (let i = 0; i < 200 && !c.sims.fs1.standby; i++) await sleep(25);
+  assert.ok(c.sims.fs1.standby, 'the drain put fs1 in standby');
+  await sleep(300);
+  p.kill('SIGKILL');
+  await sleep(100);
+  const pg = new Client({ connectionString: c.url });
+  await pg.connect();
+  t.after(() => pg.end());
+  const a = (await pg.query("select result, reason from fsha.audit where from_node = 'fs1'")).rows;
+  assert.equal(a.length, 1, 'the killed drain is in history');
+  assert.equal(a[0].result, 'draining');
+  assert.match(a[0].reason, /fs1 in standby, calls in set-up settling .*sofia global standby off on fs1 undoes it/);
+  const text = formatStatus(await status(c.config('fs2')));
+  assert.match(text, /^fs1\s+healthy, standby\s/m, text);
+  assert.match(text, /fs1: .*in standby since \S+ ago \(set by drain\)/);
+});
+
+/** A stop command that crashes node's simulated FreeSWITCH over its event socket, then takes `sleepS` seconds more. */
+function crashThenSleep(dir: string, host: string, port: number, sleepS: number): string {
+  const js = join(dir, 'crash.js');
+  writeFileSync(js, `const s = require('net').connect(${port}, '${host}');
+let b = ''; s.on('data', (d) => { b += d; if (b.includes('auth/request')) { b = ''; s.write('auth ClueCon\\n\\n'); } else if (b.includes('+OK accepted')) { b = ''; s.write('api fsctl crash\\n\\n'); } });
+s.on('close', () => process.exit(0)); s.on('error', () => process.exit(0));`);
+  return `${process.execPath} ${js}; sleep ${sleepS}`;
+}
+
+test('22.3 + 22.4 keepalived\'s MASTER moves the calls while the stop command still runs: the drain reports what happened to the calls it carried; one audit row, one clock', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2', 'fs3'], layout: 'per-node' });
+  const calls = await c.sims.fs1.answerCalls(8);
+  const dir = mkdtempSync(join(tmpdir(), 'fsha-drain-'));
+  const cfg = c.config('fs2', `drain: { stop_command: "${crashThenSleep(dir, c.addr.fs1, c.ports.fs1, 1.5)}", settle_ms: 0 }`);
+  // as soon as fs1 is gone, "keepalived's MASTER" (fs3's notify) takes it over, before the stop command returns
+  const other = (async () => {
+    while (!c.sims.fs1.crashed) await sleep(10);
+    return takeover(c.config('fs3'), { from: 'fs1', to: 'fs3', command: 'notify MASTER VI_FS01' });
+  })();
+  const r = await drain(cfg, { from: 'fs1', to: 'fs2', yes: true });
+  const o = await other;
+  assert.equal(o.result, 'done', o.reason);
+  assert.match(r.reason, /fs1 drained: its 8 call\(s\) were taken over by notify MASTER VI_FS01 \(done: 8 call\(s\) to fs3\)/);
+  assert.deepEqual((await c.sims.fs3.ownCalls()).sort(), [...calls].sort());
+  // the drain's own row: one clock from the drain's start, its total
+  const pg = new Client({ connectionString: c.url });
+  await pg.connect();
+  t.after(() => pg.end());
+  const [d] = (await pg.query("select result, timings from fsha.audit where command = 'drain'")).rows;
+  assert.equal(d.result, 'drained');
+  const tm = d.timings as Record<string, number>;
+  const order = ['drain_standby_ms', 'drain_settled_ms', 'drain_stopped_ms', 'drain_gone_ms', 'total_ms'];
+  for (let i = 1; i < order.length; i++) assert.ok(tm[order[i - 1]] <= tm[order[i]], `${order[i - 1]} ${tm[order[i - 1]]} <= ${order[i]} ${tm[order[i]]}`);
+  assert.ok(tm.drain_stopped_ms >= 1500, 'the stop command\'s 1.5 s is on the drain\'s clock');
+});
+
+test('22.4 the drain\'s own takeover writes into the drain\'s row: its timeline on the drain\'s clock, the drain\'s total, the calls dropped in set-up counted', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node' });
+  await c.sims.fs1.answerCalls(6);
+  await c.sims.fs1.api('simctl ring 1');
+  const r = await drain(c.config('fs2'), { from: 'fs1', to: 'fs2', yes: true, settleMs: 300 });
+  assert.equal(r.result, 'done', r.reason);
+  const pg = new Client({ connectionString: c.url });
+  await pg.connect();
+  t.after(() => pg.end());
+  const rows = (await pg.query("select command, result, reason, adopted, timings from fsha.audit where from_node = 'fs1'")).rows;
+  assert.equal(rows.length, 1, 'one row for the drain and its takeover');
+  const [a] = rows;
+  assert.deepEqual([a.command, a.result, a.adopted], ['drain', 'done', 6]);
+  assert.match(a.reason, /1 call\(s\) in set-up dropped/);
+  const tm = a.timings as Record<string, number>;
+  const order = ['drain_standby_ms', 'drain_settled_ms', 'drain_stopped_ms', 'drain_gone_ms', 'rewritten_ms', 'verified_ms', 'total_ms'];
+  for (let i = 1; i < order.length; i++) assert.ok(tm[order[i - 1]] <= tm[order[i]], `${order[i - 1]} ${tm[order[i - 1]]} <= ${order[i]} ${tm[order[i]]}`);
+  assert.ok(tm.drain_settled_ms >= 300, 'the settle is on the same clock');
+  const s = await status(c.config('fs2'));
+  assert.equal(s.nodes.find((n) => n.node === 'fs1')!.lastTakeover!.ms, tm.total_ms, 'status shows the drain\'s total');
+});
+
+test('22.2 past the stop, the database drops the drain\'s connection (a switch-over): the drain asks again on a new one and completes; its calls are taken over', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node' });
+  const calls = await c.sims.fs1.answerCalls(6);
+  const dir = mkdtempSync(join(tmpdir(), 'fsha-drain-'));
+  const killer = new Client({ connectionString: c.url });
+  await killer.connect();
+  t.after(() => killer.end());
+  // the stop command crashes fs1, then cuts every connection the drain holds (the old primary going away)
+  const cut = join(dir, 'cut.js');
+  writeFileSync(cut, `const { Client } = require(${JSON.stringify(require.resolve('pg'))}); (async () => { const k = new Client({ connectionString: ${JSON.stringify(c.url)} }); await k.connect();
+    await k.query("select pg_terminate_backend(pid) from pg_stat_activity where application_name like 'fs-ha drain%'"); await k.end(); })();`);
+  const cfg = c.config('fs2', `drain: { stop_command: "${crashThenSleep(dir, c.addr.fs1, c.ports.fs1, 0)} && ${process.execPath} ${cut}", settle_ms: 0 }`);
+  const r = await drain(cfg, { from: 'fs1', to: 'fs2', yes: true });
   assert.equal(r.result, 'done', r.reason);
   assert.deepEqual((await c.sims.fs2.ownCalls()).sort(), [...calls].sort());
 });
