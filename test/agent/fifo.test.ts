@@ -16,7 +16,8 @@ function reader(path: string) {
   return { r, lines, problems, reopened: () => reopened };
 }
 
-test('22.10 a 40 MB line without a newline is dropped, not buffered; the lines after it are heard', async (t) => {
+/** A FIFO made and read, as the agent does it; closed when the test ends. */
+async function started(t: { after(fn: () => void): void }) {
   const dir = mkdtempSync(join(tmpdir(), 'fsha-fifo-'));
   const path = join(dir, 'fifo');
   assert.equal(spawnSync('mkfifo', ['-m', '0600', path]).status, 0);
@@ -24,6 +25,11 @@ test('22.10 a 40 MB line without a newline is dropped, not buffered; the lines a
   x.r.start();
   t.after(() => x.r.close());
   await sleep(50);
+  return { dir, path, x };
+}
+
+test('22.10 a 40 MB line without a newline is dropped, not buffered; the lines after it are heard', async (t) => {
+  const { path, x } = await started(t);
   const fd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
   t.after(() => closeSync(fd));
   const chunk = Buffer.alloc(64 * 1024, 'x');
@@ -39,13 +45,7 @@ test('22.10 a 40 MB line without a newline is dropped, not buffered; the lines a
 });
 
 test('22.11 the FIFO replaced by a regular file while the agent reads it: said at once (not silent), and heard again once it is a FIFO', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'fsha-fifo-'));
-  const path = join(dir, 'fifo');
-  assert.equal(spawnSync('mkfifo', ['-m', '0600', path]).status, 0);
-  const x = reader(path);
-  x.r.start();
-  t.after(() => x.r.close());
-  await sleep(50);
+  const { dir, path, x } = await started(t);
   writeFileSync(join(dir, 'file'), 'INSTANCE "VI_FS" BACKUP 100\n', { mode: 0o600 });
   renameSync(join(dir, 'file'), path);
   for (let i = 0; i < 60 && !x.problems.length; i++) await sleep(50);
