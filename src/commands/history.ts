@@ -9,7 +9,7 @@ import type { CommandSpec } from '../cli/spec';
 const STEPS: Array<[string, string]> = [
   ['drain_standby_ms', 'standby'], ['drain_settled_ms', 'settled'], ['drain_stopped_ms', 'stopped'], ['drain_gone_ms', 'gone'],
   ['db_connect_ms', 'db'], ['liveness_ms', 'probe'], ['fence_ms', 'fence'], ['locked_ms', 'lock'], ['planned_ms', 'plan'],
-  ['rewritten_ms', 'rewrite'], ['recover_start_ms', 'recover'], ['recover_done_ms', 'recovered'], ['verified_ms', 'verify'], ['total_ms', 'end'],
+  ['rewritten_ms', 'rewrite'], ['recover_start_ms', 'recover'], ['recover_sent_ms', 'sent'], ['recover_done_ms', 'recovered'], ['verified_ms', 'verify'], ['total_ms', 'end'],
 ];
 
 export function timeline(timings: Record<string, number>): Array<{ step: string; ms: number }> {
@@ -22,7 +22,8 @@ export function formatHistory(rows: store.AuditRow[]): string {
   for (const r of rows) {
     const when = new Date(r.started_at).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
     lines.push(`#${r.id} ${when} ${r.command}: ${r.from_node} -> ${r.to_node} ${r.result}, ${r.adopted} adopted, ` +
-      `${r.recovered ?? '-'} recovered, ${r.missing ?? '-'} missing, ${r.skipped} held, ${r.timings.total_ms ?? '-'} ms (${r.actor})`);
+      `${r.recovered ?? '-'} recovered, ${r.missing ?? '-'} missing, ${r.skipped} held, ${r.timings.total_ms ?? '-'} ms` +
+      `${typeof r.timings.critical_path_ms === 'number' ? `, critical path ${r.timings.critical_path_ms} ms (heard -> recover sent)` : ''} (${r.actor})`);
     const tl = timeline(r.timings);
     if (tl.length) lines.push(`    timeline: ${tl.map((s) => `${s.step} +${s.ms}`).join(', ')}`);
     if (r.adopters.length > 1) lines.push(`    adopters: ${r.adopters.map((a) => `${a.node} ${a.result} ${a.handed}/${a.recovered ?? '-'}`).join(', ')}`);

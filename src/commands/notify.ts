@@ -120,7 +120,7 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
       let failure: unknown = null;
       if (from !== cfg.node) {
         try {
-          report = await takeover(cfg, { from, command: `notify MASTER ${name}`, db: o.db, session: o.session });
+          report = await takeover(cfg, { from, command: `notify MASTER ${name}`, db: o.db, session: o.session, heardAt: fired.wallMs });
           o.onTakeover?.(report.result, report.timings.total_ms ?? null);
         } catch (e) {
           o.onTakeover?.(e instanceof Refused ? (e.nothingToDo ? 'nothing' : 'refused') : 'failed', null);

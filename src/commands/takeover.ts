@@ -44,6 +44,9 @@ export interface TakeoverOptions {
   planned?: boolean;
   /** what happened before (a drain's standby, settle, stop), ms, kept with this takeover's timings in the audit row */
   before?: Record<string, number>;
+  /** when keepalived's transition was heard (the agent read its FIFO line; a hook: its start), epoch ms: the
+   *  critical path, heard -> every recover sent, is fs-ha's own share of the caller's silence */
+  heardAt?: number;
   /** a drain's audit row and clock: this takeover updates that row, its timings on the drain's clock (one row, one clock) */
   auditId?: number;
   clockStart?: number;
@@ -74,6 +77,8 @@ export interface TakeoverReport {
 export interface AdopterReport extends AdopterOutcome {
   /** when its recover answered (epoch ms) */
   doneMs: number;
+  /** when its recover was sent (epoch ms; 0: never) */
+  sentMs: number;
   standbyOff?: boolean;
 }
 
@@ -88,7 +93,7 @@ function profilePairs(from: NodeConfig, to: NodeConfig, profiles: string[]): Arr
  * leaves its share in the table, rewritten for it (its own recover, or a takeover of it, picks it up).
  */
 async function recoverOn(cfg: Config, x: NodeConfig, session: EslSession, core: string, db: Db, from: string, ctx: { from: string; to: string }): Promise<AdopterReport> {
-  const r: AdopterReport = { node: x.name, handed: 0, recovered: null, missing: [], result: 'unreached', reason: '', doneMs: 0 };
+  const r: AdopterReport = { node: x.name, handed: 0, recovered: null, missing: [], result: 'unreached', reason: '', doneMs: 0, sentMs: 0 };
   let pending: string[] = [];
   try {
     pending = await store.pendingUuids(db, cfg.layout, x.switchname, core);
@@ -102,6 +107,7 @@ async function recoverOn(cfg: Config, x: NodeConfig, session: EslSession, core: 
       return r;
     }
     const cmd = cfg.recover === 'fsctl' ? 'fsctl recover' : 'sofia recover';
+    r.sentMs = Date.now();
     const reply = await session.api(cmd, cfg.timeouts.recoverMs);
     r.doneMs = Date.now();
     const count = parseRecoverReply(reply);
@@ -373,6 +379,11 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
     timings.recover_start_ms = Date.now() - t0;
     report.adopters = await Promise.all(adopting.map((x) => recoverOn(cfg, x, sessions.get(x.name)!, cores.get(x.name)!, db!, from.name, ctx)));
     timings.recover_done_ms = Math.max(...report.adopters.map((a) => a.doneMs - t0));
+    const sent = Math.max(...report.adopters.map((a) => a.sentMs));
+    if (sent) {
+      timings.recover_sent_ms = sent - t0;
+      if (opts.heardAt) timings.critical_path_ms = Math.round(sent - opts.heardAt);
+    }
     timings.verified_ms = Date.now() - t0;
     report.adopted = report.adopters.reduce((n, a) => n + a.handed, 0);
     report.recovered = report.adopters.reduce((n, a) => n + (a.recovered ?? 0), 0);
@@ -397,6 +408,7 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
     const level = report.result === 'refused' ? refusalLevel : report.result === 'failed' || report.result === 'partial' ? 'error' : 'info';
     log(level, `takeover ${report.result}: ${report.reason}`, {
       ...ctx, adopted: report.adopted, recovered: report.recovered ?? undefined, missing: report.missing.length, held: report.skipped.length, ms: timings.total_ms,
+      critical_ms: timings.critical_path_ms,
     });
     if (db) {
       if (!opts.dryRun && report.result !== 'nothing') {
