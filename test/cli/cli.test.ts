@@ -287,7 +287,7 @@ test('11.9 operations by hand: drain (plan, then --yes), history with its timeli
   r = await run(['--config', f, 'history', '--node', 'fs3']);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /^#\d+ \S+ \S+ drain: fs1 -> fs2,fs3 done, 8 adopted, 8 recovered, 0 missing, 0 held/m);
-  assert.match(r.out, /timeline: standby \+\d+, settled \+\d+, stopped \+\d+, gone \+\d+, db \+\d+, probe \+\d+, lock \+\d+, plan \+\d+, rewrite \+\d+, recover \+\d+, recovered \+\d+, verify \+\d+, end \+\d+/);
+  assert.match(r.out, /timeline: standby \+\d+, settled \+\d+, stopped \+\d+, gone \+\d+, db \+\d+, probe \+\d+, lock \+\d+, plan \+\d+, rewrite \+\d+, recover \+\d+, sent \+\d+, recovered \+\d+, verify \+\d+, end \+\d+/);
   r = await run(['--config', f, 'history', '--json', '--last', '1']);
   const h = JSON.parse(r.out);
   assert.equal(h.length, 1);
