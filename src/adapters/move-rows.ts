@@ -16,6 +16,7 @@ import { batches, groupRows, judgeGroup, DEFAULT_LIMITS, type BatchLimits, type 
 import { heldRowsLeaveTable } from '../core/decide';
 import { rewriteMetadata, compilePatterns, type RewriteSpec } from '../core/rewrite';
 import { movePorts, type PortBook } from '../core/ports';
+import { specKey, type Prepared } from './prepare';
 import { ActionFailed } from '../errors';
 import type { Db } from './db';
 
@@ -32,6 +33,8 @@ export interface MoveResult {
   held: Array<{ uuid: string; reason: string }>;
   groups: number;
   ms: { select: number; rewrite: number; write: number };
+  /** rows whose prepared rewrite was used */
+  prepared: number;
 }
 
 /**
@@ -116,11 +119,17 @@ export async function moveRows(db: Db, layout: Layout, table: string, targets: M
   targetCores: string[]; dryRun: boolean; limits?: BatchLimits; assign?: (groups: CallGroup[]) => number[];
   /** metadata up to this many bytes in all is read at once (default ONE_READ_BYTES); above, batch by batch */
   oneReadBytes?: number;
+  /** rows prepared for the one adopter (adapters/prepare.ts): used for rows still at their prepared version */
+  prepared?: Prepared;
 }): Promise<MoveResult> {
   const spec = targets[0].spec; // what every target shares: the failed node
   const compiled = targets.map((t) => compilePatterns(t.spec));
   const profileMaps = targets.map((t) => new Map(t.spec.profiles ?? []));
-  const result: MoveResult = { rows: [], held: [], groups: 0, ms: { select: 0, rewrite: 0, write: 0 } };
+  const result: MoveResult = { rows: [], held: [], groups: 0, ms: { select: 0, rewrite: 0, write: 0 }, prepared: 0 };
+  // a preparation made for exactly this rewrite (one adopter, the same spec) may stand in for reading and rewriting
+  const prep = o.prepared && targets.length === 1 && o.prepared.key === specKey(targets[0].spec) ? o.prepared : null;
+  /** ctid -> the prepared rewrite's replacement count, for rows taken from the preparation */
+  const ready = new Map<string, number>();
   const work = async () => {
     let t0 = Date.now();
     // a dry run (a drain's plan, while the source still runs) reads a snapshot and locks nothing: the live
@@ -129,8 +138,8 @@ export async function moveRows(db: Db, layout: Layout, table: string, targets: M
     await db.query(REWRITE_SETTINGS, [], 'planning the rewrite');
     // the rows' light facts and their lock first; their metadata in one read when it fits the memory budget
     // (ties then found here, one pass), else the server finds the ties and metadata is read batch by batch
-    const light = await db.query<{ ctid: string; uuid: string; profile_name: string; technology: string; bytes: number | null }>(
-      `SELECT r.ctid::text AS ctid, r.uuid, r.profile_name, r.technology, octet_length(r.metadata) AS bytes
+    const light = await db.query<{ ctid: string; uuid: string; profile_name: string; technology: string; bytes: number | null; ver: string }>(
+      `SELECT r.ctid::text AS ctid, r.uuid, r.profile_name, r.technology, octet_length(r.metadata) AS bytes, r.xmin::text AS ver
          FROM ${table} r WHERE r.hostname = $1 AND (r.runtime_uuid IS NULL OR r.runtime_uuid <> ALL($2::text[]))${o.dryRun ? '' : ' FOR UPDATE'}`,
       [spec.fromSwitchname, o.targetCores], 'locking the failed node\'s rows');
     const total = light.reduce((n, r) => n + (r.bytes ?? 0), 0);
@@ -140,7 +149,11 @@ export async function moveRows(db: Db, layout: Layout, table: string, targets: M
     let all: Map<string, string | null> | null = null;
     let found: Array<Parameters<typeof facts>[0]>;
     if (total <= (o.oneReadBytes ?? ONE_READ_BYTES)) {
-      all = new Map((await readCtids(light.map((r) => r.ctid))).map((r) => [r.ctid, r.metadata]));
+      // rows at the version they were prepared from (read under this lock: never stale) are not read or rewritten again
+      const hits = new Map(prep ? light.flatMap((r) => { const h = prep.get(r.uuid, r.ver); return h ? [[r.ctid, h] as const] : []; }) : []);
+      all = new Map((await readCtids(light.filter((r) => !hits.has(r.ctid)).map((r) => r.ctid))).map((r) => [r.ctid, r.metadata]));
+      for (const [ctid, h] of hits) { all.set(ctid, h.metadata); ready.set(ctid, h.replaced); }
+      result.prepared = hits.size;
       found = light.map((r) => ({ ...r, ties: tiesOf(all!.get(r.ctid) ?? null) }));
     } else {
       found = await db.query<{ ctid: string; uuid: string; profile_name: string; technology: string; ties: string[] | null; bytes: number | null }>(
@@ -174,7 +187,7 @@ export async function moveRows(db: Db, layout: Layout, table: string, targets: M
         for (const r of g.rows) {
           const md = got.get(r.ctid);
           const rw = md === undefined ? { ok: false as const, reason: 'the row changed under the lock' }
-            : md === null ? { ok: false as const, reason: 'metadata is NULL' } : rewriteRow(md, targets[t], compiled[t]);
+            : md === null ? { ok: false as const, reason: 'metadata is NULL' } : rewriteRow(md, targets[t], compiled[t], ready.get(r.ctid));
           if (rw.ok) out.push({ ctid: r.ctid, metadata: rw.metadata, uuid: r.uuid, profile: profileMaps[t].get(r.profile) ?? r.profile, replaced: rw.replaced, target: t });
           else failures.set(r.uuid, rw.reason);
         }
@@ -212,8 +225,8 @@ export async function moveRows(db: Db, layout: Layout, table: string, targets: M
 }
 
 /** One row for one adopter: its addresses and switchname, then its RTP ports where they are not safe there. */
-function rewriteRow(md: string, target: MoveTarget, patterns: ReturnType<typeof compilePatterns>) {
-  const rw = rewriteMetadata(md, target.spec, patterns);
+function rewriteRow(md: string, target: MoveTarget, patterns: ReturnType<typeof compilePatterns>, prepared?: number) {
+  const rw = prepared !== undefined ? { ok: true as const, metadata: md, replaced: prepared } : rewriteMetadata(md, target.spec, patterns);
   if (!rw.ok || !target.ports) return rw;
   const moved = movePorts(rw.metadata, target.ports);
   return moved.ok ? { ok: true as const, metadata: moved.metadata, replaced: rw.replaced + moved.replaced } : moved;

@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config';
 import { Db } from '../adapters/db';
 import { acquireHostLock } from '../adapters/host-lock';
-import { applySchemaOnce, census, writeHeartbeat } from '../adapters/recovery-store';
+import { applySchemaOnce, census, recoveryTable, writeHeartbeat } from '../adapters/recovery-store';
 import { MetricsServer, type Sample } from '../adapters/metrics';
 import { FifoReader } from '../adapters/fifo';
 import { latestPerInstance, parseFifoLine, type FifoLine } from '../core/fifo-line';
@@ -24,6 +24,8 @@ import { LocalHealth } from '../local-health';
 import { Output } from '../cli/output';
 import type { CommandSpec } from '../cli/spec';
 import { notify } from './notify';
+import { rewriteSpecFor } from './takeover';
+import { Prepared, refresh, specKey } from '../adapters/prepare';
 import { warmRewrite } from '../core/warmup';
 
 /** A database connection kept ready: reconnected with backoff, never in the way of events or health. */
@@ -113,6 +115,7 @@ export class Agent {
     this.health.onChange = () => { this.beatAt = 0; this.heartbeat(); };
     this.db = new WarmDb(cfg);
     this.beatDb = new WarmDb(cfg);
+    this.prepDb = new WarmDb(cfg);
   }
 
   /**
@@ -135,6 +138,42 @@ export class Agent {
     if (!this.cfg.check.heartbeat) return;
     writeHeartbeat(db, this.cfg.node, me.switchname, p.coreUuid, p.kind === 'healthy', p.kind === 'healthy' ? 'healthy' : p.detail)
       .catch((e) => log('debug', `agent: heartbeat not written: ${errorMessage(e)}`));
+  }
+
+  /** the peers' rows prepared for this node (adapters/prepare.ts), by peer; a MASTER's takeover uses them */
+  readonly prepared = new Map<string, Prepared>();
+  private readonly prepDb: WarmDb;
+  private prepTimer: NodeJS.Timeout | null = null;
+  private preparing = false;
+
+  /**
+   * Standing by: for every instance this node backs up (not MASTER of it now) whose calls it adopts alone, the
+   * peer's rows read and rewritten for it, refreshed once a second (only new or changed rows are read again).
+   */
+  private async prepare(): Promise<void> {
+    const db = this.prepDb.get();
+    if (!db || this.preparing) return;
+    this.preparing = true;
+    try {
+      const me = this.cfg.nodes[this.cfg.node];
+      for (const [inst, peer] of Object.entries(this.cfg.instances)) {
+        const from = this.cfg.nodes[peer];
+        const adopters = this.cfg.adopters[peer];
+        if (peer === this.cfg.node || this.vrrp[inst] === 'MASTER' || (adopters && (adopters.length !== 1 || adopters[0] !== this.cfg.node))) continue;
+        const renamed = Object.keys(from.profiles).length || Object.keys(me.profiles).length;
+        const profiles = renamed ? (await db.query<{ p: string }>(`SELECT DISTINCT profile_name AS p FROM ${recoveryTable(this.cfg.layout)} WHERE hostname = $1`,
+          [from.switchname], 'reading the peer\'s profiles')).map((r) => r.p) : [];
+        const spec = rewriteSpecFor(from, me, profiles);
+        let p = this.prepared.get(peer);
+        if (!p || p.key !== specKey(spec)) this.prepared.set(peer, p = new Prepared(spec));
+        const n = await refresh(db, this.cfg.layout, p);
+        if (n) log('debug', `agent: ${n} row(s) of ${peer} prepared for a takeover here (${p.rows.size} ready)`, { node: this.cfg.node });
+      }
+    } catch (e) {
+      log('debug', `agent: preparing the takeover: ${errorMessage(e)}`, { node: this.cfg.node });
+    } finally {
+      this.preparing = false;
+    }
   }
 
   /**
@@ -164,7 +203,7 @@ export class Agent {
       const lent = l.state === 'MASTER' ? this.health.borrow() : null;
       try {
         await notify(this.cfg, l.state, l.name, this.out, {
-          fired, db: this.db.get(), session: lent?.session, recordInBackground: true,
+          fired, db: this.db.get(), session: lent?.session, recordInBackground: true, prepared: (peer) => this.prepared.get(peer),
           onTakeover: (result, ms) => { this.takeovers[result] = (this.takeovers[result] ?? 0) + 1; if (ms !== null) this.lastTakeoverMs = ms; },
         }).catch(() => undefined); // notify logged it
       } finally {
@@ -201,6 +240,11 @@ export class Agent {
       this.beatDb.start();
       this.beat = setInterval(() => this.heartbeat(), 250);
     }
+    if (this.cfg.database) {
+      this.prepDb.start();
+      this.prepTimer = setInterval(() => void this.prepare(), 1000);
+      this.prepTimer.unref();
+    }
     this.healthRun = this.health.run();
     this.fifo = new FifoReader(this.cfg.agent.fifo, {
       backlog: (lines) => {
@@ -224,11 +268,13 @@ export class Agent {
     this.fifo?.close();
     this.metrics?.close();
     if (this.beat) clearInterval(this.beat);
+    if (this.prepTimer) clearInterval(this.prepTimer);
     this.health.stop(false);
     await this.chain;
     await this.healthRun;
     await this.db.stop();
     await this.beatDb.stop();
+    await this.prepDb.stop();
   }
 }
 

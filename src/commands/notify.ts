@@ -19,6 +19,7 @@ import { ActionFailed, Refused, UsageError, errorMessage } from '../errors';
 import { log } from '../log';
 import { takeover, type TakeoverReport } from './takeover';
 import { handOver, reportOrphans } from './handover';
+import type { Prepared } from '../adapters/prepare';
 import { Db } from '../adapters/db';
 import * as store from '../adapters/recovery-store';
 import { Output } from '../cli/output';
@@ -94,6 +95,8 @@ async function setStandby(cfg: Config, on: boolean): Promise<boolean> {
 export async function notify(cfg: Config, state: VrrpState, instance: string | undefined, out = new Output(false),
   o: {
     fired?: FireKey; db?: Db; session?: EslSession; onTakeover?: (result: TakeoverReport['result'], ms: number | null) => void;
+    /** the agent's prepared rows of a peer (the prepared takeover) */
+    prepared?: (peer: string) => Prepared | undefined;
     /** the agent dispatches one transition after another: recording this one must not hold up the next */
     recordInBackground?: boolean;
   } = {}): Promise<number> {
@@ -120,7 +123,7 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
       let failure: unknown = null;
       if (from !== cfg.node) {
         try {
-          report = await takeover(cfg, { from, command: `notify MASTER ${name}`, db: o.db, session: o.session, heardAt: fired.wallMs });
+          report = await takeover(cfg, { from, command: `notify MASTER ${name}`, db: o.db, session: o.session, heardAt: fired.wallMs, prepared: o.prepared?.(from) });
           o.onTakeover?.(report.result, report.timings.total_ms ?? null);
         } catch (e) {
           o.onTakeover?.(e instanceof Refused ? (e.nothingToDo ? 'nothing' : 'refused') : 'failed', null);

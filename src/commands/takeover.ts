@@ -20,6 +20,8 @@ import { runFence } from '../adapters/fence';
 import { moveRows } from '../adapters/move-rows';
 import { boundUdpPorts } from '../adapters/bound-ports';
 import { formatRange, PortBook } from '../core/ports';
+import type { Prepared } from '../adapters/prepare';
+import type { RewriteSpec } from '../core/rewrite';
 import * as store from '../adapters/recovery-store';
 import { decideDeath, decideStillDead, decideTarget, judgeRecovery, judgeSpread, planRecover, type AdopterOutcome } from '../core/decide';
 import { assignGroups, decideAdopters, profileFor, type Adopter, type AdopterFacts } from '../core/spread';
@@ -47,6 +49,8 @@ export interface TakeoverOptions {
   /** when keepalived's transition was heard (the agent read its FIFO line; a hook: its start), epoch ms: the
    *  critical path, heard -> every recover sent, is fs-ha's own share of the caller's silence */
   heardAt?: number;
+  /** the peer's rows prepared for this node by the agent while it stood by (adapters/prepare.ts) */
+  prepared?: Prepared;
   /** a drain's audit row and clock: this takeover updates that row, its timings on the drain's clock (one row, one clock) */
   auditId?: number;
   clockStart?: number;
@@ -84,7 +88,12 @@ export interface AdopterReport extends AdopterOutcome {
 
 /** The failed node's profile names that are another name on the adopter (nodes.<n>.profiles). */
 function profilePairs(from: NodeConfig, to: NodeConfig, profiles: string[]): Array<[string, string]> {
-  return [...new Set(profiles)].map((p): [string, string] => [p, profileFor(p, from.profiles, to.profiles)]).filter(([a, b]) => a !== b);
+  return [...new Set(profiles)].sort().map((p): [string, string] => [p, profileFor(p, from.profiles, to.profiles)]).filter(([a, b]) => a !== b);
+}
+
+/** How from's rows are rewritten for x (the takeover's and the preparation's, so their keys agree). */
+export function rewriteSpecFor(from: NodeConfig, x: NodeConfig, profiles: string[]): RewriteSpec {
+  return { fromSwitchname: from.switchname, toSwitchname: x.switchname, addresses: addressPairs(from, x), profiles: profilePairs(from, x, profiles) };
 }
 
 /**
@@ -338,15 +347,13 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
       const moveTargets = adopting.map((x) => ({
         node: x.name,
         ports: books.get(x.name),
-        spec: {
-          fromSwitchname: from.switchname, toSwitchname: x.switchname, addresses: addressPairs(from, x),
-          profiles: profilePairs(from, x, incoming.map((g) => g.profile)),
-        },
+        spec: rewriteSpecFor(from, x, incoming.map((g) => g.profile)),
       }));
       const moved = await moveRows(db, cfg.layout, table, moveTargets, {
         takeoverId, fromNode: from.name, toNode: report.to, targetCores: [...cores.values()], dryRun: !!opts.dryRun,
-        assign: (groups) => assignGroups(groups, adopters),
+        assign: (groups) => assignGroups(groups, adopters), prepared: opts.prepared,
       });
+      if (moved.prepared) timings.prepared_rows = moved.prepared;
       report.skipped = moved.held;
       report.adopted = moved.rows.length;
       Object.assign(timings, { rewrite_select_ms: moved.ms.select, rewrite_cpu_ms: moved.ms.rewrite, rewrite_write_ms: moved.ms.write, rewritten_ms: Date.now() - t0 });

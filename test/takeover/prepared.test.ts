@@ -1,0 +1,53 @@
+/** Issue 25: the prepared takeover. A BACKUP's preparation stands in for reading and rewriting a row only at
+ *  the version it was made from; a row FreeSWITCH updated since is rewritten afresh, never stale. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { takeover, rewriteSpecFor } from '../../src/commands/takeover';
+import { Prepared, refresh } from '../../src/adapters/prepare';
+import { Db } from '../../src/adapters/db';
+import { configureLog } from '../../src/log';
+import { withCluster } from '../helpers/cluster';
+import { withClient } from '../helpers/pg';
+
+configureLog({ syslog: false, stderr: false });
+
+test('25.1 a prepared takeover uses the prepared rewrite of rows at their prepared version and rewrites the ones updated since (never stale); its result equals an unprepared one', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node' });
+  const calls = await c.sims.fs1.answerCalls(20);
+  const cfg = c.config('fs2');
+  const p = new Prepared(rewriteSpecFor(cfg.nodes.fs1, cfg.nodes.fs2, ['internal']));
+  const db = await Db.connect(c.url, 5000);
+  assert.equal(await refresh(db, 'per-node', p), 20);
+  assert.equal(await refresh(db, 'per-node', p), 0, 'nothing changed: nothing read again');
+  // FreeSWITCH updates five calls' rows after the preparation (a new row version each)
+  const changed = calls.slice(0, 5);
+  await withClient(c.url, (q) => q.query("update fsha.recovery_base set metadata = replace(metadata, '<variables>', '<variables>\n    <updated_after>yes</updated_after>') where uuid = any($1)", [changed]));
+  await db.close();
+  await c.sims.fs1.crash();
+  const r = await takeover(cfg, { from: 'fs1', command: 'test', prepared: p });
+  assert.equal(r.result, 'done', r.reason);
+  assert.equal(r.timings.prepared_rows, 15, 'the 15 unchanged rows came from the preparation');
+  const rows = (await withClient(c.url, (q) => q.query<{ uuid: string; metadata: string }>("select uuid, metadata from fsha.recovery_base where hostname = 'fs2'"))).rows;
+  assert.equal(rows.length, 20);
+  for (const row of rows) {
+    assert.ok(!row.metadata.includes(c.addr.fs1), `${row.uuid}: no address of fs1 left`);
+    assert.equal(row.metadata.includes('<updated_after>yes</updated_after>'), changed.includes(row.uuid), `${row.uuid}: its current version was moved`);
+  }
+  assert.deepEqual((await c.sims.fs2.ownCalls()).sort(), [...calls].sort());
+});
+
+test('25.1b a preparation for another rewrite (another adopter, another spec) is never used', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2', 'fs3'], layout: 'per-node' });
+  await c.sims.fs1.answerCalls(4);
+  const cfg = c.config('fs2');
+  const p = new Prepared(rewriteSpecFor(cfg.nodes.fs1, cfg.nodes.fs3, ['internal'])); // prepared for fs3
+  const db = await Db.connect(c.url, 5000);
+  await refresh(db, 'per-node', p);
+  await db.close();
+  await c.sims.fs1.crash();
+  const r = await takeover(cfg, { from: 'fs1', to: 'fs2', command: 'test', prepared: p });
+  assert.equal(r.result, 'done', r.reason);
+  assert.equal(r.timings.prepared_rows, undefined);
+  const rows = (await withClient(c.url, (q) => q.query<{ metadata: string }>("select metadata from fsha.recovery_base where hostname = 'fs2'"))).rows;
+  for (const row of rows) assert.ok(!row.metadata.includes(c.addr.fs3) && row.metadata.includes(c.addr.fs2), 'rewritten for fs2, not fs3');
+});
