@@ -13,9 +13,8 @@ import type { Config } from './config';
 import { EslSession } from './adapters/esl';
 import { replaceFile } from './adapters/safe-files';
 import { errorMessage } from './errors';
-import { identityProblem } from './core/liveness';
 import { log } from './log';
-import { failed, probeSession, type NodeProbe } from './observe';
+import { wrongNode, failed, probeSession, type NodeProbe } from './observe';
 
 /** how often keepAlive touches watch.file (keepalived's agent_alive allows 2000 ms: see the templates) */
 export const TOUCH_MS = 200;
@@ -120,7 +119,7 @@ export class LocalHealth {
       const p = await probeSession(this.session, cfg.check.profiles, cfg.check.timeoutMs, Date.now(), this.known);
       if (p.coreUuid && p.switchname) this.known = { coreUuid: p.coreUuid, switchname: p.switchname };
       const me = cfg.nodes[cfg.node];
-      const impostor = identityProblem(cfg.node, me.switchname, p, `${cfg.esl.host}:${cfg.esl.port}`);
+      const impostor = wrongNode(me, cfg.esl, p);
       this.lastProbe = impostor ? { ...p, kind: 'unhealthy', detail: impostor } : p;
       if (impostor) this.set(false, impostor);
       else if (p.kind === 'healthy') { this.slow = 0; this.set(true, p.detail); }

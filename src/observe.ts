@@ -2,7 +2,7 @@
 import type { EslTarget } from './config';
 import { EslError, EslSession, type EslErrorKind } from './adapters/esl';
 import { healthProblem, parseCoreUuid, parseStatus, parseXmlStatus } from './core/health';
-import type { ProbeKind, ProbeResult } from './core/liveness';
+import { identityProblem, type ProbeKind, type ProbeResult } from './core/liveness';
 
 export interface NodeProbe extends ProbeResult {
   coreUuid: string | null;
@@ -63,4 +63,12 @@ const KIND: Record<EslErrorKind, ProbeKind> = {
 export function failed(e: unknown, started: number): NodeProbe {
   const kind: ProbeKind = e instanceof EslError ? KIND[e.kind] : 'garbled';
   return { kind, detail: (e as Error).message, coreUuid: null, switchname: null, ready: false, profiles: null, ms: Date.now() - started };
+}
+
+/** host:port of an event socket, as messages name it */
+export const eslWhere = (t: EslTarget | undefined): string => (t ? `${t.host}:${t.port}` : 'no event socket');
+
+/** Who answered at a node's event socket, against who should have (core/liveness.ts): null when it is the node. */
+export function wrongNode(node: { name: string; switchname: string }, esl: EslTarget | undefined, probe: ProbeResult): string | null {
+  return identityProblem(node.name, node.switchname, probe, eslWhere(esl));
 }

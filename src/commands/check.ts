@@ -7,9 +7,8 @@ import { mediaRangeProblems, type Config } from '../config';
 import { Db } from '../adapters/db';
 import { writeHeartbeat } from '../adapters/recovery-store';
 import { ActionFailed, ConfigError, errorMessage, reported } from '../errors';
-import { identityProblem } from '../core/liveness';
 import { log } from '../log';
-import { probeNode } from '../observe';
+import { wrongNode, probeNode } from '../observe';
 import type { Output } from '../cli/output';
 import type { CommandSpec } from '../cli/spec';
 
@@ -25,7 +24,7 @@ export async function check(cfg: Config): Promise<CheckResult> {
   dbP?.catch(() => undefined);
   const probe = await probeNode(cfg.esl, cfg.check.profiles, deadline);
   // who answered: the health of another FreeSWITCH says nothing about this node's
-  const impostor = identityProblem(cfg.node, me.switchname, probe, `${cfg.esl.host}:${cfg.esl.port}`);
+  const impostor = wrongNode(me, cfg.esl, probe);
   let reason = impostor ? `configuration error: ${impostor}` : probe.kind === 'healthy' ? '' : probe.detail;
   let db: Db | null = null;
   try {

@@ -19,10 +19,9 @@ import { Db } from '../adapters/db';
 import { runBounded } from '../adapters/fence';
 import * as store from '../adapters/recovery-store';
 import { decideSource, drainTargets, judgeGone, settling, sharedAddresses } from '../core/drain';
-import { identityProblem } from '../core/liveness';
 import { ActionFailed, ConfigError, Refused, UsageError, errorMessage } from '../errors';
 import { log } from '../log';
-import { probeNode, probeSession } from '../observe';
+import { wrongNode, probeNode, probeSession } from '../observe';
 import { formatTakeover, takeover, type TakeoverReport } from './takeover';
 import type { CommandSpec } from '../cli/spec';
 
@@ -114,7 +113,7 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
     const session = await EslSession.open(esl, esl.timeoutMs).catch(() => null);
     const probe = session ? await probeSession(session, [], esl.timeoutMs) : await probeNode(esl, [], esl.timeoutMs);
     // who answered, before anything is put in standby or stopped: another FreeSWITCH at src's address is never touched
-    const impostor = identityProblem(src.name, src.switchname, probe, `${esl.host}:${esl.port}`);
+    const impostor = wrongNode(src, esl, probe);
     if (impostor) { session?.close(); throw new Refused(`refusing to drain ${src.name}: ${impostor}; nothing was touched`); }
     const ok = decideSource(src.name, probe.kind, probe.detail);
     if (ok.action !== 'go' || !session || !probe.coreUuid) {

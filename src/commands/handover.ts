@@ -10,11 +10,10 @@ import type { Config } from '../config';
 import { Db } from '../adapters/db';
 import * as store from '../adapters/recovery-store';
 import { decideHandover, type Handover, type HandoverFacts } from '../core/handover';
-import { identityProblem } from '../core/liveness';
 import type { VrrpState } from '../core/vrrp';
 import { errorMessage } from '../errors';
 import { log } from '../log';
-import { probeNode } from '../observe';
+import { wrongNode, probeNode } from '../observe';
 import { drain } from './drain';
 
 /** The addresses on this host's interfaces (the namespace's, where fs-ha runs). */
@@ -27,7 +26,7 @@ async function observe(cfg: Config, db: Db, state: VrrpState, instance: string, 
   const local = await probeNode(cfg.esl, [], cfg.esl.timeoutMs);
   let calls: number | null = 0;
   if (local.kind === 'healthy' || local.kind === 'unhealthy') {
-    calls = local.coreUuid && !identityProblem(cfg.node, me.switchname, local, `${cfg.esl.host}:${cfg.esl.port}`)
+    calls = local.coreUuid && !wrongNode(me, cfg.esl, local)
       ? await store.callsUnderCore(db, cfg.layout, local.coreUuid, me.switchname).catch(() => null)
       : null;
   }
@@ -36,7 +35,7 @@ async function observe(cfg: Config, db: Db, state: VrrpState, instance: string, 
   const others = await Promise.all(vrrp.filter((v) => v.instance === instance && v.node !== cfg.node && cfg.nodes[v.node]).map(async (v) => {
     const n = cfg.nodes[v.node];
     const p = v.state === 'MASTER' ? await probeNode(n.esl, [], n.esl?.timeoutMs ?? cfg.esl.timeoutMs) : null;
-    const healthy = !!p && p.kind === 'healthy' && !identityProblem(n.name, n.switchname, p, n.esl ? `${n.esl.host}:${n.esl.port}` : '-');
+    const healthy = !!p && p.kind === 'healthy' && !wrongNode(n, n.esl, p);
     return { node: v.node, state: v.state, ageMs: v.ageMs, healthy };
   }));
   return { node: cfg.node, instance, state, ours, calls, addresses: me.addresses, stillHere: me.addresses.filter((a) => here.has(a)), others };

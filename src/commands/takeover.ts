@@ -30,7 +30,7 @@ import { nodeSchemas, recoveryRelationsProblem } from '../core/per-node';
 import { parseRecoverReply } from '../core/health';
 import { ActionFailed, ConfigError, Refused, UsageError, errorMessage, reported } from '../errors';
 import { log } from '../log';
-import { probeNode, probeSession, type NodeProbe } from '../observe';
+import { eslWhere, probeNode, probeSession, type NodeProbe } from '../observe';
 import type { CommandSpec } from '../cli/spec';
 
 export interface TakeoverOptions {
@@ -179,7 +179,7 @@ async function observeDeath(cfg: Config, from: NodeConfig, db: Db, first: Promis
 
 /** Who the node must be when its address answers, and since when its address refuses (identity, core/liveness.ts). */
 function whoIs(n: NodeConfig, refused: { at: number | null }) {
-  return { switchname: n.switchname, where: n.esl ? `${n.esl.host}:${n.esl.port}` : 'no event socket', refusedForMs: refused.at === null ? undefined : Date.now() - refused.at };
+  return { switchname: n.switchname, where: eslWhere(n.esl), refusedForMs: refused.at === null ? undefined : Date.now() - refused.at };
 }
 
 /** Step 3's observation: one session to the adopting node, kept for the recover and standby. */
@@ -312,7 +312,7 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
       const facts = await Promise.all(targets.map(async (x): Promise<AdopterFacts & { nothing?: string }> => {
         const opened = await openTarget(x.esl!, x.name === cfg.node ? opts.session : undefined);
         if (opened.session) sessions.set(x.name, opened.session);
-        const ready = decideTarget(x.name, opened.probe, { switchname: x.switchname, where: `${x.esl!.host}:${x.esl!.port}` });
+        const ready = decideTarget(x.name, opened.probe, { switchname: x.switchname, where: eslWhere(x.esl) });
         if (ready.action !== 'go') return { name: x.name, problem: ready.reason };
         cores.set(x.name, ready.coreUuid);
         const scope = await store.scopeOf(db!, cfg.layout, x.switchname, ready.coreUuid);
