@@ -184,6 +184,14 @@ export async function createDatabase(prefix = 't'): Promise<string> {
   return u.toString();
 }
 
+/** A client held for the rest of a test (a lock, a long transaction), ended when the test ends. */
+export async function openClient(t: { after(fn: () => Promise<void> | void): void }, url: string): Promise<Client> {
+  const c = new Client({ connectionString: url });
+  await c.connect();
+  t.after(() => c.end());
+  return c;
+}
+
 export async function withClient<T>(url: string, fn: (c: Client) => Promise<T>): Promise<T> {
   const c = new Client({ connectionString: url });
   await c.connect();

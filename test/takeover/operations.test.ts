@@ -9,11 +9,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Client } from 'pg';
 import { takeover } from '../../src/commands/takeover';
 import { drain } from '../../src/commands/drain';
 import { status, formatStatus } from '../../src/commands/status';
 import { configureLog } from '../../src/log';
+import { openClient } from '../helpers/pg';
 import { withCluster } from '../helpers/cluster';
 
 configureLog({ syslog: false, stderr: false });
@@ -33,9 +33,7 @@ function run(args: string[]): Promise<{ code: number; out: string; err: string }
 test('22.6 a drain\'s plan locks none of the live source\'s rows: a hangup in flight does not hold it up, and it holds up no hangup', async (t) => {
   const c = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node', timeouts: '{ verify_ms: 3000, lock_ms: 5000, database_ms: 1500 }' });
   const calls = await c.sims.fs1.answerCalls(20);
-  const hangup = new Client({ connectionString: c.url });
-  await hangup.connect();
-  t.after(() => hangup.end());
+  const hangup = await openClient(t, c.url);
   await hangup.query('BEGIN');
   await hangup.query('DELETE FROM fsha.recovery_base WHERE uuid = $1', [calls[0]]); // the row lock of a hangup in flight
   const t0 = Date.now();
@@ -49,9 +47,7 @@ test('22.6 a drain\'s plan locks none of the live source\'s rows: a hangup in fl
 test('22.8 status shows calls it could not count as unknown ("-", null), never 0', async (t) => {
   const c = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node' });
   await c.sims.fs1.answerCalls(3);
-  const locker = new Client({ connectionString: c.url });
-  await locker.connect();
-  t.after(() => locker.end());
+  const locker = await openClient(t, c.url);
   await locker.query('BEGIN');
   await locker.query('LOCK TABLE fsha.recovery_base IN ACCESS EXCLUSIVE MODE');
   const r = await status(c.config('fs2'), { deadlineMs: 1500 });
@@ -84,9 +80,7 @@ test('22.9 status at half a million audit rows still shows every node\'s last ta
   const c = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node', timeouts: '{ verify_ms: 3000, lock_ms: 5000, database_ms: 400 }' });
   const { Db } = await import('../../src/adapters/db');
   const store = await import('../../src/adapters/recovery-store');
-  const pg = new Client({ connectionString: c.url });
-  await pg.connect();
-  t.after(() => pg.end());
+  const pg = await openClient(t, c.url);
   await pg.query(`INSERT INTO fsha.audit (started_at, actor, command, from_node, to_node, result, reason)
                   SELECT now() - make_interval(secs => g), 'test', 'takeover', CASE WHEN g % 2 = 0 THEN 'fs1' ELSE 'fs2' END,
                          CASE WHEN g % 2 = 0 THEN 'fs2' ELSE 'fs1' END, 'done', 'test' FROM generate_series(1, 500000) g`);
@@ -121,9 +115,7 @@ test('22.7 a takeover killed after its recover went out stays in history: the re
   for (let i = 0; i < 40 && (await c.sims.fs2.ownCalls()).length < 8; i++) await sleep(25);
   const r = await takeover(c.config('fs2'), { from: 'fs1', command: 'rerun' });
   assert.equal(r.result, 'nothing', r.reason);
-  const pg = new Client({ connectionString: c.url });
-  await pg.connect();
-  t.after(() => pg.end());
+  const pg = await openClient(t, c.url);
   const a = (await pg.query("select takeover_id, result, adopted, recovered, reason from fsha.audit where from_node = 'fs1'")).rows;
   assert.equal(a.length, 1, JSON.stringify(a));
   assert.deepEqual([a[0].takeover_id, a[0].result, a[0].adopted, a[0].recovered], ['killed-after-recover', 'interrupted', 8, 8]);
@@ -142,9 +134,7 @@ test('22.16 a takeover on an initialised database runs no DDL: it never waits be
   const init = await Db.connect(c.url, 5000);
   await applySchema(init, 'per-node'); // db init, as the operator ran it
   await init.close();
-  const writer = new Client({ connectionString: c.url });
-  await writer.connect();
-  t.after(() => writer.end());
+  const writer = await openClient(t, c.url);
   await writer.query('BEGIN');
   await writer.query("UPDATE fsha.recovery_base SET metadata = metadata WHERE uuid = $1", [other]); // a long transaction on fs3's row
   const r = await takeover(c.config('fs2'), { from: 'fs1', command: 'test' }).catch((e: Error) => e);
@@ -167,9 +157,7 @@ test('22.1 a drain killed during its settle: its audit row is already there (dra
   await sleep(300);
   p.kill('SIGKILL');
   await sleep(100);
-  const pg = new Client({ connectionString: c.url });
-  await pg.connect();
-  t.after(() => pg.end());
+  const pg = await openClient(t, c.url);
   const a = (await pg.query("select result, reason from fsha.audit where from_node = 'fs1'")).rows;
   assert.equal(a.length, 1, 'the killed drain is in history');
   assert.equal(a[0].result, 'draining');
@@ -204,9 +192,7 @@ test('22.3 + 22.4 keepalived\'s MASTER moves the calls while the stop command st
   assert.match(r.reason, /fs1 drained: its 8 call\(s\) were taken over by notify MASTER VI_FS01 \(done: 8 call\(s\) to fs3\)/);
   assert.deepEqual((await c.sims.fs3.ownCalls()).sort(), [...calls].sort());
   // the drain's own row: one clock from the drain's start, its total
-  const pg = new Client({ connectionString: c.url });
-  await pg.connect();
-  t.after(() => pg.end());
+  const pg = await openClient(t, c.url);
   const [d] = (await pg.query("select result, timings from fsha.audit where command = 'drain'")).rows;
   assert.equal(d.result, 'drained');
   const tm = d.timings as Record<string, number>;
@@ -221,9 +207,7 @@ test('22.4 the drain\'s own takeover writes into the drain\'s row: its timeline 
   await c.sims.fs1.api('simctl ring 1');
   const r = await drain(c.config('fs2'), { from: 'fs1', to: 'fs2', yes: true, settleMs: 300 });
   assert.equal(r.result, 'done', r.reason);
-  const pg = new Client({ connectionString: c.url });
-  await pg.connect();
-  t.after(() => pg.end());
+  const pg = await openClient(t, c.url);
   const rows = (await pg.query("select command, result, reason, adopted, timings from fsha.audit where from_node = 'fs1'")).rows;
   assert.equal(rows.length, 1, 'one row for the drain and its takeover');
   const [a] = rows;
@@ -241,9 +225,6 @@ test('22.2 past the stop, the database drops the drain\'s connection (a switch-o
   const c = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node' });
   const calls = await c.sims.fs1.answerCalls(6);
   const dir = mkdtempSync(join(tmpdir(), 'fsha-drain-'));
-  const killer = new Client({ connectionString: c.url });
-  await killer.connect();
-  t.after(() => killer.end());
   // the stop command crashes fs1, then cuts every connection the drain holds (the old primary going away)
   const cut = join(dir, 'cut.js');
   writeFileSync(cut, `const { Client } = require(${JSON.stringify(require.resolve('pg'))}); (async () => { const k = new Client({ connectionString: ${JSON.stringify(c.url)} }); await k.connect();

@@ -4,7 +4,6 @@
  * PostgreSQL and simulated nodes that apply FreeSWITCH's recovery SQL.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { Client } from 'pg';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +17,7 @@ import { notify } from '../../src/commands/notify';
 import { acquireHostLock } from '../../src/adapters/host-lock';
 import { privateDir, replaceFile } from '../../src/adapters/safe-files';
 import { withCluster } from '../helpers/cluster';
-import { withClient } from '../helpers/pg';
+import { withClient, openClient } from '../helpers/pg';
 import { loadRows } from '../helpers/fixtures';
 import { Db } from '../../src/adapters/db';
 import { applySchema } from '../../src/adapters/recovery-store';
@@ -234,9 +233,7 @@ test('8.8 state_dir and log.file are never written through a link', async (t) =>
 test('8.14 status answers within its deadline under a table lock, and says what it could not read', async (t) => {
   const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
   await c.sims.fs1.answerCalls(2);
-  const blocker = new Client({ connectionString: c.url });
-  await blocker.connect();
-  t.after(() => blocker.end());
+  const blocker = await openClient(t, c.url);
   await blocker.query('BEGIN');
   await blocker.query('LOCK TABLE public.recovery IN ACCESS EXCLUSIVE MODE');
   const cfg = c.config('fs2');
@@ -290,9 +287,7 @@ test('8.16 the failed node comes back while the takeover waits for its lock: ref
   await c.sims.fs1.crash();
   await dbInit(c.config('fs2'));
   // another takeover of fs1 holds its lock (as a concurrent notify would)
-  const holder = new Client({ connectionString: c.url });
-  await holder.connect();
-  t.after(() => holder.end());
+  const holder = await openClient(t, c.url);
   await holder.query("SELECT pg_advisory_lock(1179862081, hashtext('fs-ha takeover ' || 'fs1'))");
   const pending = takeover(c.config('fs2'), { from: 'fs1', command: 'test' });
   pending.catch(() => undefined);
