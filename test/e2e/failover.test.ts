@@ -272,6 +272,7 @@ test('6. database down at the moment of takeover: it fails cleanly, the calls st
       const done = (await c.query("select count(*)::int n from fsha.audit where from_node = 'freeswitch01' and result = 'done'")).rows[0].n;
       assert.equal(done, 1, 'exactly one takeover moved the calls');
     });
+    await assertAudio(lab, { since: crash, moved: calls, nodes: ['freeswitch02'] });
   });
 });
 
@@ -325,6 +326,7 @@ for (const loaded of [false, true]) test(`9${loaded ? 'b' : ''}. the agent kille
     assert.equal(lab.vrrpState('freeswitch01', 'VI_FS'), 'MASTER');
     assert.equal((await lab.simState('freeswitch01')).standby, false, 'the MASTER still takes new calls');
     await assertOwnedOnce(url, calls, { freeswitch01: core1 }); // no call moved
+    await assertAudio(lab, { since: Date.now() - 3000, moved: [], live: calls, nodes: ['freeswitch01'] });
   });
 });
 
@@ -342,6 +344,7 @@ test('10. the agent dead, then FreeSWITCH crashes: keepalived\'s backstop fails 
     await assertOwnedOnce(url, calls, { freeswitch02: lab.coreUuid('freeswitch02') });
     await waitFor('sipp: 20 re-INVITEs answered', () => sipp.exitCode !== null, 30000);
     assert.equal(sipp.exitCode, 0);
+    process.stdout.write(formatAudio(await assertAudio(lab, { since: crash, moved: calls, nodes: ['freeswitch02'] })) + '\n');
   });
 });
 
@@ -354,9 +357,10 @@ test('11. keepalived reloaded (SIGHUP) on the backup: the agent still hears the 
     k2.child.kill('SIGHUP');
     await k2.waitLine(/Reload|reload/, 10000, from);
     await new Promise((r) => setTimeout(r, 1500)); // the FIFO may have been recreated: the agent checks every second
-    await lab.crash('freeswitch01');
+    const crash = await lab.crash('freeswitch01');
     await waitFor('the takeover on freeswitch02', () => lab.fshaLog('freeswitch02').some((l) => /takeover done/.test(l.text)), 20000);
     await assertOwnedOnce(url, mine, { freeswitch02: lab.coreUuid('freeswitch02') });
+    await assertAudio(lab, { since: crash, moved: mine, nodes: ['freeswitch02'] });
   });
 });
 
@@ -377,6 +381,7 @@ test('12. keepalived reloaded (SIGHUP) on the MASTER: no transition, no standby 
     assert.equal((await lab.simState('freeswitch02')).standby, true, 'the BACKUP stays in standby');
     assert.ok(!lab.fshaLog('freeswitch02').slice(log2).some((l) => /taking over/.test(l.text)), 'no takeover started');
     await assertOwnedOnce(url, calls, { freeswitch01: lab.coreUuid('freeswitch01') });
+    await assertAudio(lab, { since: Date.now() - 3000, moved: [], live: calls, nodes: ['freeswitch01'] });
   });
 });
 
@@ -384,10 +389,11 @@ test('13. the agent and the script hooks both configured: a crash is taken over 
   await scenario(PAIR({ variant: 'both' }), async (lab, url) => {
     await startPair(lab);
     const calls = await placeCalls(lab, 'freeswitch01', 10);
-    await lab.crash('freeswitch01');
+    const crash = await lab.crash('freeswitch01');
     await waitFor('the takeover on freeswitch02', () => lab.fshaLog('freeswitch02').some((l) => /takeover done/.test(l.text)), 20000);
     await new Promise((r) => setTimeout(r, 2000)); // the second listener has had its turn
     await assertOwnedOnce(url, calls, { freeswitch02: lab.coreUuid('freeswitch02') });
+    await assertAudio(lab, { since: crash, moved: calls, nodes: ['freeswitch02'] });
     await withClient(url, async (c) => {
       const done = (await c.query("select count(*)::int n from fsha.audit where from_node = 'freeswitch01' and result = 'done'")).rows[0].n;
       assert.equal(done, 1, 'one takeover; the other listener found nothing left or was ordered out');
