@@ -31,7 +31,6 @@ export class LocalHealth {
   private touch: NodeJS.Timeout | null = null;
   /** what the loop knows now: the last probe, or why there is no session (never an older healthy answer) */
   lastProbe: NodeProbe | null = null;
-  private known: { coreUuid: string | null; switchname: string | null } | null = null;
   /** called when the health changes (the agent writes the heartbeat at once) */
   onChange: (healthy: boolean) => void = () => undefined;
 
@@ -97,7 +96,6 @@ export class LocalHealth {
         try {
           const mine = await EslSession.open(cfg.esl, cfg.check.timeoutMs);
           this.session = mine;
-          this.known = null; // a new session may be a new FreeSWITCH: ask its core uuid and switchname once
           mine.onClose((why, kind) => {
             if (this.session !== mine) return;
             this.session = null;
@@ -116,8 +114,7 @@ export class LocalHealth {
         }
       }
       if (this.lent) { await this.lent; continue; }
-      const p = await probeSession(this.session, cfg.check.profiles, cfg.check.timeoutMs, Date.now(), this.known);
-      if (p.coreUuid && p.switchname) this.known = { coreUuid: p.coreUuid, switchname: p.switchname };
+      const p = await probeSession(this.session, cfg.check.profiles, cfg.check.timeoutMs, Date.now());
       const me = cfg.nodes[cfg.node];
       const impostor = wrongNode(me, cfg.esl, p);
       this.lastProbe = impostor ? { ...p, kind: 'unhealthy', detail: impostor } : p;

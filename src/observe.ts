@@ -33,18 +33,19 @@ export async function probeNode(target: EslTarget | undefined, wanted: string[],
 
 /**
  * The same questions over a session that is already open (watch and takeover keep one); answers due by
- * started + timeoutMs. knownCore: the core uuid this session already gave (it changes only with a new
- * FreeSWITCH process, i.e. a new session): not asked again, and neither is its switchname (who answered).
+ * started + timeoutMs. The core uuid and switchname a session gave once (session.known: they change only
+ * with a new FreeSWITCH process, i.e. a new session) are not asked again: the health loop's session, lent to
+ * a takeover, answers its probe in two questions.
  */
-export async function probeSession(s: EslSession, wanted: string[], timeoutMs: number, started = Date.now(),
-  known: { coreUuid: string | null; switchname: string | null } | null = null): Promise<NodeProbe> {
+export async function probeSession(s: EslSession, wanted: string[], timeoutMs: number, started = Date.now()): Promise<NodeProbe> {
   const deadline = started + timeoutMs;
   try {
     const left = () => Math.max(1, deadline - Date.now());
     const status = parseStatus(await s.api('status', left()));
     const profiles = parseXmlStatus(await s.api('sofia xmlstatus', left()));
-    const coreUuid = known?.coreUuid ?? parseCoreUuid(await s.api('global_getvar core_uuid', left()));
-    const switchname = known?.switchname ?? ((await s.api('switchname', left())).trim() || null);
+    const coreUuid = s.known?.coreUuid ?? parseCoreUuid(await s.api('global_getvar core_uuid', left()));
+    const switchname = s.known?.switchname ?? ((await s.api('switchname', left())).trim() || null);
+    if (coreUuid && switchname) s.known = { coreUuid, switchname };
     const out = (kind: ProbeKind, detail: string): NodeProbe => ({ kind, detail, coreUuid, switchname, ready: status.ready, profiles, ms: Date.now() - started });
     const problem = healthProblem({ status, profiles, wanted });
     if (problem) return out('unhealthy', problem);

@@ -146,9 +146,12 @@ export class Db {
     }
   }
 
-  /** Run fn in one transaction; any error rolls everything back. */
-  async transaction<T>(fn: () => Promise<T>, what = 'transaction'): Promise<T> {
-    await this.query('BEGIN', [], `${what} (begin)`);
+  /**
+   * Run fn in one transaction; any error rolls everything back. begin: statements without parameters sent with
+   * BEGIN in one round trip (the transaction's mode, its settings), e.g. 'BEGIN READ ONLY; SELECT set_config(...)'.
+   */
+  async transaction<T>(fn: () => Promise<T>, what = 'transaction', begin = 'BEGIN'): Promise<T> {
+    await this.query(begin, [], `${what} (begin)`);
     try {
       const out = await fn();
       await this.query('COMMIT', [], `${what} (commit)`);

@@ -34,6 +34,8 @@ interface ModeslConnection {
 
 export class EslSession {
   private closedReason: string | null = null;
+  /** who answers on this session, once asked (core uuid and switchname change only with a new connection) */
+  known: { coreUuid: string; switchname: string } | null = null;
   private readonly waiters = new Set<(err: EslError) => void>();
 
   private constructor(private readonly conn: ModeslConnection, readonly where: string) {

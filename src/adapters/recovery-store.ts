@@ -77,6 +77,17 @@ export async function recoveryRelations(db: Db): Promise<RecoveryRelation[]> {
       WHERE c.relname = 'recovery' AND c.relkind IN ('r', 'v', 'p', 'm', 'f') ORDER BY 1`, [], 'looking for relations named recovery');
 }
 
+/** recoveryRelations, and whether the recovery table exists, in one round trip (the takeover's step 2). */
+export async function recoveryRelationsAnd(db: Db, table: string): Promise<{ relations: RecoveryRelation[]; tableExists: boolean }> {
+  const [r] = await db.query<{ relations: RecoveryRelation[]; ok: boolean }>(
+    `SELECT coalesce((SELECT json_agg(x ORDER BY x.schema) FROM (
+              SELECT n.nspname AS schema, c.relkind::text AS kind, obj_description(c.oid, 'pg_class') AS comment
+                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE c.relname = 'recovery' AND c.relkind IN ('r', 'v', 'p', 'm', 'f')) x), '[]') AS relations,
+            to_regclass($1) IS NOT NULL AS ok`, [table], 'looking for relations named recovery');
+  return { relations: r.relations, tableExists: r.ok };
+}
+
 export async function tableExists(db: Db, qualified: string): Promise<boolean> {
   const rows = await db.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [qualified], `looking for ${qualified}`);
   return rows[0].ok;
@@ -139,6 +150,9 @@ const NODE_LOCK = 1179862081;
 const ADOPTER_LOCK = 1179862082;
 
 async function advisoryLock(db: Db, cls: number, key: string, what: string, timeoutMs: number): Promise<void> {
+  // free (the usual case): taken in one round trip; else waited for, bounded as said above
+  const [free] = await db.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [cls, key], what);
+  if (free.ok) return;
   const ms = String(Math.max(1, Math.floor(timeoutMs)));
   const set = (v: string) => db.query("SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $1, false)", [v], 'setting the lock wait');
   await set(ms);
@@ -160,9 +174,17 @@ export async function unlockNode(db: Db, switchname: string): Promise<void> {
 /** Every adopter's lock, in switchname order, within timeoutMs in all; returns the ones taken (to release). */
 export async function lockAdopters(db: Db, switchnames: string[], timeoutMs: number): Promise<string[]> {
   const deadline = Date.now() + timeoutMs;
+  const all = [...new Set(switchnames)].sort();
+  // every one free (the usual case): all taken in one round trip (a try never waits, so never deadlocks);
+  // else the ones taken are given back and each is waited for in order
+  const tried = await db.query<{ sw: string; ok: boolean }>(
+    'SELECT sw, pg_try_advisory_lock($1, hashtext(\'fs-ha adopter \' || sw)) AS ok FROM unnest($2::text[]) AS sw',
+    [ADOPTER_LOCK, all], 'taking the adopters\' recover locks');
+  if (tried.every((t) => t.ok)) return all;
+  await unlockAdopters(db, tried.filter((t) => t.ok).map((t) => t.sw));
   const taken: string[] = [];
   try {
-    for (const sw of [...new Set(switchnames)].sort()) {
+    for (const sw of all) {
       await advisoryLock(db, ADOPTER_LOCK, `fs-ha adopter ${sw}`, `waiting for ${sw}'s recover lock (another takeover recovers there)`, Math.max(1, deadline - Date.now()));
       taken.push(sw);
     }
@@ -215,7 +237,8 @@ export async function dropKeptCopies(db: Db, uuids: string[]): Promise<void> {
  * calls re-tracked since are dropped. (Dropping first left nothing to record: it vanished from history.)
  */
 export async function reconcile(db: Db, table: string, fromNode: string): Promise<{ dropped: number; interrupted: number }> {
-  const interrupted = await db.query<{ n: number }>(
+  // one statement: every part sees the same snapshot, so the copies are recorded from before they are dropped
+  const [r] = await db.query<{ interrupted: number; dropped: number }>(
     `WITH lost AS (SELECT takeover_id, min(to_node) AS to_node, min(moved_at) AS at, count(*)::int AS n,
                           count(*) FILTER (WHERE EXISTS (SELECT 1 FROM ${table} r WHERE r.uuid = k.uuid AND r.runtime_uuid IS DISTINCT FROM k.runtime_uuid))::int AS done
                      FROM fsha.takeover_rows k WHERE from_node = $1 AND note = 'moved' GROUP BY takeover_id),
@@ -225,17 +248,18 @@ export async function reconcile(db: Db, table: string, fromNode: string): Promis
                       FROM lost l WHERE NOT EXISTS (SELECT 1 FROM fsha.audit a WHERE a.takeover_id = l.takeover_id) RETURNING id, to_node),
           last AS (INSERT INTO fsha.last_takeover (node, audit_id)
                    SELECT DISTINCT n, a.id FROM added a, unnest(array_prepend($1::text, string_to_array(a.to_node, ','))) AS n
-                   ON CONFLICT (node) DO UPDATE SET audit_id = GREATEST(fsha.last_takeover.audit_id, EXCLUDED.audit_id) RETURNING 1)
-     SELECT count(*)::int AS n FROM added`, [fromNode], 'recording interrupted takeovers');
-  const dropped = await db.query<{ n: number }>(
-    `WITH gone AS (DELETE FROM fsha.takeover_rows k WHERE k.from_node = $1 AND k.note = 'moved'
-        AND EXISTS (SELECT 1 FROM ${table} r WHERE r.uuid = k.uuid AND r.runtime_uuid IS DISTINCT FROM k.runtime_uuid)
-        RETURNING 1) SELECT count(*)::int AS n FROM gone`, [fromNode], 'dropping copies of calls re-tracked since');
-  return { dropped: dropped[0].n, interrupted: interrupted[0].n };
+                   ON CONFLICT (node) DO UPDATE SET audit_id = GREATEST(fsha.last_takeover.audit_id, EXCLUDED.audit_id) RETURNING 1),
+          gone AS (DELETE FROM fsha.takeover_rows k WHERE k.from_node = $1 AND k.note = 'moved'
+                     AND EXISTS (SELECT 1 FROM ${table} r WHERE r.uuid = k.uuid AND r.runtime_uuid IS DISTINCT FROM k.runtime_uuid)
+                   RETURNING 1)
+     SELECT (SELECT count(*) FROM added)::int AS interrupted, (SELECT count(*) FROM gone)::int AS dropped`,
+    [fromNode], 'recording interrupted takeovers, dropping copies of calls re-tracked since');
+  return { dropped: r.dropped, interrupted: r.interrupted };
 }
 
 export async function readHeartbeat(db: Db, node: string): Promise<Heartbeat | null> {
-  if (!(await tableExists(db, 'fsha.heartbeat'))) return null;
+  // fs-ha's tables exist once applied on this connection (the takeover's first step): no lookup then
+  if (!applied.has(db) && !(await tableExists(db, 'fsha.heartbeat'))) return null;
   const rows = await db.query<{ age_ms: number; healthy: boolean; core_uuid: string | null }>(
     'SELECT (extract(epoch FROM clock_timestamp() - at) * 1000)::int AS age_ms, healthy, core_uuid FROM fsha.heartbeat WHERE node = $1',
     [node], 'reading the heartbeat');

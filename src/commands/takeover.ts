@@ -275,9 +275,10 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
     // 2. the relations named recovery, the lock, what an earlier run left
     const schemas = nodeSchemas(Object.values(cfg.nodes));
     if ('problem' in schemas) throw new ConfigError(`config: ${schemas.problem}`);
-    const layoutProblem = recoveryRelationsProblem(cfg.layout, await store.recoveryRelations(db), schemas.schemas, [from.switchname, ...targets.map((x) => x.switchname)]);
+    const seen = await store.recoveryRelationsAnd(db, table);
+    const layoutProblem = recoveryRelationsProblem(cfg.layout, seen.relations, schemas.schemas, [from.switchname, ...targets.map((x) => x.switchname)]);
     if (layoutProblem) throw new Refused(`refusing: ${layoutProblem}`);
-    if (!(await store.tableExists(db, table))) {
+    if (!seen.tableExists) {
       if (cfg.layout === 'per-node') throw new Refused(`refusing: layout is per-node but ${table} does not exist (run fs-ha db init --layout per-node)`);
       return nothing(`no recovery table yet (${table}): no calls are tracked`);
     }
