@@ -9,8 +9,22 @@ import { join } from 'node:path';
 import { ActionFailed } from '../errors';
 import { privateDir } from './safe-files';
 
+const lockFile = (dir: string, name: string) => join(privateDir(dir), `${name.replace(/[^A-Za-z0-9._-]/g, '_')}.lock`);
+
+/** The lock the agent holds for its life, one per FIFO (a second agent on it refuses to start). */
+export const agentLockName = (fifo: string) => `agent-${fifo}`;
+
+/** Is this lock held now (by a live process)? Asked without waiting. */
+export function hostLockHeld(dir: string, name: string): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('flock', ['-n', lockFile(dir, name), 'true'], { stdio: 'ignore' });
+    child.on('error', (e) => reject(new ActionFailed(`host lock: cannot run flock (util-linux): ${e.message}`)));
+    child.on('exit', (code) => resolve(code !== 0));
+  });
+}
+
 export async function acquireHostLock(dir: string, name: string, timeoutMs: number): Promise<() => void> {
-  const file = join(privateDir(dir), `${name.replace(/[^A-Za-z0-9._-]/g, '_')}.lock`);
+  const file = lockFile(dir, name);
   const child = spawn('flock', ['-x', '-w', (Math.max(1, timeoutMs) / 1000).toFixed(3), file, 'cat'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => { stderr += d.toString('utf8'); });

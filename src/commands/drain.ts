@@ -197,7 +197,14 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
     const since = new Date(t0 - 5000); // clocks of the nodes may differ a little
     if (left === 0) {
       // nothing left under its core: it carried none, or someone took them over first (keepalived's MASTER saw the stop too)
-      const by = carried ? await db.retry((d) => store.latestTakeoverOf(d, [src.name], { since, results: ['done', 'partial'] }), down) : null;
+      // whoever moved them writes its audit row once their recover is verified: it is waited for that long
+      let by: Awaited<ReturnType<typeof store.latestTakeoverOf>> = null;
+      const until = Date.now() + cfg.timeouts.recoverMs + cfg.timeouts.verifyMs;
+      while (carried) {
+        by = await db.retry((d) => store.latestTakeoverOf(d, [src.name], { since, results: ['done', 'partial'] }), down);
+        if (by || Date.now() >= until) break;
+        await sleep(100);
+      }
       report.result = 'done';
       report.reason = by ? `${src.name} drained: its ${carried} call(s) were taken over by ${by.command} (${by.result}: ${by.adopted} call(s) to ${by.to_node})`
         : carried ? `${src.name} drained: its ${carried} call(s) ended or were taken over before this drain could (no audit row names them)`

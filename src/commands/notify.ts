@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { nodeForInstance, type Config } from '../config';
 import { EslError, eslApi, type EslSession } from '../adapters/esl';
-import { acquireHostLock } from '../adapters/host-lock';
+import { acquireHostLock, agentLockName, hostLockHeld } from '../adapters/host-lock';
 import { privateDir, replaceFile } from '../adapters/safe-files';
 import { ActionFailed, Refused, UsageError, errorMessage } from '../errors';
 import { log } from '../log';
@@ -92,6 +92,31 @@ async function setStandby(cfg: Config, on: boolean): Promise<boolean> {
  * One keepalived transition. fired: when keepalived fired it (a hook process: its fork; the agent: when it
  * read the FIFO line); db: the agent's warm connection for the takeover.
  */
+/**
+ * This node's notify lock: one transition at a time on a host, whoever dispatches it. The agent takes it when
+ * it starts and holds it for its life, so its transitions wait for no process.
+ */
+export function acquireNotifyLock(cfg: Config, timeoutMs = cfg.timeouts.lockMs + cfg.timeouts.recoverMs): Promise<() => void> {
+  return acquireHostLock(cfg.stateDir, `notify-${cfg.node}`, timeoutMs);
+}
+
+/**
+ * A notify hook's lock: while the agent runs, it holds the lock and handles every transition itself (keepalived
+ * configured with both notify_fifo and notify scripts), so the hook steps aside at once, saying why; else it
+ * waits for the hook before it, as ever.
+ */
+async function hookLock(cfg: Config): Promise<() => void> {
+  const all = cfg.timeouts.lockMs + cfg.timeouts.recoverMs;
+  const first = Math.min(200, all);
+  const quick = await acquireNotifyLock(cfg, first).catch(() => null);
+  if (quick) return quick;
+  if (await hostLockHeld(cfg.stateDir, agentLockName(cfg.agent.fifo))) {
+    throw new ActionFailed(`the fs-ha agent runs on ${cfg.node} and handles keepalived's transitions itself (notify_fifo): ` +
+      'this notify hook did nothing (with the agent, keepalived.conf needs no notify scripts)');
+  }
+  return acquireNotifyLock(cfg, all - first);
+}
+
 export async function notify(cfg: Config, state: VrrpState, instance: string | undefined, out = new Output(false),
   o: {
     fired?: FireKey; db?: Db; session?: EslSession; onTakeover?: (result: TakeoverReport['result'], ms: number | null) => void;
@@ -99,11 +124,13 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
     prepared?: (peer: string) => Prepared | undefined;
     /** the agent dispatches one transition after another: recording this one must not hold up the next */
     recordInBackground?: boolean;
+    /** the caller holds this node's notify lock already (the agent, for its whole life): none is taken here */
+    hostLocked?: boolean;
   } = {}): Promise<number> {
   const fired = o.fired ?? FIRED;
   const name = instance ?? '_';
   const ctx = { node: cfg.node, instance: name, state };
-  const release = await acquireHostLock(cfg.stateDir, `notify-${cfg.node}`, cfg.timeouts.lockMs + cfg.timeouts.recoverMs);
+  const release = o.hostLocked ? () => undefined : await hookLock(cfg);
   let applied = false;
   /** the standby this transition set (recorded for status: FreeSWITCH does not show it) */
   let standbySet: boolean | undefined;

@@ -124,3 +124,34 @@ test('19.7 agent: another service\'s VRRP instance on the same keepalived (a web
   const { agent: runAgent } = await import('../../src/commands/agent');
   await assert.rejects(runAgent(c.config('fs2', `agent: { fifo: ${fifo} }`), { result: () => undefined } as never), /the agent needs instances/);
 });
+
+test('25.5 the agent holds its node\'s notify lock for its life (its transitions spawn no lock process); a notify hook run beside it steps aside at once, saying why, and changes nothing', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  const dir = mkdtempSync(join(tmpdir(), 'fsha-agent-'));
+  const fifo = join(dir, 'keepalived.fifo');
+  const cfg = c.config('fs2', `instances: { VI_FS: fs1 }\nagent: { fifo: ${fifo} }\nwatch: { file: ${join(dir, 'health')}, interval_ms: 100 }`);
+  cfg.stateDir = join(dir, 'state');
+  assert.equal(spawnSync('mkfifo', ['-m', '0600', fifo]).status, 0);
+  const k = writer(fifo);
+  t.after(() => k.close());
+  const { acquireHostLock, agentLockName } = await import('../../src/adapters/host-lock');
+  const { notify } = await import('../../src/commands/notify');
+  const releaseAgentLock = await acquireHostLock(cfg.stateDir, agentLockName(fifo), 1000); // as `fs-ha agent` takes it
+  t.after(() => releaseAgentLock());
+  const agent = new Agent(cfg);
+  agent.start();
+  t.after(() => agent.stop());
+  k.say('INSTANCE "VI_FS" BACKUP 100');
+  await until('fs2 in standby', () => c.sims.fs2.standby);
+  const calls = await c.sims.fs1.answerCalls(3);
+  await c.sims.fs1.crash();
+  const t0 = Date.now();
+  await assert.rejects(notify(cfg, 'MASTER', 'VI_FS'), /the fs-ha agent runs on fs2 and handles keepalived's transitions itself/);
+  assert.ok(Date.now() - t0 < 3000, `stepped aside at once (${Date.now() - t0} ms), not after the lock's timeout`);
+  assert.equal(c.sims.fs2.standby, true, 'the hook changed nothing');
+  assert.equal((await withClient(c.url, (q) => q.query("select count(*)::int n from recovery where hostname = 'fs1'"))).rows[0].n, 3, 'no call moved by the hook');
+  // the agent's own transition goes on without waiting for any lock
+  k.say('INSTANCE "VI_FS" MASTER 100');
+  await until('the agent took the calls over', async () => (await c.sims.fs2.ownCalls()).length === 3);
+  assert.deepEqual((await c.sims.fs2.ownCalls()).sort(), [...calls].sort());
+});

@@ -71,7 +71,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     `layout: ${layout}`,
     `timeouts: ${opts.timeouts ?? '{ verify_ms: 3000, lock_ms: 5000, database_ms: 3000 }'}`,
     'liveness: { heartbeat_stale_ms: 1500 }',
-    `state_dir: /tmp/fsha-test-state-${process.pid}-${node}`,
+    /^state_dir:/m.test(extra) ? '' : `state_dir: /tmp/fsha-test-state-${process.pid}-${node}`,
     'log: { syslog: false }',
     extra,
   ].join('\n');
