@@ -16,7 +16,7 @@ import { batches, groupRows, judgeGroup, DEFAULT_LIMITS, type BatchLimits, type 
 import { heldRowsLeaveTable } from '../core/decide';
 import { rewriteMetadata, compilePatterns, type RewriteSpec } from '../core/rewrite';
 import { movePorts, type PortBook } from '../core/ports';
-import { specKey, type Prepared } from './prepare';
+import { preparedKey, tiesOf, type Prepared, type PreparedRow } from './prepare';
 import { ActionFailed } from '../errors';
 import type { Db } from './db';
 
@@ -53,16 +53,6 @@ const TIES = `(SELECT array_agg(m[1] || '=' || m[2]) FROM regexp_matches(r.metad
 /** Up to this much metadata in all is read in one statement and kept in memory for the rewrite. */
 export const ONE_READ_BYTES = 32 * 1024 * 1024;
 
-/** The same tags as TIES, found in one row's metadata here (the one-read path). */
-const TIE_RE = /<(signal_bond|bridge_to|originating_leg_uuid|conference_uuid)>([^<]*)<\//g;
-
-function tiesOf(md: string | null): string[] | null {
-  if (!md) return null;
-  const out: string[] = [];
-  TIE_RE.lastIndex = 0;
-  for (let m = TIE_RE.exec(md); m; m = TIE_RE.exec(md)) out.push(`${m[1]}=${m[2]}`);
-  return out.length ? out : null;
-}
 
 /** A promise that is awaited later: mark it handled now so a failure meanwhile is not an unhandled rejection. */
 function handled<T>(p: Promise<T>): Promise<T> {
@@ -111,6 +101,34 @@ function writeBatch(db: Db, table: string, batch: Written[], keep: Keep, targets
     params, 'rewriting the rows');
 }
 
+/** A row whose staged rewrite (fsha.prepared) is copied in place: joined by ctid, guarded by its version. */
+interface Staged { ctid: string; uuid: string; ver: string; profile: string }
+
+/**
+ * Keep a copy of each original row, then copy its staged rewrite in place, server-side: one statement for them
+ * all. A row no longer at its staged version (or whose staged row is gone) is not rewritten, so the counts
+ * tell: any short count rolls the whole transaction back and the rows are rewritten afresh.
+ */
+function writeStaged(db: Db, table: string, rows: Staged[], keep: Keep, target: MoveTarget, key: string) {
+  return db.query<{ kept: number; done: number }>(
+    `WITH v AS (SELECT * FROM unnest($3::tid[], $4::text[], $5::text[], $6::text[]) AS v(ctid, uuid, ver, profile)),
+       kept AS (INSERT INTO fsha.takeover_rows (takeover_id, from_node, to_node, runtime_uuid, technology, profile_name, hostname, uuid, metadata)
+                SELECT $1, $2, $7, r.runtime_uuid, r.technology, r.profile_name, r.hostname, r.uuid, r.metadata
+                  FROM ${table} r JOIN v ON r.ctid = v.ctid RETURNING 1),
+       done AS (UPDATE ${table} AS r SET hostname = $8, profile_name = v.profile, metadata = p.metadata
+                  FROM v CROSS JOIN LATERAL (SELECT metadata FROM fsha.prepared p
+                                              WHERE p.adopter = $8 AND p.uuid = v.uuid AND p.spec = $9 AND p.ver = v.ver LIMIT 1) p
+                 WHERE r.ctid = v.ctid AND r.xmin::text = v.ver RETURNING 1),
+       used AS (DELETE FROM fsha.prepared p WHERE p.adopter = $8 AND p.uuid = ANY($4::text[]) RETURNING 1)
+     SELECT (SELECT count(*) FROM kept)::int AS kept, (SELECT count(*) FROM done)::int AS done`,
+    [keep.takeoverId, keep.fromNode, rows.map((r) => r.ctid), rows.map((r) => r.uuid), rows.map((r) => r.ver), rows.map((r) => r.profile),
+      target.node, target.spec.toSwitchname, key],
+    'copying the prepared rows in place');
+}
+
+/** The staged rows did not all apply (a staged row gone, a version changed): the transaction is redone without them. */
+class StagedShort extends Error {}
+
 /**
  * The failed node's rows, rewritten group by group for the adopter `assign` gives each group (one adopter:
  * every group to it). targetCores: the adopters' core uuids (rows already under one of them are theirs).
@@ -125,17 +143,19 @@ export async function moveRows(db: Db, layout: Layout, table: string, targets: M
   const spec = targets[0].spec; // what every target shares: the failed node
   const compiled = targets.map((t) => compilePatterns(t.spec));
   const profileMaps = targets.map((t) => new Map(t.spec.profiles ?? []));
-  const result: MoveResult = { rows: [], held: [], groups: 0, ms: { select: 0, rewrite: 0, write: 0 }, prepared: 0 };
-  // a preparation made for exactly this rewrite (one adopter, the same spec) may stand in for reading and rewriting
-  const prep = o.prepared && targets.length === 1 && o.prepared.key === specKey(targets[0].spec) ? o.prepared : null;
-  /** ctid -> the prepared rewrite's replacement count, for rows taken from the preparation */
-  const ready = new Map<string, number>();
+  let result: MoveResult = { rows: [], held: [], groups: 0, ms: { select: 0, rewrite: 0, write: 0 }, prepared: 0 };
+  // a preparation made for exactly this rewrite and placement (one adopter, the same spec, its port book) may
+  // stand in for reading, rewriting and sending a row
+  const t0ports = targets[0].ports;
+  let prep = o.prepared && targets.length === 1 && t0ports &&
+    o.prepared.key === preparedKey(targets[0].spec, { node: targets[0].node, rtp: t0ports.allocator, band: t0ports.band }) ? o.prepared : null;
+  /** ctid -> the prepared row, for rows whose staged rewrite is copied in place */
+  const ready = new Map<string, PreparedRow>();
   const work = async () => {
+    result = { rows: [], held: [], groups: 0, ms: { select: 0, rewrite: 0, write: 0 }, prepared: 0 };
+    ready.clear();
+    const staged: Staged[] = [];
     let t0 = Date.now();
-    // a dry run (a drain's plan, while the source still runs) reads a snapshot and locks nothing: the live
-    // source's hangups never wait on it
-    if (o.dryRun) await db.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY', [], 'a read-only snapshot for the plan');
-    await db.query(REWRITE_SETTINGS, [], 'planning the rewrite');
     // the rows' light facts and their lock first; their metadata in one read when it fits the memory budget
     // (ties then found here, one pass), else the server finds the ties and metadata is read batch by batch
     const light = await db.query<{ ctid: string; uuid: string; profile_name: string; technology: string; bytes: number | null; ver: string }>(
@@ -149,12 +169,16 @@ export async function moveRows(db: Db, layout: Layout, table: string, targets: M
     let all: Map<string, string | null> | null = null;
     let found: Array<Parameters<typeof facts>[0]>;
     if (total <= (o.oneReadBytes ?? ONE_READ_BYTES)) {
-      // rows at the version they were prepared from (read under this lock: never stale) are not read or rewritten again
-      const hits = new Map(prep ? light.flatMap((r) => { const h = prep.get(r.uuid, r.ver); return h ? [[r.ctid, h] as const] : []; }) : []);
-      all = new Map((await readCtids(light.filter((r) => !hits.has(r.ctid)).map((r) => r.ctid))).map((r) => [r.ctid, r.metadata]));
-      for (const [ctid, h] of hits) { all.set(ctid, h.metadata); ready.set(ctid, h.replaced); }
-      result.prepared = hits.size;
-      found = light.map((r) => ({ ...r, ties: tiesOf(all!.get(r.ctid) ?? null) }));
+      // rows at the version they were prepared from (read under this lock: never stale) whose ports are still
+      // safe on the adopter (claimed in its book now) are not read, rewritten or sent: their staged rewrite is used
+      for (const r of light) {
+        const h = prep?.get(r.uuid, r.ver);
+        if (h && t0ports!.claim(h.ports)) ready.set(r.ctid, h);
+      }
+      const unprepared = light.filter((r) => !ready.has(r.ctid)).map((r) => r.ctid);
+      all = new Map(unprepared.length ? (await readCtids(unprepared)).map((r) => [r.ctid, r.metadata]) : []);
+      result.prepared = ready.size;
+      found = light.map((r) => ({ ...r, ties: ready.has(r.ctid) ? ready.get(r.ctid)!.ties : tiesOf(all!.get(r.ctid) ?? null) }));
     } else {
       found = await db.query<{ ctid: string; uuid: string; profile_name: string; technology: string; ties: string[] | null; bytes: number | null }>(
         `SELECT r.ctid::text AS ctid, r.uuid, r.profile_name, r.technology, ${TIES} AS ties, octet_length(r.metadata) AS bytes
@@ -184,10 +208,13 @@ export async function moveRows(db: Db, layout: Layout, table: string, targets: M
         const failures = new Map<string, string>();
         const t = targetOf[g.index];
         const out: Array<Written & { uuid: string; replaced: number }> = [];
+        const stagedHere: Array<Staged & { replaced: number }> = [];
         for (const r of g.rows) {
+          const h = ready.get(r.ctid);
+          if (h) { stagedHere.push({ ctid: r.ctid, uuid: r.uuid, ver: h.ver, profile: profileMaps[t].get(r.profile) ?? r.profile, replaced: h.replaced }); continue; }
           const md = got.get(r.ctid);
           const rw = md === undefined ? { ok: false as const, reason: 'the row changed under the lock' }
-            : md === null ? { ok: false as const, reason: 'metadata is NULL' } : rewriteRow(md, targets[t], compiled[t], ready.get(r.ctid));
+            : md === null ? { ok: false as const, reason: 'metadata is NULL' } : rewriteRow(md, targets[t], compiled[t]);
           if (rw.ok) out.push({ ctid: r.ctid, metadata: rw.metadata, uuid: r.uuid, profile: profileMaps[t].get(r.profile) ?? r.profile, replaced: rw.replaced, target: t });
           else failures.set(r.uuid, rw.reason);
         }
@@ -199,6 +226,10 @@ export async function moveRows(db: Db, layout: Layout, table: string, targets: M
         for (const x of out) {
           batch.push({ ctid: x.ctid, metadata: x.metadata, target: x.target, profile: x.profile });
           result.rows.push({ uuid: x.uuid, profile: x.profile, replaced: x.replaced, to: targets[x.target].node });
+        }
+        for (const x of stagedHere) {
+          staged.push(x);
+          result.rows.push({ uuid: x.uuid, profile: x.profile, replaced: x.replaced, to: targets[0].node });
         }
       }
       result.ms.rewrite += Date.now() - t0;
@@ -212,21 +243,31 @@ export async function moveRows(db: Db, layout: Layout, table: string, targets: M
     t0 = Date.now();
     if (pendingWrite) await pendingWrite;
     if (written !== expected) throw new ActionFailed(`database: rewrote ${written / 2} of ${expected / 2} rows; rolled back`);
+    if (!o.dryRun && staged.length) {
+      const [w] = await writeStaged(db, table, staged, o, targets[0], prep!.key);
+      if (w.kept !== staged.length || w.done !== staged.length) throw new StagedShort(`${w.done} of ${staged.length} prepared rows applied`);
+    }
     if (!o.dryRun && result.held.length) await holdBack(db, layout, table, spec.fromSwitchname, result.held, o);
     result.ms.write += Date.now() - t0;
     if (o.dryRun) throw new DryRunRollback();
   };
-  try {
-    await db.transaction(work, 'takeover rewrite');
-  } catch (e) {
-    if (!(e instanceof DryRunRollback)) throw e;
+  // a dry run (a drain's plan, while the source still runs) reads a snapshot and locks nothing: the live
+  // source's hangups never wait on it. The settings go with BEGIN, in one round trip.
+  const begin = `${o.dryRun ? 'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY' : 'BEGIN'}; ${REWRITE_SETTINGS}`;
+  for (;;) {
+    try {
+      await db.transaction(work, 'takeover rewrite', begin);
+    } catch (e) {
+      if (e instanceof StagedShort && prep) { prep = null; continue; } // rolled back: every row rewritten afresh
+      if (!(e instanceof DryRunRollback)) throw e;
+    }
+    return result;
   }
-  return result;
 }
 
 /** One row for one adopter: its addresses and switchname, then its RTP ports where they are not safe there. */
-function rewriteRow(md: string, target: MoveTarget, patterns: ReturnType<typeof compilePatterns>, prepared?: number) {
-  const rw = prepared !== undefined ? { ok: true as const, metadata: md, replaced: prepared } : rewriteMetadata(md, target.spec, patterns);
+function rewriteRow(md: string, target: MoveTarget, patterns: ReturnType<typeof compilePatterns>) {
+  const rw = rewriteMetadata(md, target.spec, patterns);
   if (!rw.ok || !target.ports) return rw;
   const moved = movePorts(rw.metadata, target.ports);
   return moved.ok ? { ok: true as const, metadata: moved.metadata, replaced: rw.replaced + moved.replaced } : moved;

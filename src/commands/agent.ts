@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config';
 import { Db } from '../adapters/db';
-import { acquireHostLock } from '../adapters/host-lock';
+import { acquireHostLock, agentLockName } from '../adapters/host-lock';
 import { applySchemaOnce, census, recoveryTable, writeHeartbeat } from '../adapters/recovery-store';
 import { MetricsServer, type Sample } from '../adapters/metrics';
 import { FifoReader } from '../adapters/fifo';
@@ -23,9 +23,9 @@ import { log } from '../log';
 import { LocalHealth } from '../local-health';
 import { Output } from '../cli/output';
 import type { CommandSpec } from '../cli/spec';
-import { notify } from './notify';
+import { acquireNotifyLock, notify } from './notify';
 import { rewriteSpecFor } from './takeover';
-import { Prepared, refresh, specKey } from '../adapters/prepare';
+import { Prepared, preparedKey, refresh } from '../adapters/prepare';
 import { warmRewrite } from '../core/warmup';
 
 /** A database connection kept ready: reconnected with backoff, never in the way of events or health. */
@@ -91,6 +91,8 @@ function readKey(): FireKey {
 
 export class Agent {
   private chain: Promise<void> = Promise.resolve();
+  /** this node's notify lock, held for the agent's life (taken at start): a transition waits for no process */
+  private notifyLock: Promise<(() => void) | null> = Promise.resolve(null);
   readonly health: LocalHealth;
   /** for takeovers */
   readonly db: WarmDb;
@@ -164,8 +166,9 @@ export class Agent {
         const profiles = renamed ? (await db.query<{ p: string }>(`SELECT DISTINCT profile_name AS p FROM ${recoveryTable(this.cfg.layout)} WHERE hostname = $1`,
           [from.switchname], 'reading the peer\'s profiles')).map((r) => r.p) : [];
         const spec = rewriteSpecFor(from, me, profiles);
+        const placement = { node: me.name, rtp: me.rtpPorts, band: this.cfg.recoveryPorts, local: true };
         let p = this.prepared.get(peer);
-        if (!p || p.key !== specKey(spec)) this.prepared.set(peer, p = new Prepared(spec));
+        if (!p || p.key !== preparedKey(spec, placement)) this.prepared.set(peer, p = new Prepared(spec, placement));
         const n = await refresh(db, this.cfg.layout, p);
         if (n) log('debug', `agent: ${n} row(s) of ${peer} prepared for a takeover here (${p.rows.size} ready)`, { node: this.cfg.node });
       }
@@ -202,8 +205,9 @@ export class Agent {
       // a MASTER's takeover borrows the health loop's session to the local FreeSWITCH and the warm connection
       const lent = l.state === 'MASTER' ? this.health.borrow() : null;
       try {
+        const held = await this.holdNotifyLock();
         await notify(this.cfg, l.state, l.name, this.out, {
-          fired, db: this.db.get(), session: lent?.session, recordInBackground: true, prepared: (peer) => this.prepared.get(peer),
+          fired, db: this.db.get(), session: lent?.session, recordInBackground: true, prepared: (peer) => this.prepared.get(peer), hostLocked: held,
           onTakeover: (result, ms) => { this.takeovers[result] = (this.takeovers[result] ?? 0) + 1; if (ms !== null) this.lastTakeoverMs = ms; },
         }).catch(() => undefined); // notify logged it
       } finally {
@@ -211,6 +215,13 @@ export class Agent {
       }
     });
     return this.chain;
+  }
+
+  /** The notify lock, taken again if a notify hook held it when the agent started; false: notify takes it itself. */
+  private async holdNotifyLock(): Promise<boolean> {
+    if (await this.notifyLock) return true;
+    this.notifyLock = acquireNotifyLock(this.cfg).catch((e) => { log('error', `agent: ${errorMessage(e)}`, { node: this.cfg.node }); return null; });
+    return (await this.notifyLock) !== null;
   }
 
   /** What /metrics shows (agent.metrics). */
@@ -235,6 +246,10 @@ export class Agent {
       this.metrics.start().then(() => log('info', `agent: metrics on http://${this.cfg.agent.metrics}/metrics`, { node: this.cfg.node }),
         (e) => log('error', `agent: cannot serve metrics on ${this.cfg.agent.metrics}: ${errorMessage(e)}`, { node: this.cfg.node }));
     }
+    this.notifyLock = acquireNotifyLock(this.cfg).catch((e) => {
+      log('warn', `agent: ${errorMessage(e)}; taken per transition until it is free`, { node: this.cfg.node });
+      return null;
+    });
     this.db.start();
     if ((this.cfg.check.heartbeat || this.cfg.agent.metrics) && this.cfg.database) {
       this.beatDb.start();
@@ -271,6 +286,7 @@ export class Agent {
     if (this.prepTimer) clearInterval(this.prepTimer);
     this.health.stop(false);
     await this.chain;
+    (await this.notifyLock)?.();
     await this.healthRun;
     await this.db.stop();
     await this.beatDb.stop();
@@ -286,7 +302,7 @@ export async function agent(cfg: Config, out: Output): Promise<number> {
   // one agent per FIFO: a second one (run by hand beside the service) would split keepalived's lines with the
   // first and could act on them out of order. A restarted agent finds the lock free at once (it dies with
   // its holder); a second one waits a moment for it, then refuses.
-  const release = await acquireHostLock(cfg.stateDir, `agent-${cfg.agent.fifo}`, 1500).catch(() => {
+  const release = await acquireHostLock(cfg.stateDir, agentLockName(cfg.agent.fifo), 1500).catch(() => {
     throw new ActionFailed(`another fs-ha agent is already reading ${cfg.agent.fifo} (state_dir ${cfg.stateDir}): refusing to start a second one`);
   });
   const a = new Agent(cfg, out);

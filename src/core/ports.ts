@@ -127,6 +127,18 @@ export class PortBook {
     return { ok: true, moves };
   }
 
+  /**
+   * The final ports of a row placed earlier (a prepared rewrite, core of the prepared takeover): taken when
+   * every one is still safe here (outside the allocator, in use nowhere on the adopter, not taken in this
+   * takeover), else none is taken and the row is placed afresh.
+   */
+  claim(ports: Iterable<number>): boolean {
+    const list = [...ports];
+    if (!list.every((p) => this.free(p))) return false;
+    for (const p of list) this.hold(p);
+    return true;
+  }
+
   private next(): number | null {
     const span = this.band.hi - this.band.lo + 1;
     for (let tried = 0; tried < span; tried += 2) {

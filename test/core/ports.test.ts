@@ -114,3 +114,16 @@ test('ports: status and check name overlapping allocator ranges and a band insid
   assert.match(p[2].text, /rtp_ports of fs1 \(16384-32768\) and fs2 \(16384-32768\) overlap/);
   assert.deepEqual(rangeProblems([{ name: 'a', rtp: { lo: 20000, hi: 21000 } }, { name: 'b', rtp: { lo: 21002, hi: 22000 } }], BAND), []);
 });
+
+test('ports: a prepared row\'s ports are claimed only when every one is still safe (outside the allocator, unused, not claimed twice); a refused claim takes nothing', () => {
+  const book = new PortBook('fs2', { lo: 16384, hi: 32768 }, { lo: 12288, hi: 16383 }, [12300]);
+  assert.equal(book.claim([12290]), true);
+  assert.equal(book.claim([12290]), false, 'claimed already in this takeover');
+  assert.equal(book.claim([12291]), false, 'the RTCP port of a claimed pair');
+  assert.equal(book.claim([12300]), false, 'in use on the adopter');
+  assert.equal(book.claim([12299]), false, 'its RTCP port is in use');
+  assert.equal(book.claim([20000]), false, 'inside the adopter\'s allocator');
+  assert.equal(book.claim([12310, 20000]), false);
+  assert.equal(book.claim([12310]), true, 'a refused claim took nothing (12310 still free)');
+  assert.equal(book.claim([]), true, 'a row without media claims nothing');
+});
