@@ -6,10 +6,12 @@
  *  startup  - dist/fs-ha (standalone) vs node dist/fs-ha.js: --version and a full check_fs, median of 20,
  *             in keepalived's bare environment;
  *  failover - issue 3's scenario 1 with real keepalived in network namespaces (root only): crash -> last re-INVITE;
- *  latency  - the takeover from keepalived's event to the last recovered leg, 50 and 100 calls: the seed talk's
- *             recipe (a fresh psql running one UPDATE ... regexp_replace, then a fresh event-socket client
- *             sending fsctl recover, as fs_cli does) vs `fs-ha notify-master` as a process vs the agent
- *             hearing the FIFO line; median of BENCH_LATENCY_RUNS (3);
+ *  latency  - the takeover from keepalived's event to the last recovered leg, 10/50/100/1000 calls of real-size
+ *             rows (BENCH_LATENCY_CALLS), the calls up until the agent has staged them: the seed talk's recipe
+ *             (a fresh psql running one UPDATE ... regexp_replace, then a fresh event-socket client sending
+ *             fsctl recover, as fs_cli does) vs `fs-ha notify-master` as a process vs the agent hearing the
+ *             FIFO line; median of BENCH_LATENCY_RUNS (3); and the agent's critical path (MASTER heard ->
+ *             recover sent) with its stages, against the recover's own span in the same run;
  *  health   - CPU of health checking on an idle, healthy node, per hour: keepalived forking check_fs every
  *             second (scripts only) vs the agent's loop plus keepalived's agent_alive backstop every second.
  *  audio    - the audio gap a caller hears (last RTP packet before the crash -> first after, per call, at the far
@@ -259,6 +261,21 @@ async function health() {
   }
 }
 
+/** The newest audit row's id (0: none). */
+async function lastAuditId(url: string): Promise<number> {
+  return (await withClient(url, (q) => q.query('SELECT coalesce(max(id), 0)::int AS id FROM fsha.audit'))).rows[0].id;
+}
+
+/** The timings of the first takeover audited after row `after` (the agent writes it once its recover is verified). */
+async function lastTimings(url: string, after: number): Promise<Record<string, number>> {
+  for (let i = 0; i < 100; i++) {
+    const r = await withClient(url, (q) => q.query("SELECT timings FROM fsha.audit WHERE id > $1 AND timings ? 'verified_ms' ORDER BY id LIMIT 1", [after]));
+    if (r.rows[0]) return r.rows[0].timings;
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  return {};
+}
+
 /** One run of a recipe: returns ms from the event to fs2's recover having recovered every leg. */
 async function latency() {
   console.log('\ntakeover latency: keepalived\'s event -> the last leg recovered on the adopter (simulator pacing 3 ms a leg, as the real server), median');
@@ -268,6 +285,8 @@ async function latency() {
   const c = await startCluster({ nodes: ['fs1', 'fs2'], recoverDelayMs: 3, onEvent: (node, what) => { if (node === 'fs2' && what === 'recover') recovered?.(); } });
   const dir = fs.mkdtempSync('/tmp/fsha-bench-latency-');
   const cfgFile = c.configFile('fs2', `instances: { VI_1: fs1 }\nagent: { fifo: ${dir}/keepalived.fifo }\nwatch: { file: ${dir}/health, interval_ms: 200 }\nrecover: fsctl`);
+  // the hook process as on a node without the agent (the agent holds its node's notify lock for its life)
+  const hookCfg = c.configFile('fs2', `instances: { VI_1: fs1 }\nstate_dir: ${dir}/hook-state\nrecover: fsctl`);
   const runs = Number(process.env.BENCH_LATENCY_RUNS ?? 3);
   const waitRecovered = () => new Promise<number>((resolve) => { recovered = () => { recovered = null; resolve(Date.now()); }; });
   const psqlUrl = c.url;
@@ -283,7 +302,7 @@ async function latency() {
     if (b.code !== 0) throw new Error(`fsctl recover: ${b.err}`);
   };
   const notifyProc = async (): Promise<void> => {
-    const r = await run('dist/fs-ha', ['--config', cfgFile, 'notify-master', 'VI_1'], { ...BARE_ENV, FS_HA_SYSLOG: '0' });
+    const r = await run('dist/fs-ha', ['--config', hookCfg, 'notify-master', 'VI_1'], { ...BARE_ENV, FS_HA_SYSLOG: '0' });
     if (r.code !== 0) throw new Error(`notify-master: ${r.err}`);
   };
   const agent = spawn('dist/fs-ha', ['--config', cfgFile, 'agent'], { env: { ...BARE_ENV, FS_HA_SYSLOG: '0' }, stdio: 'ignore' });
@@ -292,14 +311,22 @@ async function latency() {
   const viaAgent = async (): Promise<void> => { fs.writeSync(fifo, 'INSTANCE "VI_1" MASTER 100\n'); };
   try {
     const recipes: Array<[string, () => Promise<void>]> = [['seed recipe (psql + fsctl recover)', seed], ['fs-ha notify-master (process)', notifyProc], ['fs-ha agent (FIFO line)', viaAgent]];
-    for (const calls of (process.env.BENCH_LATENCY_CALLS ?? '50,100').split(',').map(Number)) {
+    for (const calls of (process.env.BENCH_LATENCY_CALLS ?? '10,50,100,1000').split(',').map(Number)) {
       const got: Record<string, number[]> = {};
+      const paths: Array<Record<string, number>> = [];
       for (let i = 0; i < runs; i++) {
         for (const [label, go] of recipes) { // interleaved, so each sees the same machine
           await c.restart('fs1');
           await c.sims.fs1.answerCalls(calls);
+          // calls are up for a while before a crash: the agent's preparation (refreshed each second) has staged them
+          for (let w = 0; w < 100; w++) {
+            await new Promise((r) => setTimeout(r, 200));
+            const staged = await withClient(c.url, (q) => q.query("SELECT count(*)::int n FROM fsha.prepared p JOIN recovery r USING (uuid) WHERE r.hostname = 'fs1' AND r.xmin::text = p.ver"));
+            if (staged.rows[0].n >= calls) break;
+          }
           await c.sims.fs1.crash();
           await withClient(c.url, (q) => q.query("DELETE FROM recovery WHERE hostname = 'fs2'")); // the last run's calls end
+          const auditBefore = await lastAuditId(c.url);
           const done = waitRecovered();
           const t0 = Date.now();
           await go();
@@ -307,11 +334,22 @@ async function latency() {
           const back = (await withClient(c.url, (q) => q.query("SELECT count(*)::int n FROM recovery WHERE hostname = 'fs2'"))).rows[0].n;
           if (back < calls) await new Promise((r) => setTimeout(r, 50));
           (got[label] ??= []).push(ms);
+          if (go === viaAgent) {
+            paths.push(await lastTimings(c.url, auditBefore));
+            // back to standing by (the adopted calls end first: nothing to hand back)
+            await withClient(c.url, (q) => q.query("DELETE FROM recovery WHERE hostname = 'fs2'"));
+            fs.writeSync(fifo, 'INSTANCE "VI_1" BACKUP 100\n');
+          }
         }
       }
       const base = med(got[recipes[0][0]]);
       console.log(`${calls} calls:`);
       for (const [label] of recipes) console.log(`  ${label.padEnd(38)} ${String(med(got[label])).padStart(6)} ms  ${(med(got[label]) / base).toFixed(2)}x   runs: ${got[label].join(', ')}`);
+      const keys = ['db_connect_ms', 'liveness_ms', 'locked_ms', 'adopters_locked_ms', 'planned_ms', 'rewrite_select_ms', 'rewrite_cpu_ms', 'rewrite_write_ms', 'rewritten_ms', 'recover_sent_ms'];
+      const crit = med(paths.map((t) => t.critical_path_ms));
+      const span = med(paths.map((t) => (t.recover_done_ms ?? 0) - (t.recover_sent_ms ?? 0)));
+      console.log(`  agent's critical path (MASTER heard -> recover sent), median ${crit} ms = ${(100 * crit / span).toFixed(1)} % of the recover's own ${span} ms; ` +
+        `on the takeover's clock: ${keys.map((k) => `${k.replace(/_ms$/, '')} ${med(paths.map((t) => t[k] ?? 0))}`).join(', ')}; prepared rows ${med(paths.map((t) => t.prepared_rows ?? 0))}`);
     }
   } finally {
     fs.closeSync(fifo);
