@@ -3,6 +3,7 @@
  * is move-rows.ts; check writes the heartbeat through here too). All parameterized.
  * shared layout: FreeSWITCH's public.recovery; per-node layout: the base table fsha.recovery_base.
  */
+import { judgeReplication, type ReplicationFacts, type ReplicationVerdict } from '../core/replication';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Layout } from '../config';
 import { SQL_FILES } from '../sql.generated';
@@ -397,4 +398,32 @@ export async function lastTakeovers(db: Db): Promise<LastTakeover[]> {
     `SELECT l.node, (extract(epoch FROM now() - a.started_at) * 1000)::bigint::int AS "ageMs", a.from_node AS "from", a.to_node AS "to",
             a.result, a.adopted, (a.timings->>'total_ms')::int AS ms, a.command
        FROM fsha.last_takeover l JOIN fsha.audit a ON a.id = l.audit_id ORDER BY l.node`, [], 'reading the last takeovers');
+}
+
+/** What core/replication.ts judges: multi-master extensions, logical subscriptions and what they write into. */
+export async function replicationFacts(db: Db): Promise<ReplicationFacts> {
+  const [r] = await db.query<{ extensions: string[]; subscriptions: Array<{ name: string; tables: string[] }> }>(
+    `SELECT (SELECT coalesce(array_agg(extname::text ORDER BY extname), '{}') FROM pg_extension
+              WHERE extname IN ('bdr', 'bdr3', 'spock', 'pglogical')) AS extensions,
+            (SELECT coalesce(json_agg(json_build_object('name', s.subname,
+                      'tables', (SELECT coalesce(array_agg(x.srrelid::regclass::text), '{}') FROM pg_subscription_rel x WHERE x.srsubid = s.oid))), '[]')
+               FROM pg_subscription s WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())) AS subscriptions`,
+    [], 'looking for multi-master replication');
+  let pglogicalSubscriptions: number | null = null;
+  if (r.extensions.includes('pglogical')) {
+    const [p] = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM pglogical.subscription', [], 'counting pglogical subscriptions').catch(() => [{ n: 0 }]);
+    pglogicalSubscriptions = p.n;
+  }
+  return { extensions: r.extensions, subscriptions: r.subscriptions, pglogicalSubscriptions };
+}
+
+const judged = new WeakMap<Db, { at: number; verdict: ReplicationVerdict }>();
+
+/** judgeReplication over this connection's server, asked at most once a minute per connection (a warm one answers at once). */
+export async function replicationVerdict(db: Db): Promise<ReplicationVerdict> {
+  const seen = judged.get(db);
+  if (seen && Date.now() - seen.at < 60_000) return seen.verdict;
+  const verdict = judgeReplication(await replicationFacts(db));
+  judged.set(db, { at: Date.now(), verdict });
+  return verdict;
 }

@@ -2,7 +2,7 @@
 import type { Config, Layout } from '../config';
 import { Db } from '../adapters/db';
 import * as store from '../adapters/recovery-store';
-import { ConfigError, UsageError } from '../errors';
+import { ConfigError, Refused, UsageError } from '../errors';
 import { log } from '../log';
 import { nodeSchemas, recoveryRelationsProblem } from '../core/per-node';
 import { keywordDsn, parsePgTarget } from '../core/pg-hosts';
@@ -17,6 +17,9 @@ export async function dbInit(cfg: Config, layoutArg?: Layout): Promise<string> {
   const db = await Db.connect(cfg.database, cfg.timeouts.databaseMs, 'fs-ha db init');
   const out: string[] = [];
   try {
+    const replication = await store.replicationVerdict(db);
+    if (replication.level === 'refuse') throw new Refused(`db init refused: ${replication.reason}`);
+    if (replication.level === 'warn') log('warn', `db init: ${replication.reason}`);
     const applied = await db.transaction(async () => {
       const files = await store.applySchema(db, layout);
       if (layout === 'per-node') {
@@ -43,6 +46,7 @@ export async function dbInit(cfg: Config, layoutArg?: Layout): Promise<string> {
       out.push('', `WARNING: ${problem}.`, 'fs-ha refuses every takeover until this is fixed.');
       log('error', `db init: ${problem}`);
     }
+    if (replication.level === 'warn') out.push('', `WARNING: ${replication.reason}.`);
     log('info', `db init: ${out[0]}`);
   } finally {
     await db.close();
@@ -53,7 +57,7 @@ export async function dbInit(cfg: Config, layoutArg?: Layout): Promise<string> {
 export const command: CommandSpec = {
   name: 'db', links: [], args: 'init', positionals: { min: 1, max: 1 },
   summary: "create fs-ha's tables (idempotent); per-node: one view per node",
-  exits: '0, 1 database error, 2 usage or configuration error',
+  exits: '0, 1 database error or refused (a multi-master database), 2 usage or configuration error',
   options: { layout: { type: 'string', arg: 'shared|per-node', help: 'the layout to create (default: the configured one)' } },
   async run({ cfg, values, positionals, out }) {
     if (positionals[0] !== 'init') throw new UsageError('usage: fs-ha db init [--layout shared|per-node]');

@@ -87,6 +87,9 @@ export async function status(cfg: Config, o: { deadlineMs?: number } = {}): Prom
       const relations = await within('the relations named recovery', store.recoveryRelations(db), null);
       const problem = 'problem' in named ? named.problem : relations ? recoveryRelationsProblem(cfg.layout, relations, named.schemas) : null;
       if (problem) report.warnings.push(`${problem}; every takeover is refused until this is fixed`);
+      const replication = await within('the database\'s replication', store.replicationVerdict(db), null);
+      if (replication?.level === 'refuse') report.warnings.push(`${replication.reason}; every takeover is refused until this is fixed`);
+      if (replication?.level === 'warn') report.warnings.push(replication.reason);
     }
     const probes = await probesP; // each has its own deadline, within the budget
     for (const [i, n] of names.entries()) {

