@@ -86,6 +86,16 @@ export const SCHEMA: Record<string, Field> = {
   recover: { kind: 'enum', doc: 'the recover command (fsctl does not clear standby; fs-ha does)', values: ['sofia', 'fsctl'], default: 'sofia' },
   standby: { kind: 'bool', doc: 'BACKUP/FAULT put the profiles into standby', default: true },
   fence: { kind: 'string', doc: 'a command run before adopting (env FSHA_FAILED_NODE, FSHA_NODE); empty: none', default: '' },
+  floating: {
+    kind: 'section', doc: 'a provider\'s floating address (clouds move a VIP by an API call, not by gratuitous ARP)', fields: {
+      command: {
+        kind: 'string', default: '',
+        doc: 'run through /bin/sh when an instance under instances becomes MASTER (FSHA_STATE=MASTER: claim the address, beside the takeover) and when it leaves MASTER (BACKUP, FAULT, STOP); env FSHA_INSTANCE, FSHA_STATE, FSHA_ADDRESS, FSHA_NODE; empty: none',
+      },
+      addresses: { kind: 'map', doc: 'VRRP instance -> its floating address (FSHA_ADDRESS; empty when not listed)', keyDoc: 'VRRP instance', value: { kind: 'string', doc: 'the address, or the provider\'s id for it' } },
+      timeout_ms: ms('the command (then its process group is killed)', 30000, 100, 600000),
+    },
+  },
   layout: { kind: 'enum', doc: 'the recovery table: one shared table, or one view per node', values: ['shared', 'per-node'], default: 'shared' },
   timeouts: {
     kind: 'section', doc: 'deadlines', fields: {

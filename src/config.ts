@@ -54,6 +54,8 @@ export interface Config {
   recover: RecoverCommand;
   standby: boolean;
   fence: string;
+  /** the provider's floating address hook: run on MASTER and on leaving it (adapters/floating.ts) */
+  floating: { command: string; addresses: Record<string, string>; timeoutMs: number };
   layout: Layout;
   timeouts: { databaseMs: number; recoverMs: number; verifyMs: number; lockMs: number; fenceMs: number };
   liveness: { heartbeatStaleMs: number };
@@ -154,6 +156,9 @@ export function parseConfig(text: string, path = '<inline>'): Config {
     if (!nodes[target]) throw new ConfigError(`config: instances.${inst} must name a node listed under nodes`);
     instances[inst] = target;
   }
+  for (const inst of Object.keys((r.floating.addresses ?? {}) as Record<string, string>)) {
+    if (!instances[inst]) throw new ConfigError(`config: floating.addresses.${inst} names an instance not listed under instances (fs-ha acts on those only)`);
+  }
   const adopters: Record<string, string[]> = {};
   for (const [of, list] of Object.entries(r.adopters as Record<string, string[]>)) {
     if (!nodes[of]) throw new ConfigError(`config: adopters.${of} must be a node listed under nodes`);
@@ -181,6 +186,7 @@ export function parseConfig(text: string, path = '<inline>'): Config {
     path, node, database, esl: local, nodes, instances, adopters, check, recoveryPorts: range(r.recovery_ports),
     drain: { stopCommand: r.drain.stop_command, settleMs: r.drain.settle_ms },
     recover: r.recover, standby: r.standby, fence: r.fence, layout,
+    floating: { command: r.floating.command, addresses: r.floating.addresses ?? {}, timeoutMs: r.floating.timeout_ms },
     timeouts: { databaseMs: t.database_ms, recoverMs: t.recover_ms, verifyMs: t.verify_ms, lockMs: t.lock_ms, fenceMs: t.fence_ms },
     liveness: { heartbeatStaleMs: r.liveness.heartbeat_stale_ms },
     audit: { retentionDays: r.audit.retention_days },

@@ -23,6 +23,7 @@ import type { Prepared } from '../adapters/prepare';
 import { Db } from '../adapters/db';
 import * as store from '../adapters/recovery-store';
 import { Output } from '../cli/output';
+import { startFloating } from '../adapters/floating';
 import type { CommandSpec } from '../cli/spec';
 
 import { STATES, type VrrpState } from '../core/vrrp';
@@ -132,6 +133,7 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
   const ctx = { node: cfg.node, instance: name, state };
   const release = o.hostLocked ? () => undefined : await hookLock(cfg);
   let applied = false;
+  let floating: Promise<void> | null = null;
   /** the standby this transition set (recorded for status: FreeSWITCH does not show it) */
   let standbySet: boolean | undefined;
   try {
@@ -143,6 +145,8 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
     writeState(cfg, { instance: name, state, fired, at: new Date().toISOString() });
     applied = true;
 
+    // the provider's floating address: claimed beside the takeover, released when leaving MASTER
+    floating = instance && (state === 'MASTER' || prev?.state === 'MASTER') ? startFloating(cfg, instance, state) : null;
     if (state === 'MASTER') {
       const from = nodeForInstance(cfg, instance);
       log('info', `notify MASTER ${name}: ${from === cfg.node ? 'own instance' : `taking over ${from}`}`, ctx);
@@ -186,6 +190,7 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
     if (instance && (state === 'BACKUP' || state === 'STOP')) await handOver(cfg, state, instance, callsInstance(cfg, instance), { db: o.db });
     return 0;
   } finally {
+    await floating;
     release();
     if (applied) {
       const recorded = recordVrrp(cfg, o.db, name, state, standbySet);

@@ -10,7 +10,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { caughtUp, createDatabase, startReplicaPair, withClient } from '../helpers/pg';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { Fabric, Lab, MGMT_DB, PREFIX, VIP, cleanStale, installMissing, prerequisites, sh, waitFor, type LabOptions } from './lab';
@@ -617,6 +618,38 @@ test('18. drain in the farm of three: 30 call legs (lone calls, bridged pairs, a
     assert.equal((await lab.simState('freeswitch01')).calls, 0, 'the drained node comes back empty');
     assert.ok(!lab.fshaLog('freeswitch01').slice(from).some((l) => /takeover done/.test(l.text)), 'it takes nobody\'s calls');
     await assertOwnedOnce(url, all, owners, 'fsha.recovery_base');
+  });
+});
+
+test('19. a cloud: multicast dropped in every namespace, the templates\' unicast VRRP and floating.command (the provider\'s address moved by a command, not by ARP); FreeSWITCH on the master crashes with 20 calls: one MASTER at a time, the backup claims the address and takes every call over, audio back', async () => {
+  await scenario(PAIR({ unicast: true }), async (lab, url) => {
+    // the provider's CLI stand-in: what it was asked, one line per run
+    const moves = join(lab.dir, 'floating-moves');
+    const hook = join(lab.dir, 'move-address');
+    writeFileSync(hook, `#!/bin/sh\necho "$FSHA_NODE $FSHA_STATE $FSHA_INSTANCE $FSHA_ADDRESS" >> ${moves}\n`, { mode: 0o755 });
+    for (const n of ['freeswitch01', 'freeswitch02']) {
+      const f = lab.fshaPath(n);
+      writeFileSync(f, readFileSync(f, 'utf8') + `floating: { command: ${hook}, addresses: { VI_FS: ${VIP} }, timeout_ms: 5000 }\n`, { mode: 0o600 });
+    }
+    assert.match(readFileSync(lab.confPath('freeswitch01'), 'utf8'), /\$UNICAST= \\\n\s+unicast_peer \{/);
+    // without unicast the backup hears no advert and becomes MASTER too (split brain): tried, the BACKUP check fails
+    lab.blockMulticast();
+    await startPair(lab);
+    const calls = await placeCalls(lab, 'freeswitch01', 20);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(lab.vrrpState('freeswitch02', 'VI_FS'), 'BACKUP', 'no split brain without multicast');
+    const crash = await lab.crash('freeswitch01');
+    await lab.waitState('freeswitch02', 'VI_FS', 'MASTER', 20000);
+    await waitFor('the takeover on freeswitch02', () => lab.fshaLog('freeswitch02').some((l) => /takeover done/.test(l.text)), 20000);
+    await lab.waitState('freeswitch01', 'VI_FS', 'FAULT', 10000);
+    await assertOwnedOnce(url, calls, { freeswitch02: lab.coreUuid('freeswitch02') });
+    await waitFor('the address claimed by freeswitch02', () => existsSync(moves) && readFileSync(moves, 'utf8').includes(`freeswitch02 MASTER VI_FS ${VIP}`), 10000);
+    await waitFor('the address released by freeswitch01 (FAULT)', () => readFileSync(moves, 'utf8').includes(`freeswitch01 FAULT VI_FS ${VIP}`), 10000);
+    const seen = readFileSync(moves, 'utf8').trim().split('\n');
+    assert.equal(seen[0], `freeswitch01 MASTER VI_FS ${VIP}`, 'claimed first by the first MASTER');
+    assert.ok(lab.fshaLog('freeswitch02').some((l) => /floating address .* of VI_FS: claimed by floating\.command/.test(l.text)));
+    process.stdout.write(`  cloud: unicast VRRP, multicast packets dropped: freeswitch01 ${lab.multicastDropped('freeswitch01')}, freeswitch02 ${lab.multicastDropped('freeswitch02')}; floating.command runs: ${seen.join(' | ')}\n`);
+    process.stdout.write(formatAudio(await assertAudio(lab, { since: crash, moved: calls, nodes: ['freeswitch02'] })) + '\n');
   });
 });
 

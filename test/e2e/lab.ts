@@ -14,7 +14,7 @@
  * Everything is torn down afterwards, on failure too, and stale labs of an earlier killed run are removed
  * first. Needs root, iproute2, keepalived, sipp and tcpdump (.ci/run installs them).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { appendFileSync, chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parse, stringify } from 'yaml';
@@ -59,8 +59,8 @@ export function installMissing(): void {
 
 export function prerequisites(): string | null {
   if (process.getuid?.() !== 0) return 'the end-to-end tests need root (network namespaces, keepalived)';
-  for (const tool of ['ip', 'keepalived', 'sipp', 'tcpdump']) {
-    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `${tool} is not installed (apt-get install iproute2 keepalived sip-tester tcpdump)`;
+  for (const tool of ['ip', 'keepalived', 'sipp', 'tcpdump', 'iptables']) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `${tool} is not installed (apt-get install iproute2 keepalived sip-tester tcpdump iptables)`;
   }
   if (!existsSync(join(ROOT, 'dist', 'fs-ha'))) return 'dist/fs-ha is not built (make build)';
   return null;
@@ -232,6 +232,8 @@ export interface LabOptions {
   variant?: 'agent' | 'scripts' | 'both';
   /** the database URL as the nodes see it (default: the fabric's server); may list several hosts */
   database?: string;
+  /** a cloud without multicast: the templates' $UNICAST set to every node's peers (service addresses) */
+  unicast?: boolean;
 }
 
 /**
@@ -310,6 +312,7 @@ export class Lab {
     const params: Record<string, string> = {
       IFACE: 'eth0', FSHA: this.bin, CONF: this.fshaPath(n.name), WATCH_FILE: this.watchPath(n.name), FIFO: this.fifoPath(n.name), VRRP_VERSION: '3', ADVERT: '0.1',
       ...(this.o.topology === 'pair' ? { VIP: `${VIP}/24`, VRID: String(100 + Number.parseInt(this.fabric.id, 16) % 100) } : {}),
+      ...(this.o.unicast ? { UNICAST: this.unicastPeers() } : {}),
       ...this.o.params,
     };
     const text = fromTemplate(readFileSync(join(ROOT, 'keepalived', this.o.topology, 'keepalived.conf'), 'utf8'));
@@ -321,6 +324,26 @@ export class Lab {
     });
     for (const k of Object.keys(params)) if (!seen.has(k)) throw new Error(`keepalived/${this.o.topology}/keepalived.conf has no $${k}= line`);
     return this.variant === 'agent' ? out : scriptsOnly(out, this.variant === 'both');
+  }
+
+  /** $UNICAST as the template's header shows it: a multiline definition, each peer behind its node's @name. */
+  unicastPeers(): string {
+    const all = Object.values(this.nodes);
+    const peers = all.flatMap((n) => all.filter((m) => m !== n).map((m) => `        @${n.name} ${m.service} \\`));
+    return ` \\\n    unicast_peer { \\\n${peers.join('\n')}\n    }`;
+  }
+
+  /** No multicast in or out of any node (a cloud's network): VRRP adverts by multicast are dropped. */
+  blockMulticast(): void {
+    for (const n of Object.values(this.nodes)) {
+      for (const chain of ['OUTPUT', 'INPUT']) sh('ip', ['netns', 'exec', n.ns, 'iptables', '-A', chain, '-d', '224.0.0.0/4', '-j', 'DROP']);
+    }
+  }
+
+  /** Packets the multicast block dropped on node (both chains). */
+  multicastDropped(node: string): number {
+    const out = execFileSync('ip', ['netns', 'exec', this.nodes[node].ns, 'iptables', '-L', '-v', '-n', '-x'], { encoding: 'utf8' });
+    return out.split('\n').filter((l) => /DROP.*224\.0\.0\.0\/4/.test(l)).reduce((a, l) => a + Number(l.trim().split(/\s+/)[0]), 0);
   }
 
   /** keepalived/<topology>/fs-ha.yaml for node n: the template's settings, this lab's database and paths. */
