@@ -95,12 +95,13 @@ CONFDIR = $(DESTDIR)$(SYSCONFDIR)/fs-ha
 
 install: dist/fs-ha.8
 	@test -x dist/fs-ha || { echo "make install: dist/fs-ha is missing; run make build first" >&2; exit 2; }
-	install -d -m 0755 $(OWNER) $(BINDIR) $(HOOKDIR) $(UNITDIR) $(MANDIR) $(DOCDIR) $(SHAREDIR)/keepalived/pair $(SHAREDIR)/keepalived/farm
+	install -d -m 0755 $(OWNER) $(BINDIR) $(HOOKDIR) $(UNITDIR) $(MANDIR) $(DOCDIR) $(SHAREDIR)/keepalived/pair $(SHAREDIR)/keepalived/farm $(SHAREDIR)/keepalived/proxy-farm
 	install -m 0755 $(OWNER) dist/fs-ha $(BINDIR)/fs-ha
 	for l in $(LINKS); do ln -sfn ../../bin/fs-ha $(HOOKDIR)/$$l; done
 	install -m 0755 $(OWNER) keepalived/agent_alive $(HOOKDIR)/agent_alive
 	install -m 0644 $(OWNER) keepalived/pair/keepalived.conf keepalived/pair/fs-ha.yaml $(SHAREDIR)/keepalived/pair/
 	install -m 0644 $(OWNER) keepalived/farm/keepalived.conf keepalived/farm/fs-ha.yaml $(SHAREDIR)/keepalived/farm/
+	install -m 0644 $(OWNER) keepalived/proxy-farm/fs-ha.yaml keepalived/proxy-farm/kamailio.cfg keepalived/proxy-farm/fs-ha-dispatcher.list keepalived/proxy-farm/rtpengine.conf $(SHAREDIR)/keepalived/proxy-farm/
 	install -m 0644 $(OWNER) README.md $(DOCDIR)/README.md
 	install -m 0644 $(OWNER) dist/fs-ha.8 $(MANDIR)/fs-ha.8
 	for u in fs-ha-watch fs-ha-agent; do sed 's|@BINDIR@|$(PREFIX)/bin|' keepalived/systemd/$$u.service > $(UNITDIR)/$$u.service; chmod 0644 $(UNITDIR)/$$u.service; done

@@ -17,7 +17,7 @@ test('the README\'s configuration reference is the schema\'s (run make docs afte
 });
 
 test('the example files load as they ship: the templates and the README\'s example', () => {
-  for (const f of ['keepalived/pair/fs-ha.yaml', 'keepalived/farm/fs-ha.yaml']) {
+  for (const f of ['keepalived/pair/fs-ha.yaml', 'keepalived/farm/fs-ha.yaml', 'keepalived/proxy-farm/fs-ha.yaml']) {
     const c = parseConfig(readFileSync(join(ROOT, f), 'utf8'), f);
     assert.ok(Object.keys(c.nodes).length >= 2, f);
   }

@@ -19,6 +19,7 @@ import { RootCapture } from './capture';
 import { rootExposure, host, MGMT, SERVICE } from './net';
 import { formatTimeline, timeline } from './timeline';
 import { assertAudio, formatAudio } from './audio';
+import type { ChannelMedia } from '../sim/media';
 
 const fabric = new Fabric();
 const capture = new RootCapture();
@@ -650,6 +651,74 @@ test('19. a cloud: multicast dropped in every namespace, the templates\' unicast
     assert.ok(lab.fshaLog('freeswitch02').some((l) => /floating address .* of VI_FS: claimed by floating\.command/.test(l.text)));
     process.stdout.write(`  cloud: unicast VRRP, multicast packets dropped: freeswitch01 ${lab.multicastDropped('freeswitch01')}, freeswitch02 ${lab.multicastDropped('freeswitch02')}; floating.command runs: ${seen.join(' | ')}\n`);
     process.stdout.write(formatAudio(await assertAudio(lab, { since: crash, moved: calls, nodes: ['freeswitch02'] })) + '\n');
+  });
+});
+
+// ---------------------------------------------------------------- the proxy farm (keepalived/proxy-farm)
+const PROXY_NODES = ['freeswitch01', 'freeswitch02', 'freeswitch03'];
+const PROXY_FARM = (o: Partial<LabOptions> = {}): LabOptions => ({ topology: 'proxy-farm', nodes: PROXY_NODES, ...o });
+
+/** Calls each node answered (the simulators' SIP user agents), uuid by node, since an index of their lines. */
+function answered(lab: Lab, since: Record<string, number> = {}): Record<string, string[]> {
+  return Object.fromEntries(PROXY_NODES.map((n) => [n, lab.sims[n].lines.slice(since[n] ?? 0).filter((l) => l.text.includes('"ev":"answered"'))
+    .map((l) => (JSON.parse(l.text) as { uuid: string }).uuid)]));
+}
+
+/**
+ * Behind the proxy the audio is heard on the FreeSWITCH side: each moved call's channel on its adopter gets
+ * RTP again (sipp echoes what RTPEngine forwards), from RTPEngine's address. Gap: the crash to its first packet.
+ */
+async function assertProxyAudio(lab: Lab, moved: Map<string, string>, crash: number): Promise<{ median: number; max: number }> {
+  const gaps: number[] = [];
+  const reports: Record<string, ChannelMedia[]> = {};
+  await waitFor('every moved call hears its far end through RTPEngine', async () => {
+    for (const n of new Set(moved.values())) reports[n] = JSON.parse(await lab.api(n, 'simctl media')) as ChannelMedia[];
+    return [...moved].every(([uuid, n]) => { const m = reports[n].find((x) => x.uuid === uuid); return m && m.rxAgoMs !== null && m.rxAgoMs < 200; });
+  }, 10000, 200);
+  for (const [uuid, n] of moved) {
+    const m = reports[n].find((x) => x.uuid === uuid)!;
+    assert.ok(m.from?.startsWith(`${lab.proxy.address}:`), `${uuid} on ${n}: RTP from RTPEngine (${lab.proxy.address}), not ${m.from}`);
+    gaps.push(m.firstRxAt! - crash);
+  }
+  gaps.sort((a, b) => a - b);
+  return { median: gaps[Math.floor(gaps.length / 2)], max: gaps[gaps.length - 1] };
+}
+
+test('P1. proxy farm (Kamailio + RTPEngine in front, far ends reach only the proxy): 30 calls spread by the dispatcher, FreeSWITCH on freeswitch01 crashes; its calls are taken over by both adopters, each re-INVITEd through the proxy, audio back from RTPEngine\'s address, the BYE reaches the adopter through the proxy; new calls during and after the failover land on live nodes only', async () => {
+  await scenario(PROXY_FARM(), async (lab, url) => {
+    await lab.startProxyFarm();
+    const callers = await lab.startCallers(30, { port: 5070, mediaPort: 6000, rate: 20, afterMs: 3000 });
+    await waitFor('30 calls answered', () => Object.values(answered(lab)).flat().length >= 30, 20000);
+    const before = answered(lab);
+    assert.ok(before.freeswitch01.length >= 5, `the dispatcher gave freeswitch01 calls: ${JSON.stringify(Object.fromEntries(Object.entries(before).map(([k, v]) => [k, v.length])))}`);
+    await new Promise((r) => setTimeout(r, 1500)); // up a while: the adopters have prepared them
+    const since = Object.fromEntries(PROXY_NODES.map((n) => [n, lab.sims[n].lines.length]));
+    const crash = await lab.crash('freeswitch01');
+    // new calls from the moment of the crash: the dispatcher has not yet seen freeswitch01 fail
+    const fresh = await lab.startCallers(10, { port: 5080, mediaPort: 6100, rate: 5, afterMs: 1000 });
+    await waitFor('the takeover of freeswitch01', () => PROXY_NODES.slice(1).some((n) => lab.fshaLog(n).some((l) => /takeover done/.test(l.text))), 20000);
+    const owners = { freeswitch02: lab.coreUuid('freeswitch02'), freeswitch03: lab.coreUuid('freeswitch03') };
+    const ownerOf = await waitFor('every call of freeswitch01 re-tracked by an adopter', async () => {
+      const rows = await withClient(url, async (c) => (await c.query<{ uuid: string; hostname: string; runtime_uuid: string }>(
+        'select uuid, hostname, runtime_uuid from fsha.recovery_base where uuid = any($1)', [before.freeswitch01])).rows);
+      return rows.length === before.freeswitch01.length && rows.every((r) => owners[r.hostname as keyof typeof owners] === r.runtime_uuid)
+        ? new Map(rows.map((r) => [r.uuid, r.hostname])) : null;
+    }, 10000);
+    const share = (n: string) => [...ownerOf.values()].filter((x) => x === n).length;
+    assert.ok(share('freeswitch02') > 0 && share('freeswitch03') > 0, `spread over both adopters: ${share('freeswitch02')} / ${share('freeswitch03')}`);
+    for (const [uuid, n] of ownerOf) {
+      assert.ok(lab.sims[n].lines.slice(since[n]).some((l) => l.text.includes('"ev":"reinvite-answered"') && l.text.includes(uuid)), `${uuid}: ${n}'s re-INVITE answered through the proxy`);
+    }
+    const gap = await assertProxyAudio(lab, ownerOf, crash);
+    process.stdout.write(`  proxy farm: ${ownerOf.size} calls of freeswitch01 -> freeswitch02 ${share('freeswitch02')}, freeswitch03 ${share('freeswitch03')}; audio gap on the FreeSWITCH side (crash -> first echoed packet via RTPEngine): median ${gap.median} ms, max ${gap.max} ms\n`);
+    await waitFor('the far ends done (every BYE answered by the node holding its call)', () => callers.exitCode !== null && fresh.exitCode !== null, 60000);
+    assert.equal(callers.exitCode, 0, 'every call of the first batch ended with its BYE answered (freeswitch01\'s through the proxy by their adopters)');
+    assert.equal(fresh.exitCode, 0, 'every new call placed from the crash on was answered and ended');
+    const after = answered(lab, since);
+    assert.deepEqual(after.freeswitch01, [], 'no new call on the dead node');
+    assert.equal(after.freeswitch02.length + after.freeswitch03.length, 10, 'the 10 new calls on live nodes');
+    const left = await withClient(url, async (c) => (await c.query('select count(*)::int n from fsha.recovery_base')).rows[0].n);
+    assert.equal(left, 0, 'every call ended by its BYE: no row left behind');
   });
 });
 

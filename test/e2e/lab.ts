@@ -48,19 +48,21 @@ export function sh(cmd: string, args: string[], opts: { input?: string; allowFai
 /** Install what is missing from Debian's packages (root, apt), as the issue asks of the test setup. */
 export function installMissing(): void {
   if (process.getuid?.() !== 0 || spawnSync('sh', ['-c', 'command -v apt-get']).status !== 0) return;
-  const want: Array<[string, string]> = [['ip', 'iproute2'], ['keepalived', 'keepalived'], ['sipp', 'sip-tester'], ['sysctl', 'procps'], ['tcpdump', 'tcpdump']];
+  const want: Array<[string, string]> = [['ip', 'iproute2'], ['keepalived', 'keepalived'], ['sipp', 'sip-tester'], ['sysctl', 'procps'], ['tcpdump', 'tcpdump'],
+    ['iptables', 'iptables'], ['kamailio', 'kamailio'], ['rtpengine', 'rtpengine-daemon']];
   const pkgs = want.filter(([tool]) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0).map(([, pkg]) => pkg);
   if (!pkgs.length) return;
   process.stderr.write(`e2e: installing ${pkgs.join(' ')} (apt-get)\n`);
   spawnSync('apt-get', ['update', '-qq'], { stdio: 'ignore', timeout: 300000 });
   spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...pkgs], { stdio: 'ignore', timeout: 600000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-  spawnSync('sh', ['-c', 'systemctl stop keepalived 2>/dev/null || service keepalived stop 2>/dev/null || true']);
+  // Debian starts them as services on install: the tests run their own, in namespaces
+  for (const svc of ['keepalived', 'kamailio', 'rtpengine-daemon']) spawnSync('sh', ['-c', `systemctl stop ${svc} 2>/dev/null || service ${svc} stop 2>/dev/null || true`]);
 }
 
 export function prerequisites(): string | null {
   if (process.getuid?.() !== 0) return 'the end-to-end tests need root (network namespaces, keepalived)';
-  for (const tool of ['ip', 'keepalived', 'sipp', 'tcpdump', 'iptables']) {
-    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `${tool} is not installed (apt-get install iproute2 keepalived sip-tester tcpdump iptables)`;
+  for (const tool of ['ip', 'keepalived', 'sipp', 'tcpdump', 'iptables', 'kamailio', 'rtpengine']) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `${tool} is not installed (apt-get install iproute2 keepalived sip-tester tcpdump iptables kamailio rtpengine-daemon)`;
   }
   if (!existsSync(join(ROOT, 'dist', 'fs-ha'))) return 'dist/fs-ha is not built (make build)';
   return null;
@@ -219,7 +221,7 @@ export class Proc {
 export interface NodeSpec { name: string; ns: string; index: number; service: string; mgmt: string }
 
 export interface LabOptions {
-  topology: 'pair' | 'farm';
+  topology: 'pair' | 'farm' | 'proxy-farm';
   nodes: string[];
   /** keepalived parameter block values (VRRP_VERSION, ADVERT, ...) */
   params?: Record<string, string>;
@@ -315,14 +317,16 @@ export class Lab {
       ...(this.o.unicast ? { UNICAST: this.unicastPeers() } : {}),
       ...this.o.params,
     };
-    const text = fromTemplate(readFileSync(join(ROOT, 'keepalived', this.o.topology, 'keepalived.conf'), 'utf8'));
+    // the proxy farm runs the farm's keepalived.conf as it is (keepalived/proxy-farm/README: VRRP decides the adopter)
+    const dir = this.o.topology === 'proxy-farm' ? 'farm' : this.o.topology;
+    const text = fromTemplate(readFileSync(join(ROOT, 'keepalived', dir, 'keepalived.conf'), 'utf8'));
     const seen = new Set<string>();
     const out = text.replace(/^\$(\w+)=.*$/gm, (line, k: string) => {
       if (!(k in params)) return line;
       seen.add(k);
       return `$${k}=${params[k]}`;
     });
-    for (const k of Object.keys(params)) if (!seen.has(k)) throw new Error(`keepalived/${this.o.topology}/keepalived.conf has no $${k}= line`);
+    for (const k of Object.keys(params)) if (!seen.has(k)) throw new Error(`keepalived/${dir}/keepalived.conf has no $${k}= line`);
     return this.variant === 'agent' ? out : scriptsOnly(out, this.variant === 'both');
   }
 
@@ -566,10 +570,10 @@ export class Lab {
   /** The farm up as an operator starts it: db init per-node, FreeSWITCH, fs-ha and keepalived on every node at
    *  once (a storm of notifies, then calm); resolves when each is MASTER of its own instance, out of standby,
    *  and no transition happened for 2 s. */
-  async startFarm(): Promise<void> {
+  async startFarm(simArgs: string[] = []): Promise<void> {
     const nodes = Object.keys(this.nodes);
     this.dbInit('per-node');
-    for (const n of nodes) await this.startSim(n);
+    for (const n of nodes) await this.startSim(n, simArgs);
     for (const n of nodes) await this.startHealth(n);
     for (const n of nodes) this.startKeepalived(n);
     const own = (n: string) => `VI_FS0${nodes.indexOf(n) + 1}`;
@@ -599,7 +603,83 @@ export class Lab {
       // ends now, or the next scenario's veth of the same name may find the old one still there
       for (const kind of ['s', 'm'] as const) this.fabric.ip(['link', 'del', this.port(n.name, kind)], { allowFail: true });
     }
+    if (this.proxyState?.up) {
+      killNamespace(this.proxyState.ns);
+      this.fabric.ip(['link', 'del', `${PREFIX}${this.fabric.id}sp`], { allowFail: true });
+    }
     if (!keepDir) rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  // ------------------------------------------------------------------ the proxy farm (keepalived/proxy-farm)
+  /** Kamailio and RTPEngine's namespace, on the service net at the template's proxy address (192.0.2.5, moved). */
+  get proxy(): { ns: string; address: string; up: boolean } {
+    return this.proxyState ??= { ns: `${PREFIX}${this.fabric.id}px`, address: host(SERVICE, 5), up: false };
+  }
+  private proxyState: { ns: string; address: string; up: boolean } | null = null;
+  readonly proxyProcs: Record<string, Proc> = {};
+
+  /**
+   * Kamailio and RTPEngine as keepalived/proxy-farm ships them (kamailio.cfg, fs-ha-dispatcher.list,
+   * rtpengine.conf; addresses moved into the lab, the dispatcher list to this lab's nodes): resolves once both
+   * listen.
+   */
+  async startProxy(): Promise<void> {
+    const px = this.proxy;
+    if (!px.up) {
+      addNamespace(px.ns);
+      const outer = `${PREFIX}${this.fabric.id}sp`;
+      sh('ip', ['link', 'add', outer, 'netns', this.fabric.ns, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', px.ns]);
+      this.fabric.ip(['link', 'set', outer, 'master', this.fabric.s, 'up']);
+      sh('ip', ['-n', px.ns, 'addr', 'add', `${px.address}/24`, 'dev', 'eth0']);
+      sh('ip', ['-n', px.ns, 'link', 'set', 'eth0', 'up']);
+      px.up = true;
+    }
+    const dir = join(this.dir, 'proxy');
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    const tpl = (f: string) => fromTemplate(readFileSync(join(ROOT, 'keepalived', 'proxy-farm', f), 'utf8'));
+    const ours = new Set(Object.values(this.nodes).map((n) => n.service));
+    const list = tpl('fs-ha-dispatcher.list').split('\n').filter((l) => !/^1 sip:/.test(l) || ours.has(/^1 sip:([^:]+)/.exec(l)![1])).join('\n');
+    writeFileSync(join(dir, 'dispatcher.list'), list);
+    const cfg = tpl('kamailio.cfg').replace(/^#!substdef "!DISPATCHER_LIST!.*$/m, `#!substdef "!DISPATCHER_LIST!${join(dir, 'dispatcher.list')}!g"`);
+    if (!cfg.includes(`!PROXY_IP!${px.address}!`)) throw new Error('kamailio.cfg: the proxy address is not the template\'s 192.0.2.5');
+    writeFileSync(join(dir, 'kamailio.cfg'), cfg);
+    writeFileSync(join(dir, 'rtpengine.conf'), tpl('rtpengine.conf'));
+    const spawnProxy = (name: string, cmd: string, args: string[]) => {
+      const child = spawn('ip', ['netns', 'exec', px.ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = new Proc(`proxy/${name}`, child, join(dir, `${name}-${this.seq++}.out`));
+      this.proxyProcs[name] = p;
+      this.others.push(p);
+      return p;
+    };
+    const listening = (port: number, what: string) => waitFor(what, () => sh('ip', ['netns', 'exec', px.ns, 'ss', '-Huln', `sport = :${port}`]).includes(`:${port}`), 15000, 50);
+    spawnProxy('rtpengine', 'rtpengine', [`--config-file=${join(dir, 'rtpengine.conf')}`, '--foreground', '--log-stderr', `--pidfile=${join(dir, 'rtpengine.pid')}`]);
+    await listening(2223, 'rtpengine listening on 127.0.0.1:2223');
+    spawnProxy('kamailio', 'kamailio', ['-f', join(dir, 'kamailio.cfg'), '-DD', '-E', '-m', '64', '-M', '8', '-P', join(dir, 'kamailio.pid')]);
+    await listening(5060, 'kamailio listening on the proxy address');
+  }
+
+  /** The proxy farm up: per-node layout, FreeSWITCH with its SIP user agent on every node, fs-ha and keepalived, the proxy. */
+  async startProxyFarm(): Promise<void> {
+    await this.startProxy();
+    await this.startFarm(['--sip-ua']);
+    // the dispatcher's OPTIONS probes (every second) have found every node answering
+    await new Promise((r) => setTimeout(r, 1500));
+  }
+
+  /**
+   * Far ends behind the proxy: sipp calling the proxy (test/e2e/uac_proxy.xml, RFC 3261 dialog handling),
+   * echoing RTP (-rtp_echo) from its own port, each call held 12 s unless a re-INVITE picks it up (then
+   * afterMs more), then BYE along the route set.
+   */
+  async startCallers(calls: number, o: { port: number; mediaPort: number; rate?: number; afterMs: number }): Promise<Proc> {
+    const child = this.fabric.spawn('sipp', [`${this.proxy.address}:5060`, '-sf', join(ROOT, 'test', 'e2e', 'uac_proxy.xml'),
+      '-i', SERVICE_GW, '-p', String(o.port), '-m', String(calls), '-r', String(o.rate ?? 10), '-l', String(calls),
+      '-d', String(o.afterMs),
+      '-rtp_echo', '-mi', SERVICE_GW, '-mp', String(o.mediaPort),
+      '-nostdin', '-timeout', '120s', '-timeout_error', '-buff_size', '1048576', '-trace_err', '-error_file', join(this.dir, `sipp-callers-${o.port}-errors.log`)], this.dir);
+    const p = new Proc(`sipp-callers-${o.port}`, child, join(this.dir, `sipp-callers-${o.port}-${this.seq++}.out`));
+    this.others.push(p);
+    return p;
   }
 
   /** For a failing test: the tails of every log, so CI shows what happened. */

@@ -20,6 +20,7 @@ import { xmlProblem } from '../../src/core/xml';
 import { FIXTURES, loadRows, parseInserts } from '../helpers/fixtures';
 import * as R from './replies';
 import { sendReinvite } from './sip';
+import { SipUa, sdpOffer, type Dialog } from './sip-ua';
 import { SimDb } from './db';
 import { MediaPlane } from './media';
 import { mediaPortsOf, rewritePorts } from '../../src/core/ports';
@@ -63,6 +64,11 @@ export interface SimOptions {
   media?: { timeoutSec: number; intervalMs?: number; robustness?: boolean };
   /** the far end's RTP port written into new calls (remote_media_port) */
   farEndMediaPort?: number;
+  /**
+   * a SIP user agent on address:5060 (test/sim/sip-ua.ts): answers INVITEs (calls placed through a proxy), OPTIONS
+   * and BYE, and re-INVITEs a recovered call along its route set (the proxy) when its row has one
+   */
+  sipUa?: boolean;
   onEvent?: (what: string, detail: Record<string, unknown>) => void;
 }
 
@@ -94,7 +100,10 @@ export class FsSim {
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
   private db: SimDb | null = null;
-  private readonly o: Required<Omit<SimOptions, 'onEvent' | 'dbResetTries' | 'dbResetIntervalMs' | 'media'>> & Pick<SimOptions, 'onEvent' | 'dbResetTries' | 'dbResetIntervalMs' | 'media'>;
+  private readonly o: Required<Omit<SimOptions, 'onEvent' | 'dbResetTries' | 'dbResetIntervalMs' | 'media' | 'sipUa'>> & Pick<SimOptions, 'onEvent' | 'dbResetTries' | 'dbResetIntervalMs' | 'media' | 'sipUa'>;
+  private ua: SipUa | null = null;
+  /** Call-ID -> call uuid, for the BYEs the user agent hears */
+  private readonly dialogs = new Map<string, string>();
   /** the RTP ports and sockets of its channels (an allocator always; sockets and packets with options.media) */
   readonly media: MediaPlane;
 
@@ -137,6 +146,14 @@ export class FsSim {
       }
     }
     await this.listen();
+    if (this.o.sipUa) {
+      this.ua = new SipUa(this.o.address, 5060, {
+        invite: (r) => this.answerInvite(r),
+        bye: (callId) => { const uuid = this.dialogs.get(callId); this.dialogs.delete(callId); if (uuid) void this.hangup(uuid).catch(() => undefined); },
+        event: (what, d) => this.o.onEvent?.(`sip-${what}`, { node: this.o.switchname, ...d }),
+      });
+      await this.ua.start();
+    }
   }
 
   listen(): Promise<void> {
@@ -159,6 +176,7 @@ export class FsSim {
   /** fsctl crash: sockets close, the process is gone; its rows stay as they were. */
   async crash(): Promise<void> {
     this.crashed = true;
+    this.ua?.stop();
     this.media.closeAll();
     await this.refuse();
     await this.db?.end().catch(() => undefined);
@@ -167,6 +185,7 @@ export class FsSim {
   }
 
   async stop(): Promise<void> {
+    this.ua?.stop();
     this.media.closeAll();
     await this.refuse();
     await this.db?.end().catch(() => undefined);
@@ -191,16 +210,7 @@ export class FsSim {
     const rows: string[][] = [];
     for (let i = 0; i < n; i++) {
       const uuid = randomUUID();
-      const rw = rewriteMetadata(t.metadata, {
-        fromSwitchname: 'freeswitch01', toSwitchname: this.o.switchname,
-        addresses: [[TEMPLATE_ADDR, this.o.address], [TEMPLATE_FAR, this.o.farEnd]],
-      });
-      if (!rw.ok) throw new Error(rw.reason);
-      let md = rw.metadata.split(t.uuid).join(uuid).split(t.runtime).join(this.coreUuid);
-      md = md.replace(/<sip_call_id>[^<]*<\/sip_call_id>/, `<sip_call_id>${i}-${uuid.slice(0, 8)}%40${this.o.farEnd}</sip_call_id>`);
-      if (profile !== 'internal') md = md.replace(/<(recovery_profile_name|sofia_profile_name|sip_profile_name)>[^<]*</g, `<$1>${fsUrlEncode(profile)}<`);
-      if (this.o.farEndPort !== 5060) md = md.replace(/<sip_network_port>5060</, `<sip_network_port>${this.o.farEndPort}<`);
-      md = await this.givePort(md);
+      const md = await this.newCallMetadata(uuid, profile, i, t);
       uuids.push(uuid);
       rows.push([this.coreUuid, 'sofia', profile, this.o.switchname, uuid, md]);
       this.sessionsSinceStart++;
@@ -215,6 +225,73 @@ export class FsSim {
     }
     await this.openMedia(rows.map((r) => ({ uuid: r[4], metadata: r[5] })), false);
     return uuids;
+  }
+
+  /**
+   * An INVITE through the proxy, answered as mod_sofia does (503 in standby): a row shaped like the real ones
+   * with this dialog's Call-ID, tags, the far end's Contact and the received address, the Record-Route kept
+   * (sip_invite_record_route, sip_invite_route_uri: what sofia recover routes the re-INVITE by), the far end's
+   * media from its SDP (RTPEngine's address behind the proxy); then its media, and 200 OK with this node's SDP.
+   */
+  private async answerInvite(r: { dialog: Dialog; remoteMedia: { ip: string; port: number } | null; received: { ip: string; port: number } }): Promise<{ sdp: string } | { status: number; reason: string }> {
+    const profile = this.o.profiles[0];
+    if (this.crashed || !this.db) return { status: 500, reason: 'Server Internal Error' };
+    if (this.standby) return { status: 503, reason: 'Maintenance' };
+    if (!this.profiles.get(profile)) return { status: 480, reason: 'Temporarily Unavailable' };
+    const uuid = randomUUID();
+    const d = r.dialog;
+    const strip = (u: string) => fsUrlEncode(u.replace(/^sips?:/, ''));
+    const vars: Record<string, string> = {
+      sip_call_id: fsUrlEncode(d.callId), sip_from_tag: fsUrlEncode(d.remoteTag), sip_to_tag: fsUrlEncode(d.localTag),
+      sip_contact_uri: strip(d.remoteContact), sip_from_uri: strip(d.remoteUri), sip_to_uri: strip(d.localUri),
+      sip_network_ip: r.received.ip, sip_network_port: String(r.received.port),
+      sip_invite_record_route: fsUrlEncode(d.routeSet.join(',')), sip_invite_route_uri: fsUrlEncode(d.routeSet.join(',')),
+      ...(r.remoteMedia ? { remote_media_ip: r.remoteMedia.ip, remote_media_port: String(r.remoteMedia.port) } : {}),
+    };
+    let md = (await this.newCallMetadata(uuid, profile, 0));
+    for (const [k, v] of Object.entries(vars)) {
+      const re = new RegExp(`<${k}>[^<]*</${k}>`);
+      md = re.test(md) ? md.replace(re, `<${k}>${v}</${k}>`) : md.replace('<variables>', `<variables>\n    <${k}>${v}</${k}>`);
+    }
+    await this.requireDb().query('insert into recovery (runtime_uuid, technology, profile_name, hostname, uuid, metadata) values ($1,$2,$3,$4,$5,$6)',
+      [this.coreUuid, 'sofia', profile, this.o.switchname, uuid, md]);
+    this.sessionsSinceStart++;
+    this.dialogs.set(d.callId, uuid);
+    await this.openMedia([{ uuid, metadata: md }], false);
+    const port = Number(/<local_media_port>(\d+)</.exec(md)?.[1] ?? 0);
+    this.o.onEvent?.('answered', { node: this.o.switchname, uuid, callId: d.callId });
+    return { sdp: sdpOffer(this.o.address, port, 1) };
+  }
+
+  /** A recovered call's re-INVITE along its route set (the proxy), its answer's media taken as the new remote. */
+  private reinviteViaRoute(uuid: string, md: string): void {
+    const v = (name: string) => { const m = new RegExp(`<${name}>([^<]*)</${name}>`).exec(md); return m ? decodeURIComponent(m[1]) : ''; };
+    const d: Dialog = {
+      callId: v('sip_call_id'), localTag: v('sip_to_tag'), remoteTag: v('sip_from_tag'),
+      remoteUri: `sip:${v('sip_from_uri')}`, localUri: `sip:${v('sip_to_uri')}`, remoteContact: `sip:${v('sip_contact_uri')}`,
+      routeSet: splitRoutes(v('sip_invite_record_route')),
+    };
+    this.dialogs.set(d.callId, uuid);
+    const port = Number(v('local_media_port'));
+    void this.ua!.reinvite(d, sdpOffer(this.o.address, port, Math.floor(Date.now() / 1000)), (to) => this.o.onEvent?.('reinvite', { to, at: Date.now(), uuid, via: 'route' }))
+      .then((answer) => {
+        if (answer) { this.media.setRemote(uuid, answer); this.o.onEvent?.('reinvite-answered', { uuid, media: `${answer.ip}:${answer.port}` }); }
+        else this.o.onEvent?.('reinvite-failed', { uuid, error: 'no 2xx' });
+      });
+  }
+
+  /** One new call's row metadata: the real template as this node's, its own uuid, Call-ID and RTP port. */
+  private async newCallMetadata(uuid: string, profile: string, i: number, t = callTemplate()): Promise<string> {
+    const rw = rewriteMetadata(t.metadata, {
+      fromSwitchname: 'freeswitch01', toSwitchname: this.o.switchname,
+      addresses: [[TEMPLATE_ADDR, this.o.address], [TEMPLATE_FAR, this.o.farEnd]],
+    });
+    if (!rw.ok) throw new Error(rw.reason);
+    let md = rw.metadata.split(t.uuid).join(uuid).split(t.runtime).join(this.coreUuid);
+    md = md.replace(/<sip_call_id>[^<]*<\/sip_call_id>/, `<sip_call_id>${i}-${uuid.slice(0, 8)}%40${this.o.farEnd}</sip_call_id>`);
+    if (profile !== 'internal') md = md.replace(/<(recovery_profile_name|sofia_profile_name|sip_profile_name)>[^<]*</g, `<$1>${fsUrlEncode(profile)}<`);
+    if (this.o.farEndPort !== 5060) md = md.replace(/<sip_network_port>5060</, `<sip_network_port>${this.o.farEndPort}<`);
+    return this.givePort(md);
   }
 
   /** A new call's RTP port from the allocator, written where FreeSWITCH writes it; its far end's media port. */
@@ -344,7 +421,9 @@ export class FsSim {
         if ((await this.openMedia([row], true)).length) continue;
         firstLegAt ??= Date.now();
         recovered.push({ uuid: row.uuid, profile: decodeURIComponent(onProfile!), metadata: row.metadata });
-        if (this.o.sip) sendReinvite(row.metadata, this.o.address, (d) => this.o.onEvent?.('reinvite', d), (d) => this.o.onEvent?.('reinvite-failed', d));
+        // behind a proxy the row has a route set: the re-INVITE goes along it (the user agent); else straight to the far end
+        if (this.ua && /<sip_invite_record_route>[^<]+</.test(row.metadata)) this.reinviteViaRoute(row.uuid, row.metadata);
+        else if (this.o.sip) sendReinvite(row.metadata, this.o.address, (d) => this.o.onEvent?.('reinvite', d), (d) => this.o.onEvent?.('reinvite-failed', d));
       }
     }
     const lastLegAt = Date.now();
@@ -572,4 +651,17 @@ export function inCidr(ip: string, cidr: string): boolean {
   if (!/^\d+\.\d+\.\d+\.\d+$/.test(ip) || !/^\d+\.\d+\.\d+\.\d+$/.test(net)) return false;
   const size = 2 ** (32 - Number(bits ?? 32));
   return Math.floor(n(ip) / size) === Math.floor(n(net) / size);
+}
+
+/** sip_invite_record_route as mod_sofia keeps it: the Record-Route values, comma-separated, in order. */
+function splitRoutes(v: string): string[] {
+  const out: string[] = [];
+  let depth = 0, from = 0;
+  for (let i = 0; i < v.length; i++) {
+    if (v[i] === '<') depth++;
+    else if (v[i] === '>') depth--;
+    else if (v[i] === ',' && depth === 0) { out.push(v.slice(from, i).trim()); from = i + 1; }
+  }
+  if (v.slice(from).trim()) out.push(v.slice(from).trim());
+  return out;
 }

@@ -41,10 +41,15 @@ interface Channel {
   recovered: boolean;
   /** handed out by the allocator (freed at hangup); recovered ports never were */
   allocated: boolean;
+  /** where the last inbound packet came from, and when the first came */
+  lastFrom?: string;
+  firstRx?: number;
 }
 
 export interface ChannelMedia {
   uuid: string; port: number; rx: number; rxAgoMs: number | null; recovered: boolean;
+  /** when the channel's first inbound packet came (epoch ms; null: none yet), and from where the last one did */
+  firstRxAt: number | null; from: string | null;
 }
 
 const HEADER = 12;
@@ -94,12 +99,18 @@ export class MediaPlane {
       sock.bind(local.port, local.ip, () => {
         sock.removeAllListeners('error');
         sock.on('error', () => undefined);
-        sock.on('message', () => { ch.lastRx = Date.now(); ch.rx++; });
+        sock.on('message', (_m, r) => { ch.lastRx = Date.now(); ch.firstRx ||= ch.lastRx; ch.rx++; ch.lastFrom = `${r.address}:${r.port}`; });
         this.channels.set(uuid, ch);
         this.tick();
         resolve();
       });
     });
+  }
+
+  /** The far end's media moved (the answer to a re-INVITE: behind RTPEngine, its address): send there from now on. */
+  setRemote(uuid: string, remote: { ip: string; port: number }): void {
+    const ch = this.channels.get(uuid);
+    if (ch) ch.remote = remote;
   }
 
   /** Hang up a channel's media (its port back to the allocator if it came from there). */
@@ -120,7 +131,9 @@ export class MediaPlane {
 
   report(): ChannelMedia[] {
     const now = Date.now();
-    return [...this.channels.values()].map((c) => ({ uuid: c.uuid, port: c.local.port, rx: c.rx, rxAgoMs: c.lastRx ? now - c.lastRx : null, recovered: c.recovered }));
+    return [...this.channels.values()].map((c) => ({
+      uuid: c.uuid, port: c.local.port, rx: c.rx, rxAgoMs: c.lastRx ? now - c.lastRx : null, recovered: c.recovered, firstRxAt: c.firstRx ?? null, from: c.lastFrom ?? null,
+    }));
   }
 
   /** Channels that went deaf: rtp-timeout-sec without inbound RTP (since the last packet, or since bound). */
