@@ -427,3 +427,12 @@ export async function replicationVerdict(db: Db): Promise<ReplicationVerdict> {
   judged.set(db, { at: Date.now(), verdict });
   return verdict;
 }
+
+/** The addresses a node's calls bind (its rows' local_media_ip and sip_local_network_addr), from a sample of its rows. */
+export async function boundAddresses(db: Db, layout: Layout, switchname: string, sample = 50): Promise<string[]> {
+  const rows = await db.query<{ a: string }>(
+    `SELECT DISTINCT m[1] AS a FROM (SELECT metadata FROM ${recoveryTable(layout)} WHERE hostname = $1 LIMIT $2) r,
+            regexp_matches(r.metadata, '<(?:local_media_ip|sip_local_network_addr)>([^<]+)</', 'g') AS m`,
+    [switchname, sample], 'reading the addresses the calls bind');
+  return rows.map((r) => r.a);
+}

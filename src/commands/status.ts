@@ -8,6 +8,7 @@ import { probeNode } from '../observe';
 import { nodeSchemas, recoveryRelationsProblem } from '../core/per-node';
 import { strangersOf } from '../core/decide';
 import { identityProblem } from '../core/liveness';
+import { boundAddressProblem } from '../core/bound-addresses';
 import type { CommandSpec } from '../cli/spec';
 
 export interface NodeStatus {
@@ -111,6 +112,11 @@ export async function status(cfg: Config, o: { deadlineMs?: number } = {}): Prom
       };
       if (st.standby?.on && p.kind !== 'refused') {
         st.detail = `${st.detail}; in standby since ${age(st.standby.ageMs)} ago (set by ${st.standby.by}): new calls get 503 (sofia global standby off undoes it)`;
+      }
+      if (db && st.trackedCalls) {
+        const bound = await within(`the addresses ${n}'s calls bind`, store.boundAddresses(db, cfg.layout, nc.switchname), null);
+        const mismatch = bound && boundAddressProblem(n, nc.addresses, bound);
+        if (mismatch) report.warnings.push(mismatch);
       }
       if (db && p.coreUuid) {
         const scope = await within(`what a recover on ${n} would take`, store.scopeOf(db, cfg.layout, nc.switchname, p.coreUuid), null);
