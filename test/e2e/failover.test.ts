@@ -722,6 +722,84 @@ test('P1. proxy farm (Kamailio + RTPEngine in front, far ends reach only the pro
   });
 });
 
+test('P2. proxy farm, bridged calls and a conference: freeswitch01 crashes; each bridged call (both legs, the outbound one placed through the proxy) and the conference move whole to one adopter, every leg re-INVITEd through the proxy with its audio back from RTPEngine; the caller\'s BYE reaches the adopter, which ends the bridged call\'s other leg through the proxy', async () => {
+  await scenario(PROXY_FARM(), async (lab, url) => {
+    await lab.startProxyFarm();
+    const callee = await lab.startCallee(6, 6200);
+    const bridged = await lab.startCallers(6, { port: 5070, mediaPort: 6000, rate: 20, afterMs: 3000, user: 'bridge' });
+    const conference = await lab.startCallers(6, { port: 5072, mediaPort: 6100, rate: 20, afterMs: 3000, user: 'conf-room1' });
+    await waitFor('18 legs answered (6 bridged calls of two legs, 6 members)', () => Object.values(answered(lab)).flat().length >= 18, 20000);
+    const kinds = (n: string) => lab.sims[n].lines.filter((l) => l.text.includes('"ev":"answered"')).map((l) => JSON.parse(l.text) as { uuid: string; kind: string });
+    const on1 = kinds('freeswitch01');
+    assert.ok(on1.some((x) => x.kind === 'bridged') && on1.filter((x) => x.kind === 'conference').length >= 2,
+      `freeswitch01 got a bridged call and conference members: ${JSON.stringify(on1.map((x) => x.kind))}`);
+    await new Promise((r) => setTimeout(r, 1500));
+    const since = Object.fromEntries(PROXY_NODES.map((n) => [n, lab.sims[n].lines.length]));
+    const crash = await lab.crash('freeswitch01');
+    await waitFor('the takeover of freeswitch01', () => PROXY_NODES.slice(1).some((n) => lab.fshaLog(n).some((l) => /takeover done/.test(l.text))), 20000);
+    const owners = { freeswitch02: lab.coreUuid('freeswitch02'), freeswitch03: lab.coreUuid('freeswitch03') };
+    const uuids = on1.map((x) => x.uuid);
+    const ownerOf = await waitFor('every leg of freeswitch01 re-tracked by an adopter', async () => {
+      const rows = await withClient(url, async (c) => (await c.query<{ uuid: string; hostname: string; runtime_uuid: string; metadata: string }>(
+        'select uuid, hostname, runtime_uuid, metadata from fsha.recovery_base where uuid = any($1)', [uuids])).rows);
+      return rows.length === uuids.length && rows.every((r) => owners[r.hostname as keyof typeof owners] === r.runtime_uuid) ? rows : null;
+    }, 10000);
+    const node = new Map(ownerOf.map((r) => [r.uuid, r.hostname]));
+    const members = on1.filter((x) => x.kind === 'conference').map((x) => x.uuid);
+    assert.equal(new Set(members.map((m) => node.get(m))).size, 1, 'the conference whole on one adopter');
+    for (const r of ownerOf.filter((x) => on1.find((y) => y.uuid === x.uuid)!.kind === 'bridged')) {
+      const partner = /<(?:signal_bond|bridge_to)>([0-9a-f-]{36})</.exec(r.metadata)![1];
+      assert.equal(node.get(partner), r.hostname, `both legs of ${r.uuid}'s bridged call on one adopter`);
+    }
+    for (const [uuid, n] of node) {
+      assert.ok(lab.sims[n].lines.slice(since[n]).some((l) => l.text.includes('"ev":"reinvite-answered"') && l.text.includes(uuid)), `${uuid}: re-INVITE answered through the proxy`);
+    }
+    const gap = await assertProxyAudio(lab, node, crash);
+    process.stdout.write(`  proxy farm, groups: ${node.size} legs of freeswitch01 (${on1.filter((x) => x.kind === 'bridged').length} bridged legs, ${members.length} members) moved whole; audio gap (FreeSWITCH side): median ${gap.median} ms, max ${gap.max} ms\n`);
+    await waitFor('the far ends done', () => callee.exitCode !== null && bridged.exitCode !== null && conference.exitCode !== null, 60000);
+    assert.equal(bridged.exitCode, 0, 'every bridged call\'s caller got its BYE answered');
+    assert.equal(conference.exitCode, 0, 'every conference member got its BYE answered');
+    assert.equal(callee.exitCode, 0, 'every callee got a BYE (from the adopter for the moved calls) and answered it');
+    const left = await withClient(url, async (c) => (await c.query('select count(*)::int n from fsha.recovery_base')).rows[0].n);
+    assert.equal(left, 0, 'no row left behind');
+  });
+});
+
+test('P3. proxy farm, drain: the operator empties freeswitch01 (fs-ha drain --yes on freeswitch02) under a call load; new calls from then on go to the others (its standby answers 503, the proxy fails over), its calls spread over both survivors, re-INVITEd through the proxy with their audio back, each ended by its BYE through the proxy', async () => {
+  await scenario(PROXY_FARM(), async (lab, url) => {
+    await lab.startProxyFarm();
+    const callers = await lab.startCallers(15, { port: 5070, mediaPort: 6000, rate: 20, afterMs: 3000 });
+    await waitFor('15 calls answered', () => Object.values(answered(lab)).flat().length >= 15, 20000);
+    const before = answered(lab);
+    assert.ok(before.freeswitch01.length >= 3, 'freeswitch01 carries calls');
+    await new Promise((r) => setTimeout(r, 1000));
+    const since = Object.fromEntries(PROXY_NODES.map((n) => [n, lab.sims[n].lines.length]));
+    const fresh = await lab.startCallers(10, { port: 5080, mediaPort: 6100, rate: 5, afterMs: 1000 });
+    const at = Date.now();
+    const r = lab.fsha('freeswitch02', ['drain', '--from', 'freeswitch01', '--yes']);
+    assert.equal(r.code, 0, `${r.out}\n${r.err}`);
+    const owners = { freeswitch02: lab.coreUuid('freeswitch02'), freeswitch03: lab.coreUuid('freeswitch03') };
+    const rows = await withClient(url, async (c) => (await c.query<{ uuid: string; hostname: string; runtime_uuid: string }>(
+      'select uuid, hostname, runtime_uuid from fsha.recovery_base where uuid = any($1)', [before.freeswitch01])).rows);
+    assert.equal(rows.length, before.freeswitch01.length, 'every call of freeswitch01 still tracked');
+    for (const row of rows) assert.equal(row.runtime_uuid, owners[row.hostname as keyof typeof owners], `${row.uuid} re-tracked by a survivor`);
+    const node = new Map(rows.map((x) => [x.uuid, x.hostname]));
+    const share = (n: string) => [...node.values()].filter((x) => x === n).length;
+    assert.ok(share('freeswitch02') > 0 && share('freeswitch03') > 0, `spread: ${share('freeswitch02')} / ${share('freeswitch03')}`);
+    for (const [uuid, n] of node) {
+      await waitFor(`${uuid}: re-INVITE answered through the proxy`, () => lab.sims[n].lines.slice(since[n]).some((l) => l.text.includes('"ev":"reinvite-answered"') && l.text.includes(uuid)), 5000);
+    }
+    const gap = await assertProxyAudio(lab, node, at);
+    process.stdout.write(`  proxy farm, drain: ${node.size} calls -> freeswitch02 ${share('freeswitch02')}, freeswitch03 ${share('freeswitch03')}; audio gap (drain start -> first packet via RTPEngine): median ${gap.median} ms, max ${gap.max} ms\n`);
+    await waitFor('the far ends done', () => callers.exitCode !== null && fresh.exitCode !== null, 60000);
+    assert.equal(callers.exitCode, 0, 'every call ended with its BYE answered by the node holding it');
+    assert.equal(fresh.exitCode, 0, 'every call placed during the drain was answered elsewhere and ended');
+    assert.deepEqual(answered(lab, since).freeswitch01, [], 'no new call on the node being drained');
+    const left = await withClient(url, async (c) => (await c.query('select count(*)::int n from fsha.recovery_base')).rows[0].n);
+    assert.equal(left, 0, 'no row left behind');
+  });
+});
+
 test('8. sealed: during every scenario above, tcpdump on each root interface saw no packet of the lab\'s subnets and no VRRP', async () => {
   const seen = await capture.stop();
   const up = RootCapture.rootInterfaces().filter((i) => i.up).map((i) => i.name);

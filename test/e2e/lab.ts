@@ -661,7 +661,7 @@ export class Lab {
   /** The proxy farm up: per-node layout, FreeSWITCH with its SIP user agent on every node, fs-ha and keepalived, the proxy. */
   async startProxyFarm(): Promise<void> {
     await this.startProxy();
-    await this.startFarm(['--sip-ua']);
+    await this.startFarm(['--sip-ua', '--outbound-proxy', `${this.proxy.address}:5060`]);
     // the dispatcher's OPTIONS probes (every second) have found every node answering
     await new Promise((r) => setTimeout(r, 1500));
   }
@@ -671,14 +671,25 @@ export class Lab {
    * echoing RTP (-rtp_echo) from its own port, each call held 12 s unless a re-INVITE picks it up (then
    * afterMs more), then BYE along the route set.
    */
-  async startCallers(calls: number, o: { port: number; mediaPort: number; rate?: number; afterMs: number }): Promise<Proc> {
-    const child = this.fabric.spawn('sipp', [`${this.proxy.address}:5060`, '-sf', join(ROOT, 'test', 'e2e', 'uac_proxy.xml'),
+  async startCallers(calls: number, o: { port: number; mediaPort: number; rate?: number; afterMs: number; user?: string }): Promise<Proc> {
+    const child = this.fabric.spawn('sipp', [`${this.proxy.address}:5060`, '-sf', join(ROOT, 'test', 'e2e', 'uac_proxy.xml'), '-s', o.user ?? 'park',
       '-i', SERVICE_GW, '-p', String(o.port), '-m', String(calls), '-r', String(o.rate ?? 10), '-l', String(calls),
       '-d', String(o.afterMs),
       '-rtp_echo', '-mi', SERVICE_GW, '-mp', String(o.mediaPort),
       '-nostdin', '-timeout', '120s', '-timeout_error', '-buff_size', '1048576', '-trace_err', '-error_file', join(this.dir, `sipp-callers-${o.port}-errors.log`)], this.dir);
     const p = new Proc(`sipp-callers-${o.port}`, child, join(this.dir, `sipp-callers-${o.port}-${this.seq++}.out`));
     this.others.push(p);
+    return p;
+  }
+
+  /** The callee of bridged calls' outbound legs (test/e2e/uas_proxy_callee.xml) at the far end's address, port 5090; resolves once it listens. */
+  async startCallee(calls: number, mediaPort: number): Promise<Proc> {
+    const child = this.fabric.spawn('sipp', ['-sf', join(ROOT, 'test', 'e2e', 'uas_proxy_callee.xml'), '-i', SERVICE_GW, '-p', '5090', '-m', String(calls),
+      '-rtp_echo', '-mi', SERVICE_GW, '-mp', String(mediaPort),
+      '-nostdin', '-timeout', '120s', '-timeout_error', '-buff_size', '1048576', '-trace_err', '-error_file', join(this.dir, 'sipp-callee-errors.log')], this.dir);
+    const p = new Proc('sipp-callee', child, join(this.dir, `sipp-callee-${this.seq++}.out`));
+    this.others.push(p);
+    await waitFor('the callee listening on the service net', () => sh('ip', ['netns', 'exec', this.fabric.ns, 'ss', '-Huln', 'sport = :5090']).includes(':5090'), 10000, 20);
     return p;
   }
 

@@ -69,6 +69,8 @@ export interface SimOptions {
    * and BYE, and re-INVITEs a recovered call along its route set (the proxy) when its row has one
    */
   sipUa?: boolean;
+  /** where calls this node places go (a bridge's outbound leg), host:port: the SIP proxy */
+  outboundProxy?: string;
   onEvent?: (what: string, detail: Record<string, unknown>) => void;
 }
 
@@ -100,7 +102,9 @@ export class FsSim {
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
   private db: SimDb | null = null;
-  private readonly o: Required<Omit<SimOptions, 'onEvent' | 'dbResetTries' | 'dbResetIntervalMs' | 'media' | 'sipUa'>> & Pick<SimOptions, 'onEvent' | 'dbResetTries' | 'dbResetIntervalMs' | 'media' | 'sipUa'>;
+  private readonly o: Required<Omit<SimOptions, 'onEvent' | 'dbResetTries' | 'dbResetIntervalMs' | 'media' | 'sipUa' | 'outboundProxy'>> & Pick<SimOptions, 'onEvent' | 'dbResetTries' | 'dbResetIntervalMs' | 'media' | 'sipUa' | 'outboundProxy'>;
+  /** conference rooms by name: their conference_uuid */
+  private readonly rooms = new Map<string, string>();
   private ua: SipUa | null = null;
   /** Call-ID -> call uuid, for the BYEs the user agent hears */
   private readonly dialogs = new Map<string, string>();
@@ -149,7 +153,7 @@ export class FsSim {
     if (this.o.sipUa) {
       this.ua = new SipUa(this.o.address, 5060, {
         invite: (r) => this.answerInvite(r),
-        bye: (callId) => { const uuid = this.dialogs.get(callId); this.dialogs.delete(callId); if (uuid) void this.hangup(uuid).catch(() => undefined); },
+        bye: (callId) => void this.byeHeard(callId).catch(() => undefined),
         event: (what, d) => this.o.onEvent?.(`sip-${what}`, { node: this.o.switchname, ...d }),
       });
       await this.ua.start();
@@ -238,41 +242,70 @@ export class FsSim {
     if (this.crashed || !this.db) return { status: 500, reason: 'Server Internal Error' };
     if (this.standby) return { status: 503, reason: 'Maintenance' };
     if (!this.profiles.get(profile)) return { status: 480, reason: 'Temporarily Unavailable' };
-    const uuid = randomUUID();
-    const d = r.dialog;
-    const strip = (u: string) => fsUrlEncode(u.replace(/^sips?:/, ''));
-    const vars: Record<string, string> = {
-      sip_call_id: fsUrlEncode(d.callId), sip_from_tag: fsUrlEncode(d.remoteTag), sip_to_tag: fsUrlEncode(d.localTag),
-      sip_contact_uri: strip(d.remoteContact), sip_from_uri: strip(d.remoteUri), sip_to_uri: strip(d.localUri),
-      sip_network_ip: r.received.ip, sip_network_port: String(r.received.port),
-      sip_invite_record_route: fsUrlEncode(d.routeSet.join(',')), sip_invite_route_uri: fsUrlEncode(d.routeSet.join(',')),
-      ...(r.remoteMedia ? { remote_media_ip: r.remoteMedia.ip, remote_media_port: String(r.remoteMedia.port) } : {}),
-    };
-    let md = (await this.newCallMetadata(uuid, profile, 0));
-    for (const [k, v] of Object.entries(vars)) {
-      const re = new RegExp(`<${k}>[^<]*</${k}>`);
-      md = re.test(md) ? md.replace(re, `<${k}>${v}</${k}>`) : md.replace('<variables>', `<variables>\n    <${k}>${v}</${k}>`);
+    // what the dialplan does with it, by the called user: conf-ROOM joins a conference, bridge bridges to a
+    // callee through the proxy (sip:callee@far-end:5090), anything else is answered and parked
+    const user = /^sips?:([^@;]+)@/.exec(r.dialog.localUri)?.[1] ?? '';
+    const inbound = dialogVars(r.dialog, r.received, r.remoteMedia);
+    const rows: Array<{ uuid: string; md: string; callId: string }> = [];
+    if (user.startsWith('conf-')) {
+      const all = loadRows('conference_rows.sql');
+      const room = this.rooms.get(user) ?? randomUUID();
+      this.rooms.set(user, room);
+      const map = new Map([[/<conference_uuid>([^<]+)</.exec(all[0].metadata)![1], room]]);
+      const member = all[this.sessionsSinceStart % all.length];
+      const md = await this.givePort(this.groupLeg(member.metadata, map, `m-${randomUUID().slice(0, 8)}`, all[0].runtime_uuid));
+      rows.push({ uuid: map.get(member.uuid)!, md: setVars(md, inbound), callId: r.dialog.callId });
+    } else if (user === 'bridge' && this.ua && this.o.outboundProxy) {
+      const all = loadRows('bridged_rows.sql');
+      const map = new Map<string, string>();
+      const tag = `b-${randomUUID().slice(0, 8)}`;
+      const a = await this.givePort(this.groupLeg(all[0].metadata, map, tag, all[0].runtime_uuid));
+      const b = await this.givePort(this.groupLeg(all[1].metadata, map, tag, all[0].runtime_uuid));
+      const [host, port] = this.o.outboundProxy.split(/:(?=\d+$)/);
+      const bPort = Number(/<local_media_port>(\d+)</.exec(b)?.[1] ?? 0);
+      const out = await this.ua.invite(`sip:callee@${this.o.farEnd}:5090`, { host, port: Number(port ?? 5060) }, sdpOffer(this.o.address, bPort, 1));
+      if (!out) return { status: 480, reason: 'Temporarily Unavailable' };
+      rows.push({ uuid: map.get(all[0].uuid)!, md: setVars(a, inbound), callId: r.dialog.callId });
+      // the outbound leg, kept as this simulator keeps every dialog (its tag as sip_to_tag, the far end's as sip_from_tag)
+      rows.push({ uuid: map.get(all[1].uuid)!, md: setVars(b, dialogVars(out.dialog, { ip: host, port: Number(port ?? 5060) }, out.media)), callId: out.dialog.callId });
+    } else {
+      const uuid = randomUUID();
+      rows.push({ uuid, md: setVars(await this.newCallMetadata(uuid, profile, 0), inbound), callId: r.dialog.callId });
     }
-    await this.requireDb().query('insert into recovery (runtime_uuid, technology, profile_name, hostname, uuid, metadata) values ($1,$2,$3,$4,$5,$6)',
-      [this.coreUuid, 'sofia', profile, this.o.switchname, uuid, md]);
-    this.sessionsSinceStart++;
-    this.dialogs.set(d.callId, uuid);
-    await this.openMedia([{ uuid, metadata: md }], false);
-    const port = Number(/<local_media_port>(\d+)</.exec(md)?.[1] ?? 0);
-    this.o.onEvent?.('answered', { node: this.o.switchname, uuid, callId: d.callId });
+    for (const row of rows) {
+      await this.requireDb().query('insert into recovery (runtime_uuid, technology, profile_name, hostname, uuid, metadata) values ($1,$2,$3,$4,$5,$6)',
+        [this.coreUuid, 'sofia', profile, this.o.switchname, row.uuid, row.md]);
+      this.sessionsSinceStart++;
+      this.dialogs.set(row.callId, row.uuid);
+      this.o.onEvent?.('answered', { node: this.o.switchname, uuid: row.uuid, callId: row.callId, kind: user.startsWith('conf-') ? 'conference' : user === 'bridge' ? 'bridged' : 'single' });
+    }
+    await this.openMedia(rows.map((x) => ({ uuid: x.uuid, metadata: x.md })), false);
+    const port = Number(/<local_media_port>(\d+)</.exec(rows[0].md)?.[1] ?? 0);
     return { sdp: sdpOffer(this.o.address, port, 1) };
+  }
+
+  /** A BYE heard for a call: it ends, and a bridged call's other leg gets a BYE along its own route (B2BUA). */
+  private async byeHeard(callId: string): Promise<void> {
+    const uuid = this.dialogs.get(callId);
+    this.dialogs.delete(callId);
+    if (!uuid || !this.db) return;
+    const md = (await this.db.query('select metadata from recovery where uuid = $1', [uuid])).rows[0]?.metadata as string | undefined;
+    const partner = md ? /<(?:signal_bond|bridge_to)>([0-9a-f-]{36})</.exec(md)?.[1] : undefined;
+    await this.hangup(uuid);
+    if (!partner || partner === uuid) return;
+    const pmd = (await this.db.query('select metadata from recovery where uuid = $1', [partner])).rows[0]?.metadata as string | undefined;
+    if (!pmd) return;
+    const d = dialogOf(pmd);
+    this.dialogs.delete(d.callId);
+    await this.hangup(partner);
+    if (this.ua) await this.ua.request('BYE', d);
   }
 
   /** A recovered call's re-INVITE along its route set (the proxy), its answer's media taken as the new remote. */
   private reinviteViaRoute(uuid: string, md: string): void {
-    const v = (name: string) => { const m = new RegExp(`<${name}>([^<]*)</${name}>`).exec(md); return m ? decodeURIComponent(m[1]) : ''; };
-    const d: Dialog = {
-      callId: v('sip_call_id'), localTag: v('sip_to_tag'), remoteTag: v('sip_from_tag'),
-      remoteUri: `sip:${v('sip_from_uri')}`, localUri: `sip:${v('sip_to_uri')}`, remoteContact: `sip:${v('sip_contact_uri')}`,
-      routeSet: splitRoutes(v('sip_invite_record_route')),
-    };
+    const d = dialogOf(md);
     this.dialogs.set(d.callId, uuid);
-    const port = Number(v('local_media_port'));
+    const port = Number(/<local_media_port>(\d+)</.exec(md)?.[1] ?? 0);
     void this.ua!.reinvite(d, sdpOffer(this.o.address, port, Math.floor(Date.now() / 1000)), (to) => this.o.onEvent?.('reinvite', { to, at: Date.now(), uuid, via: 'route' }))
       .then((answer) => {
         if (answer) { this.media.setRemote(uuid, answer); this.o.onEvent?.('reinvite-answered', { uuid, media: `${answer.ip}:${answer.port}` }); }
@@ -330,24 +363,9 @@ export class FsSim {
    */
   async answerGroup(kind: 'bridged' | 'conference', n: number): Promise<string[]> {
     if (this.standby) throw new Error('503 System Paused');
-    const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g;
     const all = loadRows(kind === 'bridged' ? 'bridged_rows.sql' : 'conference_rows.sql');
     const runtime = all[0].runtime_uuid;
-    const copy = (md: string, map: Map<string, string>, tag: string): string => {
-      const rw = rewriteMetadata(md, {
-        fromSwitchname: 'freeswitch01', toSwitchname: this.o.switchname,
-        addresses: [[TEMPLATE_ADDR, this.o.address], [TEMPLATE_FAR, this.o.farEnd], ['127.0.0.22', this.o.farEnd]],
-      });
-      if (!rw.ok) throw new Error(rw.reason);
-      let out = rw.metadata.replace(UUID, (u) => {
-        if (u === runtime) return this.coreUuid;
-        if (!map.has(u)) map.set(u, randomUUID());
-        return map.get(u)!;
-      });
-      out = out.replace(/<sip_call_id>(\d+-\d+)%40/, `<sip_call_id>${tag}-$1%40`); // A legs' call-ids are not uuids
-      if (this.o.farEndPort !== 5060) out = out.replace(/<sip_network_port>5060</g, `<sip_network_port>${this.o.farEndPort}<`);
-      return out;
-    };
+    const copy = (md: string, map: Map<string, string>, tag: string): string => this.groupLeg(md, map, tag, runtime);
     const rows: string[][] = [];
     if (kind === 'bridged') {
       const pairs = [[0, 1], [2, 3], [4, 5]].map(([a, b]) => [all[a], all[b]]);
@@ -375,6 +393,27 @@ export class FsSim {
     }
     await this.openMedia(rows.map((r) => ({ uuid: r[4], metadata: r[5] })), false);
     return rows.map((r) => r[4]);
+  }
+
+  /**
+   * One leg of a real bridged or conference row as this node's: every uuid of the template replaced consistently
+   * through map (so the ties hold), the core uuid, switchname and addresses this node's, both far ends the far end.
+   */
+  private groupLeg(md: string, map: Map<string, string>, tag: string, runtime: string): string {
+    const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g;
+    const rw = rewriteMetadata(md, {
+      fromSwitchname: 'freeswitch01', toSwitchname: this.o.switchname,
+      addresses: [[TEMPLATE_ADDR, this.o.address], [TEMPLATE_FAR, this.o.farEnd], ['127.0.0.22', this.o.farEnd]],
+    });
+    if (!rw.ok) throw new Error(rw.reason);
+    let out = rw.metadata.replace(UUID, (u) => {
+      if (u === runtime) return this.coreUuid;
+      if (!map.has(u)) map.set(u, randomUUID());
+      return map.get(u)!;
+    });
+    out = out.replace(/<sip_call_id>(\d+-\d+)%40/, `<sip_call_id>${tag}-$1%40`); // A legs' call-ids are not uuids
+    if (this.o.farEndPort !== 5060) out = out.replace(/<sip_network_port>5060</g, `<sip_network_port>${this.o.farEndPort}<`);
+    return out;
   }
 
   async hangup(uuid: string): Promise<void> {
@@ -664,4 +703,36 @@ function splitRoutes(v: string): string[] {
   }
   if (v.slice(from).trim()) out.push(v.slice(from).trim());
   return out;
+}
+
+/** A dialog's facts as mod_sofia keeps them in a call's variables (URL-encoded), the route set included. */
+function dialogVars(d: Dialog, received: { ip: string; port: number }, media: { ip: string; port: number } | null): Record<string, string> {
+  const strip = (u: string) => fsUrlEncode(u.replace(/^sips?:/, ''));
+  return {
+    sip_call_id: fsUrlEncode(d.callId), sip_from_tag: fsUrlEncode(d.remoteTag), sip_to_tag: fsUrlEncode(d.localTag),
+    sip_contact_uri: strip(d.remoteContact), sip_from_uri: strip(d.remoteUri), sip_to_uri: strip(d.localUri),
+    sip_network_ip: received.ip, sip_network_port: String(received.port),
+    sip_invite_record_route: fsUrlEncode(d.routeSet.join(',')), sip_invite_route_uri: fsUrlEncode(d.routeSet.join(',')),
+    ...(media ? { remote_media_ip: media.ip, remote_media_port: String(media.port) } : {}),
+  };
+}
+
+/** Set (or add) each variable of a row's metadata. */
+function setVars(md: string, vars: Record<string, string>): string {
+  let out = md;
+  for (const [k, v] of Object.entries(vars)) {
+    const re = new RegExp(`<${k}>[^<]*</${k}>`);
+    out = re.test(out) ? out.replace(re, `<${k}>${v}</${k}>`) : out.replace('<variables>', `<variables>\n    <${k}>${v}</${k}>`);
+  }
+  return out;
+}
+
+/** The dialog a row keeps (dialogVars' inverse). */
+function dialogOf(md: string): Dialog {
+  const v = (name: string) => { const m = new RegExp(`<${name}>([^<]*)</${name}>`).exec(md); return m ? decodeURIComponent(m[1]) : ''; };
+  return {
+    callId: v('sip_call_id'), localTag: v('sip_to_tag'), remoteTag: v('sip_from_tag'),
+    remoteUri: `sip:${v('sip_from_uri')}`, localUri: `sip:${v('sip_to_uri')}`, remoteContact: `sip:${v('sip_contact_uri')}`,
+    routeSet: splitRoutes(v('sip_invite_record_route')),
+  };
 }

@@ -20,6 +20,8 @@ const { values } = parseArgs({
     sip: { type: 'boolean', default: false },
     // a SIP user agent on --address:5060: calls placed through a proxy, OPTIONS, BYE, re-INVITEs along the route set
     'sip-ua': { type: 'boolean', default: false },
+    // where calls this node places go (a bridge's outbound leg): the proxy, host:port
+    'outbound-proxy': { type: 'string' },
     profiles: { type: 'string', default: 'internal' },
     // event_socket.conf.xml apply-inbound-acl, as CIDRs (default: loopback only, FreeSWITCH's loopback.auto)
     acl: { type: 'string', default: '127.0.0.0/8' },
@@ -51,7 +53,7 @@ async function main() {
   const [farHost, farPort] = values.far!.split(/:(?=\d+$)/);
   const sim = new FsSim({
     host, port: Number(port), password: values.password, switchname: values.switchname!, address: values.address!,
-    dsn: values.dsn!, farEnd: farHost, farEndPort: Number(farPort ?? 5060), sip: values.sip, sipUa: values['sip-ua'],
+    dsn: values.dsn!, farEnd: farHost, farEndPort: Number(farPort ?? 5060), sip: values.sip, sipUa: values['sip-ua'], outboundProxy: values['outbound-proxy'],
     profiles: values.profiles!.split(','), acl: values.acl!.split(','), retrackDelayMs: Number(values['retrack-delay-ms']), recoverDelayMs: Number(values['recover-delay-ms']),
     dbResetIntervalMs: Number(values['db-reset-interval-ms']),
     rtpPorts: { lo: Number(values['rtp-ports']!.split('-')[0]), hi: Number(values['rtp-ports']!.split('-')[1]) },

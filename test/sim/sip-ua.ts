@@ -10,7 +10,7 @@
  *    until a final response; a 2xx is ACKed along the same route and its SDP gives the media's new remote.
  */
 import { createSocket, type Socket } from 'node:dgram';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 
 export interface SipMessage {
   method?: string; uri?: string; status?: number;
@@ -187,22 +187,40 @@ export class SipUa {
   }
 
   /**
-   * A recovered call's re-INVITE (sofia_glue recover): R-URI the far end's Contact, Route the route set, sent to
-   * the first route (loose routing) or else the Contact; Timer A retransmissions until a final response (64*T1).
-   * Resolves with the 2xx's audio (after ACKing it), null on a failure response or none.
+   * One client transaction along a dialog's route (Timer A/E retransmissions until a final response, 64*T1):
+   * resolves with the final response, null when none came.
    */
-  reinvite(d: Dialog, sdp: string, onSent: (to: string) => void): Promise<{ ip: string; port: number } | null> {
+  private transact(text: string, br: string, to: { host: string; port: number }, onSent?: () => void): Promise<SipMessage | null> {
+    return new Promise((resolve) => {
+      const started = Date.now();
+      let timer: NodeJS.Timeout | undefined;
+      const done = (v: SipMessage | null) => { clearTimeout(timer); this.waiting.delete(br); resolve(v); };
+      this.waiting.set(br, (res) => { if ((res.status ?? 0) >= 200) done(res); else clearTimeout(timer); });
+      const attempt = (n: number) => {
+        this.send(text, to);
+        if (n === 0) onSent?.();
+        const wait = 500 * 2 ** n;
+        timer = setTimeout(() => (Date.now() + wait - started > 32000 ? done(null) : attempt(n + 1)), wait);
+      };
+      attempt(0);
+    });
+  }
+
+  /** An in-dialog request (BYE) along the route set to the remote target. */
+  request(method: string, d: Dialog): Promise<SipMessage | null> {
     const b = branch();
-    const cseq = ++this.cseq;
-    const routes = d.routeSet.map((r) => `Route: ${r}`);
     const next = d.routeSet.length ? hostPort(uriOf(d.routeSet[0])) : hostPort(d.remoteContact);
-    const common = (method: string, br: string, n: number, body = '') => [
+    return this.transact(this.inDialog(method, d, b, ++this.cseq), b, next);
+  }
+
+  private inDialog(method: string, d: Dialog, br: string, n: number, body = ''): string {
+    return [
       `${method} ${d.remoteContact} SIP/2.0`,
       `Via: SIP/2.0/UDP ${this.address}:${this.port};rport;branch=${br}`,
-      ...routes,
+      ...d.routeSet.map((r) => `Route: ${r}`),
       'Max-Forwards: 70',
       `From: <${d.localUri}>;tag=${d.localTag}`,
-      `To: <${d.remoteUri}>;tag=${d.remoteTag}`,
+      `To: <${d.remoteUri}>${d.remoteTag ? `;tag=${d.remoteTag}` : ''}`,
       `Call-ID: ${d.callId}`,
       `CSeq: ${n} ${method}`,
       `Contact: <sip:mod_sofia@${this.address}:${this.port}>`,
@@ -212,28 +230,43 @@ export class SipUa {
       '',
       body,
     ].join('\r\n');
-    const invite = common('INVITE', b, cseq, sdp);
-    return new Promise((resolve) => {
-      const started = Date.now();
-      let timer: NodeJS.Timeout | undefined;
-      const done = (v: { ip: string; port: number } | null) => { clearTimeout(timer); this.waiting.delete(b); resolve(v); };
-      this.waiting.set(b, (res) => {
-        if ((res.status ?? 0) < 200) { clearTimeout(timer); return; } // provisional: Timer A stops
-        if (res.status! < 300) {
-          // ACK the 2xx as its own transaction, along the route set, to the remote target
-          const contact = uriOf(one(res, 'contact')) || d.remoteContact;
-          this.send(common('ACK', branch(), cseq).replace(`ACK ${d.remoteContact} `, `ACK ${contact} `), next);
-          done(sdpAudio(res.body));
-        } else done(null);
-      });
-      const attempt = (n: number) => {
-        this.send(invite, next);
-        if (n === 0) onSent(`${next.host}:${next.port}`);
-        const wait = 500 * 2 ** n;
-        if (Date.now() + wait - started > 32000) { timer = setTimeout(() => done(null), wait); return; }
-        timer = setTimeout(() => attempt(n + 1), wait);
-      };
-      attempt(0);
-    });
+  }
+
+  /**
+   * A call this node places (a bridge's outbound leg), through the outbound proxy (loose route): on 2xx, ACKed;
+   * the dialog (route set = the Record-Route reversed, RFC 3261 12.1.2) and the callee's media.
+   */
+  async invite(target: string, proxy: { host: string; port: number }, sdp: string): Promise<{ dialog: Dialog; media: { ip: string; port: number } | null } | null> {
+    const b = branch();
+    const d: Dialog = {
+      // sofia's Call-ID for a call it places is a bare uuid (no host in it)
+      callId: randomUUID(), localTag: randomBytes(6).toString('hex'), remoteTag: '',
+      localUri: `sip:mod_sofia@${this.address}`, remoteUri: target, remoteContact: target, routeSet: [`<sip:${proxy.host}:${proxy.port};lr>`],
+    };
+    const res = await this.transact(this.inDialog('INVITE', d, b, 1, sdp), b, proxy);
+    if (!res || (res.status ?? 0) >= 300) return null;
+    const dialog: Dialog = {
+      ...d, remoteTag: tagOf(one(res, 'to')) ?? '', remoteContact: uriOf(one(res, 'contact')) || target,
+      routeSet: all(res, 'record-route').reverse(),
+    };
+    const next = dialog.routeSet.length ? hostPort(uriOf(dialog.routeSet[0])) : hostPort(dialog.remoteContact);
+    this.send(this.inDialog('ACK', dialog, branch(), 1), next);
+    return { dialog, media: sdpAudio(res.body) };
+  }
+
+  /**
+   * A recovered call's re-INVITE (sofia_glue recover): R-URI the far end's Contact, Route the route set, sent to
+   * the first route (loose routing) or else the Contact; Timer A retransmissions until a final response (64*T1).
+   * Resolves with the 2xx's audio (after ACKing it), null on a failure response or none.
+   */
+  async reinvite(d: Dialog, sdp: string, onSent: (to: string) => void): Promise<{ ip: string; port: number } | null> {
+    const b = branch();
+    const n = ++this.cseq;
+    const next = d.routeSet.length ? hostPort(uriOf(d.routeSet[0])) : hostPort(d.remoteContact);
+    const res = await this.transact(this.inDialog('INVITE', d, b, n, sdp), b, next, () => onSent(`${next.host}:${next.port}`));
+    if (!res || (res.status ?? 0) >= 300) return null;
+    // the 2xx is ACKed as its own transaction, along the route set, to the (possibly new) remote target
+    this.send(this.inDialog('ACK', { ...d, remoteContact: uriOf(one(res, 'contact')) || d.remoteContact }, branch(), n), next);
+    return sdpAudio(res.body);
   }
 }
