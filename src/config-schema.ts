@@ -136,6 +136,12 @@ export const SCHEMA: Record<string, Field> = {
       },
     },
   },
+  console: {
+    kind: 'section', doc: 'fsha in FreeSWITCH\'s console (fs_cli): the agent\'s console socket', fields: {
+      group: { kind: 'string', doc: 'the group whose members may use it (FreeSWITCH\'s, e.g. freeswitch); empty: no console', default: '' },
+      socket: { kind: 'path', doc: 'the socket (its directory root:group 0750, the socket 0660)', default: '/run/fs-ha-console/console.sock' },
+    },
+  },
   watch: {
     kind: 'section', doc: 'fs-ha watch and the agent\'s health loop', fields: {
       file: { kind: 'path', doc: 'where it writes 0/1 for keepalived\'s track_file', default: '/run/fs-ha.health' },

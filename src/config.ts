@@ -65,6 +65,8 @@ export interface Config {
   /** fs-ha watch and the agent: where it writes 0/1 for keepalived's track_file, and how often it asks */
   watch: { file: string; intervalMs: number };
   agent: { fifo: string; metrics: string };
+  /** the agent's console socket for fsha in fs_cli (commands/console.ts); group '' : none */
+  console: { group: string; socket: string };
 }
 
 export const DEFAULT_CONFIG_PATH = '/etc/fs-ha/fs-ha.yaml';
@@ -194,6 +196,7 @@ export function parseConfig(text: string, path = '<inline>'): Config {
     log: { syslog: r.log.syslog, facility: r.log.facility, file: r.log.file },
     watch: { file: r.watch.file, intervalMs: r.watch.interval_ms },
     agent: { fifo: r.agent.fifo, metrics: r.agent.metrics },
+    console: { group: r.console.group, socket: r.console.socket },
   };
 }
 

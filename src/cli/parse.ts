@@ -48,17 +48,30 @@ export function parseCommandLine(commands: CommandSpec[], argv: string[], linked
       args = [...argv.slice(0, i), ...argv.slice(i + 1)];
     }
   }
-  const options = { ...GLOBAL_OPTIONS, ...(spec?.options ?? {}), ...(spec?.json ? { json: JSON_OPTION } : {}) };
+  const options: Record<string, OptionSpec> = { ...GLOBAL_OPTIONS, ...(spec?.options ?? {}), ...(spec?.json ? { json: JSON_OPTION } : {}) };
+  // a command that passes words on (console: fsha's words, --yes and --to among them): its own options come
+  // first, everything from the first word on is a word
+  let words: string[] | null = null;
+  if (spec?.wordsAfterOptions) {
+    let i = 0;
+    while (i < args.length && args[i].startsWith('-')) {
+      const name = args[i].replace(/^--?/, '').split('=')[0];
+      const o = options[name] ?? Object.values(options).find((x) => x.short === name);
+      i += o?.type === 'string' && !args[i].includes('=') ? 2 : 1;
+    }
+    words = args.slice(i);
+    args = args.slice(0, i);
+  }
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args, options: toParseArgs(options), strict: true, allowPositionals: true });
+    parsed = parseArgs({ args, options: toParseArgs(options), strict: true, allowPositionals: !words });
   } catch (e) {
     const m = errorMessage(e).match(/Unknown option '([^']+)'/);
     const where = spec ? `${spec.name}: ` : '';
     throw new UsageError(m ? `${where}unknown option ${m[1]} (see fs-ha ${spec ? `${spec.name} ` : ''}--help)` : `${where}${errorMessage(e).split('\n')[0]}`);
   }
   const values = parsed.values as Record<string, string | boolean | undefined>;
-  const positionals = parsed.positionals;
+  const positionals = words ?? parsed.positionals;
   if (spec && !values.help && !values.version) {
     if (positionals.length > spec.positionals.max) throw new UsageError(`${spec.name}: unexpected argument "${positionals[spec.positionals.max]}" (usage: fs-ha ${spec.name} ${spec.args})`);
     if (positionals.length < spec.positionals.min) throw new UsageError(`${spec.name}: missing argument (usage: fs-ha ${spec.name} ${spec.args})`);

@@ -38,5 +38,9 @@ export interface CommandSpec {
   options: Record<string, OptionSpec>;
   /** --json prints the result as JSON instead of text */
   json?: boolean;
+  /** 'none': runs without the configuration file (the console client, run as FreeSWITCH's user, cannot read it) */
+  config?: 'none';
+  /** its positionals are words passed on as they are, options among them (console): only options before the first word are its own */
+  wordsAfterOptions?: boolean;
   run(inv: Invocation): Promise<number>;
 }

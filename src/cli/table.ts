@@ -9,6 +9,7 @@ import { command as drill } from '../commands/drill';
 import { command as db } from '../commands/db';
 import { command as drain } from '../commands/drain';
 import { command as history } from '../commands/history';
+import { command as consoleClient, installCommand as consoleInstall } from '../commands/console';
 import type { CommandSpec } from './spec';
 
-export const COMMANDS: CommandSpec[] = [check, ...notifyHooks, takeover, drain, status, history, agent, watch, drill, db];
+export const COMMANDS: CommandSpec[] = [check, ...notifyHooks, takeover, drain, status, history, agent, watch, drill, db, consoleClient, consoleInstall];

@@ -24,6 +24,8 @@ import { LocalHealth } from '../local-health';
 import { Output } from '../cli/output';
 import type { CommandSpec } from '../cli/spec';
 import { acquireNotifyLock, notify } from './notify';
+import { runConsole } from './console';
+import { ConsoleServer, groupId } from '../adapters/console-socket';
 import { rewriteSpecFor } from './takeover';
 import { Prepared, preparedKey, refresh } from '../adapters/prepare';
 import { warmRewrite } from '../core/warmup';
@@ -224,6 +226,19 @@ export class Agent {
     return (await this.notifyLock) !== null;
   }
 
+  private console: ConsoleServer | null = null;
+
+  /** fsha in fs_cli (commands/console.ts): the console socket, for root and console.group only. */
+  private startConsole(): void {
+    const { group, socket } = this.cfg.console;
+    if (!group) return;
+    const gid = groupId(group);
+    if (gid === null) { log('error', `agent: console.group ${group} is not a group on this host: no console (fsha in fs_cli) until it is`, { node: this.cfg.node }); return; }
+    const server = new ConsoleServer(socket, gid, (words, write) => runConsole(this.cfg, words, write));
+    server.start().then(() => { this.console = server; log('info', `agent: console on ${socket} (root and group ${group})`, { node: this.cfg.node }); },
+      (e) => log('error', `agent: cannot serve the console on ${socket}: ${errorMessage(e)}`, { node: this.cfg.node }));
+  }
+
   /** What /metrics shows (agent.metrics). */
   samples(): Sample[] {
     const perNode = new Map<string, number>();
@@ -250,6 +265,7 @@ export class Agent {
       log('warn', `agent: ${errorMessage(e)}; taken per transition until it is free`, { node: this.cfg.node });
       return null;
     });
+    this.startConsole();
     this.db.start();
     if ((this.cfg.check.heartbeat || this.cfg.agent.metrics) && this.cfg.database) {
       this.beatDb.start();
@@ -282,6 +298,7 @@ export class Agent {
   async stop(): Promise<void> {
     this.fifo?.close();
     this.metrics?.close();
+    this.console?.stop();
     if (this.beat) clearInterval(this.beat);
     if (this.prepTimer) clearInterval(this.prepTimer);
     this.health.stop(false);

@@ -41,6 +41,8 @@ export interface DrainOptions {
   handover?: boolean;
   /** for the audit row and the log: what started it (default drain) */
   command?: string;
+  /** who started it, for the audit row (default: this process's user @ this node) */
+  actor?: string;
 }
 
 export interface DrainReport {
@@ -98,7 +100,7 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
     // the drain's own row, written before it touched anything, gets its last word (its takeover updated the
     // same row); a drain that never got that far writes one now, so history shows every drain
     const last: store.AuditRecord = {
-      takeoverId: randomUUID(), startedAt: started, actor: `${userInfo().username}@${cfg.node}`, command: o.command ?? 'drain', from: src.name, to: to.join(','),
+      takeoverId: randomUUID(), startedAt: started, actor: o.actor ?? `${userInfo().username}@${cfg.node}`, command: o.command ?? 'drain', from: src.name, to: to.join(','),
       // its own takeover's result stands (done, partial); else drained: the calls went by another hand, or there were none
       result: failure ? (failure instanceof Refused ? 'refused' : 'failed') : report.takeover && report.takeover.result !== 'nothing' ? report.takeover.result : 'drained',
       reason: failure ? errorMessage(failure) : report.reason,
@@ -125,7 +127,7 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
     const db = new DrainDb(cfg, await Db.connect(database, cfg.timeouts.databaseMs, `fs-ha drain ${src.name}`).catch((e) => { session.close(); throw e; }));
     try {
       audit.id = await store.beginAudit(db.now, {
-        takeoverId: randomUUID(), startedAt: started, actor: `${userInfo().username}@${cfg.node}`, command: o.command ?? 'drain', from: src.name, to: to.join(','),
+        takeoverId: randomUUID(), startedAt: started, actor: o.actor ?? `${userInfo().username}@${cfg.node}`, command: o.command ?? 'drain', from: src.name, to: to.join(','),
         result: 'draining', reason: `putting ${src.name} in standby; if this drain stops here, ${undo}`, adopted: 0, recovered: null, missing: null, skipped: 0, timings: {},
       });
       const carried = await standbyAndSettle(session, probe.coreUuid, db.now, settleMs);
@@ -216,7 +218,7 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
       report.result = a.result === 'done' ? 'done' : 'partial';
       report.reason = `${src.name} drained: its calls were taken over by ${a.command} (${a.result}: ${a.adopted} call(s) to ${a.to_node})`;
     } else {
-      const r = await takeover(cfg, { from: src.name, to, command: o.command ?? 'drain', before: { ...timings }, auditId: audit.id ?? undefined, clockStart: t0 })
+      const r = await takeover(cfg, { from: src.name, to, command: o.command ?? 'drain', actor: o.actor, before: { ...timings }, auditId: audit.id ?? undefined, clockStart: t0 })
         .catch((e) => { throw /database/.test(errorMessage(e)) ? new ActionFailed(`${down} (${errorMessage(e)})`) : e; });
       report.takeover = r;
       if (r.result === 'nothing') {

@@ -42,6 +42,8 @@ export interface TakeoverOptions {
   force?: boolean;
   /** how this takeover was started, for the audit row (notify-master VI_1, takeover, ...) */
   command: string;
+  /** who started it, for the audit row (default: this process's user @ this node; fs_cli's console: console@node) */
+  actor?: string;
   /** drain's plan: a dry run while the source still runs by design (only with dryRun; nothing is changed) */
   planned?: boolean;
   /** what happened before (a drain's standby, settle, stop), ms, kept with this takeover's timings in the audit row */
@@ -423,7 +425,7 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
     if (db) {
       if (!opts.dryRun && report.result !== 'nothing') {
         const row: store.AuditRecord = {
-          takeoverId, startedAt: started, actor: `${userInfo().username}@${cfg.node}`, command: opts.command, from: from.name, to: report.to,
+          takeoverId, startedAt: started, actor: opts.actor ?? `${userInfo().username}@${cfg.node}`, command: opts.command, from: from.name, to: report.to,
           adopters: report.adopters.map(({ node, handed, recovered, missing, result, reason }) => ({ node, handed, recovered, missing: missing.length, result, reason })),
           result: report.result, reason: report.reason, adopted: report.adopted, recovered: report.recovered,
           missing: report.recovered === null ? null : report.missing.length, skipped: report.skipped.length, timings,

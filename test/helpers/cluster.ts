@@ -26,6 +26,8 @@ export interface ClusterOptions {
   timeouts?: string;
   /** a node's FreeSWITCH database DSN, instead of the one the layout prescribes (a misconfigured node) */
   dsn?: Record<string, (url: string) => string>;
+  /** the user the simulators' `system` API runs commands as (FreeSWITCH's own user) */
+  systemUser?: string;
   /** a node's event-socket apply-inbound-acl (CIDRs), instead of loopback */
   acl?: Record<string, string[]>;
   /** an existing database instead of a fresh one on DATABASE_URL (the database-HA tests' replica pair) */
@@ -83,7 +85,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       : url;
     return new FsSim({ host: addr[n], port: ports[n], switchname: switchOf(n), address: opts.switchname ? '127.0.0.100' : addr[n], dsn, sip: opts.sip, retrackDelayMs: opts.retrackDelayMs, acl: opts.acl?.[n],
       recoverDelayMs: opts.recoverDelayMs, dbResetIntervalMs: opts.dbResetIntervalMs, profiles: opts.profiles?.[n],
-      rtpPorts: opts.rtpPorts?.[n], media: opts.media, farEndMediaPort: opts.farEndMediaPort, onEvent: opts.onEvent ? (what, d) => opts.onEvent!(n, what, d) : undefined });
+      rtpPorts: opts.rtpPorts?.[n], media: opts.media, farEndMediaPort: opts.farEndMediaPort, systemUser: opts.systemUser, onEvent: opts.onEvent ? (what, d) => opts.onEvent!(n, what, d) : undefined });
   };
   for (const n of opts.nodes) {
     sims[n] = make(n);

@@ -11,6 +11,7 @@
  *  - recovered calls are re-tracked under this node's core uuid and switchname, a moment later (SQL queue).
  * Test-only controls live under the `simctl` api command. Faults: hang, slow, refuse, crash, profile down.
  */
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -71,6 +72,8 @@ export interface SimOptions {
   sipUa?: boolean;
   /** where calls this node places go (a bridge's outbound leg), host:port: the SIP proxy */
   outboundProxy?: string;
+  /** the user the `system` API runs commands as (FreeSWITCH's own; default: the simulator's) */
+  systemUser?: string;
   onEvent?: (what: string, detail: Record<string, unknown>) => void;
 }
 
@@ -102,7 +105,7 @@ export class FsSim {
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
   private db: SimDb | null = null;
-  private readonly o: Required<Omit<SimOptions, 'onEvent' | 'dbResetTries' | 'dbResetIntervalMs' | 'media' | 'sipUa' | 'outboundProxy'>> & Pick<SimOptions, 'onEvent' | 'dbResetTries' | 'dbResetIntervalMs' | 'media' | 'sipUa' | 'outboundProxy'>;
+  private readonly o: Required<Omit<SimOptions, 'onEvent' | 'dbResetTries' | 'dbResetIntervalMs' | 'media' | 'sipUa' | 'outboundProxy' | 'systemUser'>> & Pick<SimOptions, 'onEvent' | 'dbResetTries' | 'dbResetIntervalMs' | 'media' | 'sipUa' | 'outboundProxy' | 'systemUser'>;
   /** conference rooms by name: their conference_uuid */
   private readonly rooms = new Map<string, string>();
   private ua: SipUa | null = null;
@@ -485,10 +488,32 @@ export class FsSim {
   }
 
   // ---------------------------------------------------------------- api
-  async api(cmd: string): Promise<string | null> {
+  /** alias add/stickyadd (switch_console's aliases table): a console word for a command line */
+  private readonly aliases = new Map<string, string>();
+
+  async api(cmd: string, o: { console?: boolean; depth?: number } = {}): Promise<string | null> {
     const [word, ...args] = cmd.trim().split(/\s+/);
     const rest = args.join(' ');
+    // switch_console_execute (fs_cli sends console_execute: true): an alias is expanded, said, and run
+    const alias = o.console ? this.aliases.get(word) : undefined;
+    if (alias !== undefined && (o.depth ?? 0) < 100) {
+      const full = rest ? `${alias} ${rest}` : alias;
+      return `\nExpand Alias [${word}]->[${full}]\n\n${(await this.api(full, { console: true, depth: (o.depth ?? 0) + 1 })) ?? ''}`;
+    }
     switch (word) {
+      case 'alias': {
+        // mod_commands alias_function: add and stickyadd (kept across restarts) store it, del removes it
+        const [op, name, ...line] = args;
+        if ((op === 'add' || op === 'stickyadd') && name && line.length) { this.aliases.set(name, line.join(' ')); return '+OK\n'; }
+        if (op === 'del' && name) { this.aliases.delete(name); return '+OK\n'; }
+        return '-USAGE: [alias|stickyalias] [add|del] <alias> <command>\n';
+      }
+      case 'module_exists':
+        return ['mod_commands', 'mod_sofia', 'mod_event_socket'].includes(rest) ? 'true' : 'false';
+      case 'system':
+        // mod_commands system_function: /bin/sh -c, as FreeSWITCH's user, its standard output streamed back
+        if (!rest) return '-ERR No command specified\n';
+        return this.system(rest);
       case 'status':
         return R.statusBody(Date.now() - this.startedAt, !this.paused, this.sessionsSinceStart, 0, 0);
       case 'switchname':
@@ -551,6 +576,15 @@ export class FsSim {
     return '-ERR Usage: sofia ...\n';
   }
 
+  /** switch_stream_system: the command's standard output (its standard error is not the caller's). */
+  private system(line: string): Promise<string> {
+    const user = this.o.systemUser;
+    const argv = user ? ['runuser', '-u', user, '--', '/bin/sh', '-c', line] : ['/bin/sh', '-c', line];
+    return new Promise((resolve) => {
+      execFile(argv[0], argv.slice(1), { timeout: 60_000, encoding: 'utf8', cwd: '/' }, (_e, stdout) => resolve(stdout ?? ''));
+    });
+  }
+
   private async simctl(args: string[]): Promise<string> {
     const [what, a, b] = args;
     try {
@@ -603,7 +637,10 @@ export class FsSim {
     const events = new Map<string, 'plain' | 'json'>();
     let chain = Promise.resolve();
     const write = (s: string) => { if (!sock.destroyed) sock.write(s); };
-    const handle = async (cmd: string) => {
+    const handle = async (block: string) => {
+      // the command line, then its headers (fs_cli's api carries console_execute: true)
+      const [cmd, ...headerLines] = block.split('\n');
+      const headers = new Map(headerLines.map((l) => [l.slice(0, l.indexOf(':')).trim().toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
       if (this.fault.hang) return;
       if (this.fault.slowMs) await new Promise((r) => setTimeout(r, this.fault.slowMs));
       if (cmd === 'exit') {
@@ -625,10 +662,10 @@ export class FsSim {
         write(R.commandReply('+OK accepted'));
         return;
       }
-      let m = cmd.match(/^api (.+)$/s);
+      let m = cmd.match(/^api (.+)$/);
       if (m && this.fault.garbage && !m[1].startsWith('simctl')) { write(R.apiResponse('\u0000\u0007 ~~ not a FreeSWITCH reply ~~\n')); return; }
       if (m) {
-        const body = await this.api(m[1]);
+        const body = await this.api(m[1], { console: headers.get('console_execute') === 'true' });
         if (body === null) return; // crashed: no reply, the socket just closes
         write(R.apiResponse(body));
         return;
@@ -640,7 +677,7 @@ export class FsSim {
         return;
       }
       if (/^(noevents|nixevent|filter)\b/.test(cmd)) { write(R.commandReply('+OK')); return; }
-      m = cmd.match(/^bgapi (.+)$/s);
+      m = cmd.match(/^bgapi (.+)$/);
       if (m) {
         const job = randomUUID();
         write(R.commandReply(`+OK Job-UUID: ${job}`, `Job-UUID: ${job}\n`));
