@@ -23,7 +23,7 @@ import { formatRange, PortBook } from '../core/ports';
 import type { Prepared } from '../adapters/prepare';
 import type { RewriteSpec } from '../core/rewrite';
 import * as store from '../adapters/recovery-store';
-import { decideDeath, decideStillDead, decideTarget, judgeRecovery, judgeSpread, planRecover, type AdopterOutcome } from '../core/decide';
+import { decideDeath, decideStillDead, decideTarget, judgeRecovery, judgeSpread, planRecover, type AdopterOutcome, type ScopeGroup } from '../core/decide';
 import { assignGroups, decideAdopters, profileFor, type Adopter, type AdopterFacts } from '../core/spread';
 import { judgeLiveness, needsHeartbeat, type Liveness } from '../core/liveness';
 import { nodeSchemas, recoveryRelationsProblem } from '../core/per-node';
@@ -220,7 +220,63 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
   }
 }
 
+/**
+ * One takeover as the numbered list at the top of this file: each stage takes the run (what is decided and
+ * held so far) and returns what the next needs, a report that ends the run early (nothing to do, a dry run),
+ * or throws its refusal; finishRun logs, audits and lets go of what the run holds, whatever happened.
+ */
 async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db | null }): Promise<TakeoverReport> {
+  const run = startRun(cfg, opts);
+  try {
+    // 1. the failed node must be provably dead (its first probe goes out beside the database connect)
+    const firstProbe = probeNode(run.from.esl, [], run.from.esl?.timeoutMs ?? cfg.esl.timeoutMs);
+    const db = await connect(run, lost);
+    const death = await observeAndDecideDeath(run, db, firstProbe);
+    // 2. the relations named recovery, the database's replication, the locks, what an earlier run left
+    const stop = await guardRelations(run, db);
+    if (stop) return stop;
+    await lockAndRecheck(run, db, death);
+    // 3 + 4. which adopters can recover exactly what they adopt
+    const plan = await planAdopters(run, db);
+    if ('result' in plan) return plan;
+    // 5. the rewrite, all or nothing (a dry run and --no-recover end here)
+    const early = await moveRowsFor(run, db, plan);
+    if (early) return early;
+    // 6 + 7. every adopter recovers its share; the verdict
+    await recoverEach(run, db, plan);
+    return verdict(run);
+  } catch (e) {
+    throw failRun(run, e);
+  } finally {
+    await finishRun(run);
+  }
+}
+
+/** One takeover's state, shared by its stages: its facts, its report and timings, and what it holds until the end. */
+interface Run {
+  cfg: Config;
+  opts: TakeoverOptions;
+  from: NodeConfig;
+  targets: NodeConfig[];
+  id: string;
+  started: Date;
+  t0: number;
+  timings: Record<string, number>;
+  report: TakeoverReport;
+  ctx: { from: string; to: string };
+  table: string;
+  db: Db | null;
+  /** the failed node's lock, the adopters' locks, the event-socket sessions opened: released by finishRun */
+  nodeLocked: boolean;
+  adopterLocks: string[];
+  sessions: Map<string, EslSession>;
+  refusalLevel: 'info' | 'warn' | 'error';
+  /** since when the failed node's address refuses (identity, core/liveness.ts) */
+  refused: { at: number | null };
+}
+
+/** The failed node and the adopters as configured (usage and configuration errors first, before anything is asked). */
+function startRun(cfg: Config, opts: TakeoverOptions): Run {
   const from = cfg.nodes[opts.from];
   if (!from) throw new UsageError(`unknown node "${opts.from}" (configured: ${Object.keys(cfg.nodes).join(', ')})`);
   const names = typeof opts.to === 'string' ? opts.to.split(',').map((x) => x.trim()).filter(Boolean) : opts.to ?? cfg.adopters[from.name] ?? [cfg.node];
@@ -234,210 +290,252 @@ async function takeoverOnce(cfg: Config, opts: TakeoverOptions, lost: { db: Db |
   });
   if (new Set(names).size !== names.length) throw new UsageError(`--to names a node twice: ${names.join(',')}`);
   if (!cfg.database) throw new ConfigError('config: missing key database (the takeover needs the shared database)');
-  const to = targets[0];
-
-  const takeoverId = randomUUID();
-  const started = new Date(opts.clockStart ?? Date.now());
   const t0 = opts.clockStart ?? Date.now();
   const timings: Record<string, number> = {};
-  const report: TakeoverReport = {
-    result: 'failed', reason: '', from: from.name, to: names.join(','), adopted: 0, recovered: null, missing: [], skipped: [], timings, adopters: [],
+  return {
+    cfg, opts, from, targets, id: randomUUID(), started: new Date(t0), t0, timings,
+    report: { result: 'failed', reason: '', from: from.name, to: names.join(','), adopted: 0, recovered: null, missing: [], skipped: [], timings, adopters: [] },
+    ctx: { from: from.name, to: names.join(',') }, table: store.recoveryTable(cfg.layout), db: null,
+    nodeLocked: false, adopterLocks: [], sessions: new Map(), refusalLevel: 'error', refused: { at: null },
   };
-  const ctx = { from: from.name, to: names.join(',') };
-  const table = store.recoveryTable(cfg.layout);
-  const nothing = (reason: string) => { report.result = 'nothing'; report.reason = reason; return report; };
-  let db: Db | null = null;
-  let locked = false;
-  let adopterLocks: string[] = [];
-  const sessions = new Map<string, EslSession>();
-  let refusalLevel: 'info' | 'warn' | 'error' = 'error';
-  try {
-    // 1. the failed node must be provably dead (first probe beside the database connect)
-    const firstProbe = probeNode(from.esl, [], from.esl?.timeoutMs ?? cfg.esl.timeoutMs);
-    const refused: { at: number | null } = { at: null };
-    db = opts.db && !opts.db.lostReason ? opts.db : await Db.connect(cfg.database, cfg.timeouts.databaseMs, `fs-ha takeover ${from.name}->${to.name}`);
-    lost.db = db;
-    timings.db_connect_ms = Date.now() - t0;
-    if (!opts.dryRun) await store.applySchemaOnce(db, cfg.layout); // fs-ha's tables first: every outcome gets its audit row
-    const life: Liveness = opts.planned && opts.dryRun
-      ? { verdict: 'alive', serving: true, reason: `${from.name} still runs: this is the plan of its drain, nothing is changed` }
-      : await observeDeath(cfg, from, db, firstProbe, refused);
-    timings.liveness_ms = Date.now() - t0;
-    const death = opts.planned && opts.dryRun
-      ? { action: 'go' as const, reason: life.reason, fence: false, forced: false }
-      : decideDeath(from.name, life, { force: !!opts.force, fence: cfg.fence ? 'configured' : 'none' });
-    if (death.action !== 'go') throw new Refused(death.reason, death.action === 'refuse' ? death.level : 'error', death.action === 'refuse' ? death.nothingToDo ?? null : null);
-    log(death.forced ? 'warn' : 'info', `takeover: ${death.reason}`, ctx);
-    if (death.fence && !opts.dryRun) {
-      await runFence(cfg.fence, { FSHA_FAILED_NODE: from.name, FSHA_FAILED_SWITCHNAME: from.switchname, FSHA_NODE: to.name }, cfg.timeouts.fenceMs);
-      timings.fence_ms = Date.now() - t0;
-      log('info', `takeover: ${decideDeath(from.name, life, { force: false, fence: 'succeeded' }).reason}`, ctx);
-    }
+}
 
-    // 2. the relations named recovery, the lock, what an earlier run left
-    const schemas = nodeSchemas(Object.values(cfg.nodes));
-    if ('problem' in schemas) throw new ConfigError(`config: ${schemas.problem}`);
-    const seen = await store.recoveryRelationsAnd(db, table);
-    const layoutProblem = recoveryRelationsProblem(cfg.layout, seen.relations, schemas.schemas, [from.switchname, ...targets.map((x) => x.switchname)]);
-    if (layoutProblem) throw new Refused(`refusing: ${layoutProblem}`);
-    const replication = await store.replicationVerdict(db);
-    if (replication.level === 'refuse') throw new Refused(`refusing: ${replication.reason}`);
-    if (!seen.tableExists) {
-      if (cfg.layout === 'per-node') throw new Refused(`refusing: layout is per-node but ${table} does not exist (run fs-ha db init --layout per-node)`);
-      return nothing(`no recovery table yet (${table}): no calls are tracked`);
-    }
-    await store.lockNode(db, from.switchname, cfg.timeouts.lockMs);
-    locked = true;
-    timings.locked_ms = Date.now() - t0;
-    // the lock may have taken a while: a node judged dead by its refusing socket is asked once more, so one
-    // that came back meanwhile (new calls under a new core uuid, same hostname) is never taken
-    if (!death.forced && !death.fence && life.verdict === 'dead' && !opts.dryRun) {
-      const again = await probeNode(from.esl, [], Math.min(500, from.esl?.timeoutMs ?? cfg.esl.timeoutMs));
-      const hb = needsHeartbeat(again.kind) ? await store.readHeartbeat(db, from.name) : null;
-      const still = decideStillDead(from.name, judgeLiveness(from.name, again, hb, cfg.liveness.heartbeatStaleMs, whoIs(from, refused)));
-      if (still.action !== 'go') throw new Refused(still.reason);
-    }
-    // one recover at a time on each adopter, with no foreign rewrite into its view while it runs (its end deletes
-    // every foreign row it sees): held from before the plan through recover and verify
-    adopterLocks = await store.lockAdopters(db, targets.map((x) => x.switchname), cfg.timeouts.lockMs);
-    timings.adopters_locked_ms = Date.now() - t0;
-    if (!opts.dryRun) {
-      const r = await store.reconcile(db, table, from.name);
-      if (r.dropped || r.interrupted) {
-        log('warn', `takeover: ${r.interrupted} earlier takeover(s) of ${from.name} interrupted before their audit row: recorded in fsha.audit as interrupted; ` +
-          `dropped ${r.dropped} kept copies of calls re-tracked since`, ctx);
-      }
-    }
+const nothing = (run: Run, reason: string): TakeoverReport => { run.report.result = 'nothing'; run.report.reason = reason; return run.report; };
 
-    // 3 + 4. which adopters can recover, and would each one's recover take exactly what it adopts?
-    const incoming = await store.rowsOfHost(db, cfg.layout, from.switchname, null);
-    const cores = new Map<string, string>();
-    let adopters: Adopter[] = targets.map((x) => ({ name: x.name, weight: x.weight }));
-    if (!opts.noRecover) {
-      const facts = await Promise.all(targets.map(async (x): Promise<AdopterFacts & { nothing?: string }> => {
-        const opened = await openTarget(x.esl!, x.name === cfg.node ? opts.session : undefined);
-        if (opened.session) sessions.set(x.name, opened.session);
-        const ready = decideTarget(x.name, opened.probe, { switchname: x.switchname, where: eslWhere(x.esl) });
-        if (ready.action !== 'go') return { name: x.name, problem: ready.reason };
-        cores.set(x.name, ready.coreUuid);
-        const scope = await store.scopeOf(db!, cfg.layout, x.switchname, ready.coreUuid);
-        const mine = from.switchname === x.switchname ? [] : incoming.filter((g) => g.runtimeUuid !== ready.coreUuid)
-          .map((g) => ({ ...g, profile: profileFor(g.profile, from.profiles, x.profiles) }));
-        const plan = planRecover({
-          from: from.switchname, to: x.switchname, recover: cfg.recover, scope, incoming: mine,
-          targetProfiles: opened.probe.profiles ?? new Map(), force: !!opts.force,
-        });
-        log('info', `takeover: plan ${plan.action} on ${x.name}: ${plan.reason}`, ctx);
-        if (plan.action === 'nothing') return { name: x.name, problem: null, nothing: plan.reason };
-        return { name: x.name, problem: plan.action === 'refuse' ? plan.reason : null };
-      }));
-      timings.planned_ms = Date.now() - t0;
-      const none = facts.find((f) => f.nothing);
-      if (none) return nothing(none.nothing!);
-      const chosen = decideAdopters(from.name, facts, cfg.layout, new Map(targets.map((x) => [x.name, x.weight])));
-      if (chosen.action === 'refuse') throw new Refused(chosen.reason);
-      for (const sk of chosen.skipped) log('warn', `takeover: adopter ${sk.name} skipped: ${sk.problem}`, ctx);
-      adopters = chosen.adopters;
-    } else {
-      const chosen = decideAdopters(from.name, targets.map((x) => ({ name: x.name, problem: null })), cfg.layout, new Map(targets.map((x) => [x.name, x.weight])));
-      if (chosen.action === 'refuse') throw new Refused(chosen.reason);
-    }
-    const adopting = adopters.map((a) => cfg.nodes[a.name]);
-    report.to = adopters.map((a) => a.name).join(',');
-    ctx.to = report.to;
+/** The database: the agent's warm connection, else a new one; fs-ha's tables before anything (every outcome gets its audit row). */
+async function connect(run: Run, lost: { db: Db | null }): Promise<Db> {
+  const { cfg, opts } = run;
+  const db = opts.db && !opts.db.lostReason ? opts.db
+    : await Db.connect(cfg.database!, cfg.timeouts.databaseMs, `fs-ha takeover ${run.from.name}->${run.targets[0].name}`);
+  run.db = db;
+  lost.db = db;
+  run.timings.db_connect_ms = Date.now() - run.t0;
+  if (!opts.dryRun) await store.applySchemaOnce(db, cfg.layout);
+  return db;
+}
 
-    // 5. the rewrite, all or nothing: each group for its adopter
-    if (!(adopting.length === 1 && from.switchname === adopting[0].switchname)) {
-      const books = await portBooks(cfg, db, adopting);
-      const moveTargets = adopting.map((x) => ({
-        node: x.name,
-        ports: books.get(x.name),
-        spec: rewriteSpecFor(from, x, incoming.map((g) => g.profile)),
-      }));
-      const moved = await moveRows(db, cfg.layout, table, moveTargets, {
-        takeoverId, fromNode: from.name, toNode: report.to, targetCores: [...cores.values()], dryRun: !!opts.dryRun,
-        assign: (groups) => assignGroups(groups, adopters), prepared: opts.prepared,
-      });
-      if (moved.prepared) timings.prepared_rows = moved.prepared;
-      report.skipped = moved.held;
-      report.adopted = moved.rows.length;
-      Object.assign(timings, { rewrite_select_ms: moved.ms.select, rewrite_cpu_ms: moved.ms.rewrite, rewrite_write_ms: moved.ms.write, rewritten_ms: Date.now() - t0 });
-      // ERROR: a held call is not recovered anywhere; the operator decides (its row is kept in fsha.takeover_rows)
-      for (const s of moved.held) log('error', `takeover: call held back, not recovered: ${s.reason}`, { ...ctx, uuid: s.uuid });
-      const perAdopter = adopting.map((x) => `${x.name} ${moved.rows.filter((r) => r.to === x.name).length}`).join(', ');
-      if (opts.dryRun) {
-        report.preview = moved.rows;
-        report.result = 'dry-run';
-        report.reason = `would move ${moved.rows.length} row(s) of ${from.name} to ${adopting.length > 1 ? perAdopter : report.to}` +
-          (moved.held.length ? `, hold back ${moved.held.length}` : '') + (opts.noRecover ? '' : ` and recover them there`);
-        return report;
-      }
-      for (const b of books.values()) {
-        if (b.moved) log('info', `takeover: ${b.moved} RTP port(s) moved into recovery_ports ${formatRange(b.band)} on ${b.node} (in its rtp_ports or in use there)`, ctx);
-      }
-      log('info', `takeover: moved ${moved.rows.length} row(s) to ${adopting.length > 1 ? perAdopter : report.to}`, { ...ctx, calls: moved.rows.length, held: moved.held.length, ms: timings.rewritten_ms });
-    } else if (opts.dryRun) {
-      report.result = 'dry-run';
-      report.reason = `${from.name} and ${to.name} share switchname ${to.switchname}: nothing to rewrite; would recover on ${to.name}`;
-      return report;
-    }
-    if (opts.noRecover) {
-      report.result = 'moved';
-      report.reason = `moved ${report.adopted} row(s) of ${from.name} to ${report.to}; recover there by hand`;
-      return report;
-    }
-
-    // 6. every adopter recovers its share, in parallel, and is verified on its own
-    timings.recover_start_ms = Date.now() - t0;
-    report.adopters = await Promise.all(adopting.map((x) => recoverOn(cfg, x, sessions.get(x.name)!, cores.get(x.name)!, db!, from.name, ctx)));
-    timings.recover_done_ms = Math.max(...report.adopters.map((a) => a.doneMs - t0));
-    const sent = Math.max(...report.adopters.map((a) => a.sentMs));
-    if (sent) {
-      timings.recover_sent_ms = sent - t0;
-      if (opts.heardAt) timings.critical_path_ms = Math.round(sent - opts.heardAt);
-    }
-    timings.verified_ms = Date.now() - t0;
-    report.adopted = report.adopters.reduce((n, a) => n + a.handed, 0);
-    report.recovered = report.adopters.reduce((n, a) => n + (a.recovered ?? 0), 0);
-    report.missing = report.adopters.flatMap((a) => a.missing);
-    report.standbyOff = report.adopters.find((a) => a.node === cfg.node)?.standbyOff;
-    const verdict = judgeSpread(from.name, report.adopters, report.skipped.length);
-    report.result = verdict.result;
-    report.reason = verdict.reason;
-    if (verdict.result === 'failed') throw new ActionFailed(verdict.reason);
-    return report;
-  } catch (e) {
-    if (e instanceof Refused) refusalLevel = e.level;
-    if (report.result !== 'failed' || !report.reason) {
-      report.result = e instanceof Refused ? 'refused' : 'failed';
-      report.reason = errorMessage(e);
-    }
-    throw reported(e);
-  } finally {
-    timings.total_ms = Date.now() - t0;
-    if (opts.before) Object.assign(timings, opts.before);
-    for (const sess of sessions.values()) if (sess !== opts.session) sess.close();
-    const level = report.result === 'refused' ? refusalLevel : report.result === 'failed' || report.result === 'partial' ? 'error' : 'info';
-    log(level, `takeover ${report.result}: ${report.reason}`, {
-      ...ctx, adopted: report.adopted, recovered: report.recovered ?? undefined, missing: report.missing.length, held: report.skipped.length, ms: timings.total_ms,
-      critical_ms: timings.critical_path_ms,
-    });
-    if (db) {
-      if (!opts.dryRun && report.result !== 'nothing') {
-        const row: store.AuditRecord = {
-          takeoverId, startedAt: started, actor: opts.actor ?? `${userInfo().username}@${cfg.node}`, command: opts.command, from: from.name, to: report.to,
-          adopters: report.adopters.map(({ node, handed, recovered, missing, result, reason }) => ({ node, handed, recovered, missing: missing.length, result, reason })),
-          result: report.result, reason: report.reason, adopted: report.adopted, recovered: report.recovered,
-          missing: report.recovered === null ? null : report.missing.length, skipped: report.skipped.length, timings,
-        };
-        await (opts.auditId !== undefined ? store.updateAudit(db, opts.auditId, row) : store.writeAudit(db, row, cfg.audit.retentionDays))
-          .catch((e) => log('warn', `takeover: audit row not written: ${errorMessage(e)}`, ctx));
-      }
-      await store.unlockAdopters(db, adopterLocks);
-      if (locked) await store.unlockNode(db, from.switchname);
-      if (db !== opts.db) await db.close();
-    }
+/** Step 1: the verdict on the failed node (core/liveness.ts, core/decide.ts), the fence when configured. */
+async function observeAndDecideDeath(run: Run, db: Db, firstProbe: Promise<NodeProbe>): Promise<{ life: Liveness; death: DeathDecision }> {
+  const { cfg, opts, from } = run;
+  const planned = !!(opts.planned && opts.dryRun);
+  const life: Liveness = planned
+    ? { verdict: 'alive', serving: true, reason: `${from.name} still runs: this is the plan of its drain, nothing is changed` }
+    : await observeDeath(cfg, from, db, firstProbe, run.refused);
+  run.timings.liveness_ms = Date.now() - run.t0;
+  const death = planned
+    ? { action: 'go' as const, reason: life.reason, fence: false, forced: false }
+    : decideDeath(from.name, life, { force: !!opts.force, fence: cfg.fence ? 'configured' : 'none' });
+  if (death.action !== 'go') throw new Refused(death.reason, death.action === 'refuse' ? death.level : 'error', death.action === 'refuse' ? death.nothingToDo ?? null : null);
+  log(death.forced ? 'warn' : 'info', `takeover: ${death.reason}`, run.ctx);
+  if (death.fence && !opts.dryRun) {
+    await runFence(cfg.fence, { FSHA_FAILED_NODE: from.name, FSHA_FAILED_SWITCHNAME: from.switchname, FSHA_NODE: run.targets[0].name }, cfg.timeouts.fenceMs);
+    run.timings.fence_ms = Date.now() - run.t0;
+    log('info', `takeover: ${decideDeath(from.name, life, { force: false, fence: 'succeeded' }).reason}`, run.ctx);
   }
+  return { life, death };
+}
+type DeathDecision = { action: 'go'; reason: string; fence: boolean; forced: boolean };
+
+/** Step 2: only the relations named recovery the layout allows, one writable primary, a recovery table (else nothing to do). */
+async function guardRelations(run: Run, db: Db): Promise<TakeoverReport | null> {
+  const { cfg } = run;
+  const schemas = nodeSchemas(Object.values(cfg.nodes));
+  if ('problem' in schemas) throw new ConfigError(`config: ${schemas.problem}`);
+  const seen = await store.recoveryRelationsAnd(db, run.table);
+  const layoutProblem = recoveryRelationsProblem(cfg.layout, seen.relations, schemas.schemas, [run.from.switchname, ...run.targets.map((x) => x.switchname)]);
+  if (layoutProblem) throw new Refused(`refusing: ${layoutProblem}`);
+  const replication = await store.replicationVerdict(db);
+  if (replication.level === 'refuse') throw new Refused(`refusing: ${replication.reason}`);
+  if (seen.tableExists) return null;
+  if (cfg.layout === 'per-node') throw new Refused(`refusing: layout is per-node but ${run.table} does not exist (run fs-ha db init --layout per-node)`);
+  return nothing(run, `no recovery table yet (${run.table}): no calls are tracked`);
+}
+
+/**
+ * Step 2, the locks: the failed node's; then, since the wait may have been long, a node judged dead by its
+ * refusing socket is asked once more (one that came back meanwhile is never taken); then one lock per
+ * adopter, held through its recover and verify (its recover deletes every foreign row it sees when it ends);
+ * and what an earlier run of this takeover left is recorded.
+ */
+async function lockAndRecheck(run: Run, db: Db, d: { life: Liveness; death: DeathDecision }): Promise<void> {
+  const { cfg, opts, from } = run;
+  await store.lockNode(db, from.switchname, cfg.timeouts.lockMs);
+  run.nodeLocked = true;
+  run.timings.locked_ms = Date.now() - run.t0;
+  if (!d.death.forced && !d.death.fence && d.life.verdict === 'dead' && !opts.dryRun) {
+    const again = await probeNode(from.esl, [], Math.min(500, from.esl?.timeoutMs ?? cfg.esl.timeoutMs));
+    const hb = needsHeartbeat(again.kind) ? await store.readHeartbeat(db, from.name) : null;
+    const still = decideStillDead(from.name, judgeLiveness(from.name, again, hb, cfg.liveness.heartbeatStaleMs, whoIs(from, run.refused)));
+    if (still.action !== 'go') throw new Refused(still.reason);
+  }
+  run.adopterLocks = await store.lockAdopters(db, run.targets.map((x) => x.switchname), cfg.timeouts.lockMs);
+  run.timings.adopters_locked_ms = Date.now() - run.t0;
+  if (opts.dryRun) return;
+  const r = await store.reconcile(db, run.table, from.name);
+  if (r.dropped || r.interrupted) {
+    log('warn', `takeover: ${r.interrupted} earlier takeover(s) of ${from.name} interrupted before their audit row: recorded in fsha.audit as interrupted; ` +
+      `dropped ${r.dropped} kept copies of calls re-tracked since`, run.ctx);
+  }
+}
+
+/** What steps 5 and 6 work on: the failed node's rows by group, each adopter's core, the adopters chosen. */
+interface AdopterPlan { incoming: ScopeGroup[]; cores: Map<string, string>; adopters: Adopter[]; adopting: NodeConfig[] }
+
+/**
+ * Steps 3 and 4: one event-socket session to each adopter (kept from this probe to its standby), who answers
+ * checked; each one's recover scope against exactly what it would adopt, every profile it needs running
+ * (core/decide.ts planRecover); the adopters that can (core/spread.ts decideAdopters).
+ */
+async function planAdopters(run: Run, db: Db): Promise<AdopterPlan | TakeoverReport> {
+  const { cfg, opts, from, targets } = run;
+  const incoming = await store.rowsOfHost(db, cfg.layout, from.switchname, null);
+  const cores = new Map<string, string>();
+  const weights = new Map(targets.map((x) => [x.name, x.weight]));
+  let adopters: Adopter[] = targets.map((x) => ({ name: x.name, weight: x.weight }));
+  if (!opts.noRecover) {
+    const facts = await Promise.all(targets.map(async (x): Promise<AdopterFacts & { nothing?: string }> => {
+      const opened = await openTarget(x.esl!, x.name === cfg.node ? opts.session : undefined);
+      if (opened.session) run.sessions.set(x.name, opened.session);
+      const ready = decideTarget(x.name, opened.probe, { switchname: x.switchname, where: eslWhere(x.esl) });
+      if (ready.action !== 'go') return { name: x.name, problem: ready.reason };
+      cores.set(x.name, ready.coreUuid);
+      const scope = await store.scopeOf(db, cfg.layout, x.switchname, ready.coreUuid);
+      const mine = from.switchname === x.switchname ? [] : incoming.filter((g) => g.runtimeUuid !== ready.coreUuid)
+        .map((g) => ({ ...g, profile: profileFor(g.profile, from.profiles, x.profiles) }));
+      const plan = planRecover({
+        from: from.switchname, to: x.switchname, recover: cfg.recover, scope, incoming: mine,
+        targetProfiles: opened.probe.profiles ?? new Map(), force: !!opts.force,
+      });
+      log('info', `takeover: plan ${plan.action} on ${x.name}: ${plan.reason}`, run.ctx);
+      if (plan.action === 'nothing') return { name: x.name, problem: null, nothing: plan.reason };
+      return { name: x.name, problem: plan.action === 'refuse' ? plan.reason : null };
+    }));
+    run.timings.planned_ms = Date.now() - run.t0;
+    const none = facts.find((f) => f.nothing);
+    if (none) return nothing(run, none.nothing!);
+    const chosen = decideAdopters(from.name, facts, cfg.layout, weights);
+    if (chosen.action === 'refuse') throw new Refused(chosen.reason);
+    for (const sk of chosen.skipped) log('warn', `takeover: adopter ${sk.name} skipped: ${sk.problem}`, run.ctx);
+    adopters = chosen.adopters;
+  } else {
+    const chosen = decideAdopters(from.name, targets.map((x) => ({ name: x.name, problem: null })), cfg.layout, weights);
+    if (chosen.action === 'refuse') throw new Refused(chosen.reason);
+  }
+  run.report.to = adopters.map((a) => a.name).join(',');
+  run.ctx.to = run.report.to;
+  return { incoming, cores, adopters, adopting: adopters.map((a) => cfg.nodes[a.name]) };
+}
+
+/**
+ * Step 5: one transaction, each group for its adopter (adapters/move-rows.ts), RTP ports placed on it
+ * (core/ports.ts); a dry run reports what would move, --no-recover what moved: both end the run here.
+ */
+async function moveRowsFor(run: Run, db: Db, plan: AdopterPlan): Promise<TakeoverReport | null> {
+  const { cfg, opts, from, report, timings } = run;
+  const { adopting } = plan;
+  if (adopting.length === 1 && from.switchname === adopting[0].switchname) {
+    if (!opts.dryRun) return opts.noRecover ? movedOnly(run) : null;
+    report.result = 'dry-run';
+    report.reason = `${from.name} and ${adopting[0].name} share switchname ${adopting[0].switchname}: nothing to rewrite; would recover on ${adopting[0].name}`;
+    return report;
+  }
+  const books = await portBooks(cfg, db, adopting);
+  const moved = await moveRows(db, cfg.layout, run.table, adopting.map((x) => ({
+    node: x.name, ports: books.get(x.name), spec: rewriteSpecFor(from, x, plan.incoming.map((g) => g.profile)),
+  })), {
+    takeoverId: run.id, fromNode: from.name, toNode: report.to, targetCores: [...plan.cores.values()], dryRun: !!opts.dryRun,
+    assign: (groups) => assignGroups(groups, plan.adopters), prepared: opts.prepared,
+  });
+  if (moved.prepared) timings.prepared_rows = moved.prepared;
+  report.skipped = moved.held;
+  report.adopted = moved.rows.length;
+  Object.assign(timings, { rewrite_select_ms: moved.ms.select, rewrite_cpu_ms: moved.ms.rewrite, rewrite_write_ms: moved.ms.write, rewritten_ms: Date.now() - run.t0 });
+  // ERROR: a held call is not recovered anywhere; the operator decides (its row is kept in fsha.takeover_rows)
+  for (const s of moved.held) log('error', `takeover: call held back, not recovered: ${s.reason}`, { ...run.ctx, uuid: s.uuid });
+  const perAdopter = adopting.map((x) => `${x.name} ${moved.rows.filter((r) => r.to === x.name).length}`).join(', ');
+  if (opts.dryRun) {
+    report.preview = moved.rows;
+    report.result = 'dry-run';
+    report.reason = `would move ${moved.rows.length} row(s) of ${from.name} to ${adopting.length > 1 ? perAdopter : report.to}` +
+      (moved.held.length ? `, hold back ${moved.held.length}` : '') + (opts.noRecover ? '' : ` and recover them there`);
+    return report;
+  }
+  for (const b of books.values()) {
+    if (b.moved) log('info', `takeover: ${b.moved} RTP port(s) moved into recovery_ports ${formatRange(b.band)} on ${b.node} (in its rtp_ports or in use there)`, run.ctx);
+  }
+  log('info', `takeover: moved ${moved.rows.length} row(s) to ${adopting.length > 1 ? perAdopter : report.to}`, { ...run.ctx, calls: moved.rows.length, held: moved.held.length, ms: timings.rewritten_ms });
+  return opts.noRecover ? movedOnly(run) : null;
+}
+
+function movedOnly(run: Run): TakeoverReport {
+  run.report.result = 'moved';
+  run.report.reason = `moved ${run.report.adopted} row(s) of ${run.from.name} to ${run.report.to}; recover there by hand`;
+  return run.report;
+}
+
+/** Step 6: every adopter recovers its share, in parallel, each verified on its own; the critical path measured. */
+async function recoverEach(run: Run, db: Db, plan: AdopterPlan): Promise<void> {
+  const { cfg, opts, report, timings, t0 } = run;
+  timings.recover_start_ms = Date.now() - t0;
+  report.adopters = await Promise.all(plan.adopting.map((x) => recoverOn(cfg, x, run.sessions.get(x.name)!, plan.cores.get(x.name)!, db, run.from.name, run.ctx)));
+  timings.recover_done_ms = Math.max(...report.adopters.map((a) => a.doneMs - t0));
+  const sent = Math.max(...report.adopters.map((a) => a.sentMs));
+  if (sent) {
+    timings.recover_sent_ms = sent - t0;
+    if (opts.heardAt) timings.critical_path_ms = Math.round(sent - opts.heardAt);
+  }
+  timings.verified_ms = Date.now() - t0;
+}
+
+/** Step 7: the adopters' outcomes as one result (core/decide.ts judgeSpread); failed is thrown. */
+function verdict(run: Run): TakeoverReport {
+  const { report } = run;
+  report.adopted = report.adopters.reduce((n, a) => n + a.handed, 0);
+  report.recovered = report.adopters.reduce((n, a) => n + (a.recovered ?? 0), 0);
+  report.missing = report.adopters.flatMap((a) => a.missing);
+  report.standbyOff = report.adopters.find((a) => a.node === run.cfg.node)?.standbyOff;
+  const v = judgeSpread(run.from.name, report.adopters, report.skipped.length);
+  report.result = v.result;
+  report.reason = v.reason;
+  if (v.result === 'failed') throw new ActionFailed(v.reason);
+  return report;
+}
+
+/** A refusal or failure, into the report (its first reason kept), marked reported. */
+function failRun(run: Run, e: unknown): unknown {
+  if (e instanceof Refused) run.refusalLevel = e.level;
+  if (run.report.result !== 'failed' || !run.report.reason) {
+    run.report.result = e instanceof Refused ? 'refused' : 'failed';
+    run.report.reason = errorMessage(e);
+  }
+  return reported(e);
+}
+
+/** Whatever happened: one log line, the audit row (but for nothing to do and dry runs), the locks and sessions released. */
+async function finishRun(run: Run): Promise<void> {
+  const { cfg, opts, report, timings, db } = run;
+  timings.total_ms = Date.now() - run.t0;
+  if (opts.before) Object.assign(timings, opts.before);
+  for (const sess of run.sessions.values()) if (sess !== opts.session) sess.close();
+  const level = report.result === 'refused' ? run.refusalLevel : report.result === 'failed' || report.result === 'partial' ? 'error' : 'info';
+  log(level, `takeover ${report.result}: ${report.reason}`, {
+    ...run.ctx, adopted: report.adopted, recovered: report.recovered ?? undefined, missing: report.missing.length, held: report.skipped.length, ms: timings.total_ms,
+    critical_ms: timings.critical_path_ms,
+  });
+  if (!db) return;
+  if (!opts.dryRun && report.result !== 'nothing') {
+    const row: store.AuditRecord = {
+      takeoverId: run.id, startedAt: run.started, actor: opts.actor ?? `${userInfo().username}@${cfg.node}`, command: opts.command, from: run.from.name, to: report.to,
+      adopters: report.adopters.map(({ node, handed, recovered, missing, result, reason }) => ({ node, handed, recovered, missing: missing.length, result, reason })),
+      result: report.result, reason: report.reason, adopted: report.adopted, recovered: report.recovered,
+      missing: report.recovered === null ? null : report.missing.length, skipped: report.skipped.length, timings,
+    };
+    await (opts.auditId !== undefined ? store.updateAudit(db, opts.auditId, row) : store.writeAudit(db, row, cfg.audit.retentionDays))
+      .catch((e) => log('warn', `takeover: audit row not written: ${errorMessage(e)}`, run.ctx));
+  }
+  await store.unlockAdopters(db, run.adopterLocks);
+  if (run.nodeLocked) await store.unlockNode(db, run.from.switchname);
+  if (db !== opts.db) await db.close();
 }
 
 /** The report as people read it: the rows a dry run would move, the rows held back, one summary line. */
