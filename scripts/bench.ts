@@ -333,7 +333,7 @@ async function latency() {
           const ms = (await done) - t0;
           const back = (await withClient(c.url, (q) => q.query("SELECT count(*)::int n FROM recovery WHERE hostname = 'fs2'"))).rows[0].n;
           if (back < calls) await new Promise((r) => setTimeout(r, 50));
-          (got[label] ??= []).push(ms);
+          got[label] = [...(got[label] ?? []), ms];
           if (go === viaAgent) {
             paths.push(await lastTimings(c.url, auditBefore));
             // back to standing by (the adopted calls end first: nothing to hand back)

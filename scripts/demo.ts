@@ -43,7 +43,7 @@ async function main() {
     const code = await new Promise<number>((resolve) => {
       const p = spawn(process.execPath, ['dist/fs-ha.js', '--config', f, 'notify-master', 'VI_FS'], { stdio: ['ignore', 'pipe', 'pipe'] });
       p.stdout.on('data', (d) => process.stdout.write(`           fs-ha> ${d}`));
-      p.stderr.on('data', (d) => String(d).trimEnd().split('\n').forEach((l) => console.log(`           ${l}`)));
+      p.stderr.on('data', (d) => { for (const l of String(d).trimEnd().split('\n')) console.log(`           ${l}`); });
       p.on('exit', (code) => resolve(code ?? 1));
     });
     say(`notify_master exited ${code} after ${Date.now() - tN} ms`);

@@ -128,7 +128,7 @@ export const SCHEMA: Record<string, Field> = {
         check: (v) => {
           if (v === '') return null;
           const m = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\]):(\d{1,5})$/.exec(v);
-          const octets = m && m[1].startsWith('127.') ? m[1].split('.').map(Number) : [];
+          const octets = m?.[1].startsWith('127.') ? m[1].split('.').map(Number) : [];
           if (!m || octets.some((o) => o > 255)) return 'must be a loopback HOST:PORT (127.0.0.1:9642 or [::1]:9642), or empty';
           const port = Number(m[2]);
           return port >= 1 && port <= 65535 ? null : `port ${m[2]} must be from 1 to 65535`;

@@ -87,6 +87,7 @@ export function addressPairs(from: NodeConfig, to: NodeConfig): Array<[string, s
 }
 
 /** The file as the schema checked it (snake_case, defaults filled in). */
+// biome-ignore lint/suspicious/noExplicitAny: the file as the schema checked it, read key by key below
 type Raw = Record<string, any>;
 
 const isObj = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v);

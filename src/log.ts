@@ -99,7 +99,7 @@ export function log(level: Level, message: string, extra?: Record<string, unknow
 export function closeLog(): Promise<void> {
   const l = logger;
   logger = null;
-  if (!l || !l.stdin) return Promise.resolve();
+  if (!l?.stdin) return Promise.resolve();
   return new Promise((resolve) => {
     const t = setTimeout(resolve, 300);
     l.on('exit', () => { clearTimeout(t); resolve(); });

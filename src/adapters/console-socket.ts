@@ -58,6 +58,7 @@ export class ConsoleServer {
     sock.setEncoding('utf8');
     sock.on('error', () => undefined);
     sock.setTimeout(10_000, () => sock.destroy()); // a client that never says what it wants is not waited for
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this strips (a console shows plain lines)
     const write = (line: string) => { if (!sock.destroyed) sock.write(line.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '') + '\n'); };
     sock.on('data', (d: string) => {
       buf += d;

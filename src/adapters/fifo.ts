@@ -39,7 +39,7 @@ export class FifoReader {
 
   private ensure(): void {
     privateDir(dirname(this.path));
-    let st;
+    let st: ReturnType<typeof lstatSync>;
     try {
       st = lstatSync(this.path);
     } catch {

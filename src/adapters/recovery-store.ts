@@ -10,7 +10,7 @@ import { SQL_FILES } from '../sql.generated';
 import type { ScopeGroup } from '../core/decide';
 import type { Heartbeat } from '../core/liveness';
 import { nodeSchema, viewComment, type RecoveryRelation } from '../core/per-node';
-import { Db, quoteIdent } from './db';
+import { type Db, quoteIdent } from './db';
 
 export { nodeSchema };
 

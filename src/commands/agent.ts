@@ -170,7 +170,10 @@ export class Agent {
         const spec = rewriteSpecFor(from, me, profiles);
         const placement = { node: me.name, rtp: me.rtpPorts, band: this.cfg.recoveryPorts, local: true };
         let p = this.prepared.get(peer);
-        if (!p || p.key !== preparedKey(spec, placement)) this.prepared.set(peer, p = new Prepared(spec, placement));
+        if (!p || p.key !== preparedKey(spec, placement)) {
+          p = new Prepared(spec, placement);
+          this.prepared.set(peer, p);
+        }
         const n = await refresh(db, this.cfg.layout, p);
         if (n) log('debug', `agent: ${n} row(s) of ${peer} prepared for a takeover here (${p.rows.size} ready)`, { node: this.cfg.node });
       }

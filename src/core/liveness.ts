@@ -81,7 +81,7 @@ export function judgeLiveness(node: string, probe: ProbeResult, hb: Heartbeat | 
       return { verdict: 'alive', serving: false, reason: `${node} answers, but not as FreeSWITCH does: it is running, fs-ha cannot prove it is down (${probe.detail})` };
     case 'refused': {
       const down = `${node}'s FreeSWITCH is down: its event socket refused the connection (${probe.detail})`;
-      if (!hb || !hb.healthy || hb.ageMs >= staleMs) return { verdict: 'dead', reason: hb && hb.healthy ? `${down}; its heartbeat is stale (${hb.ageMs} ms)` : down };
+      if (!hb?.healthy || hb.ageMs >= staleMs) return { verdict: 'dead', reason: hb?.healthy ? `${down}; its heartbeat is stale (${hb.ageMs} ms)` : down };
       const since = o.refusedForMs ?? 0;
       if (hb.ageMs < since) {
         return {

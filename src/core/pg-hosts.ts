@@ -59,7 +59,7 @@ export function parsePgTarget(url: string): PgTarget | { error: string } {
   params.delete('port');
   const hosts: Array<{ host: string; port: number }> = [];
   for (const [i, h] of hostPart.split(',').entries()) {
-    const hm = h.match(/^(\[[0-9a-fA-F:.]+\]|%2[Ff][^:\[\]]*|[A-Za-z0-9._-]+)(?::(\d{1,5}))?$/);
+    const hm = h.match(/^(\[[0-9a-fA-F:.]+\]|%2[Ff][^:[\]]*|[A-Za-z0-9._-]+)(?::(\d{1,5}))?$/);
     if (!hm) return { error: `host ${i + 1} is not host[:port] (a password holding @ / ? # must be percent-encoded)` };
     const given = portParam ? portParam[i] ?? portParam[portParam.length - 1] : hm[2];
     if (given !== undefined && !/^\d{1,5}$/.test(given)) return { error: `port ${i + 1} is not a number` };

@@ -170,7 +170,7 @@ export function rewritePorts(md: string, ports: Map<MediaKind, number>, moves: M
     replaced++;
     return `<local_${kind}_port>${to}</local_${kind}_port>`;
   });
-  out = out.replace(SDP_RE, (all, sdp: string) => {
+  out = out.replace(SDP_RE, (_all, sdp: string) => {
     const rtcpOf = new Map<number, number>();
     const body = sdp.replace(SDP_M, (m, head: string, kind: string, port: string) => {
       const p = Number(port);

@@ -22,7 +22,7 @@ export function assignGroups(groups: CallGroup[], adopters: Adopter[]): number[]
   const out = new Array<number>(groups.length).fill(0);
   if (adopters.length === 1) return out;
   const load = adopters.map(() => 0);
-  const order = groups.map((g, i) => i).sort((a, b) => groups[b].rows.length - groups[a].rows.length || a - b);
+  const order = groups.map((_g, i) => i).sort((a, b) => groups[b].rows.length - groups[a].rows.length || a - b);
   for (const i of order) {
     const size = groups[i].rows.length;
     let best = 0;

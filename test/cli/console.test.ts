@@ -74,7 +74,7 @@ test('27.1 fsha in fs_cli: installed as an alias, run by system as FreeSWITCH\'s
   assert.match(st1, /^\nExpand Alias \[fsha\]->\[system .*fs-ha console --socket \S+\]\n\n/, 'switch_console_execute expanded the alias');
   assert.match(st1, /^fs1 +healthy .*calls 3$/m);
   assert.match(st1, /^fs2 +healthy/m);
-  assert.ok(!/\x1b/.test(st1), 'no terminal control codes');
+  assert.ok(!st1.includes('\u001b'), 'no terminal control codes');
   for (const l of st1.split('\n').filter((x) => !x.startsWith('Expand Alias'))) assert.ok(l.length <= 120, `a short line: ${l}`); // FreeSWITCH's own line aside
 
   const refused = await fsha('takeover fs1');

@@ -77,7 +77,7 @@ export function cleanStale(): void {
   }
   for (const line of sh('ip', ['-o', 'link', 'show', 'type', 'bridge'], { allowFail: true }).split('\n')) {
     const m = line.match(/^\d+: ([^:@]+)/);
-    if (m && m[1].startsWith(PREFIX)) sh('ip', ['link', 'del', m[1]], { allowFail: true });
+    if (m?.[1].startsWith(PREFIX)) sh('ip', ['link', 'del', m[1]], { allowFail: true });
   }
   removeGuards();
   for (const d of readdirSync('/run').filter((x) => x.startsWith('fsha-e2e-'))) rmSync(join('/run', d), { recursive: true, force: true });
@@ -613,7 +613,8 @@ export class Lab {
   // ------------------------------------------------------------------ the proxy farm (keepalived/proxy-farm)
   /** Kamailio and RTPEngine's namespace, on the service net at the template's proxy address (192.0.2.5, moved). */
   get proxy(): { ns: string; address: string; up: boolean } {
-    return this.proxyState ??= { ns: `${PREFIX}${this.fabric.id}px`, address: host(SERVICE, 5), up: false };
+    if (!this.proxyState) this.proxyState = { ns: `${PREFIX}${this.fabric.id}px`, address: host(SERVICE, 5), up: false };
+    return this.proxyState;
   }
   private proxyState: { ns: string; address: string; up: boolean } | null = null;
   readonly proxyProcs: Record<string, Proc> = {};

@@ -31,9 +31,8 @@ export function parseKeywordDsn(dsn: string): Record<string, string> {
   const out: Record<string, string> = {};
   const re = /\s*([a-z_]+)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|(\S*))/gy;
   const text = dsn.trim();
-  let m: RegExpExecArray | null;
   let end = 0;
-  while ((m = re.exec(text))) {
+  for (let m = re.exec(text); m; m = re.exec(text)) {
     out[m[1]] = m[2] !== undefined ? m[2].replace(/\\(.)/g, '$1') : m[3];
     end = re.lastIndex;
   }

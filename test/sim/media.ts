@@ -155,7 +155,8 @@ export class MediaPlane {
         c.nextAt = Math.max(c.nextAt + this.intervalMs, now - this.intervalMs);
         const pkt = Buffer.alloc(HEADER + PAYLOAD, 0xff);
         pkt[0] = 0x80; pkt[1] = 0; // v2, PCMU
-        pkt.writeUInt16BE(c.seq = (c.seq + 1) & 0xffff, 2);
+        c.seq = (c.seq + 1) & 0xffff;
+        pkt.writeUInt16BE(c.seq, 2);
         pkt.writeUInt32BE((c.seq * 160) >>> 0, 4);
         pkt.write(c.uuid, HEADER, 'latin1');
         c.sock.send(pkt, c.remote.port, c.remote.ip, () => undefined);

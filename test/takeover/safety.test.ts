@@ -268,7 +268,7 @@ test('8.13 batches are bounded by bytes too: 40 rows of 5 MB move with a bounded
   const base = process.memoryUsage.rss();
   let peak = base;
   const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage.rss()); }, 5);
-  let res;
+  let res: Awaited<ReturnType<typeof moveRows>>;
   try {
     res = await moveRows(db, 'shared', 'public.recovery', [{ node: 'fs2', spec: { fromSwitchname: 'fs1', toSwitchname: 'fs2', addresses: [[c.addr.fs1, c.addr.fs2]] } }],
       { takeoverId: 'big', fromNode: 'fs1', toNode: 'fs2', targetCores: [c.sims.fs2.coreUuid], dryRun: false });
