@@ -7,7 +7,7 @@ SYSCONFDIR ?= /etc
 DESTDIR ?=
 ESBUILD := node_modules/.bin/esbuild
 
-.PHONY: all deps build bundle test test-core test-e2e bench demo lint clean install uninstall deb docs
+.PHONY: all deps build bundle test test-core test-e2e bench demo lint format clean install uninstall deb docs
 
 all: build
 
@@ -47,8 +47,13 @@ build: bundle
 	cd dist && for l in $(LINKS); do ln -sf fs-ha $$l; done
 	dist/fs-ha --version
 
+# the types, then Biome: the format (lineWidth 120, biome.json) and its linter; `make format` rewrites the format
 lint: deps src/sql.generated.ts
 	node_modules/.bin/tsc -p .
+	node_modules/.bin/biome check
+
+format: deps
+	node_modules/.bin/biome format --write
 
 # the simulator as a process of its own (the end-to-end tests run one per network namespace)
 dist/fs-sim.js: deps src/sql.generated.ts $(wildcard test/sim/*.ts src/*/*.ts)

@@ -120,14 +120,25 @@ export function parseConfig(text: string, path = '<inline>'): Config {
     const switchname = n.switchname ?? name;
     const addresses = (n.addresses as string[]).map(canonicalAddress);
     nodes[name] = {
-      name, switchname, addresses, esl: isObj(given.nodes?.[name]?.esl) ? esl(n.esl, timeoutDefault) : undefined,
-      weight: n.weight, profiles: n.profiles ?? {}, rtpPorts: range(n.rtp_ports),
+      name,
+      switchname,
+      addresses,
+      esl: isObj(given.nodes?.[name]?.esl) ? esl(n.esl, timeoutDefault) : undefined,
+      weight: n.weight,
+      profiles: n.profiles ?? {},
+      rtpPorts: range(n.rtp_ports),
     };
     const other = seenSwitch.get(switchname);
-    if (other && addresses.length && nodes[other].addresses.length && addresses.join(',') !== nodes[other].addresses.join(',')) {
+    if (
+      other &&
+      addresses.length &&
+      nodes[other].addresses.length &&
+      addresses.join(',') !== nodes[other].addresses.join(',')
+    ) {
       throw new ConfigError(
         `config: nodes.${name} and nodes.${other} share switchname ${switchname} but have different addresses; ` +
-        'nodes that share a switchname must share their (VIP) addresses');
+          'nodes that share a switchname must share their (VIP) addresses',
+      );
     }
     seenSwitch.set(switchname, name);
   }
@@ -136,7 +147,9 @@ export function parseConfig(text: string, path = '<inline>'): Config {
   // another node's event socket is never on this host: without a host the default 127.0.0.1 would reach OUR FreeSWITCH
   for (const [name, n] of Object.entries(given.nodes as Raw)) {
     if (name !== node && isObj(n?.esl) && (n.esl.host === undefined || n.esl.host === null)) {
-      throw new ConfigError(`config: nodes.${name}.esl needs a host (without one it would be 127.0.0.1, this node's own FreeSWITCH)`);
+      throw new ConfigError(
+        `config: nodes.${name}.esl needs a host (without one it would be 127.0.0.1, this node's own FreeSWITCH)`,
+      );
     }
   }
   // a takeover replaces each address of one node by the one at the same position of another: same family, always
@@ -145,7 +158,9 @@ export function parseConfig(text: string, path = '<inline>'): Config {
       if (a === b || !b.addresses.length) continue;
       for (const [x, y] of addressPairs(a, b)) {
         if (isIP(x) !== isIP(y)) {
-          throw new ConfigError(`config: nodes.${a.name}.addresses and nodes.${b.name}.addresses pair ${x} with ${y} (IPv${isIP(x)} with IPv${isIP(y)}): list them in the same order, one family per position`);
+          throw new ConfigError(
+            `config: nodes.${a.name}.addresses and nodes.${b.name}.addresses pair ${x} with ${y} (IPv${isIP(x)} with IPv${isIP(y)}): list them in the same order, one family per position`,
+          );
         }
       }
     }
@@ -160,7 +175,10 @@ export function parseConfig(text: string, path = '<inline>'): Config {
     instances[inst] = target;
   }
   for (const inst of Object.keys((r.floating.addresses ?? {}) as Record<string, string>)) {
-    if (!instances[inst]) throw new ConfigError(`config: floating.addresses.${inst} names an instance not listed under instances (fs-ha acts on those only)`);
+    if (!instances[inst])
+      throw new ConfigError(
+        `config: floating.addresses.${inst} names an instance not listed under instances (fs-ha acts on those only)`,
+      );
   }
   const adopters: Record<string, string[]> = {};
   for (const [of, list] of Object.entries(r.adopters as Record<string, string[]>)) {
@@ -170,15 +188,21 @@ export function parseConfig(text: string, path = '<inline>'): Config {
       if (a === of) throw new ConfigError(`config: adopters.${of} names ${of} itself`);
     }
     if (new Set(list).size !== list.length) throw new ConfigError(`config: adopters.${of} names a node twice`);
-    if (!list.length) throw new ConfigError(`config: adopters.${of} is empty (leave it out: the node running the takeover adopts alone)`);
+    if (!list.length)
+      throw new ConfigError(
+        `config: adopters.${of} is empty (leave it out: the node running the takeover adopts alone)`,
+      );
     adopters[of] = list;
   }
   const database = r.database as string | undefined;
   const check = {
-    profiles: r.check.profiles as string[], database: r.check.database as boolean, timeoutMs: r.check.timeout_ms as number,
+    profiles: r.check.profiles as string[],
+    database: r.check.database as boolean,
+    timeoutMs: r.check.timeout_ms as number,
     heartbeat: (r.check.heartbeat as boolean | undefined) ?? database !== undefined,
   };
-  if ((check.database || check.heartbeat) && !database) throw new ConfigError('config: check.database/check.heartbeat need the key database');
+  if ((check.database || check.heartbeat) && !database)
+    throw new ConfigError('config: check.database/check.heartbeat need the key database');
   const layout = r.layout as Layout;
   if (layout === 'per-node') {
     const named = nodeSchemas(Object.values(nodes));
@@ -186,11 +210,28 @@ export function parseConfig(text: string, path = '<inline>'): Config {
   }
   const t = r.timeouts;
   return {
-    path, node, database, esl: local, nodes, instances, adopters, check, recoveryPorts: range(r.recovery_ports),
+    path,
+    node,
+    database,
+    esl: local,
+    nodes,
+    instances,
+    adopters,
+    check,
+    recoveryPorts: range(r.recovery_ports),
     drain: { stopCommand: r.drain.stop_command, settleMs: r.drain.settle_ms },
-    recover: r.recover, standby: r.standby, fence: r.fence, layout,
+    recover: r.recover,
+    standby: r.standby,
+    fence: r.fence,
+    layout,
     floating: { command: r.floating.command, addresses: r.floating.addresses ?? {}, timeoutMs: r.floating.timeout_ms },
-    timeouts: { databaseMs: t.database_ms, recoverMs: t.recover_ms, verifyMs: t.verify_ms, lockMs: t.lock_ms, fenceMs: t.fence_ms },
+    timeouts: {
+      databaseMs: t.database_ms,
+      recoverMs: t.recover_ms,
+      verifyMs: t.verify_ms,
+      lockMs: t.lock_ms,
+      fenceMs: t.fence_ms,
+    },
     liveness: { heartbeatStaleMs: r.liveness.heartbeat_stale_ms },
     audit: { retentionDays: r.audit.retention_days },
     stateDir: r.state_dir,
@@ -218,7 +259,10 @@ export function nodeForInstance(cfg: Config, instance: string | undefined): stri
   const others = Object.keys(cfg.nodes).filter((n) => n !== cfg.node);
   if (others.length === 1) return others[0];
   throw new ConfigError(
-    instance ? `config: instances has no entry for VRRP instance ${instance}` : 'config: no instance given and more than two nodes');
+    instance
+      ? `config: instances has no entry for VRRP instance ${instance}`
+      : 'config: no instance given and more than two nodes',
+  );
 }
 
 /** Every secret the file holds (event-socket passwords, the database URL's password), for the log's redaction. */
@@ -226,12 +270,20 @@ export function configSecrets(cfg: Config): string[] {
   const out = new Set<string>([cfg.esl.password]);
   for (const n of Object.values(cfg.nodes)) if (n.esl) out.add(n.esl.password);
   if (cfg.database) {
-    try { const p = decodeURIComponent(new URL(cfg.database).password); if (p) out.add(p); } catch { /* validated at load */ }
+    try {
+      const p = decodeURIComponent(new URL(cfg.database).password);
+      if (p) out.add(p);
+    } catch {
+      /* validated at load */
+    }
   }
   return [...out].filter(Boolean);
 }
 
 /** The configured RTP ranges against each other and the recovery band (status and check say these). */
 export function mediaRangeProblems(cfg: Config): ReturnType<typeof rangeProblems> {
-  return rangeProblems(Object.values(cfg.nodes).map((n) => ({ name: n.name, rtp: n.rtpPorts })), cfg.recoveryPorts);
+  return rangeProblems(
+    Object.values(cfg.nodes).map((n) => ({ name: n.name, rtp: n.rtpPorts })),
+    cfg.recoveryPorts,
+  );
 }

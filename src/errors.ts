@@ -32,7 +32,11 @@ export class ActionFailed extends FsHaError {}
  * normal answer (a notify MASTER whose peer is alive); notify reports it as such and exits 0.
  */
 export class Refused extends FsHaError {
-  constructor(message: string, readonly level: 'info' | 'warn' | 'error' = 'error', readonly nothingToDo: string | null = null) {
+  constructor(
+    message: string,
+    readonly level: 'info' | 'warn' | 'error' = 'error',
+    readonly nothingToDo: string | null = null,
+  ) {
     super(message);
   }
 }

@@ -34,9 +34,14 @@ export class LocalHealth {
   /** called when the health changes (the agent writes the heartbeat at once) */
   onChange: (healthy: boolean) => void = () => undefined;
 
-  constructor(private readonly cfg: Config, private readonly o: { keepAlive?: boolean; who: string }) {}
+  constructor(
+    private readonly cfg: Config,
+    private readonly o: { keepAlive?: boolean; who: string },
+  ) {}
 
-  get healthy(): boolean { return this.last === '0'; }
+  get healthy(): boolean {
+    return this.last === '0';
+  }
 
   private lent: Promise<void> | null = null;
 
@@ -48,7 +53,12 @@ export class LocalHealth {
   borrow(): { session: EslSession; giveBack: () => void } | null {
     if (!this.session || this.session.closed || this.lent) return null;
     let giveBack!: () => void;
-    this.lent = new Promise<void>((r) => { giveBack = () => { this.lent = null; r(); }; });
+    this.lent = new Promise<void>((r) => {
+      giveBack = () => {
+        this.lent = null;
+        r();
+      };
+    });
     return { session: this.session, giveBack };
   }
 
@@ -56,7 +66,11 @@ export class LocalHealth {
     const v = healthy ? '0' : '1';
     if (v === this.last) return;
     replaceFile(this.cfg.watch.file, v + '\n');
-    log(healthy ? 'info' : 'warn', `${this.o.who}: ${this.cfg.node} ${healthy ? 'healthy' : 'FAILED'}: ${reason}`, { node: this.cfg.node, file: this.cfg.watch.file, value: v });
+    log(healthy ? 'info' : 'warn', `${this.o.who}: ${this.cfg.node} ${healthy ? 'healthy' : 'FAILED'}: ${reason}`, {
+      node: this.cfg.node,
+      file: this.cfg.watch.file,
+      value: v,
+    });
     this.last = v;
     this.onChange(healthy);
   }
@@ -66,15 +80,28 @@ export class LocalHealth {
    * machine until SLOW_FALL come in a row. True when this one is tolerated (logged, not failed).
    */
   private tolerateLate(p: NodeProbe): boolean {
-    if (p.kind !== 'silent' && p.kind !== 'unreachable') { this.slow = 0; return false; }
+    if (p.kind !== 'silent' && p.kind !== 'unreachable') {
+      this.slow = 0;
+      return false;
+    }
     this.slow++;
     if (this.slow >= SLOW_FALL || this.last !== '0') return false;
-    log('warn', `${this.o.who}: ${this.cfg.node} answered late (${p.detail}); failed only if the next answer is late too`, { node: this.cfg.node });
+    log(
+      'warn',
+      `${this.o.who}: ${this.cfg.node} answered late (${p.detail}); failed only if the next answer is late too`,
+      { node: this.cfg.node },
+    );
     return true;
   }
 
   private nap(ms: number): Promise<void> {
-    return new Promise<void>((r) => { const t = setTimeout(r, ms); this.wake = () => { clearTimeout(t); r(); }; });
+    return new Promise<void>((r) => {
+      const t = setTimeout(r, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        r();
+      };
+    });
   }
 
   /** Runs until stop(). */
@@ -85,12 +112,20 @@ export class LocalHealth {
     if (this.o.keepAlive) {
       const touch = () => {
         const now = new Date();
-        try { utimesSync(cfg.watch.file, now, now); } catch { /* written at the next change */ }
+        try {
+          utimesSync(cfg.watch.file, now, now);
+        } catch {
+          /* written at the next change */
+        }
       };
       touch(); // a restarted agent refreshes it at once: the backstop never sees a gap
       this.touch = setInterval(touch, TOUCH_MS);
     }
-    log('info', `${this.o.who}: watching ${cfg.esl.host}:${cfg.esl.port} every ${every} ms, state in ${cfg.watch.file}`, { node: cfg.node });
+    log(
+      'info',
+      `${this.o.who}: watching ${cfg.esl.host}:${cfg.esl.port} every ${every} ms, state in ${cfg.watch.file}`,
+      { node: cfg.node },
+    );
     while (!this.stopping) {
       if (!this.session) {
         try {
@@ -113,19 +148,27 @@ export class LocalHealth {
           continue;
         }
       }
-      if (this.lent) { await this.lent; continue; }
+      if (this.lent) {
+        await this.lent;
+        continue;
+      }
       const p = await probeSession(this.session, cfg.check.profiles, cfg.check.timeoutMs, Date.now());
       const me = cfg.nodes[cfg.node];
       const impostor = wrongNode(me, cfg.esl, p);
       this.lastProbe = impostor ? { ...p, kind: 'unhealthy', detail: impostor } : p;
       if (impostor) this.set(false, impostor);
-      else if (p.kind === 'healthy') { this.slow = 0; this.set(true, p.detail); }
-      else if (this.tolerateLate(p)) {
+      else if (p.kind === 'healthy') {
+        this.slow = 0;
+        this.set(true, p.detail);
+      } else if (this.tolerateLate(p)) {
         this.session?.close(); // ask again on a new session
         this.session = null;
       } else {
         this.set(false, p.detail);
-        if (p.kind !== 'unhealthy') { this.session?.close(); this.session = null; } // timed out or broken: reconnect
+        if (p.kind !== 'unhealthy') {
+          this.session?.close();
+          this.session = null;
+        } // timed out or broken: reconnect
       }
       if (!this.stopping) await this.nap(every);
     }

@@ -9,7 +9,18 @@ import { appendNoFollow } from './adapters/safe-files';
 
 export type Level = 'debug' | 'info' | 'warn' | 'error';
 const SYSLOG_SEVERITY: Record<Level, number> = { debug: 7, info: 6, warn: 4, error: 3 };
-const FACILITY: Record<string, number> = { daemon: 3, local0: 16, local1: 17, local2: 18, local3: 19, local4: 20, local5: 21, local6: 22, local7: 23, user: 1 };
+const FACILITY: Record<string, number> = {
+  daemon: 3,
+  local0: 16,
+  local1: 17,
+  local2: 18,
+  local3: 19,
+  local4: 20,
+  local5: 21,
+  local6: 22,
+  local7: 23,
+  user: 1,
+};
 
 export interface LogOptions {
   syslog: boolean;
@@ -67,9 +78,16 @@ function toSyslog(level: Level, line: string): void {
   if (!options.syslog || loggerFailed) return;
   try {
     if (!logger) {
-      logger = spawn('logger', ['--prio-prefix', '-t', `fs-ha[${process.pid}]`], { stdio: ['pipe', 'ignore', 'ignore'] });
-      logger.on('error', () => { loggerFailed = true; logger = null; });
-      logger.stdin?.on('error', () => { loggerFailed = true; });
+      logger = spawn('logger', ['--prio-prefix', '-t', `fs-ha[${process.pid}]`], {
+        stdio: ['pipe', 'ignore', 'ignore'],
+      });
+      logger.on('error', () => {
+        loggerFailed = true;
+        logger = null;
+      });
+      logger.stdin?.on('error', () => {
+        loggerFailed = true;
+      });
       logger.unref();
       (logger.stdin as unknown as { unref?: () => void })?.unref?.();
     }
@@ -90,7 +108,8 @@ export function log(level: Level, message: string, extra?: Record<string, unknow
       appendNoFollow(options.file, `${new Date().toISOString()} fs-ha[${process.pid}]: ${line}\n`);
     } catch (e) {
       fileFailed = true;
-      if (options.stderr) process.stderr.write(`fs-ha: WARN cannot write log.file ${options.file}: ${(e as Error).message}\n`);
+      if (options.stderr)
+        process.stderr.write(`fs-ha: WARN cannot write log.file ${options.file}: ${(e as Error).message}\n`);
     }
   }
 }
@@ -102,7 +121,10 @@ export function closeLog(): Promise<void> {
   if (!l?.stdin) return Promise.resolve();
   return new Promise((resolve) => {
     const t = setTimeout(resolve, 300);
-    l.on('exit', () => { clearTimeout(t); resolve(); });
+    l.on('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
     l.stdin!.end();
   });
 }

@@ -18,19 +18,40 @@ declare const FS_HA_VERSION: string | undefined;
 const VERSION = typeof FS_HA_VERSION === 'string' ? FS_HA_VERSION : '0.0.0-dev';
 
 /** What a command that runs without the configuration gets for it: any use is a bug, said at once. */
-const NO_CONFIG = new Proxy({}, { get: (_t, key) => { throw new Error(`this command runs without the configuration (read cfg.${String(key)})`); } }) as Config;
+const NO_CONFIG = new Proxy(
+  {},
+  {
+    get: (_t, key) => {
+      throw new Error(`this command runs without the configuration (read cfg.${String(key)})`);
+    },
+  },
+) as Config;
 
 async function run(): Promise<number> {
   // node dist/fs-ha.js -> argv[1] is the script; a standalone binary or link -> argv0 / execPath
   const linked = commandOfLink(COMMANDS, [process.argv[1] ?? '', process.argv0 ?? '', process.execPath]);
   const { spec, values, positionals } = parseCommandLine(COMMANDS, process.argv.slice(2), linked);
-  if (values.version) { process.stdout.write(`fs-ha ${VERSION}\n`); return 0; }
-  if (values.help) { process.stdout.write(spec ? commandHelp(spec) : mainHelp(COMMANDS, VERSION)); return 0; }
+  if (values.version) {
+    process.stdout.write(`fs-ha ${VERSION}\n`);
+    return 0;
+  }
+  if (values.help) {
+    process.stdout.write(spec ? commandHelp(spec) : mainHelp(COMMANDS, VERSION));
+    return 0;
+  }
   if (!spec) throw new UsageError('no command given (see fs-ha --help)');
   configureLog({}, spec.name);
   if (spec.config === 'none') return spec.run({ cfg: NO_CONFIG, values, positionals, out: new Output(!!values.json) });
   const cfg = loadConfig((values.config as string | undefined) ?? process.env.FS_HA_CONFIG ?? DEFAULT_CONFIG_PATH);
-  configureLog({ syslog: cfg.log.syslog && process.env.FS_HA_SYSLOG !== '0', facility: cfg.log.facility, file: cfg.log.file, secrets: configSecrets(cfg) }, spec.name);
+  configureLog(
+    {
+      syslog: cfg.log.syslog && process.env.FS_HA_SYSLOG !== '0',
+      facility: cfg.log.facility,
+      file: cfg.log.file,
+      secrets: configSecrets(cfg),
+    },
+    spec.name,
+  );
   return spec.run({ cfg, values, positionals, out: new Output(!!values.json) });
 }
 

@@ -15,9 +15,22 @@ export interface NodeProbe extends ProbeResult {
 }
 
 /** Within timeoutMs: connect+auth, status, sofia xmlstatus, core uuid. Never longer. */
-export async function probeNode(target: EslTarget | undefined, wanted: string[], timeoutMs: number): Promise<NodeProbe> {
+export async function probeNode(
+  target: EslTarget | undefined,
+  wanted: string[],
+  timeoutMs: number,
+): Promise<NodeProbe> {
   const started = Date.now();
-  if (!target) return { kind: 'not-configured', detail: 'no event socket configured', coreUuid: null, switchname: null, ready: false, profiles: null, ms: 0 };
+  if (!target)
+    return {
+      kind: 'not-configured',
+      detail: 'no event socket configured',
+      coreUuid: null,
+      switchname: null,
+      ready: false,
+      profiles: null,
+      ms: 0,
+    };
   let s: EslSession | null = null;
   try {
     s = await EslSession.open(target, timeoutMs);
@@ -37,7 +50,12 @@ export async function probeNode(target: EslTarget | undefined, wanted: string[],
  * with a new FreeSWITCH process, i.e. a new session) are not asked again: the health loop's session, lent to
  * a takeover, answers its probe in two questions.
  */
-export async function probeSession(s: EslSession, wanted: string[], timeoutMs: number, started = Date.now()): Promise<NodeProbe> {
+export async function probeSession(
+  s: EslSession,
+  wanted: string[],
+  timeoutMs: number,
+  started = Date.now(),
+): Promise<NodeProbe> {
   const deadline = started + timeoutMs;
   try {
     const left = () => Math.max(1, deadline - Date.now());
@@ -46,30 +64,59 @@ export async function probeSession(s: EslSession, wanted: string[], timeoutMs: n
     const coreUuid = s.known?.coreUuid ?? parseCoreUuid(await s.api('global_getvar core_uuid', left()));
     const switchname = s.known?.switchname ?? ((await s.api('switchname', left())).trim() || null);
     if (coreUuid && switchname) s.known = { coreUuid, switchname };
-    const out = (kind: ProbeKind, detail: string): NodeProbe => ({ kind, detail, coreUuid, switchname, ready: status.ready, profiles, ms: Date.now() - started });
+    const out = (kind: ProbeKind, detail: string): NodeProbe => ({
+      kind,
+      detail,
+      coreUuid,
+      switchname,
+      ready: status.ready,
+      profiles,
+      ms: Date.now() - started,
+    });
     const problem = healthProblem({ status, profiles, wanted });
     if (problem) return out('unhealthy', problem);
     if (!coreUuid) return out('unhealthy', 'global_getvar core_uuid gave no uuid');
-    return out('healthy', `core ${coreUuid} ready, profiles ${[...(profiles ?? new Map()).keys()].join(',') || 'none'} running`);
+    return out(
+      'healthy',
+      `core ${coreUuid} ready, profiles ${[...(profiles ?? new Map()).keys()].join(',') || 'none'} running`,
+    );
   } catch (e) {
     return failed(e, started);
   }
 }
 
 const KIND: Record<EslErrorKind, ProbeKind> = {
-  refused: 'refused', unreachable: 'unreachable', silent: 'silent', auth: 'auth', rejected: 'rejected', closed: 'garbled', error: 'garbled',
+  refused: 'refused',
+  unreachable: 'unreachable',
+  silent: 'silent',
+  auth: 'auth',
+  rejected: 'rejected',
+  closed: 'garbled',
+  error: 'garbled',
 };
 
 /** What a probe that could not ask gives: its kind from the error (refused, unreachable, ...). */
 export function failed(e: unknown, started: number): NodeProbe {
   const kind: ProbeKind = e instanceof EslError ? KIND[e.kind] : 'garbled';
-  return { kind, detail: (e as Error).message, coreUuid: null, switchname: null, ready: false, profiles: null, ms: Date.now() - started };
+  return {
+    kind,
+    detail: (e as Error).message,
+    coreUuid: null,
+    switchname: null,
+    ready: false,
+    profiles: null,
+    ms: Date.now() - started,
+  };
 }
 
 /** host:port of an event socket, as messages name it */
 export const eslWhere = (t: EslTarget | undefined): string => (t ? `${t.host}:${t.port}` : 'no event socket');
 
 /** Who answered at a node's event socket, against who should have (core/liveness.ts): null when it is the node. */
-export function wrongNode(node: { name: string; switchname: string }, esl: EslTarget | undefined, probe: ProbeResult): string | null {
+export function wrongNode(
+  node: { name: string; switchname: string },
+  esl: EslTarget | undefined,
+  probe: ProbeResult,
+): string | null {
   return identityProblem(node.name, node.switchname, probe, eslWhere(esl));
 }

@@ -28,7 +28,11 @@ async function main() {
   try {
     // TEST_PATTERN=regexp runs only the tests whose names match (node --test-name-pattern)
     const only = process.env.TEST_PATTERN ? [`--test-name-pattern=${process.env.TEST_PATTERN}`] : [];
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-timeout=300000', ...only, ...files], { stdio: 'inherit', env });
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-timeout=300000', ...only, ...files],
+      { stdio: 'inherit', env },
+    );
     status = r.status ?? 1;
   } finally {
     pg?.stop();

@@ -18,14 +18,21 @@ export function groupId(name: string, file = '/etc/group'): number | null {
   return null;
 }
 
+/** Terminal control characters (a console shows plain lines): stripped from every answer line. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it matches
+const CONTROL = /[\x00-\x08\x0b-\x1f\x7f]/g;
+
 /** Longest request accepted (words of a console line). */
 const MAX_REQUEST = 4096;
 
 export class ConsoleServer {
   private server: Server | null = null;
 
-  constructor(private readonly path: string, private readonly gid: number,
-    private readonly handle: (words: string[], write: (line: string) => void) => Promise<void>) {}
+  constructor(
+    private readonly path: string,
+    private readonly gid: number,
+    private readonly handle: (words: string[], write: (line: string) => void) => Promise<void>,
+  ) {}
 
   start(): Promise<void> {
     const dir = dirname(this.path);
@@ -58,39 +65,73 @@ export class ConsoleServer {
     sock.setEncoding('utf8');
     sock.on('error', () => undefined);
     sock.setTimeout(10_000, () => sock.destroy()); // a client that never says what it wants is not waited for
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this strips (a console shows plain lines)
-    const write = (line: string) => { if (!sock.destroyed) sock.write(line.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '') + '\n'); };
+    const write = (line: string) => {
+      if (!sock.destroyed) sock.write(line.replace(CONTROL, '') + '\n');
+    };
     sock.on('data', (d: string) => {
       buf += d;
-      if (buf.length > MAX_REQUEST) { write('fsha: request too long'); sock.end(); return; }
+      if (buf.length > MAX_REQUEST) {
+        write('fsha: request too long');
+        sock.end();
+        return;
+      }
       const nl = buf.indexOf('\n');
       if (nl < 0) return;
       sock.removeAllListeners('data');
       sock.setTimeout(0);
       let words: unknown;
-      try { words = JSON.parse(buf.slice(0, nl)); } catch { words = null; }
-      if (!Array.isArray(words) || !words.every((w) => typeof w === 'string')) { write('fsha: bad request'); sock.end(); return; }
-      void this.handle(words as string[], write).catch((e) => write(`fsha: ${(e as Error).message}`)).finally(() => sock.end());
+      try {
+        words = JSON.parse(buf.slice(0, nl));
+      } catch {
+        words = null;
+      }
+      if (!Array.isArray(words) || !words.every((w) => typeof w === 'string')) {
+        write('fsha: bad request');
+        sock.end();
+        return;
+      }
+      void this.handle(words as string[], write)
+        .catch((e) => write(`fsha: ${(e as Error).message}`))
+        .finally(() => sock.end());
     });
   }
 }
 
 /** The client side: send the words, print the answer as it streams; every failure is one line saying why. */
-export function askConsole(path: string, words: string[], print: (text: string) => void, timeoutMs: number): Promise<boolean> {
+export function askConsole(
+  path: string,
+  words: string[],
+  print: (text: string) => void,
+  timeoutMs: number,
+): Promise<boolean> {
   return new Promise((resolve) => {
     let done = false;
-    const finish = (ok: boolean, why?: string) => { if (done) return; done = true; clearTimeout(timer); if (why) print(`fsha: ${why}\n`); sock.destroy(); resolve(ok); };
+    const finish = (ok: boolean, why?: string) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (why) print(`fsha: ${why}\n`);
+      sock.destroy();
+      resolve(ok);
+    };
     const sock = createConnection(path);
-    const timer = setTimeout(() => finish(false, `no answer from fs-ha's agent within ${timeoutMs / 1000} s`), timeoutMs);
+    const timer = setTimeout(
+      () => finish(false, `no answer from fs-ha's agent within ${timeoutMs / 1000} s`),
+      timeoutMs,
+    );
     sock.setEncoding('utf8');
     sock.on('connect', () => sock.write(JSON.stringify(words) + '\n'));
     sock.on('data', (d: string) => print(d));
     sock.on('end', () => finish(true));
     sock.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'EACCES') finish(false, `this user may not use fs-ha's console (${path} admits root and the group the agent's console.group names)`);
-      else if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') finish(false, `fs-ha's agent serves no console here (${path}: ${e.code}; console.group set, agent running?)`);
+      if (e.code === 'EACCES')
+        finish(
+          false,
+          `this user may not use fs-ha's console (${path} admits root and the group the agent's console.group names)`,
+        );
+      else if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED')
+        finish(false, `fs-ha's agent serves no console here (${path}: ${e.code}; console.group set, agent running?)`);
       else finish(false, `${path}: ${e.message}`);
     });
   });
 }
-

@@ -15,7 +15,10 @@ export class Db {
 
   private readonly gone: (why: string) => void;
 
-  private constructor(private readonly client: PgClient, readonly timeoutMs: number) {
+  private constructor(
+    private readonly client: PgClient,
+    readonly timeoutMs: number,
+  ) {
     this.gone = (why: string) => {
       if (this.lost || this.closing) return; // our own close() is no loss
       this.lost = why;
@@ -26,7 +29,9 @@ export class Db {
   }
 
   /** null while the connection is usable, else why it is not */
-  get lostReason(): string | null { return this.lost; }
+  get lostReason(): string | null {
+    return this.lost;
+  }
 
   /** Called once when the connection breaks or ends. */
   onLost(fn: (why: string) => void): void {
@@ -49,7 +54,10 @@ export class Db {
     for (const [i, hostUrl] of target.urls.entries()) {
       const left = deadline - Date.now();
       const where = `${target.hosts[i].host}:${target.hosts[i].port}`;
-      if (left <= 0) { why.push(`${where}: not tried (deadline)`); continue; }
+      if (left <= 0) {
+        why.push(`${where}: not tried (deadline)`);
+        continue;
+      }
       // a fair share of what is left for each host not yet tried: a silent first host (no reset) cannot eat
       // the whole deadline and hide the primary behind it
       const share = Math.max(50, Math.floor(left / (target.urls.length - i)));
@@ -61,8 +69,12 @@ export class Db {
         continue;
       }
       try {
-        const [r] = await db.query<{ r: boolean; ro: string }>("SELECT pg_is_in_recovery() AS r, current_setting('transaction_read_only') AS ro", [], 'asking whether it is a primary',
-          { timeoutMs: Math.max(50, deadline - Date.now()) });
+        const [r] = await db.query<{ r: boolean; ro: string }>(
+          "SELECT pg_is_in_recovery() AS r, current_setting('transaction_read_only') AS ro",
+          [],
+          'asking whether it is a primary',
+          { timeoutMs: Math.max(50, deadline - Date.now()) },
+        );
         const bad = unusableFor(target.attrs === 'any' ? 'read-write' : target.attrs, r.r, r.ro === 'on');
         if (!bad) return db;
         readOnly = true;
@@ -72,11 +84,14 @@ export class Db {
       }
       await db.close();
     }
-    if (target.hosts.length > 1) throw new ActionFailed(`database: no writable primary among ${describeUrl(url)}: ${why.join('; ')}`);
+    if (target.hosts.length > 1)
+      throw new ActionFailed(`database: no writable primary among ${describeUrl(url)}: ${why.join('; ')}`);
     const reason = why[0].slice(why[0].indexOf(': ') + 2);
-    throw new ActionFailed(readOnly
-      ? `database: ${describeUrl(url)} is ${reason}; fs-ha needs the primary (list every server in database: postgres://user@db1,db2/db?target_session_attrs=read-write)`
-      : `database: cannot connect to ${describeUrl(url)}: ${reason}`);
+    throw new ActionFailed(
+      readOnly
+        ? `database: ${describeUrl(url)} is ${reason}; fs-ha needs the primary (list every server in database: postgres://user@db1,db2/db?target_session_attrs=read-write)`
+        : `database: cannot connect to ${describeUrl(url)}: ${reason}`,
+    );
   }
 
   private static async connectOne(url: string, connectMs: number, timeoutMs: number, appName: string): Promise<Db> {
@@ -93,9 +108,12 @@ export class Db {
       // a peer that vanished without a reset is noticed by the kernel too, not only by our deadlines
       keepAliveInitialDelayMillis: 5000,
     });
-    client.on('error', () => { /* reported by the query that fails */ });
+    client.on('error', () => {
+      /* reported by the query that fails */
+    });
     const timer = new Promise<never>((_, reject) =>
-      setTimeout(() => reject(new Error(`no connection within ${connectMs} ms`)), connectMs + 200).unref());
+      setTimeout(() => reject(new Error(`no connection within ${connectMs} ms`)), connectMs + 200).unref(),
+    );
     try {
       await Promise.race([client.connect(), timer]);
     } catch (e) {
@@ -113,16 +131,29 @@ export class Db {
    * Concurrent callers (adopters verified in parallel, the rewrite's next read) are run in call order, each
    * with its own deadline from when it is sent.
    */
-  query<R extends QueryResultRow = QueryResultRow>(text: string, params: unknown[] = [], what = 'query', o: { timeoutMs?: number } = {}): Promise<R[]> {
+  query<R extends QueryResultRow = QueryResultRow>(
+    text: string,
+    params: unknown[] = [],
+    what = 'query',
+    o: { timeoutMs?: number } = {},
+  ): Promise<R[]> {
     const run = this.queue.then(() => this.send<R>(text, params, what, o));
     this.queue = run.catch(() => undefined);
     return run;
   }
 
-  private async send<R extends QueryResultRow>(text: string, params: unknown[], what: string, o: { timeoutMs?: number }): Promise<R[]> {
+  private async send<R extends QueryResultRow>(
+    text: string,
+    params: unknown[],
+    what: string,
+    o: { timeoutMs?: number },
+  ): Promise<R[]> {
     try {
       const res = o.timeoutMs
-        ? await this.client.query<R>({ text, values: params, query_timeout: o.timeoutMs } as unknown as string, undefined)
+        ? await this.client.query<R>(
+            { text, values: params, query_timeout: o.timeoutMs } as unknown as string,
+            undefined,
+          )
         : await this.client.query<R>(text, params);
       return res.rows;
     } catch (e) {

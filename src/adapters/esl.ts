@@ -14,7 +14,10 @@ import type { EslTarget } from '../config';
 export type EslErrorKind = 'refused' | 'unreachable' | 'silent' | 'auth' | 'rejected' | 'closed' | 'error';
 
 export class EslError extends Error {
-  constructor(readonly kind: EslErrorKind, message: string) {
+  constructor(
+    readonly kind: EslErrorKind,
+    message: string,
+  ) {
     super(message);
     this.name = 'EslError';
   }
@@ -38,11 +41,17 @@ export class EslSession {
   known: { coreUuid: string; switchname: string } | null = null;
   private readonly waiters = new Set<(err: EslError) => void>();
 
-  private constructor(private readonly conn: ModeslConnection, readonly where: string) {
-    const onGone = (why: string) => () => this.fail(new EslError('closed', `event socket ${where} closed the connection (${why})`));
+  private constructor(
+    private readonly conn: ModeslConnection,
+    readonly where: string,
+  ) {
+    const onGone = (why: string) => () =>
+      this.fail(new EslError('closed', `event socket ${where} closed the connection (${why})`));
     conn.on('esl::end', onGone('end'));
     conn.on('esl::event::disconnect::notice', onGone('disconnect notice'));
-    conn.on('error', (e: unknown) => this.fail(new EslError('error', `event socket ${where}: ${(e as Error)?.message ?? e}`)));
+    conn.on('error', (e: unknown) =>
+      this.fail(new EslError('error', `event socket ${where}: ${(e as Error)?.message ?? e}`)),
+    );
   }
 
   static open(target: EslTarget, timeoutMs = target.timeoutMs): Promise<EslSession> {
@@ -55,7 +64,11 @@ export class EslSession {
         settled = true;
         clearTimeout(timer);
         if (err) {
-          try { conn?.socket?.destroy(); } catch { /* already gone */ }
+          try {
+            conn?.socket?.destroy();
+          } catch {
+            /* already gone */
+          }
           reject(err);
         } else {
           resolve(new EslSession(conn, where));
@@ -63,13 +76,20 @@ export class EslSession {
       };
       const timer = setTimeout(() => {
         const connected = conn?.socket ? conn.socket.connecting === false : false;
-        done(connected
-          ? new EslError('silent', `event socket ${where} accepted the connection but did not complete auth within ${timeoutMs} ms`)
-          : new EslError('unreachable', `event socket ${where}: no connection within ${timeoutMs} ms`));
+        done(
+          connected
+            ? new EslError(
+                'silent',
+                `event socket ${where} accepted the connection but did not complete auth within ${timeoutMs} ms`,
+              )
+            : new EslError('unreachable', `event socket ${where}: no connection within ${timeoutMs} ms`),
+        );
       }, timeoutMs);
       try {
         const { Connection } = require('modesl') as typeof import('modesl'); // loaded on first use
-        conn = new Connection(target.host, target.port, target.password, () => done(null)) as unknown as ModeslConnection;
+        conn = new Connection(target.host, target.port, target.password, () =>
+          done(null),
+        ) as unknown as ModeslConnection;
         // modesl writes a command in several small pieces: without this, Nagle + delayed ACK cost ~40 ms a command
         conn.socket?.setNoDelay?.(true);
       } catch (e) {
@@ -78,15 +98,29 @@ export class EslSession {
       }
       conn.on('error', (e: unknown) => {
         const code = (e as NodeJS.ErrnoException)?.code;
-        if (code === 'ECONNREFUSED') done(new EslError('refused', `event socket ${where} refused the connection (FreeSWITCH not listening)`));
-        else if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') done(new EslError('unreachable', `event socket ${where} unreachable (${code})`));
+        if (code === 'ECONNREFUSED')
+          done(new EslError('refused', `event socket ${where} refused the connection (FreeSWITCH not listening)`));
+        else if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH')
+          done(new EslError('unreachable', `event socket ${where} unreachable (${code})`));
         else done(new EslError('error', `event socket ${where}: ${(e as Error)?.message ?? e}`));
       });
-      conn.on('esl::event::auth::fail', () => done(new EslError('auth', `event socket ${where} rejected the password`)));
-      conn.on('esl::event::raw::text/rude-rejection', () => done(new EslError('rejected',
-        `event socket ${where} rejected us by its ACL (text/rude-rejection): FreeSWITCH is running; admit this host in event_socket.conf.xml apply-inbound-acl`)));
-      conn.on('esl::end', () => done(new EslError('closed', `event socket ${where} closed the connection before auth completed`)));
-      conn.on('esl::event::disconnect::notice', () => done(new EslError('closed', `event socket ${where} disconnected before auth completed`)));
+      conn.on('esl::event::auth::fail', () =>
+        done(new EslError('auth', `event socket ${where} rejected the password`)),
+      );
+      conn.on('esl::event::raw::text/rude-rejection', () =>
+        done(
+          new EslError(
+            'rejected',
+            `event socket ${where} rejected us by its ACL (text/rude-rejection): FreeSWITCH is running; admit this host in event_socket.conf.xml apply-inbound-acl`,
+          ),
+        ),
+      );
+      conn.on('esl::end', () =>
+        done(new EslError('closed', `event socket ${where} closed the connection before auth completed`)),
+      );
+      conn.on('esl::event::disconnect::notice', () =>
+        done(new EslError('closed', `event socket ${where} disconnected before auth completed`)),
+      );
     });
   }
 
@@ -94,7 +128,9 @@ export class EslSession {
   private closedKind: EslErrorKind = 'closed';
 
   /** the session ended (the far side closed, an error, a timeout, close()) */
-  get closed(): boolean { return this.closedReason !== null; }
+  get closed(): boolean {
+    return this.closedReason !== null;
+  }
 
   /** Called once when the session ends for any reason (the far side closed, an error, a timeout: kind silent, close()). */
   onClose(fn: (reason: string, kind: EslErrorKind) => void): void {
@@ -109,7 +145,11 @@ export class EslSession {
     for (const w of this.waiters) w(err);
     this.waiters.clear();
     for (const l of this.closeListeners.splice(0)) l(err.message, err.kind);
-    try { this.conn.socket?.destroy(); } catch { /* gone */ }
+    try {
+      this.conn.socket?.destroy();
+    } catch {
+      /* gone */
+    }
   }
 
   /** `api CMD`, body of the api/response; the session is unusable after a timeout (replies would misalign). */
@@ -127,7 +167,10 @@ export class EslSession {
       };
       const onFail = (err: EslError) => finish(err);
       const timer = setTimeout(() => {
-        const err = new EslError('silent', `event socket ${this.where}: no answer to "api ${command}" within ${timeoutMs} ms`);
+        const err = new EslError(
+          'silent',
+          `event socket ${this.where}: no answer to "api ${command}" within ${timeoutMs} ms`,
+        );
         finish(err);
         this.fail(err);
       }, timeoutMs);
@@ -142,8 +185,16 @@ export class EslSession {
     for (const w of this.waiters) w(new EslError('closed', 'closed by fs-ha'));
     this.waiters.clear();
     for (const l of this.closeListeners.splice(0)) l('closed by fs-ha', 'closed');
-    try { this.conn.send('exit'); } catch { /* gone */ }
-    try { this.conn.socket?.destroy(); } catch { /* gone */ }
+    try {
+      this.conn.send('exit');
+    } catch {
+      /* gone */
+    }
+    try {
+      this.conn.socket?.destroy();
+    } catch {
+      /* gone */
+    }
   }
 }
 

@@ -10,21 +10,44 @@ export function runFence(command: string, env: Record<string, string>, timeoutMs
   return runBounded('fence command', command, env, timeoutMs);
 }
 
-export function runBounded(what: string, command: string, env: Record<string, string>, timeoutMs: number): Promise<void> {
+export function runBounded(
+  what: string,
+  command: string,
+  env: Record<string, string>,
+  timeoutMs: number,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     // its own process group, so a timeout kills everything the command started, not only /bin/sh
-    const child = spawn('/bin/sh', ['-c', command], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+    const child = spawn('/bin/sh', ['-c', command], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+      detached: true,
+    });
     let stderr = '';
-    child.stderr.on('data', (d) => { stderr = (stderr + d.toString()).slice(-500); });
+    child.stderr.on('data', (d) => {
+      stderr = (stderr + d.toString()).slice(-500);
+    });
     const timer = setTimeout(() => {
-      try { process.kill(-child.pid!, 'SIGKILL'); } catch { child.kill('SIGKILL'); }
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
       reject(new ActionFailed(`${what} did not finish within ${timeoutMs} ms`));
     }, timeoutMs);
-    child.on('error', (e) => { clearTimeout(timer); reject(new ActionFailed(`${what} could not start: ${e.message}`)); });
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new ActionFailed(`${what} could not start: ${e.message}`));
+    });
     child.on('exit', (code, sig) => {
       clearTimeout(timer);
       if (code === 0) resolve();
-      else reject(new ActionFailed(`${what} failed (${sig ?? `exit ${code}`})${stderr.trim() ? ': ' + stderr.trim().split('\n').pop() : ''}`));
+      else
+        reject(
+          new ActionFailed(
+            `${what} failed (${sig ?? `exit ${code}`})${stderr.trim() ? ': ' + stderr.trim().split('\n').pop() : ''}`,
+          ),
+        );
     });
   });
 }

@@ -35,7 +35,11 @@ export class FifoReader {
   private closed = false;
   private lastProblem: string | null = null;
 
-  constructor(readonly path: string, private readonly on: FifoEvents, private readonly backlogMs = 50) {}
+  constructor(
+    readonly path: string,
+    private readonly on: FifoEvents,
+    private readonly backlogMs = 50,
+  ) {}
 
   private ensure(): void {
     privateDir(dirname(this.path));
@@ -44,11 +48,14 @@ export class FifoReader {
       st = lstatSync(this.path);
     } catch {
       const r = spawnSync('mkfifo', ['-m', '0600', this.path], { encoding: 'utf8', timeout: 5000 });
-      if (r.status !== 0) throw new ActionFailed(`agent: cannot create the FIFO ${this.path}: ${(r.stderr || String(r.error)).trim()}`);
+      if (r.status !== 0)
+        throw new ActionFailed(`agent: cannot create the FIFO ${this.path}: ${(r.stderr || String(r.error)).trim()}`);
       st = lstatSync(this.path);
     }
-    if (!st.isFIFO()) throw new ActionFailed(`agent: ${this.path} exists and is not a FIFO (a link or a file): fs-ha will not read it`);
-    if (st.uid !== (process.getuid?.() ?? st.uid) || st.mode & 0o022) throw new ActionFailed(`agent: ${this.path} must be this user's and writable by nobody else`);
+    if (!st.isFIFO())
+      throw new ActionFailed(`agent: ${this.path} exists and is not a FIFO (a link or a file): fs-ha will not read it`);
+    if (st.uid !== (process.getuid?.() ?? st.uid) || st.mode & 0o022)
+      throw new ActionFailed(`agent: ${this.path} must be this user's and writable by nobody else`);
   }
 
   private open(first: boolean): void {
@@ -58,7 +65,12 @@ export class FifoReader {
     const sock = new Socket({ fd, readable: true, writable: false });
     this.sock = sock;
     let backlog: string[] | null = first ? [] : null;
-    if (backlog) setTimeout(() => { const b = backlog!; backlog = null; this.on.backlog(b); }, this.backlogMs);
+    if (backlog)
+      setTimeout(() => {
+        const b = backlog!;
+        backlog = null;
+        this.on.backlog(b);
+      }, this.backlogMs);
     const take = (line: string) => {
       if (!line.trim()) return;
       if (backlog) backlog.push(line);
@@ -76,7 +88,9 @@ export class FifoReader {
       }
       if (!this.skipping) this.buf += chunk.slice(from);
       if (this.buf.length > MAX_LINE) {
-        this.on.problem(`a line of more than ${MAX_LINE} bytes without a newline came through ${this.path}: dropped (keepalived's lines are short)`);
+        this.on.problem(
+          `a line of more than ${MAX_LINE} bytes without a newline came through ${this.path}: dropped (keepalived's lines are short)`,
+        );
         this.buf = '';
         this.skipping = true;
       }
@@ -89,7 +103,11 @@ export class FifoReader {
     this.timer = setInterval(() => {
       if (this.closed) return;
       let ino = -1;
-      try { ino = statSync(this.path).ino; } catch { /* removed: recreate */ }
+      try {
+        ino = statSync(this.path).ino;
+      } catch {
+        /* removed: recreate */
+      }
       if (ino !== this.ino) {
         this.shut();
         try {
@@ -118,4 +136,3 @@ export class FifoReader {
     this.shut();
   }
 }
-

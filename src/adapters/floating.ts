@@ -17,9 +17,24 @@ export function startFloating(cfg: Config, instance: string, state: string): Pro
   const address = cfg.floating.addresses[instance] ?? '';
   const ctx = { node: cfg.node, instance, state, address };
   const t0 = Date.now();
-  return runBounded('floating.command', cfg.floating.command,
-    { FSHA_INSTANCE: instance, FSHA_STATE: state, FSHA_ADDRESS: address, FSHA_NODE: cfg.node }, cfg.floating.timeoutMs).then(
-    () => log('info', `floating address ${address || '(none listed)'} of ${instance}: ${state === 'MASTER' ? 'claimed' : 'released'} by floating.command in ${Date.now() - t0} ms`, ctx),
+  return runBounded(
+    'floating.command',
+    cfg.floating.command,
+    { FSHA_INSTANCE: instance, FSHA_STATE: state, FSHA_ADDRESS: address, FSHA_NODE: cfg.node },
+    cfg.floating.timeoutMs,
+  ).then(
+    () =>
+      log(
+        'info',
+        `floating address ${address || '(none listed)'} of ${instance}: ${state === 'MASTER' ? 'claimed' : 'released'} by floating.command in ${Date.now() - t0} ms`,
+        ctx,
+      ),
     // ERROR: on MASTER the far ends' answers may not reach this node until the address is moved by hand
-    (e) => log('error', `floating address ${address || '(none listed)'} of ${instance} NOT ${state === 'MASTER' ? 'claimed' : 'released'}: ${errorMessage(e)}`, ctx));
+    (e) =>
+      log(
+        'error',
+        `floating address ${address || '(none listed)'} of ${instance} NOT ${state === 'MASTER' ? 'claimed' : 'released'}: ${errorMessage(e)}`,
+        ctx,
+      ),
+  );
 }

@@ -25,22 +25,36 @@ export function hostLockHeld(dir: string, name: string): Promise<boolean> {
 
 export async function acquireHostLock(dir: string, name: string, timeoutMs: number): Promise<() => void> {
   const file = lockFile(dir, name);
-  const child = spawn('flock', ['-x', '-w', (Math.max(1, timeoutMs) / 1000).toFixed(3), file, 'cat'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn('flock', ['-x', '-w', (Math.max(1, timeoutMs) / 1000).toFixed(3), file, 'cat'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString('utf8'); });
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString('utf8');
+  });
   child.stdin!.on('error', () => undefined);
   const ready = await new Promise<boolean>((resolve, reject) => {
     let out = '';
-    child.stdout!.on('data', (d: Buffer) => { out += d.toString('utf8'); if (out.includes('locked\n')) resolve(true); });
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString('utf8');
+      if (out.includes('locked\n')) resolve(true);
+    });
     child.on('error', (e) => reject(new ActionFailed(`host lock: cannot run flock (util-linux): ${e.message}`)));
     child.on('exit', (code) => {
       if (code === 1 && !stderr.trim()) resolve(false);
-      else reject(new ActionFailed(`host lock: flock ${file} failed (exit ${code})${stderr.trim() ? `: ${stderr.trim().split('\n').pop()}` : ''}`));
+      else
+        reject(
+          new ActionFailed(
+            `host lock: flock ${file} failed (exit ${code})${stderr.trim() ? `: ${stderr.trim().split('\n').pop()}` : ''}`,
+          ),
+        );
     });
     child.stdin!.write('locked\n'); // cat, which runs once flock holds the lock, echoes it back
   });
   if (!ready) throw new ActionFailed(`another fs-ha notify still holds the host lock after ${timeoutMs} ms`);
   child.unref();
   for (const s of [child.stdin, child.stdout, child.stderr]) (s as unknown as { unref?: () => void })?.unref?.();
-  return () => { child.stdin!.end(); };
+  return () => {
+    child.stdin!.end();
+  };
 }

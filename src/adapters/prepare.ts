@@ -28,7 +28,12 @@ export interface PreparedRow {
 }
 
 /** Where the rewritten rows go: the adopter, its allocator range, the recovery band; local: this node (its bound sockets count). */
-export interface Placement { node: string; rtp: PortRange; band: PortRange; local: boolean }
+export interface Placement {
+  node: string;
+  rtp: PortRange;
+  band: PortRange;
+  local: boolean;
+}
 
 /** One peer's rows prepared for one adopter under one rewrite and one placement. */
 export class Prepared {
@@ -37,7 +42,10 @@ export class Prepared {
   readonly key: string;
   refreshedAt = 0;
 
-  constructor(readonly spec: RewriteSpec, readonly placement: Placement) {
+  constructor(
+    readonly spec: RewriteSpec,
+    readonly placement: Placement,
+  ) {
     this.key = preparedKey(spec, placement);
   }
 
@@ -54,8 +62,11 @@ export function specKey(spec: RewriteSpec): string {
 
 /** The rewrite and the placement a preparation was made under: a takeover uses it only under the same. */
 export function preparedKey(spec: RewriteSpec, placement: Omit<Placement, 'local'>): string {
-  return createHash('sha256').update(specKey(spec)).update(JSON.stringify([placement.node, formatRange(placement.rtp), formatRange(placement.band)]))
-    .digest('hex').slice(0, 24);
+  return createHash('sha256')
+    .update(specKey(spec))
+    .update(JSON.stringify([placement.node, formatRange(placement.rtp), formatRange(placement.band)]))
+    .digest('hex')
+    .slice(0, 24);
 }
 
 /** At most this much metadata is read per refresh (the rest at the next one): the refresh never hogs the database. */
@@ -80,7 +91,10 @@ export async function refresh(db: Db, layout: Layout, p: Prepared): Promise<numb
   const table = recoveryTable(layout);
   const adopter = p.spec.toSwitchname;
   const now = await db.query<{ uuid: string; ver: string; bytes: number | null }>(
-    `SELECT uuid, xmin::text AS ver, octet_length(metadata) AS bytes FROM ${table} WHERE hostname = $1`, [p.spec.fromSwitchname], 'reading the peer\'s row versions');
+    `SELECT uuid, xmin::text AS ver, octet_length(metadata) AS bytes FROM ${table} WHERE hostname = $1`,
+    [p.spec.fromSwitchname],
+    "reading the peer's row versions",
+  );
   const seen = new Set(now.map((r) => r.uuid));
   const gone = [...p.rows.keys()].filter((u) => !seen.has(u));
   for (const uuid of gone) p.rows.delete(uuid);
@@ -93,15 +107,25 @@ export async function refresh(db: Db, layout: Layout, p: Prepared): Promise<numb
     bytes += r.bytes ?? 0;
   }
   if (gone.length) {
-    await db.query('DELETE FROM fsha.prepared WHERE adopter = $1 AND peer = $2 AND uuid = ANY($3::text[])', [adopter, p.spec.fromSwitchname, gone], 'dropping prepared rows of calls gone');
+    await db.query(
+      'DELETE FROM fsha.prepared WHERE adopter = $1 AND peer = $2 AND uuid = ANY($3::text[])',
+      [adopter, p.spec.fromSwitchname, gone],
+      'dropping prepared rows of calls gone',
+    );
   }
   if (want.length) {
     const got = await db.query<{ uuid: string; ver: string; metadata: string | null }>(
-      `SELECT uuid, xmin::text AS ver, metadata FROM ${table} WHERE hostname = $1 AND uuid = ANY($2::text[])`, [p.spec.fromSwitchname, want], 'reading the peer\'s changed rows');
+      `SELECT uuid, xmin::text AS ver, metadata FROM ${table} WHERE hostname = $1 AND uuid = ANY($2::text[])`,
+      [p.spec.fromSwitchname, want],
+      "reading the peer's changed rows",
+    );
     // the adopter's ports as they stand now, and those of the rows prepared before (each staged row keeps its own)
     const held = (await mediaPortsUnder(db, layout, [adopter])).get(adopter) ?? [];
-    const book = new PortBook(p.placement.node, p.placement.rtp, p.placement.band,
-      [...held, ...(p.placement.local ? await boundUdpPorts() : []), ...[...p.rows.entries()].filter(([u]) => !want.includes(u)).flatMap(([, r]) => r.ports)]);
+    const book = new PortBook(p.placement.node, p.placement.rtp, p.placement.band, [
+      ...held,
+      ...(p.placement.local ? await boundUdpPorts() : []),
+      ...[...p.rows.entries()].filter(([u]) => !want.includes(u)).flatMap(([, r]) => r.ports),
+    ]);
     const patterns = compilePatterns(p.spec);
     const staged: Array<{ uuid: string; ver: string; metadata: string; row: PreparedRow }> = [];
     for (const r of got) {
@@ -112,8 +136,15 @@ export async function refresh(db: Db, layout: Layout, p: Prepared): Promise<numb
       if (!rw.ok || !placed.ok) continue; // the takeover finds it unprepared and judges it (held back, with the reason)
       const ports = mediaPortsOf(placed.metadata);
       staged.push({
-        uuid: r.uuid, ver: r.ver, metadata: placed.metadata,
-        row: { ver: r.ver, replaced: rw.replaced + placed.replaced, ties: tiesOf(r.metadata), ports: 'error' in ports ? [] : [...ports.values()] },
+        uuid: r.uuid,
+        ver: r.ver,
+        metadata: placed.metadata,
+        row: {
+          ver: r.ver,
+          replaced: rw.replaced + placed.replaced,
+          ties: tiesOf(r.metadata),
+          ports: 'error' in ports ? [] : [...ports.values()],
+        },
       });
     }
     if (staged.length) {
@@ -121,7 +152,16 @@ export async function refresh(db: Db, layout: Layout, p: Prepared): Promise<numb
         `INSERT INTO fsha.prepared (adopter, uuid, peer, spec, ver, metadata)
          SELECT $1, u, $2, $3, v, m FROM unnest($4::text[], $5::text[], $6::text[]) AS s(u, v, m)
          ON CONFLICT (adopter, uuid) DO UPDATE SET peer = EXCLUDED.peer, spec = EXCLUDED.spec, ver = EXCLUDED.ver, metadata = EXCLUDED.metadata`,
-        [adopter, p.spec.fromSwitchname, p.key, staged.map((s) => s.uuid), staged.map((s) => s.ver), staged.map((s) => s.metadata)], 'staging the prepared rows');
+        [
+          adopter,
+          p.spec.fromSwitchname,
+          p.key,
+          staged.map((s) => s.uuid),
+          staged.map((s) => s.ver),
+          staged.map((s) => s.metadata),
+        ],
+        'staging the prepared rows',
+      );
       for (const s of staged) p.rows.set(s.uuid, s.row); // usable once staged
     }
   }

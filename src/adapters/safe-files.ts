@@ -14,8 +14,10 @@ export function privateDir(dir: string): string {
   const st = lstatSync(dir);
   const uid = process.getuid?.() ?? st.uid;
   if (!st.isDirectory()) throw new ActionFailed(`${dir} is not a directory (a link?): fs-ha will not write through it`);
-  if (st.uid !== uid) throw new ActionFailed(`${dir} belongs to uid ${st.uid}, not to this user (${uid}): fs-ha will not write there`);
-  if (st.mode & 0o022) throw new ActionFailed(`${dir} is writable by others (mode ${(st.mode & 0o777).toString(8)}): chmod 0700 ${dir}`);
+  if (st.uid !== uid)
+    throw new ActionFailed(`${dir} belongs to uid ${st.uid}, not to this user (${uid}): fs-ha will not write there`);
+  if (st.mode & 0o022)
+    throw new ActionFailed(`${dir} is writable by others (mode ${(st.mode & 0o777).toString(8)}): chmod 0700 ${dir}`);
   return dir;
 }
 

@@ -2,7 +2,8 @@
 import type { CommandSpec, OptionSpec } from './spec';
 import { GLOBAL_OPTIONS } from './parse';
 
-const EXITS = 'exit codes: 0 ok, 1 the check or action failed (or was refused as unsafe), 2 usage or configuration error';
+const EXITS =
+  'exit codes: 0 ok, 1 the check or action failed (or was refused as unsafe), 2 usage or configuration error';
 
 function optionLines(options: Record<string, OptionSpec>): string[] {
   return Object.entries(options).map(([k, o]) => {
@@ -12,7 +13,9 @@ function optionLines(options: Record<string, OptionSpec>): string[] {
 }
 
 export function usageOf(c: CommandSpec): string {
-  const opts = Object.entries(c.options).map(([k, o]) => (o.required ? `--${k}${o.arg ? ` ${o.arg}` : ''}` : `[--${k}${o.arg ? ` ${o.arg}` : ''}]`));
+  const opts = Object.entries(c.options).map(([k, o]) =>
+    o.required ? `--${k}${o.arg ? ` ${o.arg}` : ''}` : `[--${k}${o.arg ? ` ${o.arg}` : ''}]`,
+  );
   return [`fs-ha ${c.name}`, c.args, ...opts, ...(c.json ? ['[--json]'] : [])].filter(Boolean).join(' ');
 }
 
@@ -29,9 +32,22 @@ export function mainHelp(commands: CommandSpec[], version: string): string {
   for (const c of commands) {
     const head = `${c.name}${c.args ? ` ${c.args}` : ''}`;
     const link = c.links.length ? ` (link: ${c.links.join(', ')})` : '';
-    lines.push(head.length > 28 ? `  ${head}\n  ${''.padEnd(28)}  ${c.summary}${link}` : `  ${head.padEnd(28)}  ${c.summary}${link}`);
+    lines.push(
+      head.length > 28
+        ? `  ${head}\n  ${''.padEnd(28)}  ${c.summary}${link}`
+        : `  ${head.padEnd(28)}  ${c.summary}${link}`,
+    );
   }
-  lines.push('', 'options:', ...optionLines(GLOBAL_OPTIONS), '', 'fs-ha COMMAND --help shows a command\'s options.', '', EXITS, '');
+  lines.push(
+    '',
+    'options:',
+    ...optionLines(GLOBAL_OPTIONS),
+    '',
+    "fs-ha COMMAND --help shows a command's options.",
+    '',
+    EXITS,
+    '',
+  );
   return lines.join('\n');
 }
 

@@ -3,7 +3,12 @@
  * one place; log lines go to stderr and syslog through log.ts, never here.
  */
 export class Output {
-  constructor(readonly json: boolean, private readonly write: (s: string) => void = (s) => { process.stdout.write(s); }) {}
+  constructor(
+    readonly json: boolean,
+    private readonly write: (s: string) => void = (s) => {
+      process.stdout.write(s);
+    },
+  ) {}
 
   /** A command's result: `data` as JSON with --json, else the human text (one line or a block). */
   result(data: unknown, human: string): void {

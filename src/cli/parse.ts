@@ -10,8 +10,13 @@ import { UsageError, errorMessage } from '../errors';
 import type { CommandSpec, OptionSpec } from './spec';
 
 export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
-  config: { type: 'string', short: 'c', arg: 'PATH', help: 'configuration file (else $FS_HA_CONFIG, else /etc/fs-ha/fs-ha.yaml)' },
-  help: { type: 'boolean', short: 'h', help: 'this help, or a command\'s (fs-ha COMMAND --help)' },
+  config: {
+    type: 'string',
+    short: 'c',
+    arg: 'PATH',
+    help: 'configuration file (else $FS_HA_CONFIG, else /etc/fs-ha/fs-ha.yaml)',
+  },
+  help: { type: 'boolean', short: 'h', help: "this help, or a command's (fs-ha COMMAND --help)" },
   version: { type: 'boolean', short: 'V', help: 'the version' },
 };
 const JSON_OPTION: OptionSpec = { type: 'boolean', help: 'the result as JSON' };
@@ -32,7 +37,9 @@ export function commandOfLink(commands: CommandSpec[], names: string[]): Command
 }
 
 function toParseArgs(options: Record<string, OptionSpec>) {
-  return Object.fromEntries(Object.entries(options).map(([k, o]) => [k, o.short ? { type: o.type, short: o.short } : { type: o.type }]));
+  return Object.fromEntries(
+    Object.entries(options).map(([k, o]) => [k, o.short ? { type: o.type, short: o.short } : { type: o.type }]),
+  );
 }
 
 export function parseCommandLine(commands: CommandSpec[], argv: string[], linked: CommandSpec | null): CommandLine {
@@ -48,7 +55,11 @@ export function parseCommandLine(commands: CommandSpec[], argv: string[], linked
       args = [...argv.slice(0, i), ...argv.slice(i + 1)];
     }
   }
-  const options: Record<string, OptionSpec> = { ...GLOBAL_OPTIONS, ...(spec?.options ?? {}), ...(spec?.json ? { json: JSON_OPTION } : {}) };
+  const options: Record<string, OptionSpec> = {
+    ...GLOBAL_OPTIONS,
+    ...(spec?.options ?? {}),
+    ...(spec?.json ? { json: JSON_OPTION } : {}),
+  };
   // a command that passes words on (console: fsha's words, --yes and --to among them): its own options come
   // first, everything from the first word on is a word
   let words: string[] | null = null;
@@ -68,15 +79,24 @@ export function parseCommandLine(commands: CommandSpec[], argv: string[], linked
   } catch (e) {
     const m = errorMessage(e).match(/Unknown option '([^']+)'/);
     const where = spec ? `${spec.name}: ` : '';
-    throw new UsageError(m ? `${where}unknown option ${m[1]} (see fs-ha ${spec ? `${spec.name} ` : ''}--help)` : `${where}${errorMessage(e).split('\n')[0]}`);
+    throw new UsageError(
+      m
+        ? `${where}unknown option ${m[1]} (see fs-ha ${spec ? `${spec.name} ` : ''}--help)`
+        : `${where}${errorMessage(e).split('\n')[0]}`,
+    );
   }
   const values = parsed.values as Record<string, string | boolean | undefined>;
   const positionals = words ?? parsed.positionals;
   if (spec && !values.help && !values.version) {
-    if (positionals.length > spec.positionals.max) throw new UsageError(`${spec.name}: unexpected argument "${positionals[spec.positionals.max]}" (usage: fs-ha ${spec.name} ${spec.args})`);
-    if (positionals.length < spec.positionals.min) throw new UsageError(`${spec.name}: missing argument (usage: fs-ha ${spec.name} ${spec.args})`);
+    if (positionals.length > spec.positionals.max)
+      throw new UsageError(
+        `${spec.name}: unexpected argument "${positionals[spec.positionals.max]}" (usage: fs-ha ${spec.name} ${spec.args})`,
+      );
+    if (positionals.length < spec.positionals.min)
+      throw new UsageError(`${spec.name}: missing argument (usage: fs-ha ${spec.name} ${spec.args})`);
     for (const [k, o] of Object.entries(spec.options)) {
-      if (o.required && values[k] === undefined) throw new UsageError(`${spec.name} needs --${k}${o.arg ? ` ${o.arg}` : ''} (see fs-ha ${spec.name} --help)`);
+      if (o.required && values[k] === undefined)
+        throw new UsageError(`${spec.name} needs --${k}${o.arg ? ` ${o.arg}` : ''} (see fs-ha ${spec.name} --help)`);
     }
   }
   return { spec, values, positionals };

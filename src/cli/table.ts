@@ -12,4 +12,17 @@ import { command as history } from '../commands/history';
 import { command as consoleClient, installCommand as consoleInstall } from '../commands/console';
 import type { CommandSpec } from './spec';
 
-export const COMMANDS: CommandSpec[] = [check, ...notifyHooks, takeover, drain, status, history, agent, watch, drill, db, consoleClient, consoleInstall];
+export const COMMANDS: CommandSpec[] = [
+  check,
+  ...notifyHooks,
+  takeover,
+  drain,
+  status,
+  history,
+  agent,
+  watch,
+  drill,
+  db,
+  consoleClient,
+  consoleInstall,
+];

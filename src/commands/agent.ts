@@ -46,7 +46,9 @@ export class WarmDb {
    */
   start(): void {
     void this.connect();
-    this.honest = setInterval(() => { void this.db?.ping(Math.min(1000, this.cfg.timeouts.databaseMs)); }, 5000);
+    this.honest = setInterval(() => {
+      void this.db?.ping(Math.min(1000, this.cfg.timeouts.databaseMs));
+    }, 5000);
     this.honest.unref();
   }
 
@@ -54,7 +56,10 @@ export class WarmDb {
     while (!this.stopped && this.cfg.database) {
       try {
         const db = await Db.connect(this.cfg.database, this.cfg.timeouts.databaseMs, `fs-ha agent ${this.cfg.node}`);
-        if (this.stopped) { await db.close(); return; }
+        if (this.stopped) {
+          await db.close();
+          return;
+        }
         this.db = db;
         this.backoffMs = 100;
         // fs-ha's tables, once, before any takeover needs them (best effort: a takeover applies them itself)
@@ -67,7 +72,9 @@ export class WarmDb {
         });
         return;
       } catch (e) {
-        log('warn', `agent: database not reachable (${errorMessage(e)}); next try in ${this.backoffMs} ms`, { node: this.cfg.node });
+        log('warn', `agent: database not reachable (${errorMessage(e)}); next try in ${this.backoffMs} ms`, {
+          node: this.cfg.node,
+        });
         await sleep(this.backoffMs);
         this.backoffMs = Math.min(this.backoffMs * 2, 5000);
       }
@@ -75,7 +82,9 @@ export class WarmDb {
   }
 
   /** The ready connection, if there is one (a takeover without it connects by itself). */
-  get(): Db | undefined { return this.db && !this.db.lostReason ? this.db : undefined; }
+  get(): Db | undefined {
+    return this.db && !this.db.lostReason ? this.db : undefined;
+  }
 
   async stop(): Promise<void> {
     this.stopped = true;
@@ -86,9 +95,20 @@ export class WarmDb {
 
 /** When the agent read a line, in the kernel's clock ticks since boot: comparable with a hook process's fork. */
 function readKey(): FireKey {
-  const read = (f: string) => { try { return readFileSync(f, 'utf8').trim(); } catch { return ''; } };
+  const read = (f: string) => {
+    try {
+      return readFileSync(f, 'utf8').trim();
+    } catch {
+      return '';
+    }
+  };
   const up = Number(read('/proc/uptime').split(' ')[0]);
-  return { boot: read('/proc/sys/kernel/random/boot_id'), ticks: Number.isFinite(up) ? Math.floor(up * 100) : -1, pid: process.pid, wallMs: performance.timeOrigin + performance.now() };
+  return {
+    boot: read('/proc/sys/kernel/random/boot_id'),
+    ticks: Number.isFinite(up) ? Math.floor(up * 100) : -1,
+    pid: process.pid,
+    wallMs: performance.timeOrigin + performance.now(),
+  };
 }
 
 export class Agent {
@@ -113,10 +133,16 @@ export class Agent {
   private trackedAt = 0;
   private metrics: MetricsServer | null = null;
 
-  constructor(private readonly cfg: Config, private readonly out = new Output(false)) {
+  constructor(
+    private readonly cfg: Config,
+    private readonly out = new Output(false),
+  ) {
     this.health = new LocalHealth(cfg, { keepAlive: true, who: 'agent' });
     // a change of health is written at once: a peer judging this node must read what the loop knows now
-    this.health.onChange = () => { this.beatAt = 0; this.heartbeat(); };
+    this.health.onChange = () => {
+      this.beatAt = 0;
+      this.heartbeat();
+    };
     this.db = new WarmDb(cfg);
     this.beatDb = new WarmDb(cfg);
     this.prepDb = new WarmDb(cfg);
@@ -135,13 +161,25 @@ export class Agent {
     if (!p || !db || Date.now() - this.beatAt < 1000) return;
     this.beatAt = Date.now();
     const me = this.cfg.nodes[this.cfg.node];
-    if (this.metrics && Date.now() - this.trackedAt > 10000) { // the calls tracked per node: a cheap count, every 10 s at most
+    if (this.metrics && Date.now() - this.trackedAt > 10000) {
+      // the calls tracked per node: a cheap count, every 10 s at most
       this.trackedAt = Date.now();
-      census(db, this.cfg.layout).then((g) => { this.tracked = g; }, () => undefined);
+      census(db, this.cfg.layout).then(
+        (g) => {
+          this.tracked = g;
+        },
+        () => undefined,
+      );
     }
     if (!this.cfg.check.heartbeat) return;
-    writeHeartbeat(db, this.cfg.node, me.switchname, p.coreUuid, p.kind === 'healthy', p.kind === 'healthy' ? 'healthy' : p.detail)
-      .catch((e) => log('debug', `agent: heartbeat not written: ${errorMessage(e)}`));
+    writeHeartbeat(
+      db,
+      this.cfg.node,
+      me.switchname,
+      p.coreUuid,
+      p.kind === 'healthy',
+      p.kind === 'healthy' ? 'healthy' : p.detail,
+    ).catch((e) => log('debug', `agent: heartbeat not written: ${errorMessage(e)}`));
   }
 
   /** the peers' rows prepared for this node (adapters/prepare.ts), by peer; a MASTER's takeover uses them */
@@ -163,10 +201,22 @@ export class Agent {
       for (const [inst, peer] of Object.entries(this.cfg.instances)) {
         const from = this.cfg.nodes[peer];
         const adopters = this.cfg.adopters[peer];
-        if (peer === this.cfg.node || this.vrrp[inst] === 'MASTER' || (adopters && (adopters.length !== 1 || adopters[0] !== this.cfg.node))) continue;
+        if (
+          peer === this.cfg.node ||
+          this.vrrp[inst] === 'MASTER' ||
+          (adopters && (adopters.length !== 1 || adopters[0] !== this.cfg.node))
+        )
+          continue;
         const renamed = Object.keys(from.profiles).length || Object.keys(me.profiles).length;
-        const profiles = renamed ? (await db.query<{ p: string }>(`SELECT DISTINCT profile_name AS p FROM ${recoveryTable(this.cfg.layout)} WHERE hostname = $1`,
-          [from.switchname], 'reading the peer\'s profiles')).map((r) => r.p) : [];
+        const profiles = renamed
+          ? (
+              await db.query<{ p: string }>(
+                `SELECT DISTINCT profile_name AS p FROM ${recoveryTable(this.cfg.layout)} WHERE hostname = $1`,
+                [from.switchname],
+                "reading the peer's profiles",
+              )
+            ).map((r) => r.p)
+          : [];
         const spec = rewriteSpecFor(from, me, profiles);
         const placement = { node: me.name, rtp: me.rtpPorts, band: this.cfg.recoveryPorts, local: true };
         let p = this.prepared.get(peer);
@@ -175,7 +225,10 @@ export class Agent {
           this.prepared.set(peer, p);
         }
         const n = await refresh(db, this.cfg.layout, p);
-        if (n) log('debug', `agent: ${n} row(s) of ${peer} prepared for a takeover here (${p.rows.size} ready)`, { node: this.cfg.node });
+        if (n)
+          log('debug', `agent: ${n} row(s) of ${peer} prepared for a takeover here (${p.rows.size} ready)`, {
+            node: this.cfg.node,
+          });
       }
     } catch (e) {
       log('debug', `agent: preparing the takeover: ${errorMessage(e)}`, { node: this.cfg.node });
@@ -196,15 +249,26 @@ export class Agent {
   /** One line, after the ones before it: in keepalived's order, one at a time. */
   private enqueue(l: FifoLine, fired: FireKey): Promise<void> {
     this.chain = this.chain.then(async () => {
-      if (l.kind === 'ignored') { log('debug', `agent: ${l.reason}`); return; }
+      if (l.kind === 'ignored') {
+        log('debug', `agent: ${l.reason}`);
+        return;
+      }
       if (!this.known(l.name)) {
         if (!this.ignoredOnce.has(l.name)) {
           this.ignoredOnce.add(l.name);
-          log('info', `agent: ${l.type} ${l.name} ${l.state}: not one of fs-ha's instances (${Object.keys(this.cfg.instances).join(', ')}); ignored, now and from now on`, { node: this.cfg.node });
+          log(
+            'info',
+            `agent: ${l.type} ${l.name} ${l.state}: not one of fs-ha's instances (${Object.keys(this.cfg.instances).join(', ')}); ignored, now and from now on`,
+            { node: this.cfg.node },
+          );
         }
         return;
       }
-      log('info', `agent: keepalived says ${l.type} ${l.name} ${l.state}`, { node: this.cfg.node, instance: l.name, state: l.state });
+      log('info', `agent: keepalived says ${l.type} ${l.name} ${l.state}`, {
+        node: this.cfg.node,
+        instance: l.name,
+        state: l.state,
+      });
       this.handled[l.state] = (this.handled[l.state] ?? 0) + 1;
       this.vrrp[l.name] = l.state;
       // a MASTER's takeover borrows the health loop's session to the local FreeSWITCH and the warm connection
@@ -212,8 +276,16 @@ export class Agent {
       try {
         const held = await this.holdNotifyLock();
         await notify(this.cfg, l.state, l.name, this.out, {
-          fired, db: this.db.get(), session: lent?.session, recordInBackground: true, prepared: (peer) => this.prepared.get(peer), hostLocked: held,
-          onTakeover: (result, ms) => { this.takeovers[result] = (this.takeovers[result] ?? 0) + 1; if (ms !== null) this.lastTakeoverMs = ms; },
+          fired,
+          db: this.db.get(),
+          session: lent?.session,
+          recordInBackground: true,
+          prepared: (peer) => this.prepared.get(peer),
+          hostLocked: held,
+          onTakeover: (result, ms) => {
+            this.takeovers[result] = (this.takeovers[result] ?? 0) + 1;
+            if (ms !== null) this.lastTakeoverMs = ms;
+          },
         }).catch(() => undefined); // notify logged it
       } finally {
         lent?.giveBack();
@@ -225,7 +297,10 @@ export class Agent {
   /** The notify lock, taken again if a notify hook held it when the agent started; false: notify takes it itself. */
   private async holdNotifyLock(): Promise<boolean> {
     if (await this.notifyLock) return true;
-    this.notifyLock = acquireNotifyLock(this.cfg).catch((e) => { log('error', `agent: ${errorMessage(e)}`, { node: this.cfg.node }); return null; });
+    this.notifyLock = acquireNotifyLock(this.cfg).catch((e) => {
+      log('error', `agent: ${errorMessage(e)}`, { node: this.cfg.node });
+      return null;
+    });
     return (await this.notifyLock) !== null;
   }
 
@@ -236,10 +311,22 @@ export class Agent {
     const { group, socket } = this.cfg.console;
     if (!group) return;
     const gid = groupId(group);
-    if (gid === null) { log('error', `agent: console.group ${group} is not a group on this host: no console (fsha in fs_cli) until it is`, { node: this.cfg.node }); return; }
+    if (gid === null) {
+      log(
+        'error',
+        `agent: console.group ${group} is not a group on this host: no console (fsha in fs_cli) until it is`,
+        { node: this.cfg.node },
+      );
+      return;
+    }
     const server = new ConsoleServer(socket, gid, (words, write) => runConsole(this.cfg, words, write));
-    server.start().then(() => { this.console = server; log('info', `agent: console on ${socket} (root and group ${group})`, { node: this.cfg.node }); },
-      (e) => log('error', `agent: cannot serve the console on ${socket}: ${errorMessage(e)}`, { node: this.cfg.node }));
+    server.start().then(
+      () => {
+        this.console = server;
+        log('info', `agent: console on ${socket} (root and group ${group})`, { node: this.cfg.node });
+      },
+      (e) => log('error', `agent: cannot serve the console on ${socket}: ${errorMessage(e)}`, { node: this.cfg.node }),
+    );
   }
 
   /** What /metrics shows (agent.metrics). */
@@ -247,12 +334,42 @@ export class Agent {
     const perNode = new Map<string, number>();
     for (const g of this.tracked) perNode.set(g.hostname, (perNode.get(g.hostname) ?? 0) + g.count);
     return [
-      { name: 'fsha_freeswitch_healthy', help: 'the local FreeSWITCH answers, its core is ready and its profiles run (1) or not (0)', type: 'gauge', values: [{ value: this.health.healthy ? 1 : 0 }] },
-      { name: 'fsha_calls_tracked', help: 'answered calls in the recovery table, by node switchname (counted every 10 s at most)', type: 'gauge', values: [...perNode].map(([node, value]) => ({ labels: { node }, value })) },
-      { name: 'fsha_vrrp_state', help: 'the VRRP state of each instance as keepalived last reported it (1 for that state)', type: 'gauge', values: Object.entries(this.vrrp).map(([instance, state]) => ({ labels: { instance, state }, value: 1 })) },
-      { name: 'fsha_takeovers_total', help: 'takeovers this agent ran, by result', type: 'counter', values: Object.entries(this.takeovers).map(([result, value]) => ({ labels: { result }, value })) },
-      { name: 'fsha_last_takeover_duration_ms', help: 'how long the last takeover took, in milliseconds', type: 'gauge', values: this.lastTakeoverMs === null ? [] : [{ value: this.lastTakeoverMs }] },
-      { name: 'fsha_events_total', help: 'keepalived transitions handled, by state', type: 'counter', values: Object.entries(this.handled).map(([state, value]) => ({ labels: { state }, value })) },
+      {
+        name: 'fsha_freeswitch_healthy',
+        help: 'the local FreeSWITCH answers, its core is ready and its profiles run (1) or not (0)',
+        type: 'gauge',
+        values: [{ value: this.health.healthy ? 1 : 0 }],
+      },
+      {
+        name: 'fsha_calls_tracked',
+        help: 'answered calls in the recovery table, by node switchname (counted every 10 s at most)',
+        type: 'gauge',
+        values: [...perNode].map(([node, value]) => ({ labels: { node }, value })),
+      },
+      {
+        name: 'fsha_vrrp_state',
+        help: 'the VRRP state of each instance as keepalived last reported it (1 for that state)',
+        type: 'gauge',
+        values: Object.entries(this.vrrp).map(([instance, state]) => ({ labels: { instance, state }, value: 1 })),
+      },
+      {
+        name: 'fsha_takeovers_total',
+        help: 'takeovers this agent ran, by result',
+        type: 'counter',
+        values: Object.entries(this.takeovers).map(([result, value]) => ({ labels: { result }, value })),
+      },
+      {
+        name: 'fsha_last_takeover_duration_ms',
+        help: 'how long the last takeover took, in milliseconds',
+        type: 'gauge',
+        values: this.lastTakeoverMs === null ? [] : [{ value: this.lastTakeoverMs }],
+      },
+      {
+        name: 'fsha_events_total',
+        help: 'keepalived transitions handled, by state',
+        type: 'counter',
+        values: Object.entries(this.handled).map(([state, value]) => ({ labels: { state }, value })),
+      },
     ];
   }
 
@@ -261,8 +378,13 @@ export class Agent {
       const at = this.cfg.agent.metrics.lastIndexOf(':');
       const host = this.cfg.agent.metrics.slice(0, at).replace(/^\[|\]$/g, '');
       this.metrics = new MetricsServer(host, Number(this.cfg.agent.metrics.slice(at + 1)), () => this.samples());
-      this.metrics.start().then(() => log('info', `agent: metrics on http://${this.cfg.agent.metrics}/metrics`, { node: this.cfg.node }),
-        (e) => log('error', `agent: cannot serve metrics on ${this.cfg.agent.metrics}: ${errorMessage(e)}`, { node: this.cfg.node }));
+      this.metrics.start().then(
+        () => log('info', `agent: metrics on http://${this.cfg.agent.metrics}/metrics`, { node: this.cfg.node }),
+        (e) =>
+          log('error', `agent: cannot serve metrics on ${this.cfg.agent.metrics}: ${errorMessage(e)}`, {
+            node: this.cfg.node,
+          }),
+      );
     }
     this.notifyLock = acquireNotifyLock(this.cfg).catch((e) => {
       log('warn', `agent: ${errorMessage(e)}; taken per transition until it is free`, { node: this.cfg.node });
@@ -284,17 +406,31 @@ export class Agent {
       backlog: (lines) => {
         const fired = readKey();
         const kept = latestPerInstance(lines.map(parseFifoLine));
-        if (lines.length) log('info', `agent: ${lines.length} line(s) waited in the FIFO; acting on the last state of each instance (${kept.length})`, { node: this.cfg.node });
+        if (lines.length)
+          log(
+            'info',
+            `agent: ${lines.length} line(s) waited in the FIFO; acting on the last state of each instance (${kept.length})`,
+            { node: this.cfg.node },
+          );
         for (const l of kept) void this.enqueue(l, fired);
       },
-      line: (line) => { void this.enqueue(parseFifoLine(line), readKey()); },
-      reopened: () => log('info', `agent: ${this.cfg.agent.fifo} was recreated (keepalived reloaded); reading the new one`, { node: this.cfg.node }),
+      line: (line) => {
+        void this.enqueue(parseFifoLine(line), readKey());
+      },
+      reopened: () =>
+        log('info', `agent: ${this.cfg.agent.fifo} was recreated (keepalived reloaded); reading the new one`, {
+          node: this.cfg.node,
+        }),
       problem: (message) => log('error', `agent: ${message}`, { node: this.cfg.node }),
     });
     this.fifo.start();
     log('info', `agent: listening on ${this.cfg.agent.fifo}`, { node: this.cfg.node });
     // compile the rewrite's hot paths now, not during the first failover (after the first answers are in)
-    setTimeout(() => { const t0 = Date.now(); const n = warmRewrite(); log('debug', `agent: rewrite warmed (${n} rows, ${Date.now() - t0} ms)`); }, 300).unref();
+    setTimeout(() => {
+      const t0 = Date.now();
+      const n = warmRewrite();
+      log('debug', `agent: rewrite warmed (${n} rows, ${Date.now() - t0} ms)`);
+    }, 300).unref();
   }
 
   /** Stop reading, finish the transition under way, leave watch.file as it is. */
@@ -316,19 +452,28 @@ export class Agent {
 
 export async function agent(cfg: Config, out: Output): Promise<number> {
   if (!Object.keys(cfg.instances).length) {
-    throw new ConfigError('config: the agent needs instances: the VRRP instance(s) fs-ha acts on, each with the node whose calls its MASTER adopts ' +
-      '(keepalived\'s notify FIFO carries every instance of the box, other services\' too)');
+    throw new ConfigError(
+      'config: the agent needs instances: the VRRP instance(s) fs-ha acts on, each with the node whose calls its MASTER adopts ' +
+        "(keepalived's notify FIFO carries every instance of the box, other services' too)",
+    );
   }
   // one agent per FIFO: a second one (run by hand beside the service) would split keepalived's lines with the
   // first and could act on them out of order. A restarted agent finds the lock free at once (it dies with
   // its holder); a second one waits a moment for it, then refuses.
   const release = await acquireHostLock(cfg.stateDir, agentLockName(cfg.agent.fifo), 1500).catch(() => {
-    throw new ActionFailed(`another fs-ha agent is already reading ${cfg.agent.fifo} (state_dir ${cfg.stateDir}): refusing to start a second one`);
+    throw new ActionFailed(
+      `another fs-ha agent is already reading ${cfg.agent.fifo} (state_dir ${cfg.stateDir}): refusing to start a second one`,
+    );
   });
   const a = new Agent(cfg, out);
   a.start();
   await new Promise<void>((resolve) => {
-    const stop = () => { void a.stop().then(() => { release(); resolve(); }); };
+    const stop = () => {
+      void a.stop().then(() => {
+        release();
+        resolve();
+      });
+    };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
@@ -337,8 +482,12 @@ export async function agent(cfg: Config, out: Output): Promise<number> {
 }
 
 export const command: CommandSpec = {
-  name: 'agent', links: [], args: '', positionals: { min: 0, max: 0 },
+  name: 'agent',
+  links: [],
+  args: '',
+  positionals: { min: 0, max: 0 },
   summary: "long-running: hears keepalived's notify FIFO, keeps FreeSWITCH's health for track_file, takes over warm",
-  exits: '0 after SIGTERM, 1 the FIFO cannot be used, 2 configuration error', options: {},
+  exits: '0 after SIGTERM, 1 the FIFO cannot be used, 2 configuration error',
+  options: {},
   run: ({ cfg, out }) => agent(cfg, out),
 };

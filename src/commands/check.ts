@@ -12,15 +12,29 @@ import { wrongNode, probeNode } from '../observe';
 import type { Output } from '../cli/output';
 import type { CommandSpec } from '../cli/spec';
 
-export interface CheckResult { ok: boolean; reason: string; ms: number; configError?: boolean }
+export interface CheckResult {
+  ok: boolean;
+  reason: string;
+  ms: number;
+  configError?: boolean;
+}
 
 export async function check(cfg: Config): Promise<CheckResult> {
   const started = Date.now();
   const deadline = cfg.check.timeoutMs;
   const me = cfg.nodes[cfg.node];
   const wantDb = cfg.database && (cfg.check.database || cfg.check.heartbeat);
-  const dbP = wantDb ? Db.connect(cfg.database!, Math.max(50, deadline - 100), 'fs-ha check').then(
-    async (db) => { try { await db.query('select 1', [], 'select 1'); return db; } catch (e) { await db.close(); throw e; } }) : null;
+  const dbP = wantDb
+    ? Db.connect(cfg.database!, Math.max(50, deadline - 100), 'fs-ha check').then(async (db) => {
+        try {
+          await db.query('select 1', [], 'select 1');
+          return db;
+        } catch (e) {
+          await db.close();
+          throw e;
+        }
+      })
+    : null;
   dbP?.catch(() => undefined);
   const probe = await probeNode(cfg.esl, cfg.check.profiles, deadline);
   // who answered: the health of another FreeSWITCH says nothing about this node's
@@ -35,8 +49,14 @@ export async function check(cfg: Config): Promise<CheckResult> {
   try {
     if (db && cfg.check.heartbeat) {
       // healthy=false is written too: a peer's takeover then need not wait for the heartbeat to age
-      await writeHeartbeat(db, cfg.node, me.switchname, impostor ? null : probe.coreUuid, !reason, reason || 'healthy')
-        .catch((e) => log('debug', `heartbeat not written: ${errorMessage(e)}`));
+      await writeHeartbeat(
+        db,
+        cfg.node,
+        me.switchname,
+        impostor ? null : probe.coreUuid,
+        !reason,
+        reason || 'healthy',
+      ).catch((e) => log('debug', `heartbeat not written: ${errorMessage(e)}`));
     }
   } finally {
     await db?.close();
@@ -51,7 +71,9 @@ export async function runCheck(cfg: Config, out: Output): Promise<number> {
   if (!r.ok) {
     // WARNING (README, log levels): keepalived fails this node over; no call is at risk from the check itself
     log('warn', `check failed on ${cfg.node}: ${r.reason}`, { node: cfg.node, ms: r.ms });
-    throw reported(r.configError ? new ConfigError(`check failed: ${r.reason}`) : new ActionFailed(`check failed: ${r.reason}`));
+    throw reported(
+      r.configError ? new ConfigError(`check failed: ${r.reason}`) : new ActionFailed(`check failed: ${r.reason}`),
+    );
   }
   log('debug', `check ok on ${cfg.node}: ${r.reason}`, { ms: r.ms });
   // what the configured RTP ranges risk, for the operator who runs it by hand (keepalived reads the exit code)
@@ -61,7 +83,10 @@ export async function runCheck(cfg: Config, out: Output): Promise<number> {
 }
 
 export const command: CommandSpec = {
-  name: 'check', links: ['check_fs'], args: '', positionals: { min: 0, max: 0 },
+  name: 'check',
+  links: ['check_fs'],
+  args: '',
+  positionals: { min: 0, max: 0 },
   summary: 'keepalived vrrp_script: is the local FreeSWITCH serving?',
   exits: '0 healthy, 1 not (one line why), 2 configuration error',
   options: {},

@@ -32,14 +32,17 @@ export async function dbInit(cfg: Config, layoutArg?: Layout): Promise<string> {
     // every host, the primary chosen by target_session_attrs; the password comes from ~/.pgpass or PGPASSWORD
     const target = parsePgTarget(cfg.database);
     if (!('error' in target)) {
-      out.push('', layout === 'per-node'
-        ? 'Point each node\'s core-db-dsn AND its sofia profiles\' odbc-dsn at its own view (public first):'
-        : 'Each node\'s core-db-dsn and its sofia profiles\' odbc-dsn:');
+      out.push(
+        '',
+        layout === 'per-node'
+          ? "Point each node's core-db-dsn AND its sofia profiles' odbc-dsn at its own view (public first):"
+          : "Each node's core-db-dsn and its sofia profiles' odbc-dsn:",
+      );
       for (const n of Object.values(cfg.nodes)) {
         const options = layout === 'per-node' ? `-c search_path=public,${store.nodeSchema(n.switchname)}` : undefined;
         out.push(`  ${n.name}: pgsql://${keywordDsn(target, options)}`);
       }
-      out.push('  (the password: in FreeSWITCH\'s ~/.pgpass, or add password=... yourself; fs-ha never prints it)');
+      out.push("  (the password: in FreeSWITCH's ~/.pgpass, or add password=... yourself; fs-ha never prints it)");
     }
     const problem = recoveryRelationsProblem(layout, await store.recoveryRelations(db), schemas);
     if (problem) {
@@ -55,14 +58,20 @@ export async function dbInit(cfg: Config, layoutArg?: Layout): Promise<string> {
 }
 
 export const command: CommandSpec = {
-  name: 'db', links: [], args: 'init', positionals: { min: 1, max: 1 },
+  name: 'db',
+  links: [],
+  args: 'init',
+  positionals: { min: 1, max: 1 },
   summary: "create fs-ha's tables (idempotent); per-node: one view per node",
   exits: '0, 1 database error or refused (a multi-master database), 2 usage or configuration error',
-  options: { layout: { type: 'string', arg: 'shared|per-node', help: 'the layout to create (default: the configured one)' } },
+  options: {
+    layout: { type: 'string', arg: 'shared|per-node', help: 'the layout to create (default: the configured one)' },
+  },
   async run({ cfg, values, positionals, out }) {
     if (positionals[0] !== 'init') throw new UsageError('usage: fs-ha db init [--layout shared|per-node]');
     const layout = values.layout;
-    if (layout !== undefined && layout !== 'shared' && layout !== 'per-node') throw new UsageError('--layout must be shared or per-node');
+    if (layout !== undefined && layout !== 'shared' && layout !== 'per-node')
+      throw new UsageError('--layout must be shared or per-node');
     const text = await dbInit(cfg, layout);
     out.result({ layout: layout ?? cfg.layout, text }, text);
     return 0;

@@ -100,12 +100,26 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
     // the drain's own row, written before it touched anything, gets its last word (its takeover updated the
     // same row); a drain that never got that far writes one now, so history shows every drain
     const last: store.AuditRecord = {
-      takeoverId: randomUUID(), startedAt: started, actor: o.actor ?? `${userInfo().username}@${cfg.node}`, command: o.command ?? 'drain', from: src.name, to: to.join(','),
+      takeoverId: randomUUID(),
+      startedAt: started,
+      actor: o.actor ?? `${userInfo().username}@${cfg.node}`,
+      command: o.command ?? 'drain',
+      from: src.name,
+      to: to.join(','),
       // its own takeover's result stands (done, partial); else drained: the calls went by another hand, or there were none
-      result: failure ? (failure instanceof Refused ? 'refused' : 'failed') : report.takeover && report.takeover.result !== 'nothing' ? report.takeover.result : 'drained',
+      result: failure
+        ? failure instanceof Refused
+          ? 'refused'
+          : 'failed'
+        : report.takeover && report.takeover.result !== 'nothing'
+          ? report.takeover.result
+          : 'drained',
       reason: failure ? errorMessage(failure) : report.reason,
-      adopted: report.takeover?.adopted ?? 0, recovered: report.takeover?.recovered ?? null, missing: report.takeover ? report.takeover.missing.length : null,
-      skipped: report.takeover?.skipped.length ?? 0, timings: { ...report.takeover?.timings, ...timings, total_ms: Date.now() - t0 },
+      adopted: report.takeover?.adopted ?? 0,
+      recovered: report.takeover?.recovered ?? null,
+      missing: report.takeover ? report.takeover.missing.length : null,
+      skipped: report.takeover?.skipped.length ?? 0,
+      timings: { ...report.takeover?.timings, ...timings, total_ms: Date.now() - t0 },
     };
     await recordDrain(cfg, audit.id, last);
   }
@@ -116,7 +130,10 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
     const probe = session ? await probeSession(session, [], esl.timeoutMs) : await probeNode(esl, [], esl.timeoutMs);
     // who answered, before anything is put in standby or stopped: another FreeSWITCH at src's address is never touched
     const impostor = wrongNode(src, esl, probe);
-    if (impostor) { session?.close(); throw new Refused(`refusing to drain ${src.name}: ${impostor}; nothing was touched`); }
+    if (impostor) {
+      session?.close();
+      throw new Refused(`refusing to drain ${src.name}: ${impostor}; nothing was touched`);
+    }
     const ok = decideSource(src.name, probe.kind, probe.detail);
     if (ok.action !== 'go' || !session || !probe.coreUuid) {
       session?.close();
@@ -124,11 +141,28 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
     }
     const settleMs = o.settleMs ?? cfg.drain.settleMs;
     // one connection for the drain's own questions (the takeover has its own); past the stop it follows the primary
-    const db = new DrainDb(cfg, await Db.connect(database, cfg.timeouts.databaseMs, `fs-ha drain ${src.name}`).catch((e) => { session.close(); throw e; }));
+    const db = new DrainDb(
+      cfg,
+      await Db.connect(database, cfg.timeouts.databaseMs, `fs-ha drain ${src.name}`).catch((e) => {
+        session.close();
+        throw e;
+      }),
+    );
     try {
       audit.id = await store.beginAudit(db.now, {
-        takeoverId: randomUUID(), startedAt: started, actor: o.actor ?? `${userInfo().username}@${cfg.node}`, command: o.command ?? 'drain', from: src.name, to: to.join(','),
-        result: 'draining', reason: `putting ${src.name} in standby; if this drain stops here, ${undo}`, adopted: 0, recovered: null, missing: null, skipped: 0, timings: {},
+        takeoverId: randomUUID(),
+        startedAt: started,
+        actor: o.actor ?? `${userInfo().username}@${cfg.node}`,
+        command: o.command ?? 'drain',
+        from: src.name,
+        to: to.join(','),
+        result: 'draining',
+        reason: `putting ${src.name} in standby; if this drain stops here, ${undo}`,
+        adopted: 0,
+        recovered: null,
+        missing: null,
+        skipped: 0,
+        timings: {},
       });
       const carried = await standbyAndSettle(session, probe.coreUuid, db.now, settleMs);
       await stop(session, db.now, carried);
@@ -142,17 +176,27 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
   /** A step done: the drain's audit row says where it is and how to undo it (best effort). */
   async function step(db: Db, reason: string): Promise<void> {
     if (audit.id === null) return;
-    await store.updateAudit(db, audit.id, { reason, timings: { ...timings, total_ms: Date.now() - t0 } }).catch(() => undefined);
+    await store
+      .updateAudit(db, audit.id, { reason, timings: { ...timings, total_ms: Date.now() - t0 } })
+      .catch(() => undefined);
   }
 
   /** Standby on (recorded for status), calls in set-up given settleMs; returns the answered calls it carries. */
   async function standbyAndSettle(session: EslSession, core: string, db: Db, settleMs: number): Promise<number> {
     const standby = await session.api('sofia global standby on', esl.timeoutMs);
-    if (!standby.startsWith('+OK')) throw new ActionFailed(`sofia global standby on on ${src.name}: ${standby.trim().slice(0, 100)}`);
+    if (!standby.startsWith('+OK'))
+      throw new ActionFailed(`sofia global standby on on ${src.name}: ${standby.trim().slice(0, 100)}`);
     timings.drain_standby_ms = Date.now() - t0;
     await store.recordStandby(db, src.name, true, o.command ?? 'drain').catch(() => undefined);
-    await step(db, `${src.name} in standby, calls in set-up settling (up to ${settleMs} ms); if this drain stops here, ${undo}`);
-    log('info', `drain: ${src.name} in standby (new calls get 503); waiting up to ${settleMs} ms for calls in set-up`, ctx);
+    await step(
+      db,
+      `${src.name} in standby, calls in set-up settling (up to ${settleMs} ms); if this drain stops here, ${undo}`,
+    );
+    log(
+      'info',
+      `drain: ${src.name} in standby (new calls get 503); waiting up to ${settleMs} ms for calls in set-up`,
+      ctx,
+    );
     const until = Date.now() + settleMs;
     let answered = 0;
     for (;;) {
@@ -163,17 +207,34 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
       await sleep(Math.min(200, Math.max(1, until - Date.now())));
     }
     timings.drain_settled_ms = Date.now() - t0;
-    if (report.dropped) log('warn', `drain: ${report.dropped} call(s) still in set-up on ${src.name} after ${settleMs} ms: not answered, so not tracked; they drop with the stop`, { ...ctx, calls: report.dropped });
+    if (report.dropped)
+      log(
+        'warn',
+        `drain: ${report.dropped} call(s) still in set-up on ${src.name} after ${settleMs} ms: not answered, so not tracked; they drop with the stop`,
+        { ...ctx, calls: report.dropped },
+      );
     return answered;
   }
 
   /** 3. stop it hard, without BYE */
   async function stop(session: EslSession, db: Db, carried: number): Promise<void> {
-    await step(db, `stopping ${src.name} with ${carried} answered call(s); if it is stopped, finish with: fs-ha takeover --from ${src.name} --to ${to.join(',')}`);
-    log('info', `drain: stopping ${src.name} without BYE (${cfg.drain.stopCommand ? 'drain.stop_command' : 'fsctl crash'})`, ctx);
+    await step(
+      db,
+      `stopping ${src.name} with ${carried} answered call(s); if it is stopped, finish with: fs-ha takeover --from ${src.name} --to ${to.join(',')}`,
+    );
+    log(
+      'info',
+      `drain: stopping ${src.name} without BYE (${cfg.drain.stopCommand ? 'drain.stop_command' : 'fsctl crash'})`,
+      ctx,
+    );
     if (cfg.drain.stopCommand) {
       session.close();
-      await runBounded('drain.stop_command', cfg.drain.stopCommand, { FSHA_DRAIN_NODE: src.name, FSHA_DRAIN_SWITCHNAME: src.switchname }, cfg.timeouts.fenceMs);
+      await runBounded(
+        'drain.stop_command',
+        cfg.drain.stopCommand,
+        { FSHA_DRAIN_NODE: src.name, FSHA_DRAIN_SWITCHNAME: src.switchname },
+        cfg.timeouts.fenceMs,
+      );
     } else {
       // the process dies before it answers (fixtures: fs_cli prints "Request timed out."): no reply is the answer
       await session.api('fsctl crash', Math.min(2000, esl.timeoutMs)).catch(() => undefined);
@@ -187,15 +248,27 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
     for (;;) {
       const p = await probeNode(esl, [], Math.min(1000, esl.timeoutMs));
       const gone = judgeGone(src.name, p.kind, p.detail);
-      if (gone.gone) { log('info', `drain: ${gone.reason}`, ctx); break; }
-      if (Date.now() >= goneBy) throw new ActionFailed(`drain: ${gone.reason} (waited ${cfg.timeouts.fenceMs} ms); its calls were NOT moved: it may still be carrying them, in standby (${undo})`);
+      if (gone.gone) {
+        log('info', `drain: ${gone.reason}`, ctx);
+        break;
+      }
+      if (Date.now() >= goneBy)
+        throw new ActionFailed(
+          `drain: ${gone.reason} (waited ${cfg.timeouts.fenceMs} ms); its calls were NOT moved: it may still be carrying them, in standby (${undo})`,
+        );
       await sleep(100);
     }
     timings.drain_gone_ms = Date.now() - t0;
     const down = `${src.name} is DOWN (stopped by this drain) with ${carried} call(s) waiting in the recovery table: finish with fs-ha takeover --from ${src.name} --to ${to.join(',')}`;
-    const shared = sharedAddresses(src.addresses, to.map((n) => cfg.nodes[n].addresses));
+    const shared = sharedAddresses(
+      src.addresses,
+      to.map((n) => cfg.nodes[n].addresses),
+    );
     const left = await db.retry((d) => store.callsUnderCore(d, cfg.layout, core), down);
-    await step(db.now, `${src.name} stopped, ${left} call(s) to take over; if this drain stops here: ${down.slice(down.indexOf('finish'))}`);
+    await step(
+      db.now,
+      `${src.name} stopped, ${left} call(s) to take over; if this drain stops here: ${down.slice(down.indexOf('finish'))}`,
+    );
     const since = new Date(t0 - 5000); // clocks of the nodes may differ a little
     if (left === 0) {
       // nothing left under its core: it carried none, or someone took them over first (keepalived's MASTER saw the stop too)
@@ -203,27 +276,47 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
       let by: Awaited<ReturnType<typeof store.latestTakeoverOf>> = null;
       const until = Date.now() + cfg.timeouts.recoverMs + cfg.timeouts.verifyMs;
       while (carried) {
-        by = await db.retry((d) => store.latestTakeoverOf(d, [src.name], { since, results: ['done', 'partial'] }), down);
+        by = await db.retry(
+          (d) => store.latestTakeoverOf(d, [src.name], { since, results: ['done', 'partial'] }),
+          down,
+        );
         if (by || Date.now() >= until) break;
         await sleep(100);
       }
       report.result = 'done';
-      report.reason = by ? `${src.name} drained: its ${carried} call(s) were taken over by ${by.command} (${by.result}: ${by.adopted} call(s) to ${by.to_node})`
-        : carried ? `${src.name} drained: its ${carried} call(s) ended or were taken over before this drain could (no audit row names them)`
+      report.reason = by
+        ? `${src.name} drained: its ${carried} call(s) were taken over by ${by.command} (${by.result}: ${by.adopted} call(s) to ${by.to_node})`
+        : carried
+          ? `${src.name} drained: its ${carried} call(s) ended or were taken over before this drain could (no audit row names them)`
           : `${src.name} drained: it carried no answered call`;
     } else if (shared.length && !o.handover) {
       // the pair: the adopter re-INVITEs from the VIP, which keepalived moves to it before its notify MASTER
-      log('info', `drain: ${src.name} shares ${shared.join(', ')} with ${to.join(', ')} (a VIP): keepalived's new MASTER takes the calls over once it holds it; waiting`, ctx);
+      log(
+        'info',
+        `drain: ${src.name} shares ${shared.join(', ')} with ${to.join(', ')} (a VIP): keepalived's new MASTER takes the calls over once it holds it; waiting`,
+        ctx,
+      );
       const a = await db.retry((d) => awaitAutomaticTakeover(cfg, d, src.switchname, core, since), down);
       report.result = a.result === 'done' ? 'done' : 'partial';
       report.reason = `${src.name} drained: its calls were taken over by ${a.command} (${a.result}: ${a.adopted} call(s) to ${a.to_node})`;
     } else {
-      const r = await takeover(cfg, { from: src.name, to, command: o.command ?? 'drain', actor: o.actor, before: { ...timings }, auditId: audit.id ?? undefined, clockStart: t0 })
-        .catch((e) => { throw /database/.test(errorMessage(e)) ? new ActionFailed(`${down} (${errorMessage(e)})`) : e; });
+      const r = await takeover(cfg, {
+        from: src.name,
+        to,
+        command: o.command ?? 'drain',
+        actor: o.actor,
+        before: { ...timings },
+        auditId: audit.id ?? undefined,
+        clockStart: t0,
+      }).catch((e) => {
+        throw /database/.test(errorMessage(e)) ? new ActionFailed(`${down} (${errorMessage(e)})`) : e;
+      });
       report.takeover = r;
       if (r.result === 'nothing') {
         // keepalived's MASTER was first (it saw the stop too): the lock let it run; say where the calls went
-        const by = await db.retry((d) => store.latestTakeoverOf(d, [src.name], { since, results: ['done', 'partial'] }), down).catch(() => null);
+        const by = await db
+          .retry((d) => store.latestTakeoverOf(d, [src.name], { since, results: ['done', 'partial'] }), down)
+          .catch(() => null);
         report.result = 'nothing';
         report.reason = `${src.name} drained: its ${carried} call(s) were already taken over ${by ? `by ${by.command} (${by.result}: ${by.adopted} call(s) to ${by.to_node})` : '(no audit row names them)'}`;
       } else {
@@ -233,7 +326,10 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
     }
     timings.total_ms = Date.now() - t0;
     if (report.dropped) report.reason += `; ${report.dropped} call(s) in set-up dropped`;
-    log(report.result === 'partial' ? 'error' : 'info', `drain ${report.result}: ${report.reason}`, { ...ctx, ms: timings.total_ms });
+    log(report.result === 'partial' ? 'error' : 'info', `drain ${report.result}: ${report.reason}`, {
+      ...ctx,
+      ms: timings.total_ms,
+    });
     return report;
   }
 }
@@ -244,7 +340,10 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
  * then the error says in one line that the source is DOWN and how to finish.
  */
 class DrainDb {
-  constructor(private readonly cfg: Config, public now: Db) {}
+  constructor(
+    private readonly cfg: Config,
+    public now: Db,
+  ) {}
 
   async retry<T>(fn: (db: Db) => Promise<T>, down: string): Promise<T> {
     const until = Date.now() + 3 * this.cfg.timeouts.databaseMs;
@@ -255,13 +354,17 @@ class DrainDb {
         if (Date.now() >= until) throw new ActionFailed(`${down} (${errorMessage(e)})`);
         log('warn', `drain: database question failed (${errorMessage(e)}); asking again on a new connection`);
         await this.now.close();
-        this.now = await Db.connect(this.cfg.database!, this.cfg.timeouts.databaseMs, 'fs-ha drain').catch(() => this.now);
+        this.now = await Db.connect(this.cfg.database!, this.cfg.timeouts.databaseMs, 'fs-ha drain').catch(
+          () => this.now,
+        );
         await sleep(200);
       }
     }
   }
 
-  close(): Promise<void> { return this.now.close(); }
+  close(): Promise<void> {
+    return this.now.close();
+  }
 }
 
 async function recordDrain(cfg: Config, id: number | null, a: store.AuditRecord): Promise<void> {
@@ -283,17 +386,27 @@ async function recordDrain(cfg: Config, id: number | null, a: store.AuditRecord)
  * more and a takeover of it since the drain began is in the audit; its row is the answer. Otherwise the calls
  * are still safe in the table, and the error says how to finish.
  */
-async function awaitAutomaticTakeover(cfg: Config, db: Db, switchname: string, core: string, since: Date): Promise<store.TakeoverSeen> {
+async function awaitAutomaticTakeover(
+  cfg: Config,
+  db: Db,
+  switchname: string,
+  core: string,
+  since: Date,
+): Promise<store.TakeoverSeen> {
   const waitMs = cfg.timeouts.lockMs + cfg.timeouts.verifyMs;
   const until = Date.now() + waitMs;
-  const names = Object.values(cfg.nodes).filter((n) => n.switchname === switchname).map((n) => n.name);
+  const names = Object.values(cfg.nodes)
+    .filter((n) => n.switchname === switchname)
+    .map((n) => n.name);
   for (;;) {
     const left = await store.callsUnderCore(db, cfg.layout, core);
     const a = await store.latestTakeoverOf(db, names, { since, results: ['done', 'partial'] });
     if (left === 0 && a) return a;
     if (Date.now() >= until) {
-      throw new ActionFailed(`drain: no takeover of the drained node's ${left} call(s) within ${waitMs} ms: keepalived has not made another node MASTER ` +
-        'with the VIP; the calls are safe in the recovery table: run fs-ha takeover --from the drained node on the node that holds the VIP');
+      throw new ActionFailed(
+        `drain: no takeover of the drained node's ${left} call(s) within ${waitMs} ms: keepalived has not made another node MASTER ` +
+          'with the VIP; the calls are safe in the recovery table: run fs-ha takeover --from the drained node on the node that holds the VIP',
+      );
     }
     await sleep(100);
   }
@@ -306,7 +419,8 @@ export function formatDrain(r: DrainReport): string {
     for (const p of r.plan.preview ?? []) byTo.set(p.to, (byTo.get(p.to) ?? 0) + 1);
     lines.push(`drain ${r.from}: the plan (nothing changed)`);
     for (const [n, c] of byTo) lines.push(`  ${n}: ${c} call leg(s)`);
-    for (const p of r.plan.preview ?? []) lines.push(`  move ${p.uuid} to=${p.to} profile=${p.profile} replacements=${p.replaced}`);
+    for (const p of r.plan.preview ?? [])
+      lines.push(`  move ${p.uuid} to=${p.to} profile=${p.profile} replacements=${p.replaced}`);
     for (const s of r.plan.skipped) lines.push(`  held ${s.uuid}: ${s.reason}`);
     lines.push(`planned: ${r.reason}`);
     return lines.join('\n');
@@ -317,12 +431,19 @@ export function formatDrain(r: DrainReport): string {
 }
 
 export const command: CommandSpec = {
-  name: 'drain', links: [], args: '', positionals: { min: 0, max: 0 },
+  name: 'drain',
+  links: [],
+  args: '',
+  positionals: { min: 0, max: 0 },
   summary: 'maintenance: move every live call off a running server now (dry run first; --yes stops it)',
   exits: '0 planned or done, 1 refused, failed or partial, 2 usage or configuration error',
   options: {
     from: { type: 'string', arg: 'NODE', required: true, help: 'the running server to empty' },
-    to: { type: 'string', arg: 'NODE[,NODE...]', help: 'the adopters (default: adopters.<from>, else this node, else the pair\'s other node)' },
+    to: {
+      type: 'string',
+      arg: 'NODE[,NODE...]',
+      help: "the adopters (default: adopters.<from>, else this node, else the pair's other node)",
+    },
     'dry-run': { type: 'boolean', help: 'print the plan per adopter; change nothing' },
     yes: { type: 'boolean', help: 'really do it: standby, settle, stop without BYE, take over' },
     'settle-ms': { type: 'string', arg: 'MS', help: 'how long calls in set-up get (default: drain.settle_ms)' },
@@ -331,10 +452,15 @@ export const command: CommandSpec = {
   async run({ cfg, values, out }) {
     const settle = values['settle-ms'];
     if (settle !== undefined && (!/^\d{1,6}$/.test(String(settle)) || Number(settle) > MAX_SETTLE_MS)) {
-      throw new UsageError(`--settle-ms must be a whole number of milliseconds from 0 to ${MAX_SETTLE_MS} (as drain.settle_ms)`);
+      throw new UsageError(
+        `--settle-ms must be a whole number of milliseconds from 0 to ${MAX_SETTLE_MS} (as drain.settle_ms)`,
+      );
     }
     const r = await drain(cfg, {
-      from: values.from as string, to: values.to as string | undefined, dryRun: !!values['dry-run'], yes: !!values.yes,
+      from: values.from as string,
+      to: values.to as string | undefined,
+      dryRun: !!values['dry-run'],
+      yes: !!values.yes,
       settleMs: settle === undefined ? undefined : Number(settle),
     });
     out.result(r, formatDrain(r));

@@ -26,19 +26,33 @@ async function observe(cfg: Config, db: Db, state: VrrpState, instance: string, 
   const local = await probeNode(cfg.esl, [], cfg.esl.timeoutMs);
   let calls: number | null = 0;
   if (local.kind === 'healthy' || local.kind === 'unhealthy') {
-    calls = local.coreUuid && !wrongNode(me, cfg.esl, local)
-      ? await store.callsUnderCore(db, cfg.layout, local.coreUuid, me.switchname).catch(() => null)
-      : null;
+    calls =
+      local.coreUuid && !wrongNode(me, cfg.esl, local)
+        ? await store.callsUnderCore(db, cfg.layout, local.coreUuid, me.switchname).catch(() => null)
+        : null;
   }
   const here = localAddresses();
   const vrrp = await store.readVrrp(db);
-  const others = await Promise.all(vrrp.filter((v) => v.instance === instance && v.node !== cfg.node && cfg.nodes[v.node]).map(async (v) => {
-    const n = cfg.nodes[v.node];
-    const p = v.state === 'MASTER' ? await probeNode(n.esl, [], n.esl?.timeoutMs ?? cfg.esl.timeoutMs) : null;
-    const healthy = !!p && p.kind === 'healthy' && !wrongNode(n, n.esl, p);
-    return { node: v.node, state: v.state, ageMs: v.ageMs, healthy };
-  }));
-  return { node: cfg.node, instance, state, ours, calls, addresses: me.addresses, stillHere: me.addresses.filter((a) => here.has(a)), others };
+  const others = await Promise.all(
+    vrrp
+      .filter((v) => v.instance === instance && v.node !== cfg.node && cfg.nodes[v.node])
+      .map(async (v) => {
+        const n = cfg.nodes[v.node];
+        const p = v.state === 'MASTER' ? await probeNode(n.esl, [], n.esl?.timeoutMs ?? cfg.esl.timeoutMs) : null;
+        const healthy = !!p && p.kind === 'healthy' && !wrongNode(n, n.esl, p);
+        return { node: v.node, state: v.state, ageMs: v.ageMs, healthy };
+      }),
+  );
+  return {
+    node: cfg.node,
+    instance,
+    state,
+    ours,
+    calls,
+    addresses: me.addresses,
+    stillHere: me.addresses.filter((a) => here.has(a)),
+    others,
+  };
 }
 
 /**
@@ -46,13 +60,22 @@ async function observe(cfg: Config, db: Db, state: VrrpState, instance: string, 
  * say (one line, at the level the decision gives) why not. The holder's record may lag its transition (it is
  * written after its notify): asked again for up to waitMs while no node holds the instance.
  */
-export async function handOver(cfg: Config, state: VrrpState, instance: string, ours: boolean, o: { db?: Db; waitMs?: number } = {}): Promise<Handover | null> {
+export async function handOver(
+  cfg: Config,
+  state: VrrpState,
+  instance: string,
+  ours: boolean,
+  o: { db?: Db; waitMs?: number } = {},
+): Promise<Handover | null> {
   if (!cfg.database || (state !== 'BACKUP' && state !== 'STOP') || !ours) return null;
   const ctx = { node: cfg.node, instance, state };
-  const db = o.db && !o.db.lostReason ? o.db : await Db.connect(cfg.database, cfg.timeouts.databaseMs, `fs-ha handover ${cfg.node}`).catch((e) => {
-    log('error', `handover: ${instance} ${state}: cannot check this node's calls: ${errorMessage(e)}`, ctx);
-    return null;
-  });
+  const db =
+    o.db && !o.db.lostReason
+      ? o.db
+      : await Db.connect(cfg.database, cfg.timeouts.databaseMs, `fs-ha handover ${cfg.node}`).catch((e) => {
+          log('error', `handover: ${instance} ${state}: cannot check this node's calls: ${errorMessage(e)}`, ctx);
+          return null;
+        });
   if (!db) return null;
   try {
     const until = Date.now() + (o.waitMs ?? 3000);
@@ -70,11 +93,22 @@ export async function handOver(cfg: Config, state: VrrpState, instance: string, 
       return d;
     }
     log('error', `handover: ${d.reason}`, { ...ctx, calls: facts.calls ?? undefined, to: d.to });
-    const r = await drain(cfg, { from: cfg.node, to: d.to, yes: true, settleMs: 0, handover: true, command: `handover ${state} ${instance}` });
+    const r = await drain(cfg, {
+      from: cfg.node,
+      to: d.to,
+      yes: true,
+      settleMs: 0,
+      handover: true,
+      command: `handover ${state} ${instance}`,
+    });
     log(r.result === 'done' ? 'warn' : 'error', `handover ${r.result}: ${r.reason}`, { ...ctx, to: d.to });
     return d;
   } catch (e) {
-    log('error', `handover: ${instance} ${state} failed: ${errorMessage(e)}; this node's calls may be stranded: fs-ha status, then fs-ha takeover --from ${cfg.node} on the MASTER once this FreeSWITCH is stopped`, ctx);
+    log(
+      'error',
+      `handover: ${instance} ${state} failed: ${errorMessage(e)}; this node's calls may be stranded: fs-ha status, then fs-ha takeover --from ${cfg.node} on the MASTER once this FreeSWITCH is stopped`,
+      ctx,
+    );
     return null;
   } finally {
     if (db !== o.db) await db.close();
@@ -91,15 +125,21 @@ export async function reportOrphans(cfg: Config, from: string, o: { db?: Db } = 
   const here = localAddresses();
   const held = n.addresses.filter((a) => here.has(a));
   if (!held.length || !cfg.database) return 0;
-  const db = o.db && !o.db.lostReason ? o.db : await Db.connect(cfg.database, cfg.timeouts.databaseMs, `fs-ha orphans ${cfg.node}`).catch(() => null);
+  const db =
+    o.db && !o.db.lostReason
+      ? o.db
+      : await Db.connect(cfg.database, cfg.timeouts.databaseMs, `fs-ha orphans ${cfg.node}`).catch(() => null);
   if (!db) return 0;
   try {
     const rows = await store.rowsOfHost(db, cfg.layout, n.switchname, null);
     const count = rows.reduce((a, g) => a + g.count, 0);
     if (count) {
-      log('error', `orphaned calls: ${from} is alive with ${count} call(s) on ${held.join(', ')}, which ${cfg.node} now holds: ` +
-        `they are handed over when ${from} leaves MASTER (its BACKUP or STOP); if it does not, stop its FreeSWITCH and run fs-ha takeover --from ${from}`,
-        { node: cfg.node, from, calls: count });
+      log(
+        'error',
+        `orphaned calls: ${from} is alive with ${count} call(s) on ${held.join(', ')}, which ${cfg.node} now holds: ` +
+          `they are handed over when ${from} leaves MASTER (its BACKUP or STOP); if it does not, stop its FreeSWITCH and run fs-ha takeover --from ${from}`,
+        { node: cfg.node, from, calls: count },
+      );
     }
     return count;
   } catch (e) {

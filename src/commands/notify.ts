@@ -32,13 +32,29 @@ export type { VrrpState };
 
 /** when keepalived forked this process: kernel start tick + pid within this boot (core/fire-order.ts) */
 function ownFireKey(): FireKey {
-  const read = (f: string) => { try { return readFileSync(f, 'utf8').trim(); } catch { return ''; } };
+  const read = (f: string) => {
+    try {
+      return readFileSync(f, 'utf8').trim();
+    } catch {
+      return '';
+    }
+  };
   const ticks = startTicks(read('/proc/self/stat'));
-  return { boot: read('/proc/sys/kernel/random/boot_id'), ticks: ticks ?? -1, pid: process.pid, wallMs: performance.timeOrigin };
+  return {
+    boot: read('/proc/sys/kernel/random/boot_id'),
+    ticks: ticks ?? -1,
+    pid: process.pid,
+    wallMs: performance.timeOrigin,
+  };
 }
 const FIRED = ownFireKey();
 
-interface StateRecord { instance: string; state: VrrpState; fired: FireKey; at: string }
+interface StateRecord {
+  instance: string;
+  state: VrrpState;
+  fired: FireKey;
+  at: string;
+}
 
 function stateFile(cfg: Config, instance: string): string {
   return join(cfg.stateDir, `notify-${instance.replace(/[^A-Za-z0-9._-]/g, '_')}.json`);
@@ -97,7 +113,10 @@ async function setStandby(cfg: Config, on: boolean): Promise<boolean> {
  * This node's notify lock: one transition at a time on a host, whoever dispatches it. The agent takes it when
  * it starts and holds it for its life, so its transitions wait for no process.
  */
-export function acquireNotifyLock(cfg: Config, timeoutMs = cfg.timeouts.lockMs + cfg.timeouts.recoverMs): Promise<() => void> {
+export function acquireNotifyLock(
+  cfg: Config,
+  timeoutMs = cfg.timeouts.lockMs + cfg.timeouts.recoverMs,
+): Promise<() => void> {
   return acquireHostLock(cfg.stateDir, `notify-${cfg.node}`, timeoutMs);
 }
 
@@ -112,22 +131,32 @@ async function hookLock(cfg: Config): Promise<() => void> {
   const quick = await acquireNotifyLock(cfg, first).catch(() => null);
   if (quick) return quick;
   if (await hostLockHeld(cfg.stateDir, agentLockName(cfg.agent.fifo))) {
-    throw new ActionFailed(`the fs-ha agent runs on ${cfg.node} and handles keepalived's transitions itself (notify_fifo): ` +
-      'this notify hook did nothing (with the agent, keepalived.conf needs no notify scripts)');
+    throw new ActionFailed(
+      `the fs-ha agent runs on ${cfg.node} and handles keepalived's transitions itself (notify_fifo): ` +
+        'this notify hook did nothing (with the agent, keepalived.conf needs no notify scripts)',
+    );
   }
   return acquireNotifyLock(cfg, all - first);
 }
 
-export async function notify(cfg: Config, state: VrrpState, instance: string | undefined, out = new Output(false),
+export async function notify(
+  cfg: Config,
+  state: VrrpState,
+  instance: string | undefined,
+  out = new Output(false),
   o: {
-    fired?: FireKey; db?: Db; session?: EslSession; onTakeover?: (result: TakeoverReport['result'], ms: number | null) => void;
+    fired?: FireKey;
+    db?: Db;
+    session?: EslSession;
+    onTakeover?: (result: TakeoverReport['result'], ms: number | null) => void;
     /** the agent's prepared rows of a peer (the prepared takeover) */
     prepared?: (peer: string) => Prepared | undefined;
     /** the agent dispatches one transition after another: recording this one must not hold up the next */
     recordInBackground?: boolean;
     /** the caller holds this node's notify lock already (the agent, for its whole life): none is taken here */
     hostLocked?: boolean;
-  } = {}): Promise<number> {
+  } = {},
+): Promise<number> {
   const fired = o.fired ?? FIRED;
   const name = instance ?? '_';
   const ctx = { node: cfg.node, instance: name, state };
@@ -139,14 +168,19 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
   try {
     const prev = readState(cfg, name);
     if (prev?.fired && firedAfter(prev.fired, fired)) {
-      log('info', `notify ${state} ignored: keepalived fired ${prev.state} after it (pid ${prev.fired.pid} after ${fired.pid})`, ctx);
+      log(
+        'info',
+        `notify ${state} ignored: keepalived fired ${prev.state} after it (pid ${prev.fired.pid} after ${fired.pid})`,
+        ctx,
+      );
       return 0;
     }
     writeState(cfg, { instance: name, state, fired, at: new Date().toISOString() });
     applied = true;
 
     // the provider's floating address: claimed beside the takeover, released when leaving MASTER
-    floating = instance && (state === 'MASTER' || prev?.state === 'MASTER') ? startFloating(cfg, instance, state) : null;
+    floating =
+      instance && (state === 'MASTER' || prev?.state === 'MASTER') ? startFloating(cfg, instance, state) : null;
     if (state === 'MASTER') {
       const from = nodeForInstance(cfg, instance);
       log('info', `notify MASTER ${name}: ${from === cfg.node ? 'own instance' : `taking over ${from}`}`, ctx);
@@ -154,7 +188,14 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
       let failure: unknown = null;
       if (from !== cfg.node) {
         try {
-          report = await takeover(cfg, { from, command: `notify MASTER ${name}`, db: o.db, session: o.session, heardAt: fired.wallMs, prepared: o.prepared?.(from) });
+          report = await takeover(cfg, {
+            from,
+            command: `notify MASTER ${name}`,
+            db: o.db,
+            session: o.session,
+            heardAt: fired.wallMs,
+            prepared: o.prepared?.(from),
+          });
           o.onTakeover?.(report.result, report.timings.total_ms ?? null);
         } catch (e) {
           o.onTakeover?.(e instanceof Refused ? (e.nothingToDo ? 'nothing' : 'refused') : 'failed', null);
@@ -167,12 +208,23 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
       if (report?.standbyOff) standbySet = false;
       if ((standbyApplies(cfg, instance) || from === cfg.node) && !report?.standbyOff) {
         await setStandby(cfg, false).then(
-          () => { standbySet = false; log('info', `notify MASTER: profiles out of standby on ${cfg.node}`, ctx); },
-          (e) => log('error', `notify MASTER: could not leave standby: ${errorMessage(e)}`, ctx));
+          () => {
+            standbySet = false;
+            log('info', `notify MASTER: profiles out of standby on ${cfg.node}`, ctx);
+          },
+          (e) => log('error', `notify MASTER: could not leave standby: ${errorMessage(e)}`, ctx),
+        );
       }
       if (failure) throw failure;
       if (report && report.result === 'partial') throw new ActionFailed(report.reason);
-      out.result(report ?? { instance: name, from, nothing: true }, report ? report.reason : from === cfg.node ? `instance ${name} is ${cfg.node}'s own: nothing to take over` : `nothing to take over: ${from} is alive`);
+      out.result(
+        report ?? { instance: name, from, nothing: true },
+        report
+          ? report.reason
+          : from === cfg.node
+            ? `instance ${name} is ${cfg.node}'s own: nothing to take over`
+            : `nothing to take over: ${from} is alive`,
+      );
       return 0;
     }
     if (state === 'BACKUP' || state === 'FAULT') {
@@ -181,13 +233,18 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
       } else if (await setStandby(cfg, true)) {
         standbySet = true;
         log('info', `notify ${state}: profiles in standby on ${cfg.node} (new calls get 503)`, ctx);
-      }
-      else log('warn', `notify ${state}: FreeSWITCH on ${cfg.node} is down (its event socket refused the connection): it takes no new calls, no standby needed`, ctx);
+      } else
+        log(
+          'warn',
+          `notify ${state}: FreeSWITCH on ${cfg.node} is down (its event socket refused the connection): it takes no new calls, no standby needed`,
+          ctx,
+        );
     } else if (state !== 'STOP') {
       log('info', `notify ${state}: nothing to do`, ctx);
     }
     // demoted (BACKUP) or keepalived stopped (STOP): calls on an address now held elsewhere are handed over
-    if (instance && (state === 'BACKUP' || state === 'STOP')) await handOver(cfg, state, instance, callsInstance(cfg, instance), { db: o.db });
+    if (instance && (state === 'BACKUP' || state === 'STOP'))
+      await handOver(cfg, state, instance, callsInstance(cfg, instance), { db: o.db });
     return 0;
   } finally {
     await floating;
@@ -203,7 +260,13 @@ export async function notify(cfg: Config, state: VrrpState, instance: string | u
  * What keepalived announced, in fsha.vrrp for `fs-ha status` (after the transition's work, outside the
  * host lock; at most 1 s; it informs operators, fs-ha never decides on it, so a failure is only noted).
  */
-async function recordVrrp(cfg: Config, warm: Db | undefined, instance: string, state: VrrpState, standby?: boolean): Promise<void> {
+async function recordVrrp(
+  cfg: Config,
+  warm: Db | undefined,
+  instance: string,
+  state: VrrpState,
+  standby?: boolean,
+): Promise<void> {
   if (!cfg.database) return;
   const ms = Math.min(cfg.timeouts.databaseMs, 1000);
   const work = (async () => {
@@ -215,22 +278,39 @@ async function recordVrrp(cfg: Config, warm: Db | undefined, instance: string, s
       if (db !== warm) await db.close();
     }
   })();
-  await Promise.race([work, sleep(ms + 200, undefined, { ref: false }).then(() => { throw new Error(`no answer within ${ms} ms`); })])
-    .catch((e) => log('info', `notify ${state}: VRRP state not recorded for fs-ha status: ${errorMessage(e)}`, { node: cfg.node, instance }));
+  await Promise.race([
+    work,
+    sleep(ms + 200, undefined, { ref: false }).then(() => {
+      throw new Error(`no answer within ${ms} ms`);
+    }),
+  ]).catch((e) =>
+    log('info', `notify ${state}: VRRP state not recorded for fs-ha status: ${errorMessage(e)}`, {
+      node: cfg.node,
+      instance,
+    }),
+  );
 }
 
 /** keepalived's generic notify: TYPE NAME STATE PRIORITY */
 export function parseGenericNotify(args: string[]): { state: VrrpState; instance: string } {
   const [type, name, state] = args;
-  if (!type || !name || !state) throw new UsageError('notify needs TYPE NAME STATE [PRIORITY] (as keepalived passes them)');
-  if (type !== 'GROUP' && type !== 'INSTANCE') throw new UsageError(`notify: TYPE must be GROUP or INSTANCE, not "${type}"`);
-  if (!STATES.includes(state as VrrpState)) throw new UsageError(`notify: STATE must be one of ${STATES.join(', ')}, not "${state}"`);
+  if (!type || !name || !state)
+    throw new UsageError('notify needs TYPE NAME STATE [PRIORITY] (as keepalived passes them)');
+  if (type !== 'GROUP' && type !== 'INSTANCE')
+    throw new UsageError(`notify: TYPE must be GROUP or INSTANCE, not "${type}"`);
+  if (!STATES.includes(state as VrrpState))
+    throw new UsageError(`notify: STATE must be one of ${STATES.join(', ')}, not "${state}"`);
   return { state: state as VrrpState, instance: name };
 }
 
 const hook = (state: Exclude<VrrpState, 'DELETED'>, summary: string): CommandSpec => ({
-  name: `notify-${state.toLowerCase()}`, links: [`notify_${state.toLowerCase()}`], args: '[INSTANCE]', positionals: { min: 0, max: 1 },
-  summary, exits: '0 done or nothing to do, 1 failed or refused, 2 usage or configuration error', options: {},
+  name: `notify-${state.toLowerCase()}`,
+  links: [`notify_${state.toLowerCase()}`],
+  args: '[INSTANCE]',
+  positionals: { min: 0, max: 1 },
+  summary,
+  exits: '0 done or nothing to do, 1 failed or refused, 2 usage or configuration error',
+  options: {},
   run: ({ cfg, positionals, out }) => notify(cfg, state, positionals[0], out),
 });
 
@@ -240,9 +320,13 @@ export const commands: CommandSpec[] = [
   hook('FAULT', 'the same as backup'),
   hook('STOP', 'log only'),
   {
-    name: 'notify', links: ['notify'], args: 'TYPE NAME STATE [PRIORITY]', positionals: { min: 3, max: 4 },
+    name: 'notify',
+    links: ['notify'],
+    args: 'TYPE NAME STATE [PRIORITY]',
+    positionals: { min: 3, max: 4 },
     summary: "keepalived's generic notify (TYPE GROUP|INSTANCE, STATE MASTER|BACKUP|FAULT|STOP|DELETED)",
-    exits: '0 done or nothing to do, 1 failed or refused, 2 usage or configuration error', options: {},
+    exits: '0 done or nothing to do, 1 failed or refused, 2 usage or configuration error',
+    options: {},
     run({ cfg, positionals, out }) {
       const { state, instance } = parseGenericNotify(positionals);
       return notify(cfg, state, instance, out);

@@ -23,7 +23,16 @@ import { formatRange, PortBook } from '../core/ports';
 import type { Prepared } from '../adapters/prepare';
 import type { RewriteSpec } from '../core/rewrite';
 import * as store from '../adapters/recovery-store';
-import { decideDeath, decideStillDead, decideTarget, judgeRecovery, judgeSpread, planRecover, type AdopterOutcome, type ScopeGroup } from '../core/decide';
+import {
+  decideDeath,
+  decideStillDead,
+  decideTarget,
+  judgeRecovery,
+  judgeSpread,
+  planRecover,
+  type AdopterOutcome,
+  type ScopeGroup,
+} from '../core/decide';
 import { assignGroups, decideAdopters, profileFor, type Adopter, type AdopterFacts } from '../core/spread';
 import { judgeLiveness, needsHeartbeat, type Liveness } from '../core/liveness';
 import { nodeSchemas, recoveryRelationsProblem } from '../core/per-node';
@@ -90,12 +99,20 @@ export interface AdopterReport extends AdopterOutcome {
 
 /** The failed node's profile names that are another name on the adopter (nodes.<n>.profiles). */
 function profilePairs(from: NodeConfig, to: NodeConfig, profiles: string[]): Array<[string, string]> {
-  return [...new Set(profiles)].sort().map((p): [string, string] => [p, profileFor(p, from.profiles, to.profiles)]).filter(([a, b]) => a !== b);
+  return [...new Set(profiles)]
+    .sort()
+    .map((p): [string, string] => [p, profileFor(p, from.profiles, to.profiles)])
+    .filter(([a, b]) => a !== b);
 }
 
 /** How from's rows are rewritten for x (the takeover's and the preparation's, so their keys agree). */
 export function rewriteSpecFor(from: NodeConfig, x: NodeConfig, profiles: string[]): RewriteSpec {
-  return { fromSwitchname: from.switchname, toSwitchname: x.switchname, addresses: addressPairs(from, x), profiles: profilePairs(from, x, profiles) };
+  return {
+    fromSwitchname: from.switchname,
+    toSwitchname: x.switchname,
+    addresses: addressPairs(from, x),
+    profiles: profilePairs(from, x, profiles),
+  };
 }
 
 /**
@@ -103,8 +120,25 @@ export function rewriteSpecFor(from: NodeConfig, x: NodeConfig, profiles: string
  * Whatever goes wrong is its outcome, not the others': an adopter that dies before or during its recover
  * leaves its share in the table, rewritten for it (its own recover, or a takeover of it, picks it up).
  */
-async function recoverOn(cfg: Config, x: NodeConfig, session: EslSession, core: string, db: Db, from: string, ctx: { from: string; to: string }): Promise<AdopterReport> {
-  const r: AdopterReport = { node: x.name, handed: 0, recovered: null, missing: [], result: 'unreached', reason: '', doneMs: 0, sentMs: 0 };
+async function recoverOn(
+  cfg: Config,
+  x: NodeConfig,
+  session: EslSession,
+  core: string,
+  db: Db,
+  from: string,
+  ctx: { from: string; to: string },
+): Promise<AdopterReport> {
+  const r: AdopterReport = {
+    node: x.name,
+    handed: 0,
+    recovered: null,
+    missing: [],
+    result: 'unreached',
+    reason: '',
+    doneMs: 0,
+    sentMs: 0,
+  };
   let pending: string[] = [];
   try {
     pending = await store.pendingUuids(db, cfg.layout, x.switchname, core);
@@ -122,31 +156,56 @@ async function recoverOn(cfg: Config, x: NodeConfig, session: EslSession, core: 
     const reply = await session.api(cmd, cfg.timeouts.recoverMs);
     r.doneMs = Date.now();
     const count = parseRecoverReply(reply);
-    if (count === null) throw new ActionFailed(`"${cmd}" gave an answer fs-ha does not understand: ${JSON.stringify(reply.trim().slice(0, 120))}`);
+    if (count === null)
+      throw new ActionFailed(
+        `"${cmd}" gave an answer fs-ha does not understand: ${JSON.stringify(reply.trim().slice(0, 120))}`,
+      );
     r.recovered = count;
     if (cfg.standby && x.name === cfg.node) {
-      r.standbyOff = await session.api('sofia global standby off', x.esl!.timeoutMs).then((a) => a.startsWith('+OK'),
-        (e) => { log('warn', `takeover: standby off failed: ${errorMessage(e)}`, ctx); return false; });
+      r.standbyOff = await session.api('sofia global standby off', x.esl!.timeoutMs).then(
+        (a) => a.startsWith('+OK'),
+        (e) => {
+          log('warn', `takeover: standby off failed: ${errorMessage(e)}`, ctx);
+          return false;
+        },
+      );
     }
     // sofia recover clears standby on every profile (fsctl recover does not; then only the standby off above did)
-    if (cfg.recover === 'sofia' || r.standbyOff) await store.recordStandby(db, x.name, false, `takeover recover (${ctx.from})`).catch(() => undefined);
+    if (cfg.recover === 'sofia' || r.standbyOff)
+      await store.recordStandby(db, x.name, false, `takeover recover (${ctx.from})`).catch(() => undefined);
     r.missing = await store.awaitRetracked(db, cfg.layout, pending, core, cfg.timeouts.verifyMs);
-    await store.dropKeptCopies(db, pending.filter((u) => !r.missing.includes(u)));
-    const v = judgeRecovery({ to: x.name, from, handed: pending.length, recovered: count, missing: r.missing.length, held: 0 });
+    await store.dropKeptCopies(
+      db,
+      pending.filter((u) => !r.missing.includes(u)),
+    );
+    const v = judgeRecovery({
+      to: x.name,
+      from,
+      handed: pending.length,
+      recovered: count,
+      missing: r.missing.length,
+      held: 0,
+    });
     r.result = v.result;
     r.reason = v.reason;
   } catch (e) {
     r.doneMs ||= Date.now();
     if (r.recovered === null) {
       r.missing = pending;
-      r.reason = `${x.name} did not recover its share of ${pending.length} call(s): ${errorMessage(e)}; they stay in the recovery table under ${x.switchname} ` +
+      r.reason =
+        `${x.name} did not recover its share of ${pending.length} call(s): ${errorMessage(e)}; they stay in the recovery table under ${x.switchname} ` +
         `(its own recover, or fs-ha takeover --from ${x.name}, picks them up)`;
     } else {
       r.result = 'partial';
       r.reason = `${x.name} recovered ${r.recovered} of ${pending.length} call(s), then: ${errorMessage(e)}`;
     }
   }
-  log(r.result === 'done' ? 'info' : 'error', `takeover: adopter ${x.name} ${r.result}: ${r.reason}`, { ...ctx, node: x.name, calls: r.handed, recovered: r.recovered ?? undefined });
+  log(r.result === 'done' ? 'info' : 'error', `takeover: adopter ${x.name} ${r.result}: ${r.reason}`, {
+    ...ctx,
+    node: x.name,
+    calls: r.handed,
+    recovered: r.recovered ?? undefined,
+  });
   return r;
 }
 
@@ -155,14 +214,31 @@ async function recoverOn(cfg: Config, x: NodeConfig, session: EslSession, core: 
  * socket), so no adopted call binds a port an adopter's call uses or its allocator may hand out.
  */
 async function portBooks(cfg: Config, db: Db, adopting: NodeConfig[]): Promise<Map<string, PortBook>> {
-  const held = await store.mediaPortsUnder(db, cfg.layout, adopting.map((x) => x.switchname));
+  const held = await store.mediaPortsUnder(
+    db,
+    cfg.layout,
+    adopting.map((x) => x.switchname),
+  );
   const local = adopting.some((x) => x.name === cfg.node) ? await boundUdpPorts() : new Set<number>();
-  return new Map(adopting.map((x) => [x.name, new PortBook(x.name, x.rtpPorts, cfg.recoveryPorts,
-    [...(held.get(x.switchname) ?? []), ...(x.name === cfg.node ? local : [])])]));
+  return new Map(
+    adopting.map((x) => [
+      x.name,
+      new PortBook(x.name, x.rtpPorts, cfg.recoveryPorts, [
+        ...(held.get(x.switchname) ?? []),
+        ...(x.name === cfg.node ? local : []),
+      ]),
+    ]),
+  );
 }
 
 /** Step 1's observation: probe (the first one may already be under way), the heartbeat when the probe cannot tell, until a verdict. */
-async function observeDeath(cfg: Config, from: NodeConfig, db: Db, first: Promise<NodeProbe>, refused: { at: number | null }): Promise<Liveness> {
+async function observeDeath(
+  cfg: Config,
+  from: NodeConfig,
+  db: Db,
+  first: Promise<NodeProbe>,
+  refused: { at: number | null },
+): Promise<Liveness> {
   const staleMs = cfg.liveness.heartbeatStaleMs;
   const giveUp = Date.now() + staleMs + 1000;
   let pending: Promise<NodeProbe> | null = first;
@@ -173,7 +249,8 @@ async function observeDeath(cfg: Config, from: NodeConfig, db: Db, first: Promis
     const hb = needsHeartbeat(probe.kind) ? await store.readHeartbeat(db, from.name) : null;
     const life = judgeLiveness(from.name, probe, hb, staleMs, whoIs(from, refused));
     if (life.verdict !== 'wait') return life;
-    if (Date.now() >= giveUp) return { verdict: 'unknown', reason: `${life.reason}, and it did not age within ${staleMs + 1000} ms` };
+    if (Date.now() >= giveUp)
+      return { verdict: 'unknown', reason: `${life.reason}, and it did not age within ${staleMs + 1000} ms` };
     log('info', `takeover: waiting ${life.waitMs} ms before judging ${from.name}`, { reason: life.reason });
     await sleep(Math.min(life.waitMs + 50, Math.max(0, giveUp - Date.now())));
   }
@@ -181,11 +258,18 @@ async function observeDeath(cfg: Config, from: NodeConfig, db: Db, first: Promis
 
 /** Who the node must be when its address answers, and since when its address refuses (identity, core/liveness.ts). */
 function whoIs(n: NodeConfig, refused: { at: number | null }) {
-  return { switchname: n.switchname, where: eslWhere(n.esl), refusedForMs: refused.at === null ? undefined : Date.now() - refused.at };
+  return {
+    switchname: n.switchname,
+    where: eslWhere(n.esl),
+    refusedForMs: refused.at === null ? undefined : Date.now() - refused.at,
+  };
 }
 
 /** Step 3's observation: one session to the adopting node, kept for the recover and standby. */
-async function openTarget(target: EslTarget, lent?: EslSession): Promise<{ session: EslSession | null; probe: NodeProbe }> {
+async function openTarget(
+  target: EslTarget,
+  lent?: EslSession,
+): Promise<{ session: EslSession | null; probe: NodeProbe }> {
   const started = Date.now();
   if (lent && !lent.closed) return { session: lent, probe: await probeSession(lent, [], target.timeoutMs, started) };
   let session: EslSession;
@@ -212,9 +296,17 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
     try {
       return await takeoverOnce(cfg, attempt === 1 ? opts : { ...opts, db: undefined }, lost);
     } catch (e) {
-      const why = lost.db?.lostReason ?? (e instanceof ActionFailed && /no writable primary|cannot connect/.test(e.message) && attempt > 1 ? e.message : null);
+      const why =
+        lost.db?.lostReason ??
+        (e instanceof ActionFailed && /no writable primary|cannot connect/.test(e.message) && attempt > 1
+          ? e.message
+          : null);
       if (!why || Date.now() >= until) throw e;
-      log('warn', `takeover: the database connection was lost (${why}); attempt ${attempt + 1} on whichever host is the primary now`, { from: opts.from, to: opts.to ?? cfg.node });
+      log(
+        'warn',
+        `takeover: the database connection was lost (${why}); attempt ${attempt + 1} on whichever host is the primary now`,
+        { from: opts.from, to: opts.to ?? cfg.node },
+      );
       await sleep(Math.min(500, Math.max(0, until - Date.now())));
     }
   }
@@ -279,13 +371,20 @@ interface Run {
 function startRun(cfg: Config, opts: TakeoverOptions): Run {
   const from = cfg.nodes[opts.from];
   if (!from) throw new UsageError(`unknown node "${opts.from}" (configured: ${Object.keys(cfg.nodes).join(', ')})`);
-  const names = typeof opts.to === 'string' ? opts.to.split(',').map((x) => x.trim()).filter(Boolean) : opts.to ?? cfg.adopters[from.name] ?? [cfg.node];
+  const names =
+    typeof opts.to === 'string'
+      ? opts.to
+          .split(',')
+          .map((x) => x.trim())
+          .filter(Boolean)
+      : (opts.to ?? cfg.adopters[from.name] ?? [cfg.node]);
   if (!names.length) throw new UsageError('--to needs at least one node');
   const targets = names.map((n) => {
     const node = cfg.nodes[n];
     if (!node) throw new UsageError(`unknown node "${n}" (configured: ${Object.keys(cfg.nodes).join(', ')})`);
     if (node.name === from.name) throw new UsageError(`cannot take over ${from.name} onto itself`);
-    if (!opts.noRecover && !node.esl) throw new ConfigError(`config: nodes.${node.name}.esl is needed to recover on ${node.name}`);
+    if (!opts.noRecover && !node.esl)
+      throw new ConfigError(`config: nodes.${node.name}.esl is needed to recover on ${node.name}`);
     return node;
   });
   if (new Set(names).size !== names.length) throw new UsageError(`--to names a node twice: ${names.join(',')}`);
@@ -293,20 +392,54 @@ function startRun(cfg: Config, opts: TakeoverOptions): Run {
   const t0 = opts.clockStart ?? Date.now();
   const timings: Record<string, number> = {};
   return {
-    cfg, opts, from, targets, id: randomUUID(), started: new Date(t0), t0, timings,
-    report: { result: 'failed', reason: '', from: from.name, to: names.join(','), adopted: 0, recovered: null, missing: [], skipped: [], timings, adopters: [] },
-    ctx: { from: from.name, to: names.join(',') }, table: store.recoveryTable(cfg.layout), db: null,
-    nodeLocked: false, adopterLocks: [], sessions: new Map(), refusalLevel: 'error', refused: { at: null },
+    cfg,
+    opts,
+    from,
+    targets,
+    id: randomUUID(),
+    started: new Date(t0),
+    t0,
+    timings,
+    report: {
+      result: 'failed',
+      reason: '',
+      from: from.name,
+      to: names.join(','),
+      adopted: 0,
+      recovered: null,
+      missing: [],
+      skipped: [],
+      timings,
+      adopters: [],
+    },
+    ctx: { from: from.name, to: names.join(',') },
+    table: store.recoveryTable(cfg.layout),
+    db: null,
+    nodeLocked: false,
+    adopterLocks: [],
+    sessions: new Map(),
+    refusalLevel: 'error',
+    refused: { at: null },
   };
 }
 
-const nothing = (run: Run, reason: string): TakeoverReport => { run.report.result = 'nothing'; run.report.reason = reason; return run.report; };
+const nothing = (run: Run, reason: string): TakeoverReport => {
+  run.report.result = 'nothing';
+  run.report.reason = reason;
+  return run.report;
+};
 
 /** The database: the agent's warm connection, else a new one; fs-ha's tables before anything (every outcome gets its audit row). */
 async function connect(run: Run, lost: { db: Db | null }): Promise<Db> {
   const { cfg, opts } = run;
-  const db = opts.db && !opts.db.lostReason ? opts.db
-    : await Db.connect(cfg.database!, cfg.timeouts.databaseMs, `fs-ha takeover ${run.from.name}->${run.targets[0].name}`);
+  const db =
+    opts.db && !opts.db.lostReason
+      ? opts.db
+      : await Db.connect(
+          cfg.database!,
+          cfg.timeouts.databaseMs,
+          `fs-ha takeover ${run.from.name}->${run.targets[0].name}`,
+        );
   run.db = db;
   lost.db = db;
   run.timings.db_connect_ms = Date.now() - run.t0;
@@ -315,20 +448,37 @@ async function connect(run: Run, lost: { db: Db | null }): Promise<Db> {
 }
 
 /** Step 1: the verdict on the failed node (core/liveness.ts, core/decide.ts), the fence when configured. */
-async function observeAndDecideDeath(run: Run, db: Db, firstProbe: Promise<NodeProbe>): Promise<{ life: Liveness; death: DeathDecision }> {
+async function observeAndDecideDeath(
+  run: Run,
+  db: Db,
+  firstProbe: Promise<NodeProbe>,
+): Promise<{ life: Liveness; death: DeathDecision }> {
   const { cfg, opts, from } = run;
   const planned = !!(opts.planned && opts.dryRun);
   const life: Liveness = planned
-    ? { verdict: 'alive', serving: true, reason: `${from.name} still runs: this is the plan of its drain, nothing is changed` }
+    ? {
+        verdict: 'alive',
+        serving: true,
+        reason: `${from.name} still runs: this is the plan of its drain, nothing is changed`,
+      }
     : await observeDeath(cfg, from, db, firstProbe, run.refused);
   run.timings.liveness_ms = Date.now() - run.t0;
   const death = planned
     ? { action: 'go' as const, reason: life.reason, fence: false, forced: false }
     : decideDeath(from.name, life, { force: !!opts.force, fence: cfg.fence ? 'configured' : 'none' });
-  if (death.action !== 'go') throw new Refused(death.reason, death.action === 'refuse' ? death.level : 'error', death.action === 'refuse' ? death.nothingToDo ?? null : null);
+  if (death.action !== 'go')
+    throw new Refused(
+      death.reason,
+      death.action === 'refuse' ? death.level : 'error',
+      death.action === 'refuse' ? (death.nothingToDo ?? null) : null,
+    );
   log(death.forced ? 'warn' : 'info', `takeover: ${death.reason}`, run.ctx);
   if (death.fence && !opts.dryRun) {
-    await runFence(cfg.fence, { FSHA_FAILED_NODE: from.name, FSHA_FAILED_SWITCHNAME: from.switchname, FSHA_NODE: run.targets[0].name }, cfg.timeouts.fenceMs);
+    await runFence(
+      cfg.fence,
+      { FSHA_FAILED_NODE: from.name, FSHA_FAILED_SWITCHNAME: from.switchname, FSHA_NODE: run.targets[0].name },
+      cfg.timeouts.fenceMs,
+    );
     run.timings.fence_ms = Date.now() - run.t0;
     log('info', `takeover: ${decideDeath(from.name, life, { force: false, fence: 'succeeded' }).reason}`, run.ctx);
   }
@@ -342,12 +492,18 @@ async function guardRelations(run: Run, db: Db): Promise<TakeoverReport | null> 
   const schemas = nodeSchemas(Object.values(cfg.nodes));
   if ('problem' in schemas) throw new ConfigError(`config: ${schemas.problem}`);
   const seen = await store.recoveryRelationsAnd(db, run.table);
-  const layoutProblem = recoveryRelationsProblem(cfg.layout, seen.relations, schemas.schemas, [run.from.switchname, ...run.targets.map((x) => x.switchname)]);
+  const layoutProblem = recoveryRelationsProblem(cfg.layout, seen.relations, schemas.schemas, [
+    run.from.switchname,
+    ...run.targets.map((x) => x.switchname),
+  ]);
   if (layoutProblem) throw new Refused(`refusing: ${layoutProblem}`);
   const replication = await store.replicationVerdict(db);
   if (replication.level === 'refuse') throw new Refused(`refusing: ${replication.reason}`);
   if (seen.tableExists) return null;
-  if (cfg.layout === 'per-node') throw new Refused(`refusing: layout is per-node but ${run.table} does not exist (run fs-ha db init --layout per-node)`);
+  if (cfg.layout === 'per-node')
+    throw new Refused(
+      `refusing: layout is per-node but ${run.table} does not exist (run fs-ha db init --layout per-node)`,
+    );
   return nothing(run, `no recovery table yet (${run.table}): no calls are tracked`);
 }
 
@@ -365,21 +521,37 @@ async function lockAndRecheck(run: Run, db: Db, d: { life: Liveness; death: Deat
   if (!d.death.forced && !d.death.fence && d.life.verdict === 'dead' && !opts.dryRun) {
     const again = await probeNode(from.esl, [], Math.min(500, from.esl?.timeoutMs ?? cfg.esl.timeoutMs));
     const hb = needsHeartbeat(again.kind) ? await store.readHeartbeat(db, from.name) : null;
-    const still = decideStillDead(from.name, judgeLiveness(from.name, again, hb, cfg.liveness.heartbeatStaleMs, whoIs(from, run.refused)));
+    const still = decideStillDead(
+      from.name,
+      judgeLiveness(from.name, again, hb, cfg.liveness.heartbeatStaleMs, whoIs(from, run.refused)),
+    );
     if (still.action !== 'go') throw new Refused(still.reason);
   }
-  run.adopterLocks = await store.lockAdopters(db, run.targets.map((x) => x.switchname), cfg.timeouts.lockMs);
+  run.adopterLocks = await store.lockAdopters(
+    db,
+    run.targets.map((x) => x.switchname),
+    cfg.timeouts.lockMs,
+  );
   run.timings.adopters_locked_ms = Date.now() - run.t0;
   if (opts.dryRun) return;
   const r = await store.reconcile(db, run.table, from.name);
   if (r.dropped || r.interrupted) {
-    log('warn', `takeover: ${r.interrupted} earlier takeover(s) of ${from.name} interrupted before their audit row: recorded in fsha.audit as interrupted; ` +
-      `dropped ${r.dropped} kept copies of calls re-tracked since`, run.ctx);
+    log(
+      'warn',
+      `takeover: ${r.interrupted} earlier takeover(s) of ${from.name} interrupted before their audit row: recorded in fsha.audit as interrupted; ` +
+        `dropped ${r.dropped} kept copies of calls re-tracked since`,
+      run.ctx,
+    );
   }
 }
 
 /** What steps 5 and 6 work on: the failed node's rows by group, each adopter's core, the adopters chosen. */
-interface AdopterPlan { incoming: ScopeGroup[]; cores: Map<string, string>; adopters: Adopter[]; adopting: NodeConfig[] }
+interface AdopterPlan {
+  incoming: ScopeGroup[];
+  cores: Map<string, string>;
+  adopters: Adopter[];
+  adopting: NodeConfig[];
+}
 
 /**
  * Steps 3 and 4: one event-socket session to each adopter (kept from this probe to its standby), who answers
@@ -393,23 +565,34 @@ async function planAdopters(run: Run, db: Db): Promise<AdopterPlan | TakeoverRep
   const weights = new Map(targets.map((x) => [x.name, x.weight]));
   let adopters: Adopter[] = targets.map((x) => ({ name: x.name, weight: x.weight }));
   if (!opts.noRecover) {
-    const facts = await Promise.all(targets.map(async (x): Promise<AdopterFacts & { nothing?: string }> => {
-      const opened = await openTarget(x.esl!, x.name === cfg.node ? opts.session : undefined);
-      if (opened.session) run.sessions.set(x.name, opened.session);
-      const ready = decideTarget(x.name, opened.probe, { switchname: x.switchname, where: eslWhere(x.esl) });
-      if (ready.action !== 'go') return { name: x.name, problem: ready.reason };
-      cores.set(x.name, ready.coreUuid);
-      const scope = await store.scopeOf(db, cfg.layout, x.switchname, ready.coreUuid);
-      const mine = from.switchname === x.switchname ? [] : incoming.filter((g) => g.runtimeUuid !== ready.coreUuid)
-        .map((g) => ({ ...g, profile: profileFor(g.profile, from.profiles, x.profiles) }));
-      const plan = planRecover({
-        from: from.switchname, to: x.switchname, recover: cfg.recover, scope, incoming: mine,
-        targetProfiles: opened.probe.profiles ?? new Map(), force: !!opts.force,
-      });
-      log('info', `takeover: plan ${plan.action} on ${x.name}: ${plan.reason}`, run.ctx);
-      if (plan.action === 'nothing') return { name: x.name, problem: null, nothing: plan.reason };
-      return { name: x.name, problem: plan.action === 'refuse' ? plan.reason : null };
-    }));
+    const facts = await Promise.all(
+      targets.map(async (x): Promise<AdopterFacts & { nothing?: string }> => {
+        const opened = await openTarget(x.esl!, x.name === cfg.node ? opts.session : undefined);
+        if (opened.session) run.sessions.set(x.name, opened.session);
+        const ready = decideTarget(x.name, opened.probe, { switchname: x.switchname, where: eslWhere(x.esl) });
+        if (ready.action !== 'go') return { name: x.name, problem: ready.reason };
+        cores.set(x.name, ready.coreUuid);
+        const scope = await store.scopeOf(db, cfg.layout, x.switchname, ready.coreUuid);
+        const mine =
+          from.switchname === x.switchname
+            ? []
+            : incoming
+                .filter((g) => g.runtimeUuid !== ready.coreUuid)
+                .map((g) => ({ ...g, profile: profileFor(g.profile, from.profiles, x.profiles) }));
+        const plan = planRecover({
+          from: from.switchname,
+          to: x.switchname,
+          recover: cfg.recover,
+          scope,
+          incoming: mine,
+          targetProfiles: opened.probe.profiles ?? new Map(),
+          force: !!opts.force,
+        });
+        log('info', `takeover: plan ${plan.action} on ${x.name}: ${plan.reason}`, run.ctx);
+        if (plan.action === 'nothing') return { name: x.name, problem: null, nothing: plan.reason };
+        return { name: x.name, problem: plan.action === 'refuse' ? plan.reason : null };
+      }),
+    );
     run.timings.planned_ms = Date.now() - run.t0;
     const none = facts.find((f) => f.nothing);
     if (none) return nothing(run, none.nothing!);
@@ -418,7 +601,12 @@ async function planAdopters(run: Run, db: Db): Promise<AdopterPlan | TakeoverRep
     for (const sk of chosen.skipped) log('warn', `takeover: adopter ${sk.name} skipped: ${sk.problem}`, run.ctx);
     adopters = chosen.adopters;
   } else {
-    const chosen = decideAdopters(from.name, targets.map((x) => ({ name: x.name, problem: null })), cfg.layout, weights);
+    const chosen = decideAdopters(
+      from.name,
+      targets.map((x) => ({ name: x.name, problem: null })),
+      cfg.layout,
+      weights,
+    );
     if (chosen.action === 'refuse') throw new Refused(chosen.reason);
   }
   run.report.to = adopters.map((a) => a.name).join(',');
@@ -440,30 +628,65 @@ async function moveRowsFor(run: Run, db: Db, plan: AdopterPlan): Promise<Takeove
     return report;
   }
   const books = await portBooks(cfg, db, adopting);
-  const moved = await moveRows(db, cfg.layout, run.table, adopting.map((x) => ({
-    node: x.name, ports: books.get(x.name), spec: rewriteSpecFor(from, x, plan.incoming.map((g) => g.profile)),
-  })), {
-    takeoverId: run.id, fromNode: from.name, toNode: report.to, targetCores: [...plan.cores.values()], dryRun: !!opts.dryRun,
-    assign: (groups) => assignGroups(groups, plan.adopters), prepared: opts.prepared,
-  });
+  const moved = await moveRows(
+    db,
+    cfg.layout,
+    run.table,
+    adopting.map((x) => ({
+      node: x.name,
+      ports: books.get(x.name),
+      spec: rewriteSpecFor(
+        from,
+        x,
+        plan.incoming.map((g) => g.profile),
+      ),
+    })),
+    {
+      takeoverId: run.id,
+      fromNode: from.name,
+      toNode: report.to,
+      targetCores: [...plan.cores.values()],
+      dryRun: !!opts.dryRun,
+      assign: (groups) => assignGroups(groups, plan.adopters),
+      prepared: opts.prepared,
+    },
+  );
   if (moved.prepared) timings.prepared_rows = moved.prepared;
   report.skipped = moved.held;
   report.adopted = moved.rows.length;
-  Object.assign(timings, { rewrite_select_ms: moved.ms.select, rewrite_cpu_ms: moved.ms.rewrite, rewrite_write_ms: moved.ms.write, rewritten_ms: Date.now() - run.t0 });
+  Object.assign(timings, {
+    rewrite_select_ms: moved.ms.select,
+    rewrite_cpu_ms: moved.ms.rewrite,
+    rewrite_write_ms: moved.ms.write,
+    rewritten_ms: Date.now() - run.t0,
+  });
   // ERROR: a held call is not recovered anywhere; the operator decides (its row is kept in fsha.takeover_rows)
-  for (const s of moved.held) log('error', `takeover: call held back, not recovered: ${s.reason}`, { ...run.ctx, uuid: s.uuid });
+  for (const s of moved.held)
+    log('error', `takeover: call held back, not recovered: ${s.reason}`, { ...run.ctx, uuid: s.uuid });
   const perAdopter = adopting.map((x) => `${x.name} ${moved.rows.filter((r) => r.to === x.name).length}`).join(', ');
   if (opts.dryRun) {
     report.preview = moved.rows;
     report.result = 'dry-run';
-    report.reason = `would move ${moved.rows.length} row(s) of ${from.name} to ${adopting.length > 1 ? perAdopter : report.to}` +
-      (moved.held.length ? `, hold back ${moved.held.length}` : '') + (opts.noRecover ? '' : ` and recover them there`);
+    report.reason =
+      `would move ${moved.rows.length} row(s) of ${from.name} to ${adopting.length > 1 ? perAdopter : report.to}` +
+      (moved.held.length ? `, hold back ${moved.held.length}` : '') +
+      (opts.noRecover ? '' : ` and recover them there`);
     return report;
   }
   for (const b of books.values()) {
-    if (b.moved) log('info', `takeover: ${b.moved} RTP port(s) moved into recovery_ports ${formatRange(b.band)} on ${b.node} (in its rtp_ports or in use there)`, run.ctx);
+    if (b.moved)
+      log(
+        'info',
+        `takeover: ${b.moved} RTP port(s) moved into recovery_ports ${formatRange(b.band)} on ${b.node} (in its rtp_ports or in use there)`,
+        run.ctx,
+      );
   }
-  log('info', `takeover: moved ${moved.rows.length} row(s) to ${adopting.length > 1 ? perAdopter : report.to}`, { ...run.ctx, calls: moved.rows.length, held: moved.held.length, ms: timings.rewritten_ms });
+  log('info', `takeover: moved ${moved.rows.length} row(s) to ${adopting.length > 1 ? perAdopter : report.to}`, {
+    ...run.ctx,
+    calls: moved.rows.length,
+    held: moved.held.length,
+    ms: timings.rewritten_ms,
+  });
   return opts.noRecover ? movedOnly(run) : null;
 }
 
@@ -477,7 +700,11 @@ function movedOnly(run: Run): TakeoverReport {
 async function recoverEach(run: Run, db: Db, plan: AdopterPlan): Promise<void> {
   const { cfg, opts, report, timings, t0 } = run;
   timings.recover_start_ms = Date.now() - t0;
-  report.adopters = await Promise.all(plan.adopting.map((x) => recoverOn(cfg, x, run.sessions.get(x.name)!, plan.cores.get(x.name)!, db, run.from.name, run.ctx)));
+  report.adopters = await Promise.all(
+    plan.adopting.map((x) =>
+      recoverOn(cfg, x, run.sessions.get(x.name)!, plan.cores.get(x.name)!, db, run.from.name, run.ctx),
+    ),
+  );
   timings.recover_done_ms = Math.max(...report.adopters.map((a) => a.doneMs - t0));
   const sent = Math.max(...report.adopters.map((a) => a.sentMs));
   if (sent) {
@@ -517,21 +744,50 @@ async function finishRun(run: Run): Promise<void> {
   timings.total_ms = Date.now() - run.t0;
   if (opts.before) Object.assign(timings, opts.before);
   for (const sess of run.sessions.values()) if (sess !== opts.session) sess.close();
-  const level = report.result === 'refused' ? run.refusalLevel : report.result === 'failed' || report.result === 'partial' ? 'error' : 'info';
+  const level =
+    report.result === 'refused'
+      ? run.refusalLevel
+      : report.result === 'failed' || report.result === 'partial'
+        ? 'error'
+        : 'info';
   log(level, `takeover ${report.result}: ${report.reason}`, {
-    ...run.ctx, adopted: report.adopted, recovered: report.recovered ?? undefined, missing: report.missing.length, held: report.skipped.length, ms: timings.total_ms,
+    ...run.ctx,
+    adopted: report.adopted,
+    recovered: report.recovered ?? undefined,
+    missing: report.missing.length,
+    held: report.skipped.length,
+    ms: timings.total_ms,
     critical_ms: timings.critical_path_ms,
   });
   if (!db) return;
   if (!opts.dryRun && report.result !== 'nothing') {
     const row: store.AuditRecord = {
-      takeoverId: run.id, startedAt: run.started, actor: opts.actor ?? `${userInfo().username}@${cfg.node}`, command: opts.command, from: run.from.name, to: report.to,
-      adopters: report.adopters.map(({ node, handed, recovered, missing, result, reason }) => ({ node, handed, recovered, missing: missing.length, result, reason })),
-      result: report.result, reason: report.reason, adopted: report.adopted, recovered: report.recovered,
-      missing: report.recovered === null ? null : report.missing.length, skipped: report.skipped.length, timings,
+      takeoverId: run.id,
+      startedAt: run.started,
+      actor: opts.actor ?? `${userInfo().username}@${cfg.node}`,
+      command: opts.command,
+      from: run.from.name,
+      to: report.to,
+      adopters: report.adopters.map(({ node, handed, recovered, missing, result, reason }) => ({
+        node,
+        handed,
+        recovered,
+        missing: missing.length,
+        result,
+        reason,
+      })),
+      result: report.result,
+      reason: report.reason,
+      adopted: report.adopted,
+      recovered: report.recovered,
+      missing: report.recovered === null ? null : report.missing.length,
+      skipped: report.skipped.length,
+      timings,
     };
-    await (opts.auditId !== undefined ? store.updateAudit(db, opts.auditId, row) : store.writeAudit(db, row, cfg.audit.retentionDays))
-      .catch((e) => log('warn', `takeover: audit row not written: ${errorMessage(e)}`, run.ctx));
+    await (opts.auditId !== undefined
+      ? store.updateAudit(db, opts.auditId, row)
+      : store.writeAudit(db, row, cfg.audit.retentionDays)
+    ).catch((e) => log('warn', `takeover: audit row not written: ${errorMessage(e)}`, run.ctx));
   }
   await store.unlockAdopters(db, run.adopterLocks);
   if (run.nodeLocked) await store.unlockNode(db, run.from.switchname);
@@ -541,21 +797,37 @@ async function finishRun(run: Run): Promise<void> {
 /** The report as people read it: the rows a dry run would move, the rows held back, one summary line. */
 export function formatTakeover(r: TakeoverReport): string {
   const lines: string[] = [];
-  for (const row of r.preview ?? []) lines.push(`  move ${row.uuid} to=${row.to} profile=${row.profile} replacements=${row.replaced}`);
-  if (r.adopters.length > 1) for (const a of r.adopters) lines.push(`  ${a.node}: ${a.result}, ${a.handed} handed, ${a.recovered ?? '-'} recovered, ${a.missing.length} missing`);
+  for (const row of r.preview ?? [])
+    lines.push(`  move ${row.uuid} to=${row.to} profile=${row.profile} replacements=${row.replaced}`);
+  if (r.adopters.length > 1)
+    for (const a of r.adopters)
+      lines.push(
+        `  ${a.node}: ${a.result}, ${a.handed} handed, ${a.recovered ?? '-'} recovered, ${a.missing.length} missing`,
+      );
   for (const s of r.skipped) lines.push(`  held ${s.uuid}: ${s.reason}`);
-  lines.push(`${r.result}: ${r.reason}` +
-    (r.recovered !== null ? ` (adopted ${r.adopted}, recovered ${r.recovered}, missing ${r.missing.length}, ${r.timings.total_ms} ms)` : ''));
+  lines.push(
+    `${r.result}: ${r.reason}` +
+      (r.recovered !== null
+        ? ` (adopted ${r.adopted}, recovered ${r.recovered}, missing ${r.missing.length}, ${r.timings.total_ms} ms)`
+        : ''),
+  );
   return lines.join('\n');
 }
 
 export const command: CommandSpec = {
-  name: 'takeover', links: [], args: '', positionals: { min: 0, max: 0 },
+  name: 'takeover',
+  links: [],
+  args: '',
+  positionals: { min: 0, max: 0 },
   summary: "move NODE's calls here (or to --to) by hand: drills, maintenance",
   exits: '0 done or nothing to do, 1 refused, failed or partial, 2 usage or configuration error',
   options: {
     from: { type: 'string', arg: 'NODE', required: true, help: 'the node whose calls move' },
-    to: { type: 'string', arg: 'NODE[,NODE...]', help: 'the adopting node(s); several: calls spread, groups kept whole (default: adopters.<from>, else this node)' },
+    to: {
+      type: 'string',
+      arg: 'NODE[,NODE...]',
+      help: 'the adopting node(s); several: calls spread, groups kept whole (default: adopters.<from>, else this node)',
+    },
     'dry-run': { type: 'boolean', help: 'list what would move; change nothing' },
     'no-recover': { type: 'boolean', help: 'rewrite only; recover by hand later' },
     force: { type: 'boolean', help: 'go on although the node looks alive or a profile is down' },
@@ -564,7 +836,11 @@ export const command: CommandSpec = {
   async run({ cfg, values, out }) {
     if (typeof values.from !== 'string') throw new UsageError('takeover needs --from NODE');
     const r = await takeover(cfg, {
-      from: values.from, to: values.to as string | undefined, dryRun: !!values['dry-run'], noRecover: !!values['no-recover'], force: !!values.force,
+      from: values.from,
+      to: values.to as string | undefined,
+      dryRun: !!values['dry-run'],
+      noRecover: !!values['no-recover'],
+      force: !!values.force,
       command: 'takeover',
     });
     out.result(r, formatTakeover(r));

@@ -25,7 +25,14 @@ async function beat(cfg: Config, health: LocalHealth): Promise<void> {
   let db: Db | null = null;
   try {
     db = await Db.connect(cfg.database, cfg.timeouts.databaseMs, `fs-ha watch ${cfg.node}`);
-    await writeHeartbeat(db, cfg.node, me.switchname, p?.kind === 'healthy' ? p.coreUuid : null, p?.kind === 'healthy', p?.kind === 'healthy' ? 'healthy' : p?.detail ?? 'unknown');
+    await writeHeartbeat(
+      db,
+      cfg.node,
+      me.switchname,
+      p?.kind === 'healthy' ? p.coreUuid : null,
+      p?.kind === 'healthy',
+      p?.kind === 'healthy' ? 'healthy' : (p?.detail ?? 'unknown'),
+    );
   } catch (e) {
     log('debug', `watch: heartbeat not written: ${errorMessage(e)}`);
   } finally {
@@ -35,7 +42,9 @@ async function beat(cfg: Config, health: LocalHealth): Promise<void> {
 
 export async function watch(cfg: Config): Promise<number> {
   const health = new LocalHealth(cfg, { who: 'watch' });
-  health.onChange = () => { void beat(cfg, health); };
+  health.onChange = () => {
+    void beat(cfg, health);
+  };
   const stop = () => health.stop(true);
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
@@ -44,8 +53,12 @@ export async function watch(cfg: Config): Promise<number> {
 }
 
 export const command: CommandSpec = {
-  name: 'watch', links: [], args: '', positionals: { min: 0, max: 0 },
+  name: 'watch',
+  links: [],
+  args: '',
+  positionals: { min: 0, max: 0 },
   summary: "long-running: sub-second crash detection for keepalived's track_file",
-  exits: '0 after SIGTERM, 2 configuration error', options: {},
+  exits: '0 after SIGTERM, 2 configuration error',
+  options: {},
   run: ({ cfg }) => watch(cfg),
 };

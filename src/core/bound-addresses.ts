@@ -13,7 +13,9 @@ export function boundAddressProblem(node: string, configured: string[], bound: s
   const listed = new Set(configured.map(canonical));
   const missing = [...new Set(bound.filter((a) => isIP(a)).map(canonical))].filter((a) => !listed.has(a)).sort();
   if (!missing.length) return null;
-  return `${node}'s calls bind ${missing.join(', ')} (local_media_ip / sip_local_network_addr of its rows), which nodes.${node}.addresses ` +
+  return (
+    `${node}'s calls bind ${missing.join(', ')} (local_media_ip / sip_local_network_addr of its rows), which nodes.${node}.addresses ` +
     `[${configured.join(', ')}] does not list: a takeover leaves its calls on ${missing.length > 1 ? 'those addresses' : 'that address'}, which works only ` +
-    `while their adopter holds ${missing.length > 1 ? 'them' : 'it'}; list what its profiles bind (sip-ip, rtp-ip) as its addresses`;
+    `while their adopter holds ${missing.length > 1 ? 'them' : 'it'}; list what its profiles bind (sip-ip, rtp-ip) as its addresses`
+  );
 }

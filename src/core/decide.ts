@@ -12,10 +12,14 @@ export type Step<T = object> =
   | { action: 'nothing'; reason: string };
 
 /** Step 1: may the failed node's calls be taken? fence: whether a fence command is configured, and whether it already ran. */
-export function decideDeath(node: string, life: Liveness, o: { force: boolean; fence: 'none' | 'configured' | 'succeeded' }):
-  Step<{ fence: boolean; forced: boolean }> {
+export function decideDeath(
+  node: string,
+  life: Liveness,
+  o: { force: boolean; fence: 'none' | 'configured' | 'succeeded' },
+): Step<{ fence: boolean; forced: boolean }> {
   const fence = o.fence === 'configured';
-  if (o.fence === 'succeeded') return { action: 'go', reason: `${node} is fenced (the fence command succeeded)`, fence: false, forced: false };
+  if (o.fence === 'succeeded')
+    return { action: 'go', reason: `${node} is fenced (the fence command succeeded)`, fence: false, forced: false };
   switch (life.verdict) {
     case 'dead':
       return { action: 'go', reason: life.reason, fence, forced: false };
@@ -26,23 +30,39 @@ export function decideDeath(node: string, life: Liveness, o: { force: boolean; f
     case 'unknown':
       if (fence) return { action: 'go', reason: `${life.reason}; fencing it first`, fence: true, forced: false };
       if (o.force) return { action: 'go', reason: `--force given although ${life.reason}`, fence: false, forced: true };
-      return { action: 'refuse', reason: `refusing to take over ${node}: ${life.reason} (configure fence, or use --force once you know it is down)`, level: 'error' };
+      return {
+        action: 'refuse',
+        reason: `refusing to take over ${node}: ${life.reason} (configure fence, or use --force once you know it is down)`,
+        level: 'error',
+      };
     case 'alive':
     case 'wait':
       if (o.force) return { action: 'go', reason: `--force given although ${life.reason}`, fence, forced: true };
       // the log rule: a node serving its own calls is nothing to worry about; one that answers but does not
       // serve is degraded (its calls are not at risk from us); one we cannot judge may hold calls at risk
       if (life.verdict === 'alive' && life.serving) {
-        return { action: 'refuse', reason: `refusing to take over ${node}: ${life.reason}`, level: 'info', nothingToDo: life.reason };
+        return {
+          action: 'refuse',
+          reason: `refusing to take over ${node}: ${life.reason}`,
+          level: 'info',
+          nothingToDo: life.reason,
+        };
       }
-      return { action: 'refuse', reason: `refusing to take over ${node}: ${life.reason}`, level: life.verdict === 'alive' ? 'warn' : 'error' };
+      return {
+        action: 'refuse',
+        reason: `refusing to take over ${node}: ${life.reason}`,
+        level: life.verdict === 'alive' ? 'warn' : 'error',
+      };
   }
 }
 
 /** Step 2, under the lock: is the node judged dead still dead? Anything else means it came back. */
 export function decideStillDead(node: string, now: Liveness): Step {
   if (now.verdict === 'dead') return { action: 'go', reason: `${node} is still down` };
-  return { action: 'refuse', reason: `refusing to take over ${node}: it came back while the takeover started (${now.reason})` };
+  return {
+    action: 'refuse',
+    reason: `refusing to take over ${node}: it came back while the takeover started (${now.reason})`,
+  };
 }
 
 /** Rows the target's recover would select, grouped. */
@@ -66,18 +86,27 @@ export interface TargetFacts {
 }
 
 /** Step 3: can the adopting node recover at all? (Which profiles its rows need is the plan's question.) */
-export function decideTarget(node: string, t: TargetFacts, expect?: { switchname: string; where: string }): Step<{ coreUuid: string }> {
-  if (t.kind !== 'healthy' && t.kind !== 'unhealthy') return { action: 'refuse', reason: `refusing: this node's FreeSWITCH (${node}) cannot recover: ${t.detail}` };
+export function decideTarget(
+  node: string,
+  t: TargetFacts,
+  expect?: { switchname: string; where: string },
+): Step<{ coreUuid: string }> {
+  if (t.kind !== 'healthy' && t.kind !== 'unhealthy')
+    return { action: 'refuse', reason: `refusing: this node's FreeSWITCH (${node}) cannot recover: ${t.detail}` };
   const impostor = expect ? identityProblem(node, expect.switchname, t, expect.where) : null;
   if (impostor) return { action: 'refuse', reason: `refusing to recover on ${node}: ${impostor}` };
   if (!t.ready) return { action: 'refuse', reason: `refusing: ${node} is not ready to recover: ${t.detail}` };
-  if (!t.coreUuid) return { action: 'refuse', reason: `refusing: ${node} gave no core uuid, so fs-ha cannot tell what its recover would select` };
+  if (!t.coreUuid)
+    return {
+      action: 'refuse',
+      reason: `refusing: ${node} gave no core uuid, so fs-ha cannot tell what its recover would select`,
+    };
   return { action: 'go', reason: `${node} is ready (core ${t.coreUuid})`, coreUuid: t.coreUuid };
 }
 
 export interface PlanInput {
-  from: string;          // failed node switchname
-  to: string;            // adopting node switchname
+  from: string; // failed node switchname
+  to: string; // adopting node switchname
   recover: 'sofia' | 'fsctl';
   /** foreign rows visible to the target's FreeSWITCH, BEFORE the move (runtime_uuid != target core) */
   scope: ScopeGroup[];
@@ -104,7 +133,8 @@ export function planRecover(p: PlanInput): Step<{ calls: number }> {
   // after the move every failed-node row carries the target's hostname
   const after = [...merged.values()].map((g) => ({ ...g, hostname: g.hostname === p.from ? p.to : g.hostname }));
   const running = new Set([...p.targetProfiles].filter(([, s]) => isRunning(s)).map(([n]) => n));
-  const selected = p.recover === 'fsctl' ? after : after.filter((g) => g.technology === 'sofia' && running.has(g.profile));
+  const selected =
+    p.recover === 'fsctl' ? after : after.filter((g) => g.technology === 'sofia' && running.has(g.profile));
 
   const adopt = selected.filter((g) => g.hostname === p.to).reduce((n, g) => n + g.count, 0);
   const waiting = after.filter((g) => g.hostname === p.to).reduce((n, g) => n + g.count, 0);
@@ -115,18 +145,23 @@ export function planRecover(p: PlanInput): Step<{ calls: number }> {
     const list = [...strangers].map(([h, n]) => `${h} (${n} row${n === 1 ? '' : 's'})`).join(', ');
     return {
       action: 'refuse',
-      reason: `refusing: a recover on ${p.to} would also take the calls of ${list}: they share its recovery table ` +
+      reason:
+        `refusing: a recover on ${p.to} would also take the calls of ${list}: they share its recovery table ` +
         `(FreeSWITCH selects by runtime_uuid, not hostname); use the per-node layout (fs-ha db init --layout per-node)`,
     };
   }
   const down = new Map<string, number>();
   for (const g of after) {
     const name = g.technology === 'sofia' ? g.profile : `${g.technology}/${g.profile}`;
-    if (g.technology !== 'sofia' ? p.recover === 'fsctl' : !running.has(g.profile)) down.set(name, (down.get(name) ?? 0) + g.count);
+    if (g.technology !== 'sofia' ? p.recover === 'fsctl' : !running.has(g.profile))
+      down.set(name, (down.get(name) ?? 0) + g.count);
   }
   if (down.size && !p.force) {
     const list = [...down].map(([prof, n]) => `${prof} (${n} call${n === 1 ? '' : 's'})`).join(', ');
-    return { action: 'refuse', reason: `refusing: profile(s) not RUNNING on ${p.to}: ${list}; FreeSWITCH would drop those rows and the calls would be lost` };
+    return {
+      action: 'refuse',
+      reason: `refusing: profile(s) not RUNNING on ${p.to}: ${list}; FreeSWITCH would drop those rows and the calls would be lost`,
+    };
   }
   if (adopt === 0) return { action: 'nothing', reason: `no calls of ${p.from} that ${p.to} can recover` };
   return { action: 'go', reason: `${adopt} call(s) to recover on ${p.to}`, calls: adopt };
@@ -138,13 +173,30 @@ export function heldRowsLeaveTable(layout: 'shared' | 'per-node'): boolean {
 }
 
 /** Step 6: what the recover's count and the re-tracking say. */
-export function judgeRecovery(o: { to: string; from: string; handed: number; recovered: number; missing: number; held: number }):
-  { result: 'done' | 'partial' | 'failed'; reason: string } {
+export function judgeRecovery(o: {
+  to: string;
+  from: string;
+  handed: number;
+  recovered: number;
+  missing: number;
+  held: number;
+}): { result: 'done' | 'partial' | 'failed'; reason: string } {
   if (o.recovered > o.handed) {
-    return { result: 'failed', reason: `${o.to} recovered ${o.recovered} call(s) but fs-ha handed it ${o.handed}: its recover took rows fs-ha did not rewrite for it` };
+    return {
+      result: 'failed',
+      reason: `${o.to} recovered ${o.recovered} call(s) but fs-ha handed it ${o.handed}: its recover took rows fs-ha did not rewrite for it`,
+    };
   }
-  if (o.missing) return { result: 'partial', reason: `${o.to} recovered ${o.recovered} of ${o.handed} call(s); ${o.missing} not re-tracked (originals kept in fsha.takeover_rows)` };
-  if (o.held) return { result: 'partial', reason: `${o.to} took over ${o.handed} call(s) of ${o.from}; ${o.held} held back (kept in fsha.takeover_rows with the reason)` };
+  if (o.missing)
+    return {
+      result: 'partial',
+      reason: `${o.to} recovered ${o.recovered} of ${o.handed} call(s); ${o.missing} not re-tracked (originals kept in fsha.takeover_rows)`,
+    };
+  if (o.held)
+    return {
+      result: 'partial',
+      reason: `${o.to} took over ${o.handed} call(s) of ${o.from}; ${o.held} held back (kept in fsha.takeover_rows with the reason)`,
+    };
   return { result: 'done', reason: `${o.to} took over ${o.handed} call(s) of ${o.from}` };
 }
 
@@ -163,18 +215,33 @@ export interface AdopterOutcome {
  * than it was handed (its recover took rows fs-ha did not rewrite for it), or when the only adopter could
  * not recover; partial otherwise, naming each adopter that fell short (its share stays in the table).
  */
-export function judgeSpread(from: string, outcomes: AdopterOutcome[], held: number): { result: 'done' | 'partial' | 'failed'; reason: string } {
+export function judgeSpread(
+  from: string,
+  outcomes: AdopterOutcome[],
+  held: number,
+): { result: 'done' | 'partial' | 'failed'; reason: string } {
   const failed = outcomes.find((o) => o.result === 'failed');
   if (failed) return { result: 'failed', reason: failed.reason };
   if (outcomes.length === 1) {
     const o = outcomes[0];
     if (o.result === 'unreached') return { result: 'failed', reason: o.reason };
-    return judgeRecovery({ to: o.node, from, handed: o.handed, recovered: o.recovered ?? 0, missing: o.missing.length, held });
+    return judgeRecovery({
+      to: o.node,
+      from,
+      handed: o.handed,
+      recovered: o.recovered ?? 0,
+      missing: o.missing.length,
+      held,
+    });
   }
   const handed = outcomes.reduce((n, o) => n + o.handed, 0);
   const each = outcomes.map((o) => `${o.node} ${o.handed}`).join(', ');
   const short = outcomes.filter((o) => o.result !== 'done');
-  if (!short.length && !held) return { result: 'done', reason: `${outcomes.map((o) => o.node).join(', ')} took over ${handed} call(s) of ${from} (${each})` };
+  if (!short.length && !held)
+    return {
+      result: 'done',
+      reason: `${outcomes.map((o) => o.node).join(', ')} took over ${handed} call(s) of ${from} (${each})`,
+    };
   const why = short.map((o) => o.reason);
   if (held) why.push(`${held} held back (kept in fsha.takeover_rows with the reason)`);
   return { result: 'partial', reason: `${from}'s ${handed} call(s) spread (${each}); ${why.join('; ')}` };

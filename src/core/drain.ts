@@ -7,9 +7,20 @@
 import type { ProbeKind } from './liveness';
 
 /** --to, else adopters.<from>, else this node (when it is not the one drained), else the pair's other node. */
-export function drainTargets(from: string, to: string | undefined, adopters: Record<string, string[]>, self: string, nodes: string[]):
-  { targets: string[] } | { problem: string } {
-  if (to) return { targets: to.split(',').map((x) => x.trim()).filter(Boolean) };
+export function drainTargets(
+  from: string,
+  to: string | undefined,
+  adopters: Record<string, string[]>,
+  self: string,
+  nodes: string[],
+): { targets: string[] } | { problem: string } {
+  if (to)
+    return {
+      targets: to
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean),
+    };
   if (adopters[from]) return { targets: adopters[from] };
   if (self !== from) return { targets: [self] };
   const others = nodes.filter((n) => n !== from);
@@ -18,10 +29,21 @@ export function drainTargets(from: string, to: string | undefined, adopters: Rec
 }
 
 /** The source must be a running FreeSWITCH that answers: what a drain stops and whose calls it moves. */
-export function decideSource(node: string, kind: ProbeKind, detail: string): { action: 'go' } | { action: 'refuse'; reason: string } {
+export function decideSource(
+  node: string,
+  kind: ProbeKind,
+  detail: string,
+): { action: 'go' } | { action: 'refuse'; reason: string } {
   if (kind === 'healthy' || kind === 'unhealthy') return { action: 'go' };
-  if (kind === 'refused') return { action: 'refuse', reason: `refusing to drain ${node}: its FreeSWITCH is not running (${detail}); its calls are taken over with fs-ha takeover --from ${node}` };
-  return { action: 'refuse', reason: `refusing to drain ${node}: fs-ha cannot talk to its FreeSWITCH (${detail}), so it cannot put it into standby or stop it` };
+  if (kind === 'refused')
+    return {
+      action: 'refuse',
+      reason: `refusing to drain ${node}: its FreeSWITCH is not running (${detail}); its calls are taken over with fs-ha takeover --from ${node}`,
+    };
+  return {
+    action: 'refuse',
+    reason: `refusing to drain ${node}: fs-ha cannot talk to its FreeSWITCH (${detail}), so it cannot put it into standby or stop it`,
+  };
 }
 
 /**

@@ -10,13 +10,19 @@ export type FifoLine =
   | { kind: 'transition'; type: 'INSTANCE' | 'GROUP'; name: string; state: VrrpState; priority: number | null }
   | { kind: 'ignored'; reason: string };
 
-
 export function parseFifoLine(line: string): FifoLine {
   const m = line.trim().match(/^(INSTANCE|GROUP)\s+"((?:[^"\\]|\\.)*)"\s+(\S+)(?:\s+(-?\d+))?\s*$/);
   if (!m) return { kind: 'ignored', reason: `not a keepalived notify line: ${JSON.stringify(line.slice(0, 80))}` };
   const [, type, name, state, prio] = m;
-  if (!STATES.includes(state as VrrpState)) return { kind: 'ignored', reason: `${type} ${name} ${state}: not a state transition` };
-  return { kind: 'transition', type: type as 'INSTANCE' | 'GROUP', name, state: state as VrrpState, priority: prio === undefined ? null : Number(prio) };
+  if (!STATES.includes(state as VrrpState))
+    return { kind: 'ignored', reason: `${type} ${name} ${state}: not a state transition` };
+  return {
+    kind: 'transition',
+    type: type as 'INSTANCE' | 'GROUP',
+    name,
+    state: state as VrrpState,
+    priority: prio === undefined ? null : Number(prio),
+  };
 }
 
 /**

@@ -6,7 +6,12 @@
  * pid (handed out increasingly). Keys from another boot are always older. Pure: the parsing and the
  * comparison; reading /proc is the caller's.
  */
-export interface FireKey { boot: string; ticks: number; pid: number; wallMs: number }
+export interface FireKey {
+  boot: string;
+  ticks: number;
+  pid: number;
+  wallMs: number;
+}
 
 /** Field 22 (starttime) of /proc/<pid>/stat; the command name (field 2) may hold spaces and parentheses. */
 export function startTicks(stat: string): number | null {

@@ -31,7 +31,10 @@ export interface CallGroup {
 export function groupRows(rows: RowFacts[]): CallGroup[] {
   const parent = rows.map((_, i) => i);
   const find = (i: number): number => {
-    while (parent[i] !== i) { parent[i] = parent[parent[i]]; i = parent[i]; }
+    while (parent[i] !== i) {
+      parent[i] = parent[parent[i]];
+      i = parent[i];
+    }
     return i;
   };
   const union = (a: number, b: number) => {
@@ -40,7 +43,10 @@ export function groupRows(rows: RowFacts[]): CallGroup[] {
     if (ra !== rb) parent[Math.max(ra, rb)] = Math.min(ra, rb);
   };
   const byUuid = new Map<string, number>();
-  rows.forEach((r, i) => { if (!byUuid.has(r.uuid)) byUuid.set(r.uuid, i); else union(i, byUuid.get(r.uuid)!); });
+  rows.forEach((r, i) => {
+    if (!byUuid.has(r.uuid)) byUuid.set(r.uuid, i);
+    else union(i, byUuid.get(r.uuid)!);
+  });
   const byConference = new Map<string, number>();
   rows.forEach((r, i) => {
     for (const leg of r.legs) {
@@ -57,7 +63,8 @@ export function groupRows(rows: RowFacts[]): CallGroup[] {
   rows.forEach((r, i) => {
     const root = find(i);
     const g = groups.get(root);
-    if (g) g.push(r); else groups.set(root, [r]);
+    if (g) g.push(r);
+    else groups.set(root, [r]);
   });
   return [...groups.values()].map((members, index) => ({
     index,
@@ -76,7 +83,9 @@ function tieOf(members: RowFacts[]): string {
 
 /** The reason a member is held back because another member of its group cannot be moved. */
 export function heldWithGroup(group: CallGroup, culprit: string): string {
-  const what = group.tie.startsWith('conference') ? `its ${group.tie} (${group.rows.length} members)` : `its bridged leg`;
+  const what = group.tie.startsWith('conference')
+    ? `its ${group.tie} (${group.rows.length} members)`
+    : `its bridged leg`;
   return `${what} cannot move: ${culprit} cannot be rewritten, and a group moves together or not at all`;
 }
 
@@ -96,7 +105,10 @@ export function judgeGroup(group: CallGroup, failures: Map<string, string>): Gro
 }
 
 /** Limits of one read or write round trip: whole groups only; a group larger than the limits goes alone. */
-export interface BatchLimits { rows: number; bytes: number }
+export interface BatchLimits {
+  rows: number;
+  bytes: number;
+}
 
 export const DEFAULT_LIMITS: BatchLimits = { rows: 100, bytes: 8 * 1024 * 1024 };
 

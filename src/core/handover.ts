@@ -34,18 +34,45 @@ export function decideHandover(f: HandoverFacts): Handover {
     return { action: 'stay', level: 'info', reason: `${at}: no handover on ${f.state}` };
   }
   if (!f.ours) return { action: 'stay', level: 'info', reason: `${at}: not the instance of this node's calls` };
-  if (f.calls === null) return { action: 'stay', level: 'error', reason: `${at}: could not count this node's calls; if its address is gone they are lost: check fs-ha status` };
+  if (f.calls === null)
+    return {
+      action: 'stay',
+      level: 'error',
+      reason: `${at}: could not count this node's calls; if its address is gone they are lost: check fs-ha status`,
+    };
   if (f.calls === 0) return { action: 'stay', level: 'info', reason: `${at}: no answered call here` };
-  if (f.stillHere.length) return { action: 'stay', level: 'info', reason: `${at}: ${f.calls} call(s) continue here, ${f.stillHere.join(', ')} is still on this node` };
+  if (f.stillHere.length)
+    return {
+      action: 'stay',
+      level: 'info',
+      reason: `${at}: ${f.calls} call(s) continue here, ${f.stillHere.join(', ')} is still on this node`,
+    };
   const holders = f.others.filter((o) => o.state === 'MASTER');
   const gone = `${f.calls} call(s) use ${f.addresses.join(', ')}, which this node no longer holds`;
   if (!holders.length) {
-    return { action: 'stay', level: 'error', reason: `${at}: ${gone} and no node is MASTER of ${f.instance}: they wait here and continue if the address returns` };
+    return {
+      action: 'stay',
+      level: 'error',
+      reason: `${at}: ${gone} and no node is MASTER of ${f.instance}: they wait here and continue if the address returns`,
+    };
   }
   if (holders.length > 1) {
-    return { action: 'stay', level: 'error', reason: `${at}: ${gone}; ${holders.map((h) => h.node).join(' and ')} all say MASTER of ${f.instance}: not handing over to either` };
+    return {
+      action: 'stay',
+      level: 'error',
+      reason: `${at}: ${gone}; ${holders.map((h) => h.node).join(' and ')} all say MASTER of ${f.instance}: not handing over to either`,
+    };
   }
   const [h] = holders;
-  if (!h.healthy) return { action: 'stay', level: 'error', reason: `${at}: ${gone}; ${h.node} is MASTER of ${f.instance} but its FreeSWITCH does not serve: not handing over` };
-  return { action: 'handover', to: h.node, reason: `${at}: ${gone}; ${h.node} holds ${f.instance}: handing them over (this FreeSWITCH stopped without BYE, ${h.node} recovers them)` };
+  if (!h.healthy)
+    return {
+      action: 'stay',
+      level: 'error',
+      reason: `${at}: ${gone}; ${h.node} is MASTER of ${f.instance} but its FreeSWITCH does not serve: not handing over`,
+    };
+  return {
+    action: 'handover',
+    to: h.node,
+    reason: `${at}: ${gone}; ${h.node} holds ${f.instance}: handing them over (this FreeSWITCH stopped without BYE, ${h.node} recovers them)`,
+  };
 }

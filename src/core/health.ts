@@ -39,11 +39,13 @@ export interface HealthFacts {
 
 /** null = healthy, else the one-line reason. */
 export function healthProblem(f: HealthFacts): string | null {
-  if (!f.status.ready) return f.status.line ? `core not ready: "${f.status.line}"` : 'status did not say the core is up and ready';
+  if (!f.status.ready)
+    return f.status.line ? `core not ready: "${f.status.line}"` : 'status did not say the core is up and ready';
   if (f.wanted.length) {
     if (!f.profiles) return 'sofia xmlstatus gave no profile list';
     const down = f.wanted.filter((p) => !isRunning(f.profiles!.get(p)));
-    if (down.length) return `profile(s) not RUNNING: ${down.map((p) => `${p}=${f.profiles!.get(p) ?? 'absent'}`).join(', ')}`;
+    if (down.length)
+      return `profile(s) not RUNNING: ${down.map((p) => `${p}=${f.profiles!.get(p) ?? 'absent'}`).join(', ')}`;
   }
   return null;
 }

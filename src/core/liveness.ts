@@ -15,15 +15,15 @@
 
 /** What asking a node's event socket gave, by what the answer proves. */
 export type ProbeKind =
-  | 'healthy'        // answered, core ready, wanted profiles RUNNING
-  | 'unhealthy'      // answered, but the core is not ready or a wanted profile is not RUNNING
-  | 'auth'           // answered, rejected our password
-  | 'rejected'       // answered with a rude rejection (its inbound ACL does not admit us)
-  | 'garbled'        // connected, then answers fs-ha cannot read, or it closed on us
-  | 'silent'         // TCP connected but nothing answered within the deadline (a hung process)
-  | 'refused'        // connection refused: nothing listens on the port
-  | 'unreachable'    // no TCP connection within the deadline, or no route to it
-  | 'not-configured';// no event socket configured for the node
+  | 'healthy' // answered, core ready, wanted profiles RUNNING
+  | 'unhealthy' // answered, but the core is not ready or a wanted profile is not RUNNING
+  | 'auth' // answered, rejected our password
+  | 'rejected' // answered with a rude rejection (its inbound ACL does not admit us)
+  | 'garbled' // connected, then answers fs-ha cannot read, or it closed on us
+  | 'silent' // TCP connected but nothing answered within the deadline (a hung process)
+  | 'refused' // connection refused: nothing listens on the port
+  | 'unreachable' // no TCP connection within the deadline, or no route to it
+  | 'not-configured'; // no event socket configured for the node
 
 export interface ProbeResult {
   kind: ProbeKind;
@@ -51,8 +51,10 @@ export type Liveness =
 export function identityProblem(node: string, switchname: string, probe: ProbeResult, where: string): string | null {
   if (probe.kind !== 'healthy' && probe.kind !== 'unhealthy') return null;
   if (!probe.switchname || probe.switchname === switchname) return null;
-  return `the event socket configured for ${node} (${where}) is answered by FreeSWITCH "${probe.switchname}" (core ${probe.coreUuid ?? 'unknown'}), ` +
-    `not ${node}'s switchname "${switchname}": a configuration error (nodes.${node}.esl or nodes.${node}.switchname)`;
+  return (
+    `the event socket configured for ${node} (${where}) is answered by FreeSWITCH "${probe.switchname}" (core ${probe.coreUuid ?? 'unknown'}), ` +
+    `not ${node}'s switchname "${switchname}": a configuration error (nodes.${node}.esl or nodes.${node}.switchname)`
+  );
 }
 
 /** Probe kinds that say nothing about the process, so the heartbeat must speak. */
@@ -64,41 +66,80 @@ export function needsHeartbeat(kind: ProbeKind): boolean {
  * o.switchname: who the node is (its answers are checked against it); o.where: the address asked;
  * o.refusedForMs: how long ago its address first refused (a heartbeat younger than that was written after).
  */
-export function judgeLiveness(node: string, probe: ProbeResult, hb: Heartbeat | null, staleMs: number,
-  o: { switchname?: string; where?: string; refusedForMs?: number } = {}): Liveness {
+export function judgeLiveness(
+  node: string,
+  probe: ProbeResult,
+  hb: Heartbeat | null,
+  staleMs: number,
+  o: { switchname?: string; where?: string; refusedForMs?: number } = {},
+): Liveness {
   const impostor = o.switchname ? identityProblem(node, o.switchname, probe, o.where ?? 'its event socket') : null;
   if (impostor) return { verdict: 'impostor', reason: impostor };
   switch (probe.kind) {
     case 'healthy':
-      return { verdict: 'alive', serving: true, reason: `${node} is alive and serving its own calls (${probe.detail})` };
+      return {
+        verdict: 'alive',
+        serving: true,
+        reason: `${node} is alive and serving its own calls (${probe.detail})`,
+      };
     case 'unhealthy':
-      return { verdict: 'alive', serving: false, reason: `${node} answers but is not serving (${probe.detail}): it is running, so it is not dead` };
+      return {
+        verdict: 'alive',
+        serving: false,
+        reason: `${node} answers but is not serving (${probe.detail}): it is running, so it is not dead`,
+      };
     case 'auth':
-      return { verdict: 'alive', serving: false, reason: `${node} answers but rejected the password: it is running, fs-ha cannot prove it is down (${probe.detail})` };
+      return {
+        verdict: 'alive',
+        serving: false,
+        reason: `${node} answers but rejected the password: it is running, fs-ha cannot prove it is down (${probe.detail})`,
+      };
     case 'rejected':
-      return { verdict: 'alive', serving: false, reason: `${node} answers but its event-socket ACL rejects us: it is running (${probe.detail})` };
+      return {
+        verdict: 'alive',
+        serving: false,
+        reason: `${node} answers but its event-socket ACL rejects us: it is running (${probe.detail})`,
+      };
     case 'garbled':
-      return { verdict: 'alive', serving: false, reason: `${node} answers, but not as FreeSWITCH does: it is running, fs-ha cannot prove it is down (${probe.detail})` };
+      return {
+        verdict: 'alive',
+        serving: false,
+        reason: `${node} answers, but not as FreeSWITCH does: it is running, fs-ha cannot prove it is down (${probe.detail})`,
+      };
     case 'refused': {
       const down = `${node}'s FreeSWITCH is down: its event socket refused the connection (${probe.detail})`;
-      if (!hb?.healthy || hb.ageMs >= staleMs) return { verdict: 'dead', reason: hb?.healthy ? `${down}; its heartbeat is stale (${hb.ageMs} ms)` : down };
+      if (!hb?.healthy || hb.ageMs >= staleMs)
+        return { verdict: 'dead', reason: hb?.healthy ? `${down}; its heartbeat is stale (${hb.ageMs} ms)` : down };
       const since = o.refusedForMs ?? 0;
       if (hb.ageMs < since) {
         return {
           verdict: 'contradiction',
-          reason: `${node}'s event socket refused the connection (${probe.detail}), but its own heartbeat, written ${hb.ageMs} ms ago (after that refusal), ` +
+          reason:
+            `${node}'s event socket refused the connection (${probe.detail}), but its own heartbeat, written ${hb.ageMs} ms ago (after that refusal), ` +
             `says its FreeSWITCH is healthy (core ${hb.coreUuid ?? 'unknown'}): it is alive and fs-ha is asking the wrong address (check nodes.${node}.esl)`,
         };
       }
       // written before the refusal: its health loop has not spoken since; the next beat (or its staleness) decides
-      return { verdict: 'wait', waitMs: Math.min(250, staleMs - hb.ageMs), reason: `${down}, but its heartbeat said healthy ${hb.ageMs} ms ago: waiting for its next one` };
+      return {
+        verdict: 'wait',
+        waitMs: Math.min(250, staleMs - hb.ageMs),
+        reason: `${down}, but its heartbeat said healthy ${hb.ageMs} ms ago: waiting for its next one`,
+      };
     }
     case 'unreachable':
     case 'silent':
     case 'not-configured': {
       const why = probe.kind === 'not-configured' ? 'no event socket configured for it' : probe.detail;
-      if (!hb) return { verdict: 'unknown', reason: `${node} cannot be asked (${why}) and has no heartbeat on record: fs-ha cannot prove it is down` };
-      if (hb.ageMs >= staleMs) return { verdict: 'dead', reason: `${node} cannot be asked (${why}) and its heartbeat is ${hb.ageMs} ms old (stale after ${staleMs} ms)` };
+      if (!hb)
+        return {
+          verdict: 'unknown',
+          reason: `${node} cannot be asked (${why}) and has no heartbeat on record: fs-ha cannot prove it is down`,
+        };
+      if (hb.ageMs >= staleMs)
+        return {
+          verdict: 'dead',
+          reason: `${node} cannot be asked (${why}) and its heartbeat is ${hb.ageMs} ms old (stale after ${staleMs} ms)`,
+        };
       return {
         verdict: 'wait',
         waitMs: staleMs - hb.ageMs,

@@ -19,13 +19,17 @@ export function nodeSchema(switchname: string): string {
  * The schema of every distinct switchname, or the sentence naming the nodes whose schemas collide (or
  * would be truncated). Nodes that share a switchname share a view by design (a pair on one switchname).
  */
-export function nodeSchemas(nodes: Array<{ name: string; switchname: string }>): { schemas: Map<string, string> } | { problem: string } {
+export function nodeSchemas(
+  nodes: Array<{ name: string; switchname: string }>,
+): { schemas: Map<string, string> } | { problem: string } {
   const schemas = new Map<string, string>();
   const owners = new Map<string, Set<string>>();
   for (const n of nodes) {
     const schema = nodeSchema(n.switchname);
     if (Buffer.byteLength(schema) > MAX_IDENT) {
-      return { problem: `nodes.${n.name}: switchname ${n.switchname} is too long for the per-node layout (its schema ${schema} has ${Buffer.byteLength(schema)} bytes; PostgreSQL keeps ${MAX_IDENT})` };
+      return {
+        problem: `nodes.${n.name}: switchname ${n.switchname} is too long for the per-node layout (its schema ${schema} has ${Buffer.byteLength(schema)} bytes; PostgreSQL keeps ${MAX_IDENT})`,
+      };
     }
     schemas.set(n.switchname, schema);
     const set = owners.get(schema) ?? new Set<string>();
@@ -35,7 +39,9 @@ export function nodeSchemas(nodes: Array<{ name: string; switchname: string }>):
   for (const [schema, sws] of owners) {
     if (sws.size > 1) {
       const names = nodes.filter((n) => sws.has(n.switchname)).map((n) => n.name);
-      return { problem: `nodes ${names.join(', ')} would share the per-node schema ${schema} (switchnames ${[...sws].join(', ')}): give them switchnames that differ in more than case, '.', '-' and '_'` };
+      return {
+        problem: `nodes ${names.join(', ')} would share the per-node schema ${schema} (switchnames ${[...sws].join(', ')}): give them switchnames that differ in more than case, '.', '-' and '_'`,
+      };
     }
   }
   return { schemas };
@@ -54,29 +60,43 @@ export interface RecoveryRelation {
   comment: string | null;
 }
 
-const KIND: Record<string, string> = { r: 'table', v: 'view', p: 'partitioned table', m: 'materialized view', f: 'foreign table' };
+const KIND: Record<string, string> = {
+  r: 'table',
+  v: 'view',
+  p: 'partitioned table',
+  m: 'materialized view',
+  f: 'foreign table',
+};
 
 /**
  * null when every relation named recovery is one fs-ha expects, else the refusal. shared: exactly
  * public.recovery. per-node: only the expected views, each with its comment; those of `required`
  * (the failed and the adopting node) must exist.
  */
-export function recoveryRelationsProblem(layout: 'shared' | 'per-node', found: RecoveryRelation[],
-  expected: Map<string, string>, required: string[] = []): string | null {
+export function recoveryRelationsProblem(
+  layout: 'shared' | 'per-node',
+  found: RecoveryRelation[],
+  expected: Map<string, string>,
+  required: string[] = [],
+): string | null {
   const bySchema = new Map(found.map((r) => [r.schema, r]));
   if (layout === 'shared') {
     const strangers = found.filter((r) => !(r.schema === 'public' && r.kind !== 'v'));
     if (strangers.length) {
-      return `relations named recovery besides public.recovery: ${strangers.map((r) => `${r.schema}.recovery (${KIND[r.kind] ?? r.kind})`).join(', ')}; ` +
-        'a FreeSWITCH whose search path finds one of them does not use the table fs-ha checks, so fs-ha cannot prove what a recover would take';
+      return (
+        `relations named recovery besides public.recovery: ${strangers.map((r) => `${r.schema}.recovery (${KIND[r.kind] ?? r.kind})`).join(', ')}; ` +
+        'a FreeSWITCH whose search path finds one of them does not use the table fs-ha checks, so fs-ha cannot prove what a recover would take'
+      );
     }
     return null;
   }
   const ours = new Map([...expected].map(([sw, schema]) => [schema, sw]));
   const strangers = found.filter((r) => !(ours.has(r.schema) && r.kind === 'v'));
   if (strangers.length) {
-    return `${strangers.map((r) => `${r.schema}.recovery (${KIND[r.kind] ?? r.kind})`).join(', ')} exist${strangers.length === 1 ? 's' : ''} beside the per-node views: ` +
-      'a node whose search path finds it sees other nodes\' rows, so a recover there would steal calls (did a node lose the options of its DSN? move its rows to fsha.recovery_base and drop it)';
+    return (
+      `${strangers.map((r) => `${r.schema}.recovery (${KIND[r.kind] ?? r.kind})`).join(', ')} exist${strangers.length === 1 ? 's' : ''} beside the per-node views: ` +
+      "a node whose search path finds it sees other nodes' rows, so a recover there would steal calls (did a node lose the options of its DSN? move its rows to fsha.recovery_base and drop it)"
+    );
   }
   for (const r of found) {
     const sw = ours.get(r.schema)!;
@@ -86,7 +106,8 @@ export function recoveryRelationsProblem(layout: 'shared' | 'per-node', found: R
   }
   for (const sw of required) {
     const schema = expected.get(sw);
-    if (!schema || !bySchema.has(schema)) return `the per-node view of ${sw} (${schema ?? nodeSchema(sw)}.recovery) is missing: run fs-ha db init --layout per-node`;
+    if (!schema || !bySchema.has(schema))
+      return `the per-node view of ${sw} (${schema ?? nodeSchema(sw)}.recovery) is missing: run fs-ha db init --layout per-node`;
   }
   return null;
 }

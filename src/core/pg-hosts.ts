@@ -53,7 +53,12 @@ export function parsePgTarget(url: string): PgTarget | { error: string } {
   let hostPart = slash >= 0 ? afterAuth.slice(0, slash) : afterAuth;
   const path = slash >= 0 ? afterAuth.slice(slash) : '';
   const params = new URLSearchParams(query);
-  if (params.get('host')) hostPart = params.get('host')!.split(',').map((h) => (h.startsWith('/') ? encodeURIComponent(h) : h)).join(',');
+  if (params.get('host'))
+    hostPart = params
+      .get('host')!
+      .split(',')
+      .map((h) => (h.startsWith('/') ? encodeURIComponent(h) : h))
+      .join(',');
   const portParam = params.get('port')?.split(',');
   params.delete('host');
   params.delete('port');
@@ -61,7 +66,7 @@ export function parsePgTarget(url: string): PgTarget | { error: string } {
   for (const [i, h] of hostPart.split(',').entries()) {
     const hm = h.match(/^(\[[0-9a-fA-F:.]+\]|%2[Ff][^:[\]]*|[A-Za-z0-9._-]+)(?::(\d{1,5}))?$/);
     if (!hm) return { error: `host ${i + 1} is not host[:port] (a password holding @ / ? # must be percent-encoded)` };
-    const given = portParam ? portParam[i] ?? portParam[portParam.length - 1] : hm[2];
+    const given = portParam ? (portParam[i] ?? portParam[portParam.length - 1]) : hm[2];
     if (given !== undefined && !/^\d{1,5}$/.test(given)) return { error: `port ${i + 1} is not a number` };
     const port = given ? Number(given) : 5432;
     if (port < 1 || port > 65535) return { error: `port ${given} of host ${i + 1} is out of range` };
@@ -70,14 +75,17 @@ export function parsePgTarget(url: string): PgTarget | { error: string } {
     hosts.push({ host, port });
   }
   const attrsRaw = params.get('target_session_attrs') ?? 'any';
-  if (!['any', 'read-write', 'primary'].includes(attrsRaw)) return { error: `target_session_attrs=${attrsRaw} is not one of any, read-write, primary` };
+  if (!['any', 'read-write', 'primary'].includes(attrsRaw))
+    return { error: `target_session_attrs=${attrsRaw} is not one of any, read-write, primary` };
   params.delete('target_session_attrs');
   const ct = params.get('connect_timeout');
   params.delete('connect_timeout');
   if (ct !== null && !/^\d+$/.test(ct)) return { error: `connect_timeout=${ct} is not a whole number of seconds` };
   const ssl = params.get('sslmode');
   if (ssl !== null && !SSLMODES.includes(ssl)) {
-    return { error: `sslmode=${ssl} is not supported: node-postgres would require SSL where libpq falls back to plaintext; use ${SSLMODES.slice(0, 2).join(' or ')} (or verify-ca, verify-full)` };
+    return {
+      error: `sslmode=${ssl} is not supported: node-postgres would require SSL where libpq falls back to plaintext; use ${SSLMODES.slice(0, 2).join(' or ')} (or verify-ca, verify-full)`,
+    };
   }
   const colon = authRaw.indexOf(':');
   const userRaw = colon >= 0 ? authRaw.slice(0, colon) : authRaw;
@@ -87,12 +95,29 @@ export function parsePgTarget(url: string): PgTarget | { error: string } {
   const database = decoded(path.replace(/^\//, ''), 'database name');
   if (typeof database !== 'string') return database;
   // the password as it was meant (a raw @ or / included), re-encoded so each per-host URL parses the same
-  const pass = passRaw === null ? null : (() => { try { return decodeURIComponent(passRaw); } catch { return passRaw; } })();
+  const pass =
+    passRaw === null
+      ? null
+      : (() => {
+          try {
+            return decodeURIComponent(passRaw);
+          } catch {
+            return passRaw;
+          }
+        })();
   const auth = authRaw ? `${encodeURIComponent(user)}${pass === null ? '' : `:${encodeURIComponent(pass)}`}@` : '';
   const others = params.toString();
-  const urls = hosts.map((h) => `${scheme}${auth}${h.host.startsWith('/') ? encodeURIComponent(h.host) : h.host}:${h.port}/${encodeURIComponent(database)}${others ? `?${others}` : ''}`);
+  const urls = hosts.map(
+    (h) =>
+      `${scheme}${auth}${h.host.startsWith('/') ? encodeURIComponent(h.host) : h.host}:${h.port}/${encodeURIComponent(database)}${others ? `?${others}` : ''}`,
+  );
   return {
-    hosts, attrs: attrsRaw as SessionAttrs, connectTimeoutS: ct === null ? null : Number(ct), urls, user, database,
+    hosts,
+    attrs: attrsRaw as SessionAttrs,
+    connectTimeoutS: ct === null ? null : Number(ct),
+    urls,
+    user,
+    database,
     params: [...params.entries()],
   };
 }
@@ -118,10 +143,14 @@ export function keywordDsn(t: PgTarget, options?: string): string {
     `port=${t.hosts.map((h) => h.port).join(',')}`,
     `dbname=${t.database || 'postgres'}`,
     ...(t.user ? [`user=${t.user}`] : []),
-    ...(t.hosts.length > 1 || t.attrs !== 'any' ? [`target_session_attrs=${t.attrs === 'any' ? 'read-write' : t.attrs}`] : []),
+    ...(t.hosts.length > 1 || t.attrs !== 'any'
+      ? [`target_session_attrs=${t.attrs === 'any' ? 'read-write' : t.attrs}`]
+      : []),
     // libpq waits forever for a host that vanished without a reset: each host gets this long, then the next
     `connect_timeout=${t.connectTimeoutS ?? DSN_CONNECT_TIMEOUT_S}`,
-    ...t.params.filter(([k]) => k !== 'options').map(([k, v]) => `${k}=${/^[^\s'\\]+$/.test(v) ? v : `'${v.replace(/[\\']/g, '\\$&')}'`}`),
+    ...t.params
+      .filter(([k]) => k !== 'options')
+      .map(([k, v]) => `${k}=${/^[^\s'\\]+$/.test(v) ? v : `'${v.replace(/[\\']/g, '\\$&')}'`}`),
     ...(options ? [`options='${options}'`] : []),
   ];
   return parts.join(' ');

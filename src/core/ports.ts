@@ -14,7 +14,10 @@
  * m= and a=rtcp: lines of rtp_local_sdp_str (URL-encoded), whole tokens only.
  */
 
-export interface PortRange { lo: number; hi: number }
+export interface PortRange {
+  lo: number;
+  hi: number;
+}
 
 /** FreeSWITCH's default rtp-start-port..rtp-end-port (switch.conf.xml), the same on every node. */
 export const FREESWITCH_RTP_PORTS = '16384-32768';
@@ -24,7 +27,8 @@ export const DEFAULT_RECOVERY_PORTS = '12288-16383';
 export function parseRange(text: string): PortRange | { error: string } {
   const m = /^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$/.exec(text);
   if (!m) return { error: `"${text}" is not a port range (LOW-HIGH, e.g. ${FREESWITCH_RTP_PORTS})` };
-  const lo = Number(m[1]), hi = Number(m[2]);
+  const lo = Number(m[1]),
+    hi = Number(m[2]);
   if (lo < 1024 || hi > 65535) return { error: `${text} must lie within 1024-65535` };
   if (hi - lo < 3) return { error: `${text} holds fewer than two RTP/RTCP port pairs` };
   return { lo, hi };
@@ -39,20 +43,31 @@ export const rangesOverlap = (a: PortRange, b: PortRange) => a.lo <= b.hi && b.l
  * them): a band inside an allocator range is a warning (fewer safe ports there); overlapping allocator
  * ranges are a note (their calls move into the band when adopted: safe, but their ports change).
  */
-export function rangeProblems(nodes: Array<{ name: string; rtp: PortRange }>, band: PortRange): Array<{ level: 'warning' | 'note'; text: string }> {
+export function rangeProblems(
+  nodes: Array<{ name: string; rtp: PortRange }>,
+  band: PortRange,
+): Array<{ level: 'warning' | 'note'; text: string }> {
   const out: Array<{ level: 'warning' | 'note'; text: string }> = [];
   for (const n of nodes) {
     if (rangesOverlap(n.rtp, band)) {
-      out.push({ level: 'warning', text: `recovery_ports ${formatRange(band)} overlaps ${n.name}'s rtp_ports ${formatRange(n.rtp)}: ` +
-        `only the band's ports outside it can take adopted calls there (a band with none left holds calls back)` });
+      out.push({
+        level: 'warning',
+        text:
+          `recovery_ports ${formatRange(band)} overlaps ${n.name}'s rtp_ports ${formatRange(n.rtp)}: ` +
+          `only the band's ports outside it can take adopted calls there (a band with none left holds calls back)`,
+      });
     }
   }
   for (let i = 0; i < nodes.length; i++) {
     for (let j = i + 1; j < nodes.length; j++) {
       const [a, b] = [nodes[i], nodes[j]];
       if (rangesOverlap(a.rtp, b.rtp)) {
-        out.push({ level: 'note', text: `rtp_ports of ${a.name} (${formatRange(a.rtp)}) and ${b.name} (${formatRange(b.rtp)}) overlap: ` +
-          `calls adopted between them move into recovery_ports ${formatRange(band)} (safe; disjoint ranges keep their ports)` });
+        out.push({
+          level: 'note',
+          text:
+            `rtp_ports of ${a.name} (${formatRange(a.rtp)}) and ${b.name} (${formatRange(b.rtp)}) overlap: ` +
+            `calls adopted between them move into recovery_ports ${formatRange(band)} (safe; disjoint ranges keep their ports)`,
+        });
       }
     }
   }
@@ -71,7 +86,8 @@ export function mediaPortsOf(md: string): Map<MediaKind, number> | { error: stri
   for (let m = VAR_RE.exec(md); m; m = VAR_RE.exec(md)) {
     const kind = m[1] as MediaKind;
     if (!m[2]) continue;
-    if (!/^\d{1,5}$/.test(m[2]) || Number(m[2]) > 65535) return { error: `local_${kind}_port is "${m[2].slice(0, 20)}", not a port` };
+    if (!/^\d{1,5}$/.test(m[2]) || Number(m[2]) > 65535)
+      return { error: `local_${kind}_port is "${m[2].slice(0, 20)}", not a port` };
     const p = Number(m[2]);
     if (p === 0) continue;
     if (out.has(kind) && out.get(kind) !== p) return { error: `local_${kind}_port appears twice with different ports` };
@@ -86,7 +102,12 @@ export class PortBook {
   private cursor: number;
   moved = 0;
 
-  constructor(readonly node: string, readonly allocator: PortRange, readonly band: PortRange, inUse: Iterable<number>) {
+  constructor(
+    readonly node: string,
+    readonly allocator: PortRange,
+    readonly band: PortRange,
+    inUse: Iterable<number>,
+  ) {
     for (const p of inUse) this.used.add(p);
     this.cursor = band.lo + (band.lo % 2);
   }
@@ -108,7 +129,8 @@ export class PortBook {
     const moves = new Map<number, number>();
     const needs: number[] = [];
     for (const p of ports.values()) {
-      if (inRange(p, this.allocator) || inRange(p + 1, this.allocator) || this.used.has(p) || this.used.has(p + 1)) needs.push(p);
+      if (inRange(p, this.allocator) || inRange(p + 1, this.allocator) || this.used.has(p) || this.used.has(p + 1))
+        needs.push(p);
       else this.hold(p);
     }
     for (const p of needs) {
@@ -116,7 +138,8 @@ export class PortBook {
       if (q === null) {
         return {
           ok: false,
-          reason: `recovery_ports ${formatRange(this.band)} has no free port pair left on ${this.node} for its port ${p} ` +
+          reason:
+            `recovery_ports ${formatRange(this.band)} has no free port pair left on ${this.node} for its port ${p} ` +
             `(it would collide with a call there): widen recovery_ports`,
         };
       }
@@ -160,7 +183,11 @@ const SDP_RTCP = /(a%3Drtcp%3A)(\d+)(?=%20|%0D|%0A|$)/gi;
  * The row with its ports moved (moves: old -> new), in the variables and in rtp_local_sdp_str. Each m= line's
  * port must be its kind's local port (else fs-ha cannot tell which stream binds what: not rewritten).
  */
-export function rewritePorts(md: string, ports: Map<MediaKind, number>, moves: Map<number, number>): { ok: true; metadata: string; replaced: number } | { ok: false; reason: string } {
+export function rewritePorts(
+  md: string,
+  ports: Map<MediaKind, number>,
+  moves: Map<number, number>,
+): { ok: true; metadata: string; replaced: number } | { ok: false; reason: string } {
   if (!moves.size) return { ok: true, metadata: md, replaced: 0 };
   let replaced = 0;
   let problem: string | null = null;
@@ -175,7 +202,10 @@ export function rewritePorts(md: string, ports: Map<MediaKind, number>, moves: M
     const body = sdp.replace(SDP_M, (m, head: string, kind: string, port: string) => {
       const p = Number(port);
       const own = [...ports].find(([k]) => SDP_KIND[k] === kind.toLowerCase())?.[1];
-      if (own !== p) { problem ??= `rtp_local_sdp_str offers ${kind} on port ${p}, the row's local port is ${own ?? 'absent'}`; return m; }
+      if (own !== p) {
+        problem ??= `rtp_local_sdp_str offers ${kind} on port ${p}, the row's local port is ${own ?? 'absent'}`;
+        return m;
+      }
       const to = moves.get(p);
       if (to === undefined) return m;
       rtcpOf.set(p + 1, to + 1).set(p, to); // RTCP on the next port, or muxed on the same one
@@ -195,7 +225,10 @@ export function rewritePorts(md: string, ports: Map<MediaKind, number>, moves: M
 }
 
 /** One row onto one adopter: its ports read, placed in the adopter's book, rewritten where they move. */
-export function movePorts(md: string, book: PortBook): { ok: true; metadata: string; replaced: number } | { ok: false; reason: string } {
+export function movePorts(
+  md: string,
+  book: PortBook,
+): { ok: true; metadata: string; replaced: number } | { ok: false; reason: string } {
   const ports = mediaPortsOf(md);
   if ('error' in ports) return { ok: false, reason: ports.error };
   if (!ports.size) return { ok: true, metadata: md, replaced: 0 };

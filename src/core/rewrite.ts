@@ -24,9 +24,7 @@ export interface RewriteSpec {
 /** The variables naming a call's SIP profile: sofia recover rebuilds the channel on recovery_profile_name. */
 const PROFILE_VARIABLES = new Set(['recovery_profile_name', 'sofia_profile_name', 'sip_profile_name']);
 
-export type RewriteResult =
-  | { ok: true; metadata: string; replaced: number }
-  | { ok: false; reason: string };
+export type RewriteResult = { ok: true; metadata: string; replaced: number } | { ok: false; reason: string };
 
 /** FreeSWITCH's switch_url_encode: these characters (and control/non-ASCII bytes) become %XX, upper-case. */
 const FS_URL_UNSAFE = new Set('\r\n "#%&+:;<=>?@[\\]^`{|}'.split(''));
@@ -80,16 +78,21 @@ function addressPattern(addr: string): RegExp {
   // a whole address: not glued to another address/name character on either side
   const inside = addr.includes(':') ? '0-9A-Za-z.:' : '0-9A-Za-z.';
   const after = addr.includes(':') ? '0-9A-Za-z:' : '0-9A-Za-z';
-  return new RegExp(`(?<![${inside}])${body}(?![${after}]|\\.[0-9A-Za-z])`, addr.includes(":") ? "gi" : "g");
+  return new RegExp(`(?<![${inside}])${body}(?![${after}]|\\.[0-9A-Za-z])`, addr.includes(':') ? 'gi' : 'g');
 }
 
-interface Match { start: number; end: number; to: string }
+interface Match {
+  start: number;
+  end: number;
+  to: string;
+}
 
 function findAddresses(decoded: string, patterns: Pattern[]): Match[] {
   const found: Match[] = [];
   for (const { re, to } of patterns) {
     re.lastIndex = 0;
-    for (let m = re.exec(decoded); m; m = re.exec(decoded)) found.push({ start: m.index, end: m.index + m[0].length, to });
+    for (let m = re.exec(decoded); m; m = re.exec(decoded))
+      found.push({ start: m.index, end: m.index + m[0].length, to });
   }
   found.sort((a, b) => a.start - b.start || b.end - a.end);
   const kept: Match[] = [];
@@ -100,7 +103,8 @@ function findAddresses(decoded: string, patterns: Pattern[]): Match[] {
 /** Replace the whole addresses found in one text piece; returns the new raw text and how many were replaced. */
 function rewritePiece(raw: string, mode: 'url' | 'xml', patterns: Pattern[]): [string, number] {
   // fast path: digits, letters and dots are never escaped, so an address's longest such run must be there
-  if (!patterns.some((p) => raw.includes(p.needle) || (p.ignoreCase && raw.toLowerCase().includes(p.needle)))) return [raw, 0];
+  if (!patterns.some((p) => raw.includes(p.needle) || (p.ignoreCase && raw.toLowerCase().includes(p.needle))))
+    return [raw, 0];
   const plain = mode === 'url' ? !/[%&]/.test(raw) : !raw.includes('&');
   const units = plain ? null : decodeUnits(raw, mode);
   const decoded = units ? units.decoded : raw;
@@ -140,11 +144,13 @@ export interface Pattern {
 }
 
 export function compilePatterns(spec: RewriteSpec): Pattern[] {
-  return spec.addresses.filter(([a, b]) => a !== b).map(([a, b]): Pattern => {
-    const v6 = a.includes(':');
-    const needle = (a.match(/[0-9A-Za-z.]+/g) ?? [a]).reduce((x, y) => (y.length > x.length ? y : x));
-    return { re: addressPattern(a), to: b, needle: v6 ? needle.toLowerCase() : needle, ignoreCase: v6, from: a };
-  });
+  return spec.addresses
+    .filter(([a, b]) => a !== b)
+    .map(([a, b]): Pattern => {
+      const v6 = a.includes(':');
+      const needle = (a.match(/[0-9A-Za-z.]+/g) ?? [a]).reduce((x, y) => (y.length > x.length ? y : x));
+      return { re: addressPattern(a), to: b, needle: v6 ? needle.toLowerCase() : needle, ignoreCase: v6, from: a };
+    });
 }
 
 /**
@@ -169,7 +175,11 @@ export function rewriteMetadata(metadata: string, spec: RewriteSpec, patterns = 
     if (problem) return problem;
     if (inVariables && profiles.size && PROFILE_VARIABLES.has(name)) {
       const to = profiles.get(decodeUnits(text, 'url').decoded);
-      if (to !== undefined) { edits.push([start, start + text.length, fsUrlEncode(to)]); replaced++; return null; }
+      if (to !== undefined) {
+        edits.push([start, start + text.length, fsUrlEncode(to)]);
+        replaced++;
+        return null;
+      }
     }
     const [out, n] = rewritePiece(text, url ? 'url' : 'xml', patterns);
     if (n) {
@@ -188,7 +198,9 @@ export function rewriteMetadata(metadata: string, spec: RewriteSpec, patterns = 
       SIMPLE.lastIndex = at;
       const e = SIMPLE.exec(metadata);
       if (e) {
-        const name = e[1], text = e[2], start = at + name.length + 2;
+        const name = e[1],
+          text = e[2],
+          start = at + name.length + 2;
         TOKEN.lastIndex = SIMPLE.lastIndex;
         element = ''; // as after its close tag
         if (!text) continue;
@@ -200,7 +212,11 @@ export function rewriteMetadata(metadata: string, spec: RewriteSpec, patterns = 
     }
     const m = TOKEN.exec(metadata);
     if (!m) return { ok: false, reason: `metadata does not parse as XML (bad markup at offset ${at})` };
-    const tok = m[0], close = m[1], name = m[2] as string | undefined, attrs = m[3], selfClose = m[4];
+    const tok = m[0],
+      close = m[1],
+      name = m[2] as string | undefined,
+      attrs = m[3],
+      selfClose = m[4];
     if (name === undefined) {
       if (tok.charCodeAt(0) === 60 /* < */) {
         const problem = check.markup(tok, at);
@@ -223,25 +239,32 @@ export function rewriteMetadata(metadata: string, spec: RewriteSpec, patterns = 
     seenRoot = true;
     if (name === 'variables' && !selfClose) inVariables = true;
     // an attribute without the needle (or an entity that could spell it) holds no address: left as it is
-    const touch = attrs && ((isRoot && name === 'cdr') || attrs.includes('&') || patterns.some((p) => attrs.includes(p.needle) || (p.ignoreCase && attrs.toLowerCase().includes(p.needle))));
+    const touch =
+      attrs &&
+      ((isRoot && name === 'cdr') ||
+        attrs.includes('&') ||
+        patterns.some((p) => attrs.includes(p.needle) || (p.ignoreCase && attrs.toLowerCase().includes(p.needle))));
     if (!touch) continue;
-    const newAttrs = attrs.replace(ATTR, (all, sp: string, an: string, eq: string, _q: string, dq?: string, sq?: string) => {
-      const value = dq ?? sq ?? '';
-      const quote = dq !== undefined ? '"' : "'";
-      if (isRoot && name === 'cdr' && an === 'switchname') {
-        const decoded = decodeUnits(value, 'xml').decoded;
-        if (decoded === spec.fromSwitchname && spec.fromSwitchname !== spec.toSwitchname) {
-          replaced++;
-          return `${sp}${an}${eq}${quote}${escapeXml(spec.toSwitchname)}${quote}`;
+    const newAttrs = attrs.replace(
+      ATTR,
+      (all, sp: string, an: string, eq: string, _q: string, dq?: string, sq?: string) => {
+        const value = dq ?? sq ?? '';
+        const quote = dq !== undefined ? '"' : "'";
+        if (isRoot && name === 'cdr' && an === 'switchname') {
+          const decoded = decodeUnits(value, 'xml').decoded;
+          if (decoded === spec.fromSwitchname && spec.fromSwitchname !== spec.toSwitchname) {
+            replaced++;
+            return `${sp}${an}${eq}${quote}${escapeXml(spec.toSwitchname)}${quote}`;
+          }
+          return all;
         }
-        return all;
-      }
-      const [text, n] = rewritePiece(value, 'xml', patterns);
-      if (!n) return all;
-      badPiece ??= pieceProblem(text, quote);
-      replaced += n;
-      return `${sp}${an}${eq}${quote}${text}${quote}`;
-    });
+        const [text, n] = rewritePiece(value, 'xml', patterns);
+        if (!n) return all;
+        badPiece ??= pieceProblem(text, quote);
+        replaced += n;
+        return `${sp}${an}${eq}${quote}${text}${quote}`;
+      },
+    );
     if (newAttrs !== attrs) edits.push([at + 1 + name.length, at + 1 + name.length + attrs.length, newAttrs]);
   }
   const problem = check.end();
@@ -249,10 +272,14 @@ export function rewriteMetadata(metadata: string, spec: RewriteSpec, patterns = 
   if (badPiece) return { ok: false, reason: `rewritten metadata would not parse as XML (${badPiece})` };
   let out = '';
   let pos = 0;
-  for (const [start, end, text] of edits) { out += metadata.slice(pos, start) + text; pos = end; }
+  for (const [start, end, text] of edits) {
+    out += metadata.slice(pos, start) + text;
+    pos = end;
+  }
   out += metadata.slice(pos);
   const left = leftoverAddress(out, patterns);
-  if (left) return { ok: false, reason: `address ${left} of the failed node appears where fs-ha cannot rewrite it safely` };
+  if (left)
+    return { ok: false, reason: `address ${left} of the failed node appears where fs-ha cannot rewrite it safely` };
   return { ok: true, metadata: out, replaced };
 }
 
@@ -263,7 +290,8 @@ export function leftoverAddress(metadata: string, patterns: Pattern[]): string |
   // (%2E %30-%39 %41-%5A %61-%7A, or a numeric character reference); named entities decode to none of those.
   const v6 = patterns.some((p) => p.ignoreCase);
   const raw = v6 ? metadata.toLowerCase() : metadata;
-  if (!patterns.some((p) => raw.includes(p.needle)) && !ESCAPED_NAME_CHAR.test(metadata) && !metadata.includes('&#')) return null;
+  if (!patterns.some((p) => raw.includes(p.needle)) && !ESCAPED_NAME_CHAR.test(metadata) && !metadata.includes('&#'))
+    return null;
   const decoded = metadata
     .replace(/%([0-9A-Fa-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)))
     .replace(/&([^;&\s]{1,10});/g, (all, e: string) => decodeEntity(e) ?? all);

@@ -38,7 +38,10 @@ export function assignGroups(groups: CallGroup[], adopters: Adopter[]): number[]
 /** Calls per adopter for an assignment. */
 export function shares(groups: CallGroup[], assignment: number[], adopters: Adopter[]): Map<string, number> {
   const out = new Map(adopters.map((a) => [a.name, 0]));
-  groups.forEach((g, i) => { const a = adopters[assignment[i]].name; out.set(a, out.get(a)! + g.rows.length); });
+  groups.forEach((g, i) => {
+    const a = adopters[assignment[i]].name;
+    out.set(a, out.get(a)! + g.rows.length);
+  });
   return out;
 }
 
@@ -52,24 +55,39 @@ export interface AdopterFacts {
  * Which adopters take part: the healthy ones. None healthy: refuse. More than one on the shared table:
  * refuse, since every adopter's recover would take every foreign row, its colleagues' shares included.
  */
-export function decideAdopters(from: string, facts: AdopterFacts[], layout: 'shared' | 'per-node', weights: Map<string, number>):
-  { action: 'go'; adopters: Adopter[]; skipped: AdopterFacts[]; reason: string } | { action: 'refuse'; reason: string } {
+export function decideAdopters(
+  from: string,
+  facts: AdopterFacts[],
+  layout: 'shared' | 'per-node',
+  weights: Map<string, number>,
+):
+  | { action: 'go'; adopters: Adopter[]; skipped: AdopterFacts[]; reason: string }
+  | { action: 'refuse'; reason: string } {
   const healthy = facts.filter((f) => f.problem === null);
   const skipped = facts.filter((f) => f.problem !== null);
   if (!healthy.length) {
     if (facts.length === 1) return { action: 'refuse', reason: facts[0].problem! };
-    return { action: 'refuse', reason: `refusing to take over ${from}: no adopter can take its calls (${skipped.map((s) => `${s.name}: ${s.problem}`).join('; ')})` };
+    return {
+      action: 'refuse',
+      reason: `refusing to take over ${from}: no adopter can take its calls (${skipped.map((s) => `${s.name}: ${s.problem}`).join('; ')})`,
+    };
   }
   if (layout === 'shared' && healthy.length > 1) {
     return {
       action: 'refuse',
-      reason: `refusing to spread ${from}'s calls over ${healthy.map((h) => h.name).join(', ')}: on the shared recovery table each adopter's ` +
-        'recover takes every foreign row, its colleagues\' shares too; spreading needs the per-node layout (fs-ha db init --layout per-node), or name one adopter',
+      reason:
+        `refusing to spread ${from}'s calls over ${healthy.map((h) => h.name).join(', ')}: on the shared recovery table each adopter's ` +
+        "recover takes every foreign row, its colleagues' shares too; spreading needs the per-node layout (fs-ha db init --layout per-node), or name one adopter",
     };
   }
   const adopters = healthy.map((h) => ({ name: h.name, weight: weights.get(h.name) ?? 1 }));
   const why = skipped.length ? `; skipped ${skipped.map((s) => `${s.name} (${s.problem})`).join(', ')}` : '';
-  return { action: 'go', adopters, skipped, reason: `adopters of ${from}: ${adopters.map((a) => a.name).join(', ')}${why}` };
+  return {
+    action: 'go',
+    adopters,
+    skipped,
+    reason: `adopters of ${from}: ${adopters.map((a) => a.name).join(', ')}${why}`,
+  };
 }
 
 /**

@@ -29,7 +29,11 @@ ${vars.join('\n')}
 
 /** Rewrites `rounds` synthetic rows; returns how many were rewritten (so the work cannot be optimised away). */
 export function warmRewrite(rounds = 300): number {
-  const spec = { fromSwitchname: 'warm-a', toSwitchname: 'warm-b', addresses: [['192.0.2.1', '192.0.2.2']] as Array<[string, string]> };
+  const spec = {
+    fromSwitchname: 'warm-a',
+    toSwitchname: 'warm-b',
+    addresses: [['192.0.2.1', '192.0.2.2']] as Array<[string, string]>,
+  };
   const patterns = compilePatterns(spec);
   let ok = 0;
   for (let i = 0; i < rounds; i++) if (rewriteMetadata(sampleRow(i % 7), spec, patterns).ok) ok++;

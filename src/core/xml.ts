@@ -39,7 +39,8 @@ export class XmlChecker {
   private roots = 0;
 
   markup(tok: string, at: number): string | null {
-    if (tok.startsWith('<?') && at > 0 && /^<\?xml[\s?]/.test(tok)) return `XML declaration not at the start (offset ${at})`;
+    if (tok.startsWith('<?') && at > 0 && /^<\?xml[\s?]/.test(tok))
+      return `XML declaration not at the start (offset ${at})`;
     return null;
   }
 
@@ -52,7 +53,8 @@ export class XmlChecker {
   close(name: string, attrs: string, selfClose: string, at: number): string | null {
     if (attrs || selfClose) return `malformed closing tag </${name}> at offset ${at}`;
     const open = this.stack.pop();
-    if (open !== name) return open ? `</${name}> closes <${open}> at offset ${at}` : `</${name}> without an open tag at offset ${at}`;
+    if (open !== name)
+      return open ? `</${name}> closes <${open}> at offset ${at}` : `</${name}> without an open tag at offset ${at}`;
     return null;
   }
 
@@ -75,7 +77,9 @@ export class XmlChecker {
   }
 
   /** inside the root element (an element opened here is not a second root) */
-  get depth(): number { return this.stack.length; }
+  get depth(): number {
+    return this.stack.length;
+  }
 
   end(): string | null {
     if (this.stack.length) return `unclosed <${this.stack[this.stack.length - 1]}> (truncated?)`;
@@ -99,10 +103,16 @@ export function xmlProblem(text: string): string | null {
     const at = TOKEN.lastIndex;
     const m = TOKEN.exec(text);
     if (!m) return `bad markup at offset ${at}`;
-    const tok = m[0], name = m[2] as string | undefined;
-    const problem = name === undefined
-      ? (tok[0] === '<' ? check.markup(tok, at) : check.text(tok, at))
-      : (m[1] ? check.close(name, m[3], m[4], at) : check.open(name, m[3], m[4], at));
+    const tok = m[0],
+      name = m[2] as string | undefined;
+    const problem =
+      name === undefined
+        ? tok[0] === '<'
+          ? check.markup(tok, at)
+          : check.text(tok, at)
+        : m[1]
+          ? check.close(name, m[3], m[4], at)
+          : check.open(name, m[3], m[4], at);
     if (problem) return problem;
   }
   return check.end();

@@ -18,7 +18,11 @@ configureLog({ syslog: false, stderr: false });
 
 const until = async (what: string, fn: () => boolean | Promise<boolean>, ms = 5000) => {
   const end = Date.now() + ms;
-  while (!(await Promise.resolve().then(fn).catch(() => false))) {
+  while (
+    !(await Promise.resolve()
+      .then(fn)
+      .catch(() => false))
+  ) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -28,7 +32,15 @@ const until = async (what: string, fn: () => boolean | Promise<boolean>, ms = 50
 function writer(path: string): { say(line: string): void; close(): void } {
   const fd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
   let open = true;
-  return { say: (line) => { writeSync(fd, line + '\n'); }, close: () => { if (open) closeSync(fd); open = false; } };
+  return {
+    say: (line) => {
+      writeSync(fd, line + '\n');
+    },
+    close: () => {
+      if (open) closeSync(fd);
+      open = false;
+    },
+  };
 }
 
 test('agent: the backlog reduced to the last state per instance, MASTER takes over warm, unknown instances ignored, a recreated FIFO reopened, the health file kept and left as it is on stop', async (t) => {
@@ -36,7 +48,10 @@ test('agent: the backlog reduced to the last state per instance, MASTER takes ov
   const dir = mkdtempSync(join(tmpdir(), 'fsha-agent-'));
   const fifo = join(dir, 'keepalived.fifo');
   const metricsPort = await freePort();
-  const cfg = c.config('fs2', `instances: { VI_FS: fs1 }\nagent: { fifo: ${fifo}, metrics: '127.0.0.1:${metricsPort}' }\nwatch: { file: ${join(dir, 'health')}, interval_ms: 100 }`);
+  const cfg = c.config(
+    'fs2',
+    `instances: { VI_FS: fs1 }\nagent: { fifo: ${fifo}, metrics: '127.0.0.1:${metricsPort}' }\nwatch: { file: ${join(dir, 'health')}, interval_ms: 100 }`,
+  );
   cfg.stateDir = join(dir, 'state');
   assert.equal(spawnSync('mkfifo', ['-m', '0600', fifo]).status, 0);
   const k = writer(fifo);
@@ -47,25 +62,41 @@ test('agent: the backlog reduced to the last state per instance, MASTER takes ov
   const agent = new Agent(cfg);
   agent.start();
   t.after(() => agent.stop());
-  await until('fs2 in standby (the backlog\'s last state)', () => c.sims.fs2.standby);
+  await until("fs2 in standby (the backlog's last state)", () => c.sims.fs2.standby);
   assert.deepEqual(agent.handled, { BACKUP: 1 }, 'the stale MASTER was not acted on');
-  await until('watch file healthy', () => { try { return readFileSync(cfg.watch.file, 'utf8') === '0\n'; } catch { return false; } });
+  await until('watch file healthy', () => {
+    try {
+      return readFileSync(cfg.watch.file, 'utf8') === '0\n';
+    } catch {
+      return false;
+    }
+  });
 
   // the node's own transitions, one line each
   const calls = await c.sims.fs1.answerCalls(8);
   await c.sims.fs1.crash();
-  k.say('INSTANCE "VI_OTHER" MASTER 100');        // not this node's instance
-  k.say('INSTANCE "VI_FS" MASTER_PRIORITY 100');  // notify_priority_changes: not a transition
+  k.say('INSTANCE "VI_OTHER" MASTER 100'); // not this node's instance
+  k.say('INSTANCE "VI_FS" MASTER_PRIORITY 100'); // notify_priority_changes: not a transition
   const connsBefore = c.sims.fs2.eslConnections;
   k.say('INSTANCE "VI_FS" MASTER 100');
-  await until('the takeover', async () => (await withClient(c.url, (q) => q.query("select count(*)::int n from fsha.audit where result = 'done'"))).rows[0].n === 1, 10000);
+  await until(
+    'the takeover',
+    async () =>
+      (await withClient(c.url, (q) => q.query("select count(*)::int n from fsha.audit where result = 'done'"))).rows[0]
+        .n === 1,
+    10000,
+  );
   assert.deepEqual(agent.handled, { BACKUP: 1, MASTER: 1 });
   const rows = (await withClient(c.url, (q) => q.query('select uuid, runtime_uuid from recovery'))).rows;
   assert.deepEqual(rows.map((r) => r.uuid).sort(), [...calls].sort());
   for (const r of rows) assert.equal(r.runtime_uuid, c.sims.fs2.coreUuid);
   assert.equal(c.sims.fs2.standby, false, 'the new MASTER takes new calls');
   assert.ok(agent.db.get(), 'the warm connection is still there after the takeover');
-  assert.equal(c.sims.fs2.eslConnections, connsBefore, 'the takeover used the agent\'s open session to fs2: no new connection');
+  assert.equal(
+    c.sims.fs2.eslConnections,
+    connsBefore,
+    "the takeover used the agent's open session to fs2: no new connection",
+  );
 
   // keepalived reloads: the FIFO is recreated; the next line arrives in the new one
   k.close();
@@ -82,10 +113,16 @@ test('agent: the backlog reduced to the last state per instance, MASTER takes ov
   await new Promise((r) => setTimeout(r, 1200));
   assert.ok(statSync(cfg.watch.file).mtimeMs > m1, 'touched every second');
   // Prometheus metrics on loopback
-  await until('metrics with the takeover and the calls', async () => {
-    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-    return /^fsha_takeovers_total\{result="done"\} 1$/m.test(text) && /^fsha_calls_tracked\{node="fs2"\} 8$/m.test(text);
-  }, 15000);
+  await until(
+    'metrics with the takeover and the calls',
+    async () => {
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      return (
+        /^fsha_takeovers_total\{result="done"\} 1$/m.test(text) && /^fsha_calls_tracked\{node="fs2"\} 8$/m.test(text)
+      );
+    },
+    15000,
+  );
   const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
   assert.match(text, /^fsha_freeswitch_healthy 1$/m);
   assert.match(text, /^fsha_vrrp_state\{instance="VI_FS",state="BACKUP"\} 1$/m);
@@ -95,17 +132,33 @@ test('agent: the backlog reduced to the last state per instance, MASTER takes ov
   assert.equal((await fetch(`http://127.0.0.1:${metricsPort}/other`)).status, 404);
 
   // the node's heartbeat, as check_fs wrote it when keepalived ran it: peers judge an unreachable node by it
-  await until('a fresh heartbeat', async () => (await withClient(c.url, (q) => q.query(
-    "select healthy from fsha.heartbeat where node = 'fs2' and at > clock_timestamp() - interval '2 seconds'"))).rows[0]?.healthy === true);
+  await until(
+    'a fresh heartbeat',
+    async () =>
+      (
+        await withClient(c.url, (q) =>
+          q.query(
+            "select healthy from fsha.heartbeat where node = 'fs2' and at > clock_timestamp() - interval '2 seconds'",
+          ),
+        )
+      ).rows[0]?.healthy === true,
+  );
   await agent.stop();
-  assert.equal(readFileSync(cfg.watch.file, 'utf8'), '0\n', 'stopping the agent (a restart) changes nothing keepalived sees');
+  assert.equal(
+    readFileSync(cfg.watch.file, 'utf8'),
+    '0\n',
+    'stopping the agent (a restart) changes nothing keepalived sees',
+  );
 });
 
-test('19.7 agent: another service\'s VRRP instance on the same keepalived (a web VIP) is never acted on, even in a pair; without instances the agent does not start', async (t) => {
+test("19.7 agent: another service's VRRP instance on the same keepalived (a web VIP) is never acted on, even in a pair; without instances the agent does not start", async (t) => {
   const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
   const dir = mkdtempSync(join(tmpdir(), 'fsha-agent-'));
   const fifo = join(dir, 'keepalived.fifo');
-  const cfg = c.config('fs2', `instances: { VI_FS: fs1 }\nagent: { fifo: ${fifo} }\nwatch: { file: ${join(dir, 'health')}, interval_ms: 100 }`);
+  const cfg = c.config(
+    'fs2',
+    `instances: { VI_FS: fs1 }\nagent: { fifo: ${fifo} }\nwatch: { file: ${join(dir, 'health')}, interval_ms: 100 }`,
+  );
   cfg.stateDir = join(dir, 'state');
   assert.equal(spawnSync('mkfifo', ['-m', '0600', fifo]).status, 0);
   const k = writer(fifo);
@@ -119,17 +172,23 @@ test('19.7 agent: another service\'s VRRP instance on the same keepalived (a web
   k.say('INSTANCE "VI_WEB" BACKUP 100');
   k.say('INSTANCE "VI_WEB" FAULT 100');
   await new Promise((r) => setTimeout(r, 500));
-  assert.equal(c.sims.fs2.standby, false, 'the web VIP\'s BACKUP did not put FreeSWITCH in standby');
+  assert.equal(c.sims.fs2.standby, false, "the web VIP's BACKUP did not put FreeSWITCH in standby");
   assert.deepEqual(agent.handled, { MASTER: 1 });
   const { agent: runAgent } = await import('../../src/commands/agent');
-  await assert.rejects(runAgent(c.config('fs2', `agent: { fifo: ${fifo} }`), { result: () => undefined } as never), /the agent needs instances/);
+  await assert.rejects(
+    runAgent(c.config('fs2', `agent: { fifo: ${fifo} }`), { result: () => undefined } as never),
+    /the agent needs instances/,
+  );
 });
 
-test('25.5 the agent holds its node\'s notify lock for its life (its transitions spawn no lock process); a notify hook run beside it steps aside at once, saying why, and changes nothing', async (t) => {
+test("25.5 the agent holds its node's notify lock for its life (its transitions spawn no lock process); a notify hook run beside it steps aside at once, saying why, and changes nothing", async (t) => {
   const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
   const dir = mkdtempSync(join(tmpdir(), 'fsha-agent-'));
   const fifo = join(dir, 'keepalived.fifo');
-  const cfg = c.config('fs2', `instances: { VI_FS: fs1 }\nagent: { fifo: ${fifo} }\nwatch: { file: ${join(dir, 'health')}, interval_ms: 100 }`);
+  const cfg = c.config(
+    'fs2',
+    `instances: { VI_FS: fs1 }\nagent: { fifo: ${fifo} }\nwatch: { file: ${join(dir, 'health')}, interval_ms: 100 }`,
+  );
   cfg.stateDir = join(dir, 'state');
   assert.equal(spawnSync('mkfifo', ['-m', '0600', fifo]).status, 0);
   const k = writer(fifo);
@@ -146,10 +205,17 @@ test('25.5 the agent holds its node\'s notify lock for its life (its transitions
   const calls = await c.sims.fs1.answerCalls(3);
   await c.sims.fs1.crash();
   const t0 = Date.now();
-  await assert.rejects(notify(cfg, 'MASTER', 'VI_FS'), /the fs-ha agent runs on fs2 and handles keepalived's transitions itself/);
+  await assert.rejects(
+    notify(cfg, 'MASTER', 'VI_FS'),
+    /the fs-ha agent runs on fs2 and handles keepalived's transitions itself/,
+  );
   assert.ok(Date.now() - t0 < 3000, `stepped aside at once (${Date.now() - t0} ms), not after the lock's timeout`);
   assert.equal(c.sims.fs2.standby, true, 'the hook changed nothing');
-  assert.equal((await withClient(c.url, (q) => q.query("select count(*)::int n from recovery where hostname = 'fs1'"))).rows[0].n, 3, 'no call moved by the hook');
+  assert.equal(
+    (await withClient(c.url, (q) => q.query("select count(*)::int n from recovery where hostname = 'fs1'"))).rows[0].n,
+    3,
+    'no call moved by the hook',
+  );
   // the agent's own transition goes on without waiting for any lock
   k.say('INSTANCE "VI_FS" MASTER 100');
   await until('the agent took the calls over', async () => (await c.sims.fs2.ownCalls()).length === 3);

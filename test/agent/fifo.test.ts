@@ -12,7 +12,18 @@ function reader(path: string) {
   const lines: string[] = [];
   const problems: string[] = [];
   let reopened = 0;
-  const r = new FifoReader(path, { backlog: (b) => lines.push(...b), line: (l) => lines.push(l), reopened: () => { reopened++; }, problem: (m) => problems.push(m) }, 10);
+  const r = new FifoReader(
+    path,
+    {
+      backlog: (b) => lines.push(...b),
+      line: (l) => lines.push(l),
+      reopened: () => {
+        reopened++;
+      },
+      problem: (m) => problems.push(m),
+    },
+    10,
+  );
   return { r, lines, problems, reopened: () => reopened };
 }
 
@@ -33,10 +44,21 @@ test('22.10 a 40 MB line without a newline is dropped, not buffered; the lines a
   const fd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
   t.after(() => closeSync(fd));
   const chunk = Buffer.alloc(64 * 1024, 'x');
-  for (let sent = 0; sent < 40 * 1024 * 1024;) {
-    try { sent += writeSync(fd, chunk); } catch { await sleep(1); } // the pipe is full: the reader drains it
+  for (let sent = 0; sent < 40 * 1024 * 1024; ) {
+    try {
+      sent += writeSync(fd, chunk);
+    } catch {
+      await sleep(1);
+    } // the pipe is full: the reader drains it
   }
-  for (;;) { try { writeSync(fd, '\nINSTANCE "VI_FS" BACKUP 100\n'); break; } catch { await sleep(1); } }
+  for (;;) {
+    try {
+      writeSync(fd, '\nINSTANCE "VI_FS" BACKUP 100\n');
+      break;
+    } catch {
+      await sleep(1);
+    }
+  }
   for (let i = 0; i < 200 && !x.lines.includes('INSTANCE "VI_FS" BACKUP 100'); i++) await sleep(25);
   assert.deepEqual(x.lines, ['INSTANCE "VI_FS" BACKUP 100'], 'the long line dropped, the next one heard');
   assert.ok(x.lines.every((l) => l.length <= MAX_LINE));

@@ -12,15 +12,22 @@ import { freePort } from '../helpers/pg';
 
 const BIN = join(__dirname, '..', '..', 'dist', 'fs-ha.js');
 
-function run(args: string[], opts: { argv0?: string; env?: Record<string, string> } = {}): Promise<{ code: number; out: string; err: string; ms: number }> {
+function run(
+  args: string[],
+  opts: { argv0?: string; env?: Record<string, string> } = {},
+): Promise<{ code: number; out: string; err: string; ms: number }> {
   const t0 = Date.now();
   return new Promise((resolve) => {
     const cmd = opts.argv0 ?? BIN;
     const p = spawn(process.execPath, [cmd, ...args], { env: { ...process.env, FS_HA_SYSLOG: '0', ...opts.env } });
     let out = '';
     let err = '';
-    p.stdout.on('data', (d) => { out += d; });
-    p.stderr.on('data', (d) => { err += d; });
+    p.stdout.on('data', (d) => {
+      out += d;
+    });
+    p.stderr.on('data', (d) => {
+      err += d;
+    });
     p.on('exit', (code) => resolve({ code: code ?? -1, out, err, ms: Date.now() - t0 }));
   });
 }
@@ -28,9 +35,15 @@ function run(args: string[], opts: { argv0?: string; env?: Record<string, string
 function writeConfig(c: Cluster, node: string, patch: (o: Record<string, unknown>) => void = () => undefined): string {
   const cfg = c.config(node);
   const o: Record<string, unknown> = {
-    node, database: cfg.database,
+    node,
+    database: cfg.database,
     esl: { host: cfg.esl.host, port: cfg.esl.port, password: cfg.esl.password, timeout_ms: 800 },
-    nodes: Object.fromEntries(Object.values(cfg.nodes).map((n) => [n.name, { addresses: n.addresses, esl: { host: n.esl!.host, port: n.esl!.port, password: 'ClueCon', timeout_ms: 800 } }])),
+    nodes: Object.fromEntries(
+      Object.values(cfg.nodes).map((n) => [
+        n.name,
+        { addresses: n.addresses, esl: { host: n.esl!.host, port: n.esl!.port, password: 'ClueCon', timeout_ms: 800 } },
+      ]),
+    ),
     check: { profiles: ['internal'], timeout_ms: 1000 },
     state_dir: mkdtempSync(join(tmpdir(), 'fsha-state-')),
     liveness: { heartbeat_stale_ms: 1500 },
@@ -51,7 +64,7 @@ test('check: 0 when healthy, 1 with one line why; never longer than its deadline
   await c.sims.fs1.api('sofia profile internal stop');
   r = await run(['--config', f, 'check']);
   assert.equal(r.code, 1);
-  assert.equal(r.err.trim().split("\n").length, 1, r.err);
+  assert.equal(r.err.trim().split('\n').length, 1, r.err);
   assert.match(r.err, /profile\(s\) not RUNNING: internal=absent/);
   await c.sims.fs1.api('sofia profile internal start');
 
@@ -61,7 +74,9 @@ test('check: 0 when healthy, 1 with one line why; never longer than its deadline
   assert.match(r.err, /is not ready/);
   await c.sims.fs1.api('fsctl resume');
 
-  const wrong = writeConfig(c, 'fs1', (o) => { (o.esl as Record<string, unknown>).password = 'nope'; });
+  const wrong = writeConfig(c, 'fs1', (o) => {
+    (o.esl as Record<string, unknown>).password = 'nope';
+  });
   r = await run(['--config', wrong, 'check']);
   assert.equal(r.code, 1);
   assert.match(r.err, /rejected the password/);
@@ -76,9 +91,14 @@ test('check: 0 when healthy, 1 with one line why; never longer than its deadline
   // a server that answers garbage, and one that half-closes
   for (const behaviour of ['garbage', 'halfclose']) {
     const port = await freePort();
-    const srv = createServer((s) => { if (behaviour === 'garbage') s.write('HTTP/1.1 400 Bad\r\n\r\n\n\n\n'); else s.end(); });
+    const srv = createServer((s) => {
+      if (behaviour === 'garbage') s.write('HTTP/1.1 400 Bad\r\n\r\n\n\n\n');
+      else s.end();
+    });
     await new Promise<void>((res) => srv.listen(port, '127.0.0.1', () => res()));
-    const g = writeConfig(c, 'fs1', (o) => { o.esl = { host: '127.0.0.1', port, password: 'ClueCon', timeout_ms: 800 }; });
+    const g = writeConfig(c, 'fs1', (o) => {
+      o.esl = { host: '127.0.0.1', port, password: 'ClueCon', timeout_ms: 800 };
+    });
     r = await run(['--config', g, 'check']);
     assert.equal(r.code, 1, behaviour);
     assert.ok(r.ms < 2500);
@@ -113,7 +133,9 @@ test('usage and configuration errors exit 2 with one line naming the problem', a
 
 test('keepalived hooks through links: BACKUP puts profiles in standby, MASTER takes over and leaves standby', async (t) => {
   const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
-  const f = writeConfig(c, 'fs2', (o) => { o.instances = { VI_1: 'fs1' }; });
+  const f = writeConfig(c, 'fs2', (o) => {
+    o.instances = { VI_1: 'fs1' };
+  });
   const dir = mkdtempSync(join(tmpdir(), 'fsha-links-'));
   for (const l of ['check_fs', 'notify_master', 'notify_backup', 'notify']) symlinkSync(BIN, join(dir, l));
   let r = await run(['VI_1'], { argv0: join(dir, 'notify_backup'), env: { FS_HA_CONFIG: f } });
@@ -127,12 +149,20 @@ test('keepalived hooks through links: BACKUP puts profiles in standby, MASTER ta
   assert.equal(c.sims.fs2.standby, false);
   await new Promise((res) => setTimeout(res, 50));
   assert.deepEqual((await c.sims.fs2.ownCalls()).sort(), [...calls].sort());
-  assert.match(r.err, /takeover done: fs2 took over 10 call\(s\) of fs1 from=fs1 to=fs2 adopted=10 recovered=10 missing=0/);
+  assert.match(
+    r.err,
+    /takeover done: fs2 took over 10 call\(s\) of fs1 from=fs1 to=fs2 adopted=10 recovered=10 missing=0/,
+  );
 
   // MASTER then BACKUP fired back to back (overlapping): consistent, and the BACKUP, fired later, wins standby
   const [m, b] = await Promise.all([
     run(['VI_1'], { argv0: join(dir, 'notify_master'), env: { FS_HA_CONFIG: f } }),
-    new Promise<Awaited<ReturnType<typeof run>>>((res) => setTimeout(() => void run(['VI_1'], { argv0: join(dir, 'notify_backup'), env: { FS_HA_CONFIG: f } }).then(res), 5)),
+    new Promise<Awaited<ReturnType<typeof run>>>((res) =>
+      setTimeout(
+        () => void run(['VI_1'], { argv0: join(dir, 'notify_backup'), env: { FS_HA_CONFIG: f } }).then(res),
+        5,
+      ),
+    ),
   ]);
   assert.equal(m.code, 0, m.err);
   assert.equal(b.code, 0, b.err);
@@ -172,18 +202,25 @@ test('standalone dist/fs-ha: runs from an empty directory with no node on PATH a
   chmodSync(join(dir, 'fs-ha'), 0o755);
   symlinkSync('fs-ha', join(dir, 'check_fs'));
   const env = { PATH: join(dir, 'no-such-bin'), HOME: dir }; // no node anywhere on PATH
-  const exec = (cmd: string, args: string[]) => new Promise<{ code: number; out: string; err: string }>((resolve) => {
-    const p = spawn(join(dir, cmd), args, { cwd: dir, env });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => { out += d; });
-    p.stderr.on('data', (d) => { err += d; });
-    p.on('exit', (code) => resolve({ code: code ?? -1, out, err }));
-  });
+  const exec = (cmd: string, args: string[]) =>
+    new Promise<{ code: number; out: string; err: string }>((resolve) => {
+      const p = spawn(join(dir, cmd), args, { cwd: dir, env });
+      let out = '';
+      let err = '';
+      p.stdout.on('data', (d) => {
+        out += d;
+      });
+      p.stderr.on('data', (d) => {
+        err += d;
+      });
+      p.on('exit', (code) => resolve({ code: code ?? -1, out, err }));
+    });
   const v = await exec('fs-ha', ['--version']);
   assert.equal(v.code, 0, v.err);
   assert.match(v.out, /^fs-ha \d+\.\d+\.\d+/);
-  const cfg = writeConfig(c, 'fs1', (o) => { o.log = { syslog: false }; });
+  const cfg = writeConfig(c, 'fs1', (o) => {
+    o.log = { syslog: false };
+  });
   const ok = await exec('check_fs', ['--config', cfg]);
   assert.equal(ok.code, 0, ok.err);
   assert.match(ok.out, /^ok: healthy/);
@@ -214,12 +251,23 @@ test('drill: refuses without --yes (nothing crashed); with --yes --takeover cras
 test('watch: 0 while FreeSWITCH serves, 1 within moments of a crash, 0 again on SIGTERM (check_fs decides alone)', async (t) => {
   const c = await withCluster(t, { nodes: ['fs1'] });
   const file = join(mkdtempSync(join(tmpdir(), 'fsha-watch-')), 'health');
-  const f = writeConfig(c, 'fs1', (o) => { o.watch = { file, interval_ms: 100 }; o.log = { syslog: false }; });
+  const f = writeConfig(c, 'fs1', (o) => {
+    o.watch = { file, interval_ms: 100 };
+    o.log = { syslog: false };
+  });
   const p = spawn(process.execPath, [BIN, '--config', f, 'watch'], { env: { ...process.env, FS_HA_SYSLOG: '0' } });
   let err = '';
-  p.stderr.on('data', (d) => { err += d; });
+  p.stderr.on('data', (d) => {
+    err += d;
+  });
   const exited = new Promise<number>((res) => p.on('exit', (code) => res(code ?? -1)));
-  const read = () => { try { return readFileSync(file, 'utf8').trim(); } catch { return ''; } };
+  const read = () => {
+    try {
+      return readFileSync(file, 'utf8').trim();
+    } catch {
+      return '';
+    }
+  };
   const until = async (want: string, ms: number) => {
     const end = Date.now() + ms;
     while (read() !== want) {
@@ -234,7 +282,8 @@ test('watch: 0 while FreeSWITCH serves, 1 within moments of a crash, 0 again on 
   const seen = await until('1', 2000);
   assert.ok(seen - crashed < 500, `crash seen after ${seen - crashed} ms`);
   // the log line travels through a pipe: it may arrive a moment after the file changed
-  for (const end = Date.now() + 2000; !/watch: fs1 FAILED/.test(err) && Date.now() < end;) await new Promise((r) => setTimeout(r, 5));
+  for (const end = Date.now() + 2000; !/watch: fs1 FAILED/.test(err) && Date.now() < end; )
+    await new Promise((r) => setTimeout(r, 5));
   assert.match(err, /watch: fs1 FAILED: event socket (lost|.*closed)/);
   p.kill('SIGTERM');
   assert.equal(await exited, 0);
@@ -271,7 +320,10 @@ test('one command table: help lists every command and link; an option of another
 
 test('11.9 operations by hand: drain (plan, then --yes), history with its timeline, status at a glance with VRRP state and the last takeover, status --watch', async (t) => {
   const c = await withCluster(t, { nodes: ['fs1', 'fs2', 'fs3'], layout: 'per-node' });
-  const f = writeConfig(c, 'fs2', (o) => { o.layout = 'per-node'; o.instances = { VI_2: 'fs2' }; });
+  const f = writeConfig(c, 'fs2', (o) => {
+    o.layout = 'per-node';
+    o.instances = { VI_2: 'fs2' };
+  });
   await c.sims.fs1.answerCalls(8);
   let r = await run(['--config', f, 'notify', 'INSTANCE', 'VI_2', 'MASTER']);
   assert.equal(r.code, 0, r.err);
@@ -287,11 +339,20 @@ test('11.9 operations by hand: drain (plan, then --yes), history with its timeli
   r = await run(['--config', f, 'history', '--node', 'fs3']);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /^#\d+ \S+ \S+ drain: fs1 -> fs2,fs3 done, 8 adopted, 8 recovered, 0 missing, 0 held/m);
-  assert.match(r.out, /timeline: standby \+\d+, settled \+\d+, stopped \+\d+, gone \+\d+, db \+\d+, probe \+\d+, lock \+\d+, plan \+\d+, rewrite \+\d+, recover \+\d+, sent \+\d+, recovered \+\d+, verify \+\d+, end \+\d+/);
+  assert.match(
+    r.out,
+    /timeline: standby \+\d+, settled \+\d+, stopped \+\d+, gone \+\d+, db \+\d+, probe \+\d+, lock \+\d+, plan \+\d+, rewrite \+\d+, recover \+\d+, sent \+\d+, recovered \+\d+, verify \+\d+, end \+\d+/,
+  );
   r = await run(['--config', f, 'history', '--json', '--last', '1']);
   const h = JSON.parse(r.out);
   assert.equal(h.length, 1);
-  assert.deepEqual(h[0].adopters.map((a: { node: string; handed: number }) => [a.node, a.handed]), [['fs2', 4], ['fs3', 4]]);
+  assert.deepEqual(
+    h[0].adopters.map((a: { node: string; handed: number }) => [a.node, a.handed]),
+    [
+      ['fs2', 4],
+      ['fs3', 4],
+    ],
+  );
   assert.equal(h[0].timeline[0].step, 'standby');
   r = await run(['--config', f, 'status']);
   assert.equal(r.code, 0, r.err);
@@ -302,9 +363,13 @@ test('11.9 operations by hand: drain (plan, then --yes), history with its timeli
   assert.match(r.err, /--last must be a whole number/);
 
   // --watch: redrawn in place until interrupted, then exit 0
-  const p = spawn(process.execPath, [BIN, '--config', f, 'status', '--watch'], { env: { ...process.env, FS_HA_SYSLOG: '0' } });
+  const p = spawn(process.execPath, [BIN, '--config', f, 'status', '--watch'], {
+    env: { ...process.env, FS_HA_SYSLOG: '0' },
+  });
   let out = '';
-  p.stdout.on('data', (d) => { out += d; });
+  p.stdout.on('data', (d) => {
+    out += d;
+  });
   await new Promise((res) => setTimeout(res, 2600));
   p.kill('SIGINT');
   const code = await new Promise<number | null>((res) => p.on('exit', (x) => res(x)));

@@ -26,12 +26,21 @@ function fsCli(host: string, port: number, line: string): Promise<string> {
     const sock = connect(port, host);
     let buf = '';
     let sent = 0;
-    const timer = setTimeout(() => { sock.destroy(); reject(new Error(`fs_cli -x '${line}': no answer`)); }, 60_000);
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`fs_cli -x '${line}': no answer`));
+    }, 60_000);
     sock.on('data', (d) => {
       buf += d.toString('utf8');
-      if (sent === 0 && buf.includes('auth/request')) { buf = ''; sent = 1; sock.write('auth ClueCon\n\n'); }
-      else if (sent === 1 && buf.includes('+OK accepted')) { buf = ''; sent = 2; sock.write(`api ${line}\nconsole_execute: true\n\n`); }
-      else if (sent === 2) {
+      if (sent === 0 && buf.includes('auth/request')) {
+        buf = '';
+        sent = 1;
+        sock.write('auth ClueCon\n\n');
+      } else if (sent === 1 && buf.includes('+OK accepted')) {
+        buf = '';
+        sent = 2;
+        sock.write(`api ${line}\nconsole_execute: true\n\n`);
+      } else if (sent === 2) {
         const m = /Content-Length: (\d+)\n\n/.exec(buf);
         if (m && Buffer.byteLength(buf.slice(m.index + m[0].length)) >= Number(m[1])) {
           clearTimeout(timer);
@@ -44,8 +53,11 @@ function fsCli(host: string, port: number, line: string): Promise<string> {
   });
 }
 
-test('27.1 fsha in fs_cli: installed as an alias, run by system as FreeSWITCH\'s user through the agent; status, a takeover refused while the node lives, done after its crash (audited as the console), a drain that only plans without --yes; plain short lines; a user outside console.group is told no', async (t) => {
-  if (process.getuid?.() !== 0) { t.skip('needs root (runuser, chown)'); return; }
+test("27.1 fsha in fs_cli: installed as an alias, run by system as FreeSWITCH's user through the agent; status, a takeover refused while the node lives, done after its crash (audited as the console), a drain that only plans without --yes; plain short lines; a user outside console.group is told no", async (t) => {
+  if (process.getuid?.() !== 0) {
+    t.skip('needs root (runuser, chown)');
+    return;
+  }
   const c = await withCluster(t, { nodes: ['fs1', 'fs2'], systemUser: 'nobody' });
   const dir = mkdtempSync(join(tmpdir(), 'fsha-console-'));
   chmodSync(dir, 0o755);
@@ -54,13 +66,17 @@ test('27.1 fsha in fs_cli: installed as an alias, run by system as FreeSWITCH\'s
   copyFileSync(join(__dirname, '..', '..', 'dist', 'fs-ha'), binary);
   chmodSync(binary, 0o755);
   const socket = join(dir, 'console', 'console.sock');
-  const cfg = c.config('fs2', `instances: { VI_FS: fs1 }\nagent: { fifo: ${join(dir, 'fifo')} }\nwatch: { file: ${join(dir, 'health')}, interval_ms: 100 }\n` +
-    `console: { group: nogroup, socket: ${socket} }\nstate_dir: ${join(dir, 'state')}`);
+  const cfg = c.config(
+    'fs2',
+    `instances: { VI_FS: fs1 }\nagent: { fifo: ${join(dir, 'fifo')} }\nwatch: { file: ${join(dir, 'health')}, interval_ms: 100 }\n` +
+      `console: { group: nogroup, socket: ${socket} }\nstate_dir: ${join(dir, 'state')}`,
+  );
   const agent = new Agent(cfg);
   agent.start();
   t.after(() => agent.stop());
   // up once its permissions are set (the directory, root:nogroup 0750, shuts everyone else out from the start)
-  for (let i = 0; i < 50 && !(statSafe(socket) && (statSync(socket).mode & 0o777) === 0o660); i++) await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 50 && !(statSafe(socket) && (statSync(socket).mode & 0o777) === 0o660); i++)
+    await new Promise((r) => setTimeout(r, 50));
   const st = statSync(socket);
   assert.equal(st.mode & 0o777, 0o660, 'the socket: owner and group only');
   assert.equal(statSync(join(dir, 'console')).mode & 0o777, 0o750);
@@ -71,21 +87,31 @@ test('27.1 fsha in fs_cli: installed as an alias, run by system as FreeSWITCH\'s
 
   const calls = await c.sims.fs1.answerCalls(3);
   const st1 = await fsha('');
-  assert.match(st1, /^\nExpand Alias \[fsha\]->\[system .*fs-ha console --socket \S+\]\n\n/, 'switch_console_execute expanded the alias');
+  assert.match(
+    st1,
+    /^\nExpand Alias \[fsha\]->\[system .*fs-ha console --socket \S+\]\n\n/,
+    'switch_console_execute expanded the alias',
+  );
   assert.match(st1, /^fs1 +healthy .*calls 3$/m);
   assert.match(st1, /^fs2 +healthy/m);
   assert.ok(!st1.includes('\u001b'), 'no terminal control codes');
-  for (const l of st1.split('\n').filter((x) => !x.startsWith('Expand Alias'))) assert.ok(l.length <= 120, `a short line: ${l}`); // FreeSWITCH's own line aside
+  for (const l of st1.split('\n').filter((x) => !x.startsWith('Expand Alias')))
+    assert.ok(l.length <= 120, `a short line: ${l}`); // FreeSWITCH's own line aside
 
   const refused = await fsha('takeover fs1');
   assert.match(refused, /^taking over fs1's calls\.\.\.\nrefused: .*fs1 is alive/m);
-  assert.equal((await withClient(c.url, (q) => q.query("select count(*)::int n from recovery where hostname = 'fs1'"))).rows[0].n, 3, 'nothing moved');
+  assert.equal(
+    (await withClient(c.url, (q) => q.query("select count(*)::int n from recovery where hostname = 'fs1'"))).rows[0].n,
+    3,
+    'nothing moved',
+  );
 
   await c.sims.fs1.crash();
   const done = await fsha('takeover fs1');
   assert.match(done, /^done: fs2 took over 3 call\(s\) of fs1/m);
   assert.deepEqual((await c.sims.fs2.ownCalls()).sort(), [...calls].sort());
-  const audit = (await withClient(c.url, (q) => q.query("select actor, command from fsha.audit where result = 'done'"))).rows;
+  const audit = (await withClient(c.url, (q) => q.query("select actor, command from fsha.audit where result = 'done'")))
+    .rows;
   assert.deepEqual(audit, [{ actor: 'console@fs2', command: 'console takeover' }]);
   assert.match(await fsha('history'), /console takeover fs1->fs2 done 3 calls by console@fs2/);
 
@@ -99,19 +125,30 @@ test('27.1 fsha in fs_cli: installed as an alias, run by system as FreeSWITCH\'s
   assert.match(await fsha('frob'), /^fsha: unknown word frob \(fsha help\)$/m);
 
   // a local user outside console.group: the kernel refuses the socket; nothing runs
-  const other = spawnSync('runuser', ['-u', 'daemon', '--', binary, 'console', '--socket', socket, 'takeover', 'fs1'], { encoding: 'utf8', cwd: '/' });
+  const other = spawnSync('runuser', ['-u', 'daemon', '--', binary, 'console', '--socket', socket, 'takeover', 'fs1'], {
+    encoding: 'utf8',
+    cwd: '/',
+  });
   assert.equal(other.status, 1);
   assert.match(other.stdout, /^fsha: this user may not use fs-ha's console/);
   // the same binary as a member (nobody, in nogroup) straight from a shell: answered
   // (asynchronously: the agent answering it runs in this process)
   const member = await new Promise<{ code: number | null; out: string }>((resolve) => {
-    execFile('runuser', ['-u', 'nobody', '--', binary, 'console', '--socket', socket, 'help'], { encoding: 'utf8', cwd: '/' },
-      (e, out) => resolve({ code: e ? (e as { code?: number }).code ?? 1 : 0, out }));
+    execFile(
+      'runuser',
+      ['-u', 'nobody', '--', binary, 'console', '--socket', socket, 'help'],
+      { encoding: 'utf8', cwd: '/' },
+      (e, out) => resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out }),
+    );
   });
   assert.equal(member.code, 0, member.out);
   assert.match(member.out, /^fsha takeover NODE/m);
 });
 
 function statSafe(p: string): boolean {
-  try { return statSync(p).isSocket(); } catch { return false; }
+  try {
+    return statSync(p).isSocket();
+  } catch {
+    return false;
+  }
 }

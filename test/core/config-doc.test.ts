@@ -10,13 +10,13 @@ import { END, START, withReference } from '../../scripts/gen-config-doc';
 const ROOT = join(__dirname, '..', '..');
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
 
-test('the README\'s configuration reference is the schema\'s (run make docs after changing a key)', () => {
+test("the README's configuration reference is the schema's (run make docs after changing a key)", () => {
   assert.ok(README.includes(START) && README.includes(END), 'README has the markers');
   assert.equal(README, withReference(README), 'README.md and src/config-schema.ts drifted: run make docs');
   for (const k of describeKeys()) assert.ok(README.includes(`\`${k.key}\``), `${k.key} documented`);
 });
 
-test('the example files load as they ship: the templates and the README\'s example', () => {
+test("the example files load as they ship: the templates and the README's example", () => {
   for (const f of ['keepalived/pair/fs-ha.yaml', 'keepalived/farm/fs-ha.yaml', 'keepalived/proxy-farm/fs-ha.yaml']) {
     const c = parseConfig(readFileSync(join(ROOT, f), 'utf8'), f);
     assert.ok(Object.keys(c.nodes).length >= 2, f);
@@ -26,5 +26,6 @@ test('the example files load as they ship: the templates and the README\'s examp
   const c = parseConfig(example, 'README.md');
   assert.equal(c.node, 'freeswitch02');
   // every top-level key of the schema appears in the README's example, so an operator sees its place in the file
-  for (const k of new Set(describeKeys().map((d) => d.key.split('.')[0]))) assert.match(example, new RegExp(`^${k}:`, 'm'), `${k} in the README example`);
+  for (const k of new Set(describeKeys().map((d) => d.key.split('.')[0])))
+    assert.match(example, new RegExp(`^${k}:`, 'm'), `${k} in the README example`);
 });

@@ -1,16 +1,29 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decideDeath, decideStillDead, decideTarget, judgeRecovery, planRecover, type ScopeGroup } from '../../src/core/decide';
+import {
+  decideDeath,
+  decideStillDead,
+  decideTarget,
+  judgeRecovery,
+  planRecover,
+  type ScopeGroup,
+} from '../../src/core/decide';
 import { judgeLiveness } from '../../src/core/liveness';
 import { batches, groupRows, judgeGroup, type RowFacts } from '../../src/core/groups';
 import { nodeSchemas, recoveryRelationsProblem, viewComment } from '../../src/core/per-node';
 import { loadRows } from '../helpers/fixtures';
 
 const RUNNING = new Map([['internal', 'RUNNING (0)']]);
-const g = (hostname: string, count: number, runtimeUuid = 'dead', profile = 'internal', technology = 'sofia'): ScopeGroup => ({ hostname, count, runtimeUuid, profile, technology });
+const g = (
+  hostname: string,
+  count: number,
+  runtimeUuid = 'dead',
+  profile = 'internal',
+  technology = 'sofia',
+): ScopeGroup => ({ hostname, count, runtimeUuid, profile, technology });
 const base = { from: 'fs1', to: 'fs2', recover: 'sofia' as const, targetProfiles: RUNNING, force: false };
 
-test('pair: the failed node\'s rows are recovered', () => {
+test("pair: the failed node's rows are recovered", () => {
   const p = planRecover({ ...base, scope: [g('fs1', 5)], incoming: [g('fs1', 5)] });
   assert.deepEqual(p, { action: 'go', reason: '5 call(s) to recover on fs2', calls: 5 });
 });
@@ -38,7 +51,7 @@ test('per-node layout: the target sees only its own view; a rerun after a crash 
   assert.equal(p.action, 'go');
 });
 
-test('shared switchname pair (FreeSWITCH docs\' VIP setup): nothing to rewrite, rows recovered', () => {
+test("shared switchname pair (FreeSWITCH docs' VIP setup): nothing to rewrite, rows recovered", () => {
   const p = planRecover({ ...base, from: 'fs', to: 'fs', scope: [g('fs', 3)], incoming: [] });
   assert.equal(p.action, 'go');
 });
@@ -49,14 +62,26 @@ test('liveness: dead only when refused, or unreachable with a stale heartbeat; w
   assert.equal(judgeLiveness('fs1', { kind: 'healthy', detail: 'x' }, null, 3000).verdict, 'alive');
   for (const kind of ['unhealthy', 'auth', 'rejected', 'garbled'] as const) {
     assert.equal(judgeLiveness('fs1', { kind, detail: 'profile external absent' }, null, 3000).verdict, 'alive', kind);
-    assert.equal(judgeLiveness('fs1', { kind, detail: 'x' }, hb(99999, false), 3000).verdict, 'alive', `${kind}, even with a stale heartbeat`);
+    assert.equal(
+      judgeLiveness('fs1', { kind, detail: 'x' }, hb(99999, false), 3000).verdict,
+      'alive',
+      `${kind}, even with a stale heartbeat`,
+    );
   }
   const w = judgeLiveness('fs1', { kind: 'unreachable', detail: 'x' }, hb(500), 3000);
   assert.equal(w.verdict, 'wait');
   assert.equal(w.verdict === 'wait' && w.waitMs, 2500);
   assert.equal(judgeLiveness('fs1', { kind: 'unreachable', detail: 'x' }, hb(3500), 3000).verdict, 'dead');
-  assert.equal(judgeLiveness('fs1', { kind: 'silent', detail: 'x' }, hb(100, false), 3000).verdict, 'wait', 'an unhealthy but fresh heartbeat proves nothing');
-  assert.equal(judgeLiveness('fs1', { kind: 'unreachable', detail: 'x' }, null, 3000).verdict, 'unknown', 'no heartbeat: cannot prove it');
+  assert.equal(
+    judgeLiveness('fs1', { kind: 'silent', detail: 'x' }, hb(100, false), 3000).verdict,
+    'wait',
+    'an unhealthy but fresh heartbeat proves nothing',
+  );
+  assert.equal(
+    judgeLiveness('fs1', { kind: 'unreachable', detail: 'x' }, null, 3000).verdict,
+    'unknown',
+    'no heartbeat: cannot prove it',
+  );
   assert.equal(judgeLiveness('fs1', { kind: 'not-configured', detail: 'x' }, null, 3000).verdict, 'unknown');
 });
 
@@ -65,35 +90,74 @@ test('death: unknown goes on only through a fence or --force; alive is refused, 
   const alive = { verdict: 'alive' as const, reason: 'fs1 answers', serving: false };
   const dead = { verdict: 'dead' as const, reason: 'fs1 is down' };
   assert.equal(decideDeath('fs1', unknown, { force: false, fence: 'none' }).action, 'refuse');
-  assert.deepEqual(decideDeath('fs1', unknown, { force: false, fence: 'configured' }), { action: 'go', reason: 'fs1 cannot be asked; fencing it first', fence: true, forced: false });
+  assert.deepEqual(decideDeath('fs1', unknown, { force: false, fence: 'configured' }), {
+    action: 'go',
+    reason: 'fs1 cannot be asked; fencing it first',
+    fence: true,
+    forced: false,
+  });
   assert.equal(decideDeath('fs1', alive, { force: false, fence: 'configured' }).action, 'refuse');
-  assert.match(decideDeath('fs1', alive, { force: false, fence: 'none' }).reason, /^refusing to take over fs1: fs1 answers/);
+  assert.match(
+    decideDeath('fs1', alive, { force: false, fence: 'none' }).reason,
+    /^refusing to take over fs1: fs1 answers/,
+  );
   assert.equal(decideDeath('fs1', dead, { force: false, fence: 'none' }).action, 'go');
   assert.equal(decideDeath('fs1', alive, { force: false, fence: 'succeeded' }).action, 'go');
 });
 
-test('target: only a ready core with a uuid may recover; a missing profile there is the plan\'s question', () => {
+test("target: only a ready core with a uuid may recover; a missing profile there is the plan's question", () => {
   const t = { kind: 'healthy' as const, detail: 'ok', coreUuid: 'c2', ready: true, profiles: new Map() };
   assert.equal(decideTarget('fs2', t).action, 'go');
-  assert.equal(decideTarget('fs2', { ...t, kind: 'unhealthy', detail: 'profile(s) not RUNNING: internal=absent' }).action, 'go');
-  assert.match(decideTarget('fs2', { ...t, kind: 'unhealthy', ready: false, detail: 'core not ready' }).reason, /not ready to recover/);
-  assert.match(decideTarget('fs2', { ...t, kind: 'auth', ready: false, detail: 'rejected the password' }).reason, /cannot recover: rejected/);
+  assert.equal(
+    decideTarget('fs2', { ...t, kind: 'unhealthy', detail: 'profile(s) not RUNNING: internal=absent' }).action,
+    'go',
+  );
+  assert.match(
+    decideTarget('fs2', { ...t, kind: 'unhealthy', ready: false, detail: 'core not ready' }).reason,
+    /not ready to recover/,
+  );
+  assert.match(
+    decideTarget('fs2', { ...t, kind: 'auth', ready: false, detail: 'rejected the password' }).reason,
+    /cannot recover: rejected/,
+  );
   assert.equal(decideTarget('fs2', { ...t, coreUuid: null }).action, 'refuse');
 });
 
 test('recover count above what was handed over is a failure, never done', () => {
-  assert.equal(judgeRecovery({ to: 'fs2', from: 'fs1', handed: 12, recovered: 18, missing: 0, held: 0 }).result, 'failed');
-  assert.equal(judgeRecovery({ to: 'fs2', from: 'fs1', handed: 12, recovered: 12, missing: 0, held: 3 }).result, 'partial');
-  assert.equal(judgeRecovery({ to: 'fs2', from: 'fs1', handed: 12, recovered: 12, missing: 1, held: 0 }).result, 'partial');
-  assert.deepEqual(judgeRecovery({ to: 'fs2', from: 'fs1', handed: 12, recovered: 12, missing: 0, held: 0 }), { result: 'done', reason: 'fs2 took over 12 call(s) of fs1' });
+  assert.equal(
+    judgeRecovery({ to: 'fs2', from: 'fs1', handed: 12, recovered: 18, missing: 0, held: 0 }).result,
+    'failed',
+  );
+  assert.equal(
+    judgeRecovery({ to: 'fs2', from: 'fs1', handed: 12, recovered: 12, missing: 0, held: 3 }).result,
+    'partial',
+  );
+  assert.equal(
+    judgeRecovery({ to: 'fs2', from: 'fs1', handed: 12, recovered: 12, missing: 1, held: 0 }).result,
+    'partial',
+  );
+  assert.deepEqual(judgeRecovery({ to: 'fs2', from: 'fs1', handed: 12, recovered: 12, missing: 0, held: 0 }), {
+    result: 'done',
+    reason: 'fs2 took over 12 call(s) of fs1',
+  });
 });
 
 /** Light facts of real rows, as move-rows.ts reads them (the server extracts the same tags). */
 function factsOf(list: ReturnType<typeof loadRows>): RowFacts[] {
   return list.map((r, i) => {
     const tag = (t: string) => [...r.metadata.matchAll(new RegExp(`<${t}>([^<]*)</`, 'g'))].map((m) => m[1]);
-    const legs = [...new Set([...tag('signal_bond'), ...tag('bridge_to'), ...tag('originating_leg_uuid')])].filter((u) => u && u !== r.uuid);
-    return { ctid: `(0,${i + 1})`, uuid: r.uuid, profile: r.profile_name, technology: r.technology, legs, conference: tag('conference_uuid')[0] ?? null, bytes: r.metadata.length };
+    const legs = [...new Set([...tag('signal_bond'), ...tag('bridge_to'), ...tag('originating_leg_uuid')])].filter(
+      (u) => u && u !== r.uuid,
+    );
+    return {
+      ctid: `(0,${i + 1})`,
+      uuid: r.uuid,
+      profile: r.profile_name,
+      technology: r.technology,
+      legs,
+      conference: tag('conference_uuid')[0] ?? null,
+      bytes: r.metadata.length,
+    };
   });
 }
 
@@ -110,17 +174,28 @@ function shuffled<T>(xs: T[], seed: number): T[] {
 }
 
 test('groups (real rows): bridged legs pair up, conference members stay together, lone calls alone, whatever the order and batch size', () => {
-  const all = [...factsOf(loadRows('recovery_rows.sql')), ...factsOf(loadRows('bridged_rows.sql')), ...factsOf(loadRows('conference_rows.sql'))]
-    .map((f, i) => ({ ...f, ctid: `(0,${i + 1})` }));
+  const all = [
+    ...factsOf(loadRows('recovery_rows.sql')),
+    ...factsOf(loadRows('bridged_rows.sql')),
+    ...factsOf(loadRows('conference_rows.sql')),
+  ].map((f, i) => ({ ...f, ctid: `(0,${i + 1})` }));
   for (let seed = 1; seed <= 200; seed++) {
     const groups = groupRows(shuffled(all, seed));
     const sizes = groups.map((g) => g.rows.length).sort((a, b) => a - b);
     assert.deepEqual(sizes, [1, 1, 1, 1, 1, 2, 2, 2, 3], `seed ${seed}`);
     const conf = groups.find((g) => g.rows.length === 3)!;
     assert.match(conf.tie, /^conference a23f5b98/);
-    for (const limits of [{ rows: 1, bytes: 1 }, { rows: 2, bytes: 1e9 }, { rows: 500, bytes: 20000 }]) {
+    for (const limits of [
+      { rows: 1, bytes: 1 },
+      { rows: 2, bytes: 1e9 },
+      { rows: 500, bytes: 20000 },
+    ]) {
       const cut = batches(groups, limits);
-      assert.deepEqual(cut.flat().map((g) => g.index), groups.map((g) => g.index), 'every group once, in order');
+      assert.deepEqual(
+        cut.flat().map((g) => g.index),
+        groups.map((g) => g.index),
+        'every group once, in order',
+      );
       for (const b of cut) {
         const n = b.reduce((k, g) => k + g.rows.length, 0);
         assert.ok(b.length === 1 || n <= limits.rows, 'within the row limit unless one group is larger');
@@ -141,32 +216,68 @@ test('a held-back member holds back its whole group, with a reason naming why', 
 });
 
 test('per-node schemas: injective or refused; only the expected, commented views may be named recovery', () => {
-  const named = nodeSchemas([{ name: 'a', switchname: 'fs1' }, { name: 'b', switchname: 'fs2' }]);
+  const named = nodeSchemas([
+    { name: 'a', switchname: 'fs1' },
+    { name: 'b', switchname: 'fs2' },
+  ]);
   assert.ok('schemas' in named);
   const expected = (named as { schemas: Map<string, string> }).schemas;
   const view = (schema: string, sw: string) => ({ schema, kind: 'v', comment: viewComment(sw) });
   const ok = [view('fsha_node_fs1', 'fs1'), view('fsha_node_fs2', 'fs2')];
   assert.equal(recoveryRelationsProblem('per-node', ok, expected, ['fs1', 'fs2']), null);
-  assert.match(recoveryRelationsProblem('per-node', [...ok, { schema: 'fsha', kind: 'r', comment: null }], expected)!, /fsha\.recovery \(table\) exists beside the per-node views/);
-  assert.match(recoveryRelationsProblem('per-node', [...ok, { schema: 'public', kind: 'r', comment: null }], expected)!, /public\.recovery/);
-  assert.match(recoveryRelationsProblem('per-node', [view('fsha_node_fs1', 'fs9'), ok[1]], expected)!, /not made by fs-ha db init for switchname fs1/);
+  assert.match(
+    recoveryRelationsProblem('per-node', [...ok, { schema: 'fsha', kind: 'r', comment: null }], expected)!,
+    /fsha\.recovery \(table\) exists beside the per-node views/,
+  );
+  assert.match(
+    recoveryRelationsProblem('per-node', [...ok, { schema: 'public', kind: 'r', comment: null }], expected)!,
+    /public\.recovery/,
+  );
+  assert.match(
+    recoveryRelationsProblem('per-node', [view('fsha_node_fs1', 'fs9'), ok[1]], expected)!,
+    /not made by fs-ha db init for switchname fs1/,
+  );
   assert.match(recoveryRelationsProblem('per-node', [ok[0]], expected, ['fs1', 'fs2'])!, /view of fs2 .* is missing/);
   assert.equal(recoveryRelationsProblem('shared', [{ schema: 'public', kind: 'r', comment: null }], expected), null);
-  assert.match(recoveryRelationsProblem('shared', [{ schema: 'public', kind: 'r', comment: null }, ok[0]], expected)!, /besides public\.recovery: fsha_node_fs1\.recovery \(view\)/);
+  assert.match(
+    recoveryRelationsProblem('shared', [{ schema: 'public', kind: 'r', comment: null }, ok[0]], expected)!,
+    /besides public\.recovery: fsha_node_fs1\.recovery \(view\)/,
+  );
 });
 
 test('log levels of a refusal: a node serving its own calls is nothing to do (INFO); one that answers without serving WARNING; one fs-ha cannot judge ERROR', () => {
-  const serving = decideDeath('fs2', { verdict: 'alive', serving: true, reason: 'fs2 is alive and serving its own calls' }, { force: false, fence: 'none' });
-  assert.deepEqual(serving, { action: 'refuse', reason: 'refusing to take over fs2: fs2 is alive and serving its own calls', level: 'info', nothingToDo: 'fs2 is alive and serving its own calls' });
-  const degraded = decideDeath('fs2', { verdict: 'alive', serving: false, reason: 'fs2 answers but is not serving' }, { force: false, fence: 'none' });
+  const serving = decideDeath(
+    'fs2',
+    { verdict: 'alive', serving: true, reason: 'fs2 is alive and serving its own calls' },
+    { force: false, fence: 'none' },
+  );
+  assert.deepEqual(serving, {
+    action: 'refuse',
+    reason: 'refusing to take over fs2: fs2 is alive and serving its own calls',
+    level: 'info',
+    nothingToDo: 'fs2 is alive and serving its own calls',
+  });
+  const degraded = decideDeath(
+    'fs2',
+    { verdict: 'alive', serving: false, reason: 'fs2 answers but is not serving' },
+    { force: false, fence: 'none' },
+  );
   assert.equal(degraded.action === 'refuse' && degraded.level, 'warn');
-  const unknown = decideDeath('fs2', { verdict: 'unknown', reason: 'fs2 cannot be asked' }, { force: false, fence: 'none' });
+  const unknown = decideDeath(
+    'fs2',
+    { verdict: 'unknown', reason: 'fs2 cannot be asked' },
+    { force: false, fence: 'none' },
+  );
   assert.equal(unknown.action === 'refuse' && (unknown.level ?? 'error'), 'error');
 });
 
 test('under the lock, a node judged dead must still be dead: one that came back is refused', () => {
   assert.equal(decideStillDead('fs1', { verdict: 'dead', reason: 'refused' }).action, 'go');
-  const back = decideStillDead('fs1', { verdict: 'alive', serving: true, reason: 'fs1 is alive and serving its own calls' });
+  const back = decideStillDead('fs1', {
+    verdict: 'alive',
+    serving: true,
+    reason: 'fs1 is alive and serving its own calls',
+  });
   assert.match(back.reason, /refusing to take over fs1: it came back while the takeover started/);
   assert.equal(decideStillDead('fs1', { verdict: 'wait', waitMs: 100, reason: 'fresh heartbeat' }).action, 'refuse');
 });

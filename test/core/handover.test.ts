@@ -3,7 +3,13 @@ import assert from 'node:assert/strict';
 import { decideHandover, type HandoverFacts } from '../../src/core/handover';
 
 const base: HandoverFacts = {
-  node: 'fs1', instance: 'VI_FS', state: 'BACKUP', ours: true, calls: 20, addresses: ['192.0.2.100'], stillHere: [],
+  node: 'fs1',
+  instance: 'VI_FS',
+  state: 'BACKUP',
+  ours: true,
+  calls: 20,
+  addresses: ['192.0.2.100'],
+  stillHere: [],
   others: [{ node: 'fs2', state: 'MASTER', ageMs: 100, healthy: true }],
 };
 
@@ -12,7 +18,10 @@ test('handover: calls on an address now held by the one healthy MASTER are hande
     const d = decideHandover({ ...base, state });
     assert.equal(d.action, 'handover');
     assert.equal(d.action === 'handover' && d.to, 'fs2');
-    assert.match(d.reason, /20 call\(s\) use 192\.0\.2\.100, which this node no longer holds; fs2 holds VI_FS: handing them over/);
+    assert.match(
+      d.reason,
+      /20 call\(s\) use 192\.0\.2\.100, which this node no longer holds; fs2 holds VI_FS: handing them over/,
+    );
   }
 });
 
@@ -29,8 +38,19 @@ test('handover: no holder, two holders (split brain), a holder not serving, or c
   const cases: Array<[Partial<HandoverFacts>, RegExp]> = [
     [{ others: [] }, /no node is MASTER of VI_FS: they wait here and continue if the address returns/],
     [{ others: [{ node: 'fs2', state: 'BACKUP', ageMs: 1, healthy: true }] }, /no node is MASTER/],
-    [{ others: [{ node: 'fs2', state: 'MASTER', ageMs: 1, healthy: true }, { node: 'fs3', state: 'MASTER', ageMs: 1, healthy: true }] }, /fs2 and fs3 all say MASTER/],
-    [{ others: [{ node: 'fs2', state: 'MASTER', ageMs: 1, healthy: false }] }, /its FreeSWITCH does not serve: not handing over/],
+    [
+      {
+        others: [
+          { node: 'fs2', state: 'MASTER', ageMs: 1, healthy: true },
+          { node: 'fs3', state: 'MASTER', ageMs: 1, healthy: true },
+        ],
+      },
+      /fs2 and fs3 all say MASTER/,
+    ],
+    [
+      { others: [{ node: 'fs2', state: 'MASTER', ageMs: 1, healthy: false }] },
+      /its FreeSWITCH does not serve: not handing over/,
+    ],
     [{ calls: null }, /could not count/],
   ];
   for (const [f, re] of cases) {

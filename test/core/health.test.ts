@@ -17,10 +17,16 @@ function bodies(file: string): Array<[string, string]> {
 test('real replies: status ready / not ready, xmlstatus with and without profiles, core uuid', () => {
   const all = [...bodies('esl_transcripts.txt'), ...bodies('esl_transcripts_health.txt')];
   const statuses = all.filter(([c]) => c === 'status').map(([, b]) => parseStatus(b));
-  assert.deepEqual(statuses.map((s) => s.ready), [true, true, false]);
+  assert.deepEqual(
+    statuses.map((s) => s.ready),
+    [true, true, false],
+  );
   const xml = all.filter(([c]) => c === 'sofia xmlstatus').map(([, b]) => parseXmlStatus(b));
   assert.equal(xml[0]!.get('internal'), 'RUNNING (0)');
-  assert.ok(xml.some((x) => x && x.size === 0), 'a stopped profile is absent');
+  assert.ok(
+    xml.some((x) => x && x.size === 0),
+    'a stopped profile is absent',
+  );
   const uuid = all.find(([c]) => c === 'global_getvar core_uuid')![1];
   assert.equal(parseCoreUuid(uuid), 'ddde6d18-bc11-4799-a805-f6c16420b111');
   const rec = all.filter(([c]) => /recover/.test(c)).map(([, b]) => parseRecoverReply(b));
@@ -32,7 +38,10 @@ test('real replies: status ready / not ready, xmlstatus with and without profile
 
 test('health verdicts carry a reason', () => {
   const ready = parseStatus('UP 0 years\nFreeSWITCH (Version 1.10.12-release  64bit) is ready\n');
-  assert.equal(healthProblem({ status: ready, profiles: new Map([['internal', 'RUNNING (0)']]), wanted: ['internal'] }), null);
+  assert.equal(
+    healthProblem({ status: ready, profiles: new Map([['internal', 'RUNNING (0)']]), wanted: ['internal'] }),
+    null,
+  );
   assert.match(healthProblem({ status: ready, profiles: new Map(), wanted: ['internal'] })!, /internal=absent/);
   assert.match(healthProblem({ status: parseStatus('garbage'), profiles: null, wanted: [] })!, /up and ready/);
 });

@@ -10,16 +10,30 @@ test('replication: one writable primary (a physical standby is invisible here) i
   for (const ext of ['bdr', 'bdr3', 'spock']) {
     const v = judgeReplication({ ...none, extensions: [ext] });
     assert.equal(v.level, 'refuse', ext);
-    assert.match((v as { reason: string }).reason, new RegExp(`multi-master extension ${ext}.*both recover the same calls`));
+    assert.match(
+      (v as { reason: string }).reason,
+      new RegExp(`multi-master extension ${ext}.*both recover the same calls`),
+    );
   }
-  assert.equal(judgeReplication({ ...none, extensions: ['pglogical'], pglogicalSubscriptions: 2 }).level, 'refuse', 'pglogical subscriber');
-  assert.equal(judgeReplication({ ...none, extensions: ['pglogical'], pglogicalSubscriptions: 0 }).level, 'warn', 'pglogical provider only');
+  assert.equal(
+    judgeReplication({ ...none, extensions: ['pglogical'], pglogicalSubscriptions: 2 }).level,
+    'refuse',
+    'pglogical subscriber',
+  );
+  assert.equal(
+    judgeReplication({ ...none, extensions: ['pglogical'], pglogicalSubscriptions: 0 }).level,
+    'warn',
+    'pglogical provider only',
+  );
   for (const t of ['recovery', 'public.recovery', 'fsha.recovery_base', 'fsha.audit', 'fs1.recovery']) {
     const v = judgeReplication({ ...none, subscriptions: [{ name: 's1', tables: ['public.cdr', t] }] });
     assert.equal(v.level, 'refuse', t);
     assert.match((v as { reason: string }).reason, new RegExp(`s1 writes into ${t.replace('.', '\\.')} here`));
   }
-  const other = judgeReplication({ ...none, subscriptions: [{ name: 'cdrs', tables: ['public.cdr', 'public.recovery_log'] }] });
+  const other = judgeReplication({
+    ...none,
+    subscriptions: [{ name: 'cdrs', tables: ['public.cdr', 'public.recovery_log'] }],
+  });
   assert.equal(other.level, 'warn', 'a subscription into other tables');
   assert.equal(judgeReplication({ ...none, subscriptions: [{ name: 'empty', tables: [] }] }).level, 'warn');
 });

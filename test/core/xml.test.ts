@@ -8,9 +8,18 @@ function saxOk(text: string): boolean {
   const p = sax.parser(true);
   let roots = 0;
   let depth = 0;
-  p.onopentag = () => { if (depth === 0) roots++; depth++; };
-  p.onclosetag = () => { depth--; };
-  try { p.write(text).close(); } catch { return false; }
+  p.onopentag = () => {
+    if (depth === 0) roots++;
+    depth++;
+  };
+  p.onclosetag = () => {
+    depth--;
+  };
+  try {
+    p.write(text).close();
+  } catch {
+    return false;
+  }
   return roots === 1 && depth === 0;
 }
 

@@ -11,7 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SUBNETS } from './net';
 
-export interface Captured { iface: string; packets: string[] }
+export interface Captured {
+  iface: string;
+  packets: string[];
+}
 
 export class RootCapture {
   private readonly dir = mkdtempSync(join(tmpdir(), 'fsha-seal-'));
@@ -21,33 +24,49 @@ export class RootCapture {
 
   /** The tcpdump filter: any packet to or from a lab subnet, any VRRP, and our canary. */
   get filter(): string {
-    return [...SUBNETS.map((n) => `net ${n.cidr}`), 'ip proto 112', `(udp and dst host 127.0.0.1 and dst port ${this.canaryPort})`].join(' or ');
+    return [
+      ...SUBNETS.map((n) => `net ${n.cidr}`),
+      'ip proto 112',
+      `(udp and dst host 127.0.0.1 and dst port ${this.canaryPort})`,
+    ].join(' or ');
   }
 
   /** Every interface of the root namespace, and whether it is up (a down one carries nothing: not captured). */
   static rootInterfaces(): Array<{ name: string; up: boolean }> {
     const out = spawnSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).stdout ?? '';
-    return out.split('\n').map((l) => l.match(/^\d+: ([^:@\s]+)(?:@\S+)?: <([^>]*)>/)).filter((m): m is RegExpMatchArray => !!m)
+    return out
+      .split('\n')
+      .map((l) => l.match(/^\d+: ([^:@\s]+)(?:@\S+)?: <([^>]*)>/))
+      .filter((m): m is RegExpMatchArray => !!m)
       .map((m) => ({ name: m[1], up: m[2].split(',').includes('UP') }));
   }
 
   /** Starts a capture on every root interface that is up; returns their names. */
   async start(): Promise<string[]> {
-    const ifaces = RootCapture.rootInterfaces().filter((i) => i.up).map((i) => i.name);
+    const ifaces = RootCapture.rootInterfaces()
+      .filter((i) => i.up)
+      .map((i) => i.name);
     for (const iface of ifaces) {
       const file = join(this.dir, `${iface}.pcap`);
       // -p: no promiscuous mode (what leaks is sent by this machine); --immediate-mode and -U: every packet
       // reaches the file at once (without them, packets still in the kernel's ring block at SIGINT are lost)
-      const child = spawn('tcpdump', ['-i', iface, '-p', '-n', '--immediate-mode', '-U', '-w', file, this.filter], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn('tcpdump', ['-i', iface, '-p', '-n', '--immediate-mode', '-U', '-w', file, this.filter], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
       const p = { iface, child, file, err: '' };
-      child.stderr!.on('data', (d: Buffer) => { p.err += d.toString('utf8'); });
+      child.stderr!.on('data', (d: Buffer) => {
+        p.err += d.toString('utf8');
+      });
       this.procs.push(p);
     }
     const deadline = Date.now() + 10000;
     while (this.procs.some((p) => !/listening on/.test(p.err))) {
       const dead = this.procs.find((p) => p.child.exitCode !== null);
       if (dead) throw new Error(`tcpdump on ${dead.iface} did not start: ${dead.err.trim()}`);
-      if (Date.now() > deadline) throw new Error(`tcpdump did not start listening within 10 s: ${this.procs.map((p) => `${p.iface}: ${p.err.trim()}`).join('; ')}`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `tcpdump did not start listening within 10 s: ${this.procs.map((p) => `${p.iface}: ${p.err.trim()}`).join('; ')}`,
+        );
       await new Promise((r) => setTimeout(r, 50));
     }
     await this.canary();
@@ -66,11 +85,16 @@ export class RootCapture {
   async stop(): Promise<Captured[]> {
     await this.canary();
     await new Promise((r) => setTimeout(r, 300)); // let tcpdump write the last canary
-    await Promise.all(this.procs.map((p) => new Promise<void>((resolve) => {
-      if (p.child.exitCode !== null) return resolve();
-      p.child.once('exit', () => resolve());
-      p.child.kill('SIGINT');
-    })));
+    await Promise.all(
+      this.procs.map(
+        (p) =>
+          new Promise<void>((resolve) => {
+            if (p.child.exitCode !== null) return resolve();
+            p.child.once('exit', () => resolve());
+            p.child.kill('SIGINT');
+          }),
+      ),
+    );
     const got = this.procs.map((p) => {
       const r = spawnSync('tcpdump', ['-r', p.file, '-n', '-tt'], { encoding: 'utf8' });
       if (r.status !== 0) throw new Error(`tcpdump -r ${p.file}: ${r.stderr.trim()}`);

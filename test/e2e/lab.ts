@@ -15,12 +15,34 @@
  * first. Needs root, iproute2, keepalived, sipp and tcpdump (.ci/run installs them).
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { appendFileSync, chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { EslSession } from '../../src/adapters/esl';
 import { startThrowawayPostgres, type PgServer } from '../helpers/pg';
-import { MGMT, MGMT_DB, SERVICE, SERVICE_GW, VIP, addGuards, fromTemplate, host, refuseRoutedSubnets, removeGuards } from './net';
+import {
+  MGMT,
+  MGMT_DB,
+  SERVICE,
+  SERVICE_GW,
+  VIP,
+  addGuards,
+  fromTemplate,
+  host,
+  refuseRoutedSubnets,
+  removeGuards,
+} from './net';
 import { Door } from './relay';
 import type { CallAudio } from '../sim/rtp-echo';
 import type { ChannelMedia } from '../sim/media';
@@ -41,28 +63,45 @@ const LINKS = ['check_fs', 'notify_master', 'notify_backup', 'notify_fault', 'no
 
 export function sh(cmd: string, args: string[], opts: { input?: string; allowFail?: boolean } = {}): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', input: opts.input, timeout: 30000 });
-  if (r.status !== 0 && !opts.allowFail) throw new Error(`${cmd} ${args.join(' ')}: ${(r.stderr || r.stdout || String(r.error)).trim()}`);
+  if (r.status !== 0 && !opts.allowFail)
+    throw new Error(`${cmd} ${args.join(' ')}: ${(r.stderr || r.stdout || String(r.error)).trim()}`);
   return r.stdout ?? '';
 }
 
 /** Install what is missing from Debian's packages (root, apt), as the issue asks of the test setup. */
 export function installMissing(): void {
   if (process.getuid?.() !== 0 || spawnSync('sh', ['-c', 'command -v apt-get']).status !== 0) return;
-  const want: Array<[string, string]> = [['ip', 'iproute2'], ['keepalived', 'keepalived'], ['sipp', 'sip-tester'], ['sysctl', 'procps'], ['tcpdump', 'tcpdump'],
-    ['iptables', 'iptables'], ['kamailio', 'kamailio'], ['rtpengine', 'rtpengine-daemon']];
-  const pkgs = want.filter(([tool]) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0).map(([, pkg]) => pkg);
+  const want: Array<[string, string]> = [
+    ['ip', 'iproute2'],
+    ['keepalived', 'keepalived'],
+    ['sipp', 'sip-tester'],
+    ['sysctl', 'procps'],
+    ['tcpdump', 'tcpdump'],
+    ['iptables', 'iptables'],
+    ['kamailio', 'kamailio'],
+    ['rtpengine', 'rtpengine-daemon'],
+  ];
+  const pkgs = want
+    .filter(([tool]) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0)
+    .map(([, pkg]) => pkg);
   if (!pkgs.length) return;
   process.stderr.write(`e2e: installing ${pkgs.join(' ')} (apt-get)\n`);
   spawnSync('apt-get', ['update', '-qq'], { stdio: 'ignore', timeout: 300000 });
-  spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...pkgs], { stdio: 'ignore', timeout: 600000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...pkgs], {
+    stdio: 'ignore',
+    timeout: 600000,
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
   // Debian starts them as services on install: the tests run their own, in namespaces
-  for (const svc of ['keepalived', 'kamailio', 'rtpengine-daemon']) spawnSync('sh', ['-c', `systemctl stop ${svc} 2>/dev/null || service ${svc} stop 2>/dev/null || true`]);
+  for (const svc of ['keepalived', 'kamailio', 'rtpengine-daemon'])
+    spawnSync('sh', ['-c', `systemctl stop ${svc} 2>/dev/null || service ${svc} stop 2>/dev/null || true`]);
 }
 
 export function prerequisites(): string | null {
   if (process.getuid?.() !== 0) return 'the end-to-end tests need root (network namespaces, keepalived)';
   for (const tool of ['ip', 'keepalived', 'sipp', 'tcpdump', 'iptables', 'kamailio', 'rtpengine']) {
-    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `${tool} is not installed (apt-get install iproute2 keepalived sip-tester tcpdump iptables kamailio rtpengine-daemon)`;
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0)
+      return `${tool} is not installed (apt-get install iproute2 keepalived sip-tester tcpdump iptables kamailio rtpengine-daemon)`;
   }
   if (!existsSync(join(ROOT, 'dist', 'fs-ha'))) return 'dist/fs-ha is not built (make build)';
   return null;
@@ -80,19 +119,35 @@ export function cleanStale(): void {
     if (m?.[1].startsWith(PREFIX)) sh('ip', ['link', 'del', m[1]], { allowFail: true });
   }
   removeGuards();
-  for (const d of readdirSync('/run').filter((x) => x.startsWith('fsha-e2e-'))) rmSync(join('/run', d), { recursive: true, force: true });
+  for (const d of readdirSync('/run').filter((x) => x.startsWith('fsha-e2e-')))
+    rmSync(join('/run', d), { recursive: true, force: true });
 }
 
 function killNamespace(ns: string): void {
   const pids = sh('ip', ['netns', 'pids', ns], { allowFail: true }).split('\n').filter(Boolean);
-  for (const pid of pids) { try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ } }
+  for (const pid of pids) {
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
   sh('ip', ['netns', 'del', ns], { allowFail: true });
 }
 
 /** A namespace of the lab: loopback up, IPv6 off (nothing of the lab speaks it), no route but its subnets. */
 function addNamespace(ns: string): void {
   sh('ip', ['netns', 'add', ns]);
-  sh('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+  sh('ip', [
+    'netns',
+    'exec',
+    ns,
+    'sysctl',
+    '-q',
+    '-w',
+    'net.ipv6.conf.all.disable_ipv6=1',
+    'net.ipv6.conf.default.disable_ipv6=1',
+  ]);
   sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
 }
 
@@ -113,7 +168,10 @@ export class Fabric {
     addGuards();
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     addNamespace(this.ns);
-    for (const [br, addr] of [[this.s, `${SERVICE_GW}/24`], [this.m, `${MGMT_DB}/24`]]) {
+    for (const [br, addr] of [
+      [this.s, `${SERVICE_GW}/24`],
+      [this.m, `${MGMT_DB}/24`],
+    ]) {
       this.ip(['link', 'add', br, 'type', 'bridge']);
       this.ip(['addr', 'add', addr, 'dev', br]);
       this.ip(['link', 'set', br, 'up']);
@@ -121,8 +179,11 @@ export class Fabric {
     this.pg = await startThrowawayPostgres({ listen: MGMT_DB, netns: this.ns });
     process.env.DATABASE_URL = this.pg.url;
     const sock = join(this.dir, 'relay.sock');
-    const child = spawn('ip', ['netns', 'exec', this.ns, process.execPath, '--import', 'tsx', join(ROOT, 'test', 'e2e', 'relay-main.ts'), sock],
-      { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
+    const child = spawn(
+      'ip',
+      ['netns', 'exec', this.ns, process.execPath, '--import', 'tsx', join(ROOT, 'test', 'e2e', 'relay-main.ts'), sock],
+      { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT },
+    );
     this.relay = new Proc('relay', child, join(this.dir, 'relay.out'));
     await this.relay.waitLine(/relay listening/, 15000);
   }
@@ -169,14 +230,21 @@ export class Fabric {
   }
 }
 
-export interface Line { at: number; text: string }
+export interface Line {
+  at: number;
+  text: string;
+}
 
 /** A process we started, with its output lines timestamped as they arrive. */
 export class Proc {
   readonly lines: Line[] = [];
   private exited: number | null = null;
   private readonly waiters: Array<() => void> = [];
-  constructor(readonly name: string, readonly child: ChildProcess, logFile: string) {
+  constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+    logFile: string,
+  ) {
     let buf = '';
     const take = (d: Buffer) => {
       buf += d.toString('utf8');
@@ -184,7 +252,11 @@ export class Proc {
         const text = buf.slice(0, i);
         buf = buf.slice(i + 1);
         this.lines.push({ at: Date.now(), text });
-        try { appendFileSync(logFile, `${new Date().toISOString()} ${text}\n`); } catch { /* lab already torn down */ }
+        try {
+          appendFileSync(logFile, `${new Date().toISOString()} ${text}\n`);
+        } catch {
+          /* lab already torn down */
+        }
       }
       for (const w of this.waiters.splice(0)) w();
     };
@@ -196,7 +268,9 @@ export class Proc {
     });
   }
 
-  get exitCode(): number | null { return this.exited; }
+  get exitCode(): number | null {
+    return this.exited;
+  }
 
   /** Resolve with the first line (from `from` on) matching re, or reject after timeoutMs. */
   waitLine(re: RegExp, timeoutMs: number, from = 0): Promise<Line> {
@@ -205,7 +279,15 @@ export class Proc {
       const check = () => {
         const hit = this.lines.slice(from).find((l) => re.test(l.text));
         if (hit) return resolve(hit);
-        if (Date.now() > deadline) return reject(new Error(`${this.name}: no line matching ${re} within ${timeoutMs} ms; last: ${this.lines.slice(-5).map((l) => l.text).join(' | ')}`));
+        if (Date.now() > deadline)
+          return reject(
+            new Error(
+              `${this.name}: no line matching ${re} within ${timeoutMs} ms; last: ${this.lines
+                .slice(-5)
+                .map((l) => l.text)
+                .join(' | ')}`,
+            ),
+          );
         this.waiters.push(check);
         setTimeout(check, Math.min(200, Math.max(1, deadline - Date.now())));
       };
@@ -214,11 +296,23 @@ export class Proc {
   }
 
   kill(sig: NodeJS.Signals = 'SIGTERM'): void {
-    if (this.exited === null) { try { this.child.kill(sig); } catch { /* gone */ } }
+    if (this.exited === null) {
+      try {
+        this.child.kill(sig);
+      } catch {
+        /* gone */
+      }
+    }
   }
 }
 
-export interface NodeSpec { name: string; ns: string; index: number; service: string; mgmt: string }
+export interface NodeSpec {
+  name: string;
+  ns: string;
+  index: number;
+  service: string;
+  mgmt: string;
+}
 
 export interface LabOptions {
   topology: 'pair' | 'farm' | 'proxy-farm';
@@ -246,8 +340,14 @@ export function scriptsOnly(conf: string, keepAgent = false): string {
   const out: string[] = [];
   let dropNext = false;
   for (const line of conf.split('\n')) {
-    if (dropNext) { dropNext = false; continue; }
-    if (/^\s*# \[agent\]/.test(line)) { dropNext = !keepAgent; continue; }
+    if (dropNext) {
+      dropNext = false;
+      continue;
+    }
+    if (/^\s*# \[agent\]/.test(line)) {
+      dropNext = !keepAgent;
+      continue;
+    }
     out.push(line.replace(/^(\s*)# \[scripts\] /, '$1'));
   }
   return out.join('\n');
@@ -263,11 +363,21 @@ export class Lab {
   readonly others: Proc[] = [];
   private seq = 0;
 
-  constructor(readonly fabric: Fabric, readonly dbUrl: string, readonly o: LabOptions) {
+  constructor(
+    readonly fabric: Fabric,
+    readonly dbUrl: string,
+    readonly o: LabOptions,
+  ) {
     this.dir = `/run/fsha-e2e-${fabric.id}-${Math.random().toString(16).slice(2, 6)}`;
     this.bin = join(this.dir, 'bin');
     o.nodes.forEach((name, i) => {
-      this.nodes[name] = { name, ns: `${PREFIX}${fabric.id}n${i + 1}`, index: i + 1, service: host(SERVICE, 11 + i), mgmt: host(MGMT, 11 + i) };
+      this.nodes[name] = {
+        name,
+        ns: `${PREFIX}${fabric.id}n${i + 1}`,
+        index: i + 1,
+        service: host(SERVICE, 11 + i),
+        mgmt: host(MGMT, 11 + i),
+      };
     });
   }
 
@@ -283,7 +393,10 @@ export class Lab {
     for (const n of Object.values(this.nodes)) {
       addNamespace(n.ns);
       const nsx = (...a: string[]) => sh('ip', ['netns', 'exec', n.ns, ...a]);
-      for (const [kind, br, ifc, addr] of [['s', this.fabric.s, 'eth0', n.service], ['m', this.fabric.m, 'eth1', n.mgmt]] as const) {
+      for (const [kind, br, ifc, addr] of [
+        ['s', this.fabric.s, 'eth0', n.service],
+        ['m', this.fabric.m, 'eth1', n.mgmt],
+      ] as const) {
         // both ends are created in their namespaces: the veth never exists in the root namespace
         const outer = this.port(n.name, kind);
         sh('ip', ['link', 'add', outer, 'netns', this.fabric.ns, 'type', 'veth', 'peer', 'name', ifc, 'netns', n.ns]);
@@ -300,20 +413,42 @@ export class Lab {
   }
 
   /** The fabric end of node's veth into the service (s) or management (m) bridge. */
-  port(node: string, kind: 's' | 'm'): string { return `${PREFIX}${this.fabric.id}${kind}${this.nodes[node].index}`; }
+  port(node: string, kind: 's' | 'm'): string {
+    return `${PREFIX}${this.fabric.id}${kind}${this.nodes[node].index}`;
+  }
 
-  confPath(node: string): string { return join(this.dir, node, 'keepalived.conf'); }
-  fshaPath(node: string): string { return join(this.dir, node, 'fs-ha.yaml'); }
-  logPath(node: string): string { return join(this.dir, node, 'fs-ha.log'); }
-  watchPath(node: string): string { return join(this.dir, node, 'health'); }
-  fifoPath(node: string): string { return join(this.dir, node, 'keepalived.fifo'); }
-  get variant(): 'agent' | 'scripts' | 'both' { return this.o.variant ?? 'agent'; }
+  confPath(node: string): string {
+    return join(this.dir, node, 'keepalived.conf');
+  }
+  fshaPath(node: string): string {
+    return join(this.dir, node, 'fs-ha.yaml');
+  }
+  logPath(node: string): string {
+    return join(this.dir, node, 'fs-ha.log');
+  }
+  watchPath(node: string): string {
+    return join(this.dir, node, 'health');
+  }
+  fifoPath(node: string): string {
+    return join(this.dir, node, 'keepalived.fifo');
+  }
+  get variant(): 'agent' | 'scripts' | 'both' {
+    return this.o.variant ?? 'agent';
+  }
 
   /** keepalived/<topology>/keepalived.conf with its parameter block set for this lab; nothing else changes. */
   keepalivedConf(n: NodeSpec): string {
     const params: Record<string, string> = {
-      IFACE: 'eth0', FSHA: this.bin, CONF: this.fshaPath(n.name), WATCH_FILE: this.watchPath(n.name), FIFO: this.fifoPath(n.name), VRRP_VERSION: '3', ADVERT: '0.1',
-      ...(this.o.topology === 'pair' ? { VIP: `${VIP}/24`, VRID: String(100 + Number.parseInt(this.fabric.id, 16) % 100) } : {}),
+      IFACE: 'eth0',
+      FSHA: this.bin,
+      CONF: this.fshaPath(n.name),
+      WATCH_FILE: this.watchPath(n.name),
+      FIFO: this.fifoPath(n.name),
+      VRRP_VERSION: '3',
+      ADVERT: '0.1',
+      ...(this.o.topology === 'pair'
+        ? { VIP: `${VIP}/24`, VRID: String(100 + (Number.parseInt(this.fabric.id, 16) % 100)) }
+        : {}),
       ...(this.o.unicast ? { UNICAST: this.unicastPeers() } : {}),
       ...this.o.params,
     };
@@ -326,7 +461,8 @@ export class Lab {
       seen.add(k);
       return `$${k}=${params[k]}`;
     });
-    for (const k of Object.keys(params)) if (!seen.has(k)) throw new Error(`keepalived/${dir}/keepalived.conf has no $${k}= line`);
+    for (const k of Object.keys(params))
+      if (!seen.has(k)) throw new Error(`keepalived/${dir}/keepalived.conf has no $${k}= line`);
     return this.variant === 'agent' ? out : scriptsOnly(out, this.variant === 'both');
   }
 
@@ -340,23 +476,34 @@ export class Lab {
   /** No multicast in or out of any node (a cloud's network): VRRP adverts by multicast are dropped. */
   blockMulticast(): void {
     for (const n of Object.values(this.nodes)) {
-      for (const chain of ['OUTPUT', 'INPUT']) sh('ip', ['netns', 'exec', n.ns, 'iptables', '-A', chain, '-d', '224.0.0.0/4', '-j', 'DROP']);
+      for (const chain of ['OUTPUT', 'INPUT'])
+        sh('ip', ['netns', 'exec', n.ns, 'iptables', '-A', chain, '-d', '224.0.0.0/4', '-j', 'DROP']);
     }
   }
 
   /** Packets the multicast block dropped on node (both chains). */
   multicastDropped(node: string): number {
-    const out = execFileSync('ip', ['netns', 'exec', this.nodes[node].ns, 'iptables', '-L', '-v', '-n', '-x'], { encoding: 'utf8' });
-    return out.split('\n').filter((l) => /DROP.*224\.0\.0\.0\/4/.test(l)).reduce((a, l) => a + Number(l.trim().split(/\s+/)[0]), 0);
+    const out = execFileSync('ip', ['netns', 'exec', this.nodes[node].ns, 'iptables', '-L', '-v', '-n', '-x'], {
+      encoding: 'utf8',
+    });
+    return out
+      .split('\n')
+      .filter((l) => /DROP.*224\.0\.0\.0\/4/.test(l))
+      .reduce((a, l) => a + Number(l.trim().split(/\s+/)[0]), 0);
   }
 
   /** keepalived/<topology>/fs-ha.yaml for node n: the template's settings, this lab's database and paths. */
   fshaConf(n: NodeSpec): Record<string, unknown> {
-    const t = parse(fromTemplate(readFileSync(join(ROOT, 'keepalived', this.o.topology, 'fs-ha.yaml'), 'utf8'))) as Record<string, unknown>;
+    const t = parse(
+      fromTemplate(readFileSync(join(ROOT, 'keepalived', this.o.topology, 'fs-ha.yaml'), 'utf8')),
+    ) as Record<string, unknown>;
     const names = Object.keys(this.nodes);
     const templateNodes = Object.keys(t.nodes as object);
-    if (names.some((x) => !templateNodes.includes(x))) throw new Error(`lab nodes ${names} are not the template's ${templateNodes}`);
-    const nodes = Object.fromEntries(Object.entries(t.nodes as Record<string, Record<string, unknown>>).filter(([k]) => names.includes(k)));
+    if (names.some((x) => !templateNodes.includes(x)))
+      throw new Error(`lab nodes ${names} are not the template's ${templateNodes}`);
+    const nodes = Object.fromEntries(
+      Object.entries(t.nodes as Record<string, Record<string, unknown>>).filter(([k]) => names.includes(k)),
+    );
     const conf: Record<string, unknown> = {
       ...t,
       node: n.name,
@@ -375,7 +522,9 @@ export class Lab {
     return conf;
   }
 
-  nsOf(node: string): string { return this.nodes[node].ns; }
+  nsOf(node: string): string {
+    return this.nodes[node].ns;
+  }
 
   spawnIn(node: string, name: string, cmd: string, args: string[]): Proc {
     const child = spawn('ip', ['netns', 'exec', this.nsOf(node), cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -390,7 +539,8 @@ export class Lab {
     const init = this.fsha(Object.keys(this.nodes)[0], ['db', 'init', ...(layout ? ['--layout', layout] : [])]);
     if (init.code !== 0) throw new Error(`db init: ${init.err}`);
     for (const m of init.out.matchAll(/^ {2}(\S+): (pgsql:\/\/.*)$/gm)) this.dsns[m[1]] = m[2];
-    for (const n of Object.keys(this.nodes)) if (!this.dsns[n]) throw new Error(`db init printed no DSN for ${n}: ${init.out}`);
+    for (const n of Object.keys(this.nodes))
+      if (!this.dsns[n]) throw new Error(`db init printed no DSN for ${n}: ${init.out}`);
   }
 
   private echo: Proc | null = null;
@@ -398,7 +548,11 @@ export class Lab {
   /** The far ends' media: one RTP echo on the service net, started before the first FreeSWITCH. */
   private async startEcho(): Promise<void> {
     if (this.echo) return;
-    const child = this.fabric.spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test', 'e2e', 'rtp-echo-main.ts'), SERVICE_GW, String(RTP_ECHO_PORT)], ROOT);
+    const child = this.fabric.spawn(
+      process.execPath,
+      ['--import', 'tsx', join(ROOT, 'test', 'e2e', 'rtp-echo-main.ts'), SERVICE_GW, String(RTP_ECHO_PORT)],
+      ROOT,
+    );
     this.echo = new Proc('rtp-echo', child, join(this.dir, `rtp-echo-${this.seq++}.out`));
     this.others.push(this.echo);
     await this.echo.waitLine(/rtp echo listening/, 15000);
@@ -424,12 +578,30 @@ export class Lab {
     const n = this.nodes[node];
     const layout = (this.fshaConf(n).layout as string | undefined) ?? 'shared';
     let dsn = this.dsns[node] ?? this.fabric.inside(this.dbUrl);
-    if (!this.dsns[node] && layout === 'per-node') dsn += `?options=${encodeURIComponent(`-c search_path=public,fsha_node_${node}`)}`;
+    if (!this.dsns[node] && layout === 'per-node')
+      dsn += `?options=${encodeURIComponent(`-c search_path=public,fsha_node_${node}`)}`;
     const address = this.o.simAddress ? this.o.simAddress(n) : n.service;
-    const p = this.spawnIn(node, 'sim', process.execPath, [join(ROOT, 'dist', 'fs-sim.js'), '--switchname', node, '--esl', '0.0.0.0:8021',
-      '--address', address, '--dsn', dsn, '--far', `${SERVICE_GW}:5060`, '--sip',
+    const p = this.spawnIn(node, 'sim', process.execPath, [
+      join(ROOT, 'dist', 'fs-sim.js'),
+      '--switchname',
+      node,
+      '--esl',
+      '0.0.0.0:8021',
+      '--address',
+      address,
+      '--dsn',
+      dsn,
+      '--far',
+      `${SERVICE_GW}:5060`,
+      '--sip',
       // apply-inbound-acl as the templates tell the operator: loopback and the management net (peers, the relay)
-      '--acl', `127.0.0.0/8,${MGMT.cidr}`, '--media', '--far-media-port', String(RTP_ECHO_PORT), ...extra]);
+      '--acl',
+      `127.0.0.0/8,${MGMT.cidr}`,
+      '--media',
+      '--far-media-port',
+      String(RTP_ECHO_PORT),
+      ...extra,
+    ]);
     this.sims[node] = p;
     await p.waitLine(/"ev":"listening"/, 15000);
     return p;
@@ -467,8 +639,23 @@ export class Lab {
   /** keepalived in node's namespace, in the foreground, logging to us. */
   startKeepalived(node: string): Proc {
     const d = join(this.dir, node);
-    const p = this.spawnIn(node, 'keepalived', 'keepalived', ['-n', '-l', '-D', '-G', '-P', '-f', this.confPath(node), '-i', node,
-      '-p', join(d, 'keepalived.pid'), '-r', join(d, 'vrrp.pid'), '-c', join(d, 'checkers.pid')]);
+    const p = this.spawnIn(node, 'keepalived', 'keepalived', [
+      '-n',
+      '-l',
+      '-D',
+      '-G',
+      '-P',
+      '-f',
+      this.confPath(node),
+      '-i',
+      node,
+      '-p',
+      join(d, 'keepalived.pid'),
+      '-r',
+      join(d, 'vrrp.pid'),
+      '-c',
+      join(d, 'checkers.pid'),
+    ]);
     this.keepalived[node] = p;
     return p;
   }
@@ -517,26 +704,38 @@ export class Lab {
   /** The host dies: every process in its namespace is killed at once (keepalived, FreeSWITCH). */
   killHost(node: string): number {
     const at = Date.now();
-    for (const pid of sh('ip', ['netns', 'pids', this.nsOf(node)]).split('\n').filter(Boolean)) {
-      try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
+    for (const pid of sh('ip', ['netns', 'pids', this.nsOf(node)])
+      .split('\n')
+      .filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        /* gone */
+      }
     }
     return at;
   }
 
   /** Run the installed program inside node's namespace, as keepalived would (bare environment). */
   fsha(node: string, args: string[]): { code: number; out: string; err: string } {
-    const r = spawnSync('ip', ['netns', 'exec', this.nsOf(node), join(this.bin, 'fs-ha'), '--config', this.fshaPath(node), ...args],
-      { encoding: 'utf8', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, timeout: 60000 });
+    const r = spawnSync(
+      'ip',
+      ['netns', 'exec', this.nsOf(node), join(this.bin, 'fs-ha'), '--config', this.fshaPath(node), ...args],
+      { encoding: 'utf8', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, timeout: 60000 },
+    );
     return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
   }
 
   /** fs-ha's log lines of node (log.file), with their timestamps. */
   fshaLog(node: string): Line[] {
     if (!existsSync(this.logPath(node))) return [];
-    return readFileSync(this.logPath(node), 'utf8').split('\n').filter(Boolean).map((l) => {
-      const sp = l.indexOf(' ');
-      return { at: Date.parse(l.slice(0, sp)), text: l.slice(sp + 1) };
-    });
+    return readFileSync(this.logPath(node), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => {
+        const sp = l.indexOf(' ');
+        return { at: Date.parse(l.slice(0, sp)), text: l.slice(sp + 1) };
+      });
   }
 
   /**
@@ -544,11 +743,37 @@ export class Lab {
    * resolves once it listens (the simulator sends each re-INVITE once: one sent before sipp binds is lost).
    */
   async startSipp(calls: number): Promise<Proc> {
-    const child = this.fabric.spawn('sipp', ['-sf', join(ROOT, 'test', 'e2e', 'uas_reinvite.xml'), '-i', SERVICE_GW, '-p', '5060', '-m', String(calls),
-      '-nostdin', '-timeout', '120s', '-timeout_error', '-buff_size', '1048576', '-trace_err', '-error_file', join(this.dir, 'sipp-errors.log')], this.dir);
+    const child = this.fabric.spawn(
+      'sipp',
+      [
+        '-sf',
+        join(ROOT, 'test', 'e2e', 'uas_reinvite.xml'),
+        '-i',
+        SERVICE_GW,
+        '-p',
+        '5060',
+        '-m',
+        String(calls),
+        '-nostdin',
+        '-timeout',
+        '120s',
+        '-timeout_error',
+        '-buff_size',
+        '1048576',
+        '-trace_err',
+        '-error_file',
+        join(this.dir, 'sipp-errors.log'),
+      ],
+      this.dir,
+    );
     const p = new Proc('sipp', child, join(this.dir, `sipp-${this.seq++}.out`));
     this.others.push(p);
-    await waitFor('sipp listening on the service net', () => sh('ip', ['netns', 'exec', this.fabric.ns, 'ss', '-Huln', `sport = :5060`]).includes(':5060'), 10000, 20);
+    await waitFor(
+      'sipp listening on the service net',
+      () => sh('ip', ['netns', 'exec', this.fabric.ns, 'ss', '-Huln', `sport = :5060`]).includes(':5060'),
+      10000,
+      20,
+    );
     return p;
   }
 
@@ -577,31 +802,46 @@ export class Lab {
     for (const n of nodes) await this.startHealth(n);
     for (const n of nodes) this.startKeepalived(n);
     const own = (n: string) => `VI_FS0${nodes.indexOf(n) + 1}`;
-    await waitFor('every node MASTER of its own instance and out of standby, and calm for 2 s', async () => {
-      const settled = nodes.every((n) => this.vrrpState(n, own(n)) === 'MASTER');
-      const last = Math.max(...nodes.map((n) => this.keepalived[n].lines.filter((l) => /Entering \w+ STATE/.test(l.text)).pop()?.at ?? 0));
-      if (!settled || Date.now() - last < 2000) return false;
-      for (const n of nodes) if ((await this.simState(n)).standby) return false;
-      return true;
-    }, 90000, 200);
+    await waitFor(
+      'every node MASTER of its own instance and out of standby, and calm for 2 s',
+      async () => {
+        const settled = nodes.every((n) => this.vrrpState(n, own(n)) === 'MASTER');
+        const last = Math.max(
+          ...nodes.map((n) => this.keepalived[n].lines.filter((l) => /Entering \w+ STATE/.test(l.text)).pop()?.at ?? 0),
+        );
+        if (!settled || Date.now() - last < 2000) return false;
+        for (const n of nodes) if ((await this.simState(n)).standby) return false;
+        return true;
+      },
+      90000,
+      200,
+    );
   }
 
   /** n answered calls on node (simctl call n); returns their uuids. */
   async placeCalls(node: string, n: number): Promise<string[]> {
     const out = await this.api(node, `simctl call ${n}`, 60000);
     const calls = out.trim().split('\n').filter(Boolean);
-    if (calls.length !== n || calls.some((c) => c.startsWith('-ERR'))) throw new Error(`simctl call ${n}: ${out.slice(0, 200)}`);
+    if (calls.length !== n || calls.some((c) => c.startsWith('-ERR')))
+      throw new Error(`simctl call ${n}: ${out.slice(0, 200)}`);
     return calls;
   }
 
   /** Everything down: processes, namespaces, the run directory. Safe to call twice. */
   teardown(keepDir = false): void {
-    for (const p of [...Object.values(this.keepalived), ...Object.values(this.sims), ...Object.values(this.watchers), ...this.others]) p.kill('SIGKILL');
+    for (const p of [
+      ...Object.values(this.keepalived),
+      ...Object.values(this.sims),
+      ...Object.values(this.watchers),
+      ...this.others,
+    ])
+      p.kill('SIGKILL');
     for (const n of Object.values(this.nodes)) {
       killNamespace(n.ns);
       // the kernel removes a deleted namespace's veth pairs later, in the background: delete the fabric
       // ends now, or the next scenario's veth of the same name may find the old one still there
-      for (const kind of ['s', 'm'] as const) this.fabric.ip(['link', 'del', this.port(n.name, kind)], { allowFail: true });
+      for (const kind of ['s', 'm'] as const)
+        this.fabric.ip(['link', 'del', this.port(n.name, kind)], { allowFail: true });
     }
     if (this.proxyState?.up) {
       killNamespace(this.proxyState.ns);
@@ -613,7 +853,8 @@ export class Lab {
   // ------------------------------------------------------------------ the proxy farm (keepalived/proxy-farm)
   /** Kamailio and RTPEngine's namespace, on the service net at the template's proxy address (192.0.2.5, moved). */
   get proxy(): { ns: string; address: string; up: boolean } {
-    if (!this.proxyState) this.proxyState = { ns: `${PREFIX}${this.fabric.id}px`, address: host(SERVICE, 5), up: false };
+    if (!this.proxyState)
+      this.proxyState = { ns: `${PREFIX}${this.fabric.id}px`, address: host(SERVICE, 5), up: false };
     return this.proxyState;
   }
   private proxyState: { ns: string; address: string; up: boolean } | null = null;
@@ -639,10 +880,17 @@ export class Lab {
     mkdirSync(dir, { recursive: true, mode: 0o755 });
     const tpl = (f: string) => fromTemplate(readFileSync(join(ROOT, 'keepalived', 'proxy-farm', f), 'utf8'));
     const ours = new Set(Object.values(this.nodes).map((n) => n.service));
-    const list = tpl('fs-ha-dispatcher.list').split('\n').filter((l) => !/^1 sip:/.test(l) || ours.has(/^1 sip:([^:]+)/.exec(l)![1])).join('\n');
+    const list = tpl('fs-ha-dispatcher.list')
+      .split('\n')
+      .filter((l) => !/^1 sip:/.test(l) || ours.has(/^1 sip:([^:]+)/.exec(l)![1]))
+      .join('\n');
     writeFileSync(join(dir, 'dispatcher.list'), list);
-    const cfg = tpl('kamailio.cfg').replace(/^#!substdef "!DISPATCHER_LIST!.*$/m, `#!substdef "!DISPATCHER_LIST!${join(dir, 'dispatcher.list')}!g"`);
-    if (!cfg.includes(`!PROXY_IP!${px.address}!`)) throw new Error('kamailio.cfg: the proxy address is not the template\'s 192.0.2.5');
+    const cfg = tpl('kamailio.cfg').replace(
+      /^#!substdef "!DISPATCHER_LIST!.*$/m,
+      `#!substdef "!DISPATCHER_LIST!${join(dir, 'dispatcher.list')}!g"`,
+    );
+    if (!cfg.includes(`!PROXY_IP!${px.address}!`))
+      throw new Error("kamailio.cfg: the proxy address is not the template's 192.0.2.5");
     writeFileSync(join(dir, 'kamailio.cfg'), cfg);
     writeFileSync(join(dir, 'rtpengine.conf'), tpl('rtpengine.conf'));
     const spawnProxy = (name: string, cmd: string, args: string[]) => {
@@ -652,10 +900,32 @@ export class Lab {
       this.others.push(p);
       return p;
     };
-    const listening = (port: number, what: string) => waitFor(what, () => sh('ip', ['netns', 'exec', px.ns, 'ss', '-Huln', `sport = :${port}`]).includes(`:${port}`), 15000, 50);
-    spawnProxy('rtpengine', 'rtpengine', [`--config-file=${join(dir, 'rtpengine.conf')}`, '--foreground', '--log-stderr', `--pidfile=${join(dir, 'rtpengine.pid')}`]);
+    const listening = (port: number, what: string) =>
+      waitFor(
+        what,
+        () => sh('ip', ['netns', 'exec', px.ns, 'ss', '-Huln', `sport = :${port}`]).includes(`:${port}`),
+        15000,
+        50,
+      );
+    spawnProxy('rtpengine', 'rtpengine', [
+      `--config-file=${join(dir, 'rtpengine.conf')}`,
+      '--foreground',
+      '--log-stderr',
+      `--pidfile=${join(dir, 'rtpengine.pid')}`,
+    ]);
     await listening(2223, 'rtpengine listening on 127.0.0.1:2223');
-    spawnProxy('kamailio', 'kamailio', ['-f', join(dir, 'kamailio.cfg'), '-DD', '-E', '-m', '64', '-M', '8', '-P', join(dir, 'kamailio.pid')]);
+    spawnProxy('kamailio', 'kamailio', [
+      '-f',
+      join(dir, 'kamailio.cfg'),
+      '-DD',
+      '-E',
+      '-m',
+      '64',
+      '-M',
+      '8',
+      '-P',
+      join(dir, 'kamailio.pid'),
+    ]);
     await listening(5060, 'kamailio listening on the proxy address');
   }
 
@@ -672,12 +942,47 @@ export class Lab {
    * echoing RTP (-rtp_echo) from its own port, each call held 12 s unless a re-INVITE picks it up (then
    * afterMs more), then BYE along the route set.
    */
-  async startCallers(calls: number, o: { port: number; mediaPort: number; rate?: number; afterMs: number; user?: string }): Promise<Proc> {
-    const child = this.fabric.spawn('sipp', [`${this.proxy.address}:5060`, '-sf', join(ROOT, 'test', 'e2e', 'uac_proxy.xml'), '-s', o.user ?? 'park',
-      '-i', SERVICE_GW, '-p', String(o.port), '-m', String(calls), '-r', String(o.rate ?? 10), '-l', String(calls),
-      '-d', String(o.afterMs),
-      '-rtp_echo', '-mi', SERVICE_GW, '-mp', String(o.mediaPort),
-      '-nostdin', '-timeout', '120s', '-timeout_error', '-buff_size', '1048576', '-trace_err', '-error_file', join(this.dir, `sipp-callers-${o.port}-errors.log`)], this.dir);
+  async startCallers(
+    calls: number,
+    o: { port: number; mediaPort: number; rate?: number; afterMs: number; user?: string },
+  ): Promise<Proc> {
+    const child = this.fabric.spawn(
+      'sipp',
+      [
+        `${this.proxy.address}:5060`,
+        '-sf',
+        join(ROOT, 'test', 'e2e', 'uac_proxy.xml'),
+        '-s',
+        o.user ?? 'park',
+        '-i',
+        SERVICE_GW,
+        '-p',
+        String(o.port),
+        '-m',
+        String(calls),
+        '-r',
+        String(o.rate ?? 10),
+        '-l',
+        String(calls),
+        '-d',
+        String(o.afterMs),
+        '-rtp_echo',
+        '-mi',
+        SERVICE_GW,
+        '-mp',
+        String(o.mediaPort),
+        '-nostdin',
+        '-timeout',
+        '120s',
+        '-timeout_error',
+        '-buff_size',
+        '1048576',
+        '-trace_err',
+        '-error_file',
+        join(this.dir, `sipp-callers-${o.port}-errors.log`),
+      ],
+      this.dir,
+    );
     const p = new Proc(`sipp-callers-${o.port}`, child, join(this.dir, `sipp-callers-${o.port}-${this.seq++}.out`));
     this.others.push(p);
     return p;
@@ -685,29 +990,78 @@ export class Lab {
 
   /** The callee of bridged calls' outbound legs (test/e2e/uas_proxy_callee.xml) at the far end's address, port 5090; resolves once it listens. */
   async startCallee(calls: number, mediaPort: number): Promise<Proc> {
-    const child = this.fabric.spawn('sipp', ['-sf', join(ROOT, 'test', 'e2e', 'uas_proxy_callee.xml'), '-i', SERVICE_GW, '-p', '5090', '-m', String(calls),
-      '-rtp_echo', '-mi', SERVICE_GW, '-mp', String(mediaPort),
-      '-nostdin', '-timeout', '120s', '-timeout_error', '-buff_size', '1048576', '-trace_err', '-error_file', join(this.dir, 'sipp-callee-errors.log')], this.dir);
+    const child = this.fabric.spawn(
+      'sipp',
+      [
+        '-sf',
+        join(ROOT, 'test', 'e2e', 'uas_proxy_callee.xml'),
+        '-i',
+        SERVICE_GW,
+        '-p',
+        '5090',
+        '-m',
+        String(calls),
+        '-rtp_echo',
+        '-mi',
+        SERVICE_GW,
+        '-mp',
+        String(mediaPort),
+        '-nostdin',
+        '-timeout',
+        '120s',
+        '-timeout_error',
+        '-buff_size',
+        '1048576',
+        '-trace_err',
+        '-error_file',
+        join(this.dir, 'sipp-callee-errors.log'),
+      ],
+      this.dir,
+    );
     const p = new Proc('sipp-callee', child, join(this.dir, `sipp-callee-${this.seq++}.out`));
     this.others.push(p);
-    await waitFor('the callee listening on the service net', () => sh('ip', ['netns', 'exec', this.fabric.ns, 'ss', '-Huln', 'sport = :5090']).includes(':5090'), 10000, 20);
+    await waitFor(
+      'the callee listening on the service net',
+      () => sh('ip', ['netns', 'exec', this.fabric.ns, 'ss', '-Huln', 'sport = :5090']).includes(':5090'),
+      10000,
+      20,
+    );
     return p;
   }
 
   /** For a failing test: the tails of every log, so CI shows what happened. */
   dump(): string {
     const out: string[] = [];
-    for (const p of [...Object.values(this.keepalived), ...Object.values(this.sims), ...Object.values(this.watchers), ...this.others]) {
-      out.push(`--- ${p.name} (exit ${p.exitCode})`, ...p.lines.slice(-25).map((l) => `${new Date(l.at).toISOString()} ${l.text}`));
+    for (const p of [
+      ...Object.values(this.keepalived),
+      ...Object.values(this.sims),
+      ...Object.values(this.watchers),
+      ...this.others,
+    ]) {
+      out.push(
+        `--- ${p.name} (exit ${p.exitCode})`,
+        ...p.lines.slice(-25).map((l) => `${new Date(l.at).toISOString()} ${l.text}`),
+      );
     }
     const sippErrors = join(this.dir, 'sipp-errors.log');
     if (existsSync(sippErrors)) out.push('--- sipp errors', ...readFileSync(sippErrors, 'utf8').split('\n').slice(-30));
-    for (const n of Object.keys(this.nodes)) out.push(`--- ${n} fs-ha.log`, ...this.fshaLog(n).slice(-25).map((l) => `${new Date(l.at).toISOString()} ${l.text}`));
+    for (const n of Object.keys(this.nodes))
+      out.push(
+        `--- ${n} fs-ha.log`,
+        ...this.fshaLog(n)
+          .slice(-25)
+          .map((l) => `${new Date(l.at).toISOString()} ${l.text}`),
+      );
     return out.join('\n');
   }
 }
 
-export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs: number, everyMs = 100): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | null | undefined | false> | T | null | undefined | false,
+  timeoutMs: number,
+  everyMs = 100,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown = null;
   for (;;) {
@@ -717,8 +1071,10 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | null | unde
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`,
+      );
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
-

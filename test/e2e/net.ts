@@ -13,14 +13,20 @@
  */
 import { spawnSync } from 'node:child_process';
 
-export interface Subnet { name: 'service' | 'management'; cidr: string; prefix: string; template: string }
+export interface Subnet {
+  name: 'service' | 'management';
+  cidr: string;
+  prefix: string;
+  template: string;
+}
 
 /** 198.18.0.0/15 is set aside for network benchmarks and labs (RFC 2544); nothing on the Internet answers there. */
 const DEFAULT_NETS = '198.18.1.0/24,198.18.2.0/24';
 
 function subnet(name: Subnet['name'], cidr: string, template: string): Subnet {
   const m = cidr.match(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.0\/24$/);
-  if (!m || m.slice(1).some((o) => Number(o) > 255)) throw new Error(`FSHA_LAB_NETS: ${name} subnet ${cidr} is not of the form A.B.C.0/24`);
+  if (!m || m.slice(1).some((o) => Number(o) > 255))
+    throw new Error(`FSHA_LAB_NETS: ${name} subnet ${cidr} is not of the form A.B.C.0/24`);
   return { name, cidr, prefix: `${m[1]}.${m[2]}.${m[3]}`, template };
 }
 
@@ -42,7 +48,8 @@ export const GUARD_PROTO = '199';
 /** A template's addresses (192.0.2.X, 198.51.100.X) moved into the lab's subnets, host part kept. */
 export function fromTemplate(text: string): string {
   let out = text;
-  for (const net of SUBNETS) out = out.replace(new RegExp(`(?<![\\d.])${net.template.replace(/\./g, '\\.')}\\.(?=\\d)`, 'g'), `${net.prefix}.`);
+  for (const net of SUBNETS)
+    out = out.replace(new RegExp(`(?<![\\d.])${net.template.replace(/\./g, '\\.')}\\.(?=\\d)`, 'g'), `${net.prefix}.`);
   return out;
 }
 
@@ -65,9 +72,23 @@ function range(cidr: string): [number, number] {
  */
 export function routeConflicts(routes: string, subnets: Subnet[] = SUBNETS): string[] {
   const hits: string[] = [];
-  for (const line of routes.split('\n').map((l) => l.trim()).filter(Boolean)) {
+  for (const line of routes
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)) {
     const words = line.split(/\s+/);
-    const types = ['unicast', 'local', 'broadcast', 'multicast', 'unreachable', 'blackhole', 'prohibit', 'throw', 'anycast', 'nat'];
+    const types = [
+      'unicast',
+      'local',
+      'broadcast',
+      'multicast',
+      'unreachable',
+      'blackhole',
+      'prohibit',
+      'throw',
+      'anycast',
+      'nat',
+    ];
     const dst = types.includes(words[0]) ? words[1] : words[0];
     if (!dst || dst === 'default' || !/^\d+\.\d+\.\d+\.\d+(\/\d+)?$/.test(dst)) continue;
     const proto = words[words.indexOf('proto') + 1];
@@ -89,7 +110,8 @@ function ip(args: string[]): { code: number; out: string; err: string } {
 /** Throws one line naming the conflict if the root namespace routes a subnet the lab would use. */
 export function refuseRoutedSubnets(): void {
   const conflicts = routeConflicts(ip(['-4', '-o', 'route', 'show', 'table', 'all']).out);
-  if (conflicts.length) throw new Error(`e2e lab refuses to start: ${conflicts[0]}; set FSHA_LAB_NETS to two free /24 subnets`);
+  if (conflicts.length)
+    throw new Error(`e2e lab refuses to start: ${conflicts[0]}; set FSHA_LAB_NETS to two free /24 subnets`);
 }
 
 /** Unreachable routes for the lab's subnets in the root namespace, for as long as a lab is up. */
@@ -109,9 +131,12 @@ export function rootExposure(): string[] {
   const found: string[] = [];
   for (const line of ip(['-4', '-o', 'addr', 'show']).out.split('\n').filter(Boolean)) {
     const addr = line.match(/inet (\d+\.\d+\.\d+\.\d+)/)?.[1];
-    if (addr && SUBNETS.some((n) => addr.startsWith(`${n.prefix}.`))) found.push(`root namespace has a lab address: ${line.trim()}`);
+    if (addr && SUBNETS.some((n) => addr.startsWith(`${n.prefix}.`)))
+      found.push(`root namespace has a lab address: ${line.trim()}`);
   }
-  found.push(...routeConflicts(ip(['-4', '-o', 'route', 'show', 'table', 'all']).out).map((c) => `root namespace: ${c}`));
+  found.push(
+    ...routeConflicts(ip(['-4', '-o', 'route', 'show', 'table', 'all']).out).map((c) => `root namespace: ${c}`),
+  );
   for (const addr of [SERVICE_GW, MGMT_DB, VIP, host(SERVICE, 11), host(MGMT, 11)]) {
     const r = ip(['-4', 'route', 'get', addr]);
     if (r.code === 0) found.push(`root namespace has a route to ${addr}: ${r.out.trim().split('\n')[0]}`);

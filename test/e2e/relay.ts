@@ -16,7 +16,10 @@ export class Door {
   private readonly sockets = new Set<Socket>();
   port = 0;
 
-  constructor(private readonly relaySocket: string, readonly target: string) {}
+  constructor(
+    private readonly relaySocket: string,
+    readonly target: string,
+  ) {}
 
   open(): Promise<number> {
     return new Promise((resolve, reject) => {
@@ -29,7 +32,12 @@ export class Door {
           outbound.pipe(inbound);
         });
         this.sockets.add(outbound);
-        const end = () => { inbound.destroy(); outbound.destroy(); this.sockets.delete(inbound); this.sockets.delete(outbound); };
+        const end = () => {
+          inbound.destroy();
+          outbound.destroy();
+          this.sockets.delete(inbound);
+          this.sockets.delete(outbound);
+        };
         inbound.on('error', end).on('close', end);
         outbound.on('error', end).on('close', end);
       });
@@ -61,12 +69,18 @@ export function relay(path: string): void {
     const onData = (d: Buffer) => {
       head = Buffer.concat([head, d]);
       const nl = head.indexOf(10);
-      if (nl < 0) { if (head.length > 256) client.destroy(); return; }
+      if (nl < 0) {
+        if (head.length > 256) client.destroy();
+        return;
+      }
       client.off('data', onData);
       client.pause();
       const [host, port] = head.subarray(0, nl).toString('utf8').split(':');
       const rest = head.subarray(nl + 1);
-      if (!inLab(host) || !/^\d+$/.test(port ?? '')) { client.destroy(); return; }
+      if (!inLab(host) || !/^\d+$/.test(port ?? '')) {
+        client.destroy();
+        return;
+      }
       const far = connect({ host, port: Number(port) }, () => {
         far.setNoDelay(true);
         if (rest.length) far.write(rest);
@@ -74,7 +88,10 @@ export function relay(path: string): void {
         far.pipe(client);
         client.resume();
       });
-      const end = () => { client.destroy(); far.destroy(); };
+      const end = () => {
+        client.destroy();
+        far.destroy();
+      };
       far.on('error', end).on('close', end);
       client.on('error', end).on('close', end);
     };
@@ -82,7 +99,10 @@ export function relay(path: string): void {
     client.on('error', () => client.destroy());
   });
   server.listen(path, () => process.stdout.write('relay listening\n'));
-  const stop = () => { server.close(); process.exit(0); };
+  const stop = () => {
+    server.close();
+    process.exit(0);
+  };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 }

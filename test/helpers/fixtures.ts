@@ -40,7 +40,11 @@ export function parseInserts(sql: string): string[][] {
       for (;;) {
         const q = sql.indexOf("'", i);
         v += sql.slice(i, q);
-        if (sql[q + 1] === "'") { v += "'"; i = q + 2; continue; }
+        if (sql[q + 1] === "'") {
+          v += "'";
+          i = q + 2;
+          continue;
+        }
         i = q + 1;
         break;
       }

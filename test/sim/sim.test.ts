@@ -8,7 +8,9 @@ function talk(port: number, host: string, sends: string[], settleMs = 150): Prom
   return new Promise((resolve, reject) => {
     const s = connect(port, host);
     let out = '';
-    s.on('data', (d) => { out += d.toString(); });
+    s.on('data', (d) => {
+      out += d.toString();
+    });
     s.on('error', reject);
     s.on('close', () => resolve(out));
     s.on('connect', async () => {
@@ -25,12 +27,25 @@ test('banner, auth, api replies and exit byte for byte as FreeSWITCH 1.10.12', a
   const c = await startCluster({ nodes: ['freeswitch01'] });
   try {
     const { ports, addr } = c;
-    const out = await talk(ports.freeswitch01, addr.freeswitch01, ['auth ClueCon\n\n', 'api sofia status\n\n', 'api switchname\n\n', 'api show channels count\n\n', 'api nosuchcommand\n\n', 'api sofia status profile nosuch\n\n', 'exit\n\n']);
-    const expected = 'Content-Type: auth/request\n\n' +
+    const out = await talk(ports.freeswitch01, addr.freeswitch01, [
+      'auth ClueCon\n\n',
+      'api sofia status\n\n',
+      'api switchname\n\n',
+      'api show channels count\n\n',
+      'api nosuchcommand\n\n',
+      'api sofia status profile nosuch\n\n',
+      'exit\n\n',
+    ]);
+    const expected =
+      'Content-Type: auth/request\n\n' +
       'Content-Type: command/reply\nReply-Text: +OK accepted\n\n' +
       'Content-Type: api/response\nContent-Length: 388\n\n' +
-      '                     Name\t   Type\t                                      Data\tState\n' + '='.repeat(97) + '\n' +
-      '                 internal\tprofile\t             sip:mod_sofia@127.0.0.11:5060\tRUNNING (0)\n' + '='.repeat(97) + '\n1 profile 0 aliases\n' +
+      '                     Name\t   Type\t                                      Data\tState\n' +
+      '='.repeat(97) +
+      '\n' +
+      '                 internal\tprofile\t             sip:mod_sofia@127.0.0.11:5060\tRUNNING (0)\n' +
+      '='.repeat(97) +
+      '\n1 profile 0 aliases\n' +
       'Content-Type: api/response\nContent-Length: 12\n\nfreeswitch01' +
       'Content-Type: api/response\nContent-Length: 10\n\n\n0 total.\n' +
       'Content-Type: api/response\nContent-Length: 38\n\n-ERR nosuchcommand Command not found!\n' +
@@ -40,22 +55,50 @@ test('banner, auth, api replies and exit byte for byte as FreeSWITCH 1.10.12', a
     assert.equal(out, expected);
 
     const bad = await talk(ports.freeswitch01, addr.freeswitch01, ['auth WrongPassword\n\n']);
-    assert.equal(bad, 'Content-Type: auth/request\n\nContent-Type: command/reply\nReply-Text: -ERR invalid\n\n' +
-      'Content-Type: text/disconnect-notice\nContent-Length: 67\n\nDisconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n');
+    assert.equal(
+      bad,
+      'Content-Type: auth/request\n\nContent-Type: command/reply\nReply-Text: -ERR invalid\n\n' +
+        'Content-Type: text/disconnect-notice\nContent-Length: 67\n\nDisconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n',
+    );
 
-    const early = await talk(ports.freeswitch01, addr.freeswitch01, ['api status\n\n', 'auth ClueCon\n\n', 'api switchname\n\n']);
-    assert.ok(early.startsWith('Content-Type: auth/request\n\nContent-Type: command/reply\nReply-Text: -ERR command not found\n\nContent-Type: command/reply\nReply-Text: +OK accepted\n\nContent-Type: api/response\nContent-Length: 12\n\nfreeswitch01'));
+    const early = await talk(ports.freeswitch01, addr.freeswitch01, [
+      'api status\n\n',
+      'auth ClueCon\n\n',
+      'api switchname\n\n',
+    ]);
+    assert.ok(
+      early.startsWith(
+        'Content-Type: auth/request\n\nContent-Type: command/reply\nReply-Text: -ERR command not found\n\nContent-Type: command/reply\nReply-Text: +OK accepted\n\nContent-Type: api/response\nContent-Length: 12\n\nfreeswitch01',
+      ),
+    );
 
-    const xml = await talk(ports.freeswitch01, addr.freeswitch01, ['auth ClueCon\n\n', 'api sofia xmlstatus\n\n', 'api sofia global standby on\n\n', 'api fsctl recover\n\n', 'api sofia recover\n\n']);
-    assert.ok(xml.includes('Content-Length: 201\n\n<?xml version="1.0" encoding="ISO-8859-1"?>\n<profiles>\n<profile>\n<name>internal</name>'));
+    const xml = await talk(ports.freeswitch01, addr.freeswitch01, [
+      'auth ClueCon\n\n',
+      'api sofia xmlstatus\n\n',
+      'api sofia global standby on\n\n',
+      'api fsctl recover\n\n',
+      'api sofia recover\n\n',
+    ]);
+    assert.ok(
+      xml.includes(
+        'Content-Length: 201\n\n<?xml version="1.0" encoding="ISO-8859-1"?>\n<profiles>\n<profile>\n<name>internal</name>',
+      ),
+    );
     assert.ok(xml.includes('Content-Length: 21\n\n+OK Global standby on'));
     assert.ok(xml.includes('Content-Length: 36\n\n+OK 0 session(s) recovered in total\n'));
     assert.ok(xml.includes('Content-Length: 21\n\nNo calls to recover.\n'));
 
-    const bg = await talk(ports.freeswitch01, addr.freeswitch01, ['auth ClueCon\n\n', 'event plain BACKGROUND_JOB\n\n', 'bgapi switchname\n\n']);
+    const bg = await talk(ports.freeswitch01, addr.freeswitch01, [
+      'auth ClueCon\n\n',
+      'event plain BACKGROUND_JOB\n\n',
+      'bgapi switchname\n\n',
+    ]);
     assert.match(bg, /Reply-Text: \+OK event listener enabled plain\n\n/);
     assert.match(bg, /Reply-Text: \+OK Job-UUID: ([0-9a-f-]{36})\nJob-UUID: \1\n\n/);
-    assert.match(bg, /Content-Type: text\/event-plain\n\nEvent-Name: BACKGROUND_JOB\n[\s\S]*Job-Command: switchname\nContent-Length: 12\n\nfreeswitch01$/);
+    assert.match(
+      bg,
+      /Content-Type: text\/event-plain\n\nEvent-Name: BACKGROUND_JOB\n[\s\S]*Job-Command: switchname\nContent-Length: 12\n\nfreeswitch01$/,
+    );
 
     // fsctl crash: no reply at all, the socket just closes
     const crash = await talk(ports.freeswitch01, addr.freeswitch01, ['auth ClueCon\n\n', 'api fsctl crash\n\n'], 300);
@@ -84,7 +127,7 @@ test('recovery semantics: fsctl recover takes every foreign row (hostname ignore
   }
 });
 
-test('simctl bridged / conference: rows shaped like the real ones, ties intact, this node\'s core, switchname and addresses', async () => {
+test("simctl bridged / conference: rows shaped like the real ones, ties intact, this node's core, switchname and addresses", async () => {
   const { startCluster } = await import('../helpers/cluster');
   const { groupRows } = await import('../../src/core/groups');
   const c = await startCluster({ nodes: ['freeswitch01'] });
@@ -95,17 +138,32 @@ test('simctl bridged / conference: rows shaped like the real ones, ties intact, 
     assert.equal(legs.length, 8);
     assert.equal(members.length, 5);
     const { withClient } = await import('../helpers/pg');
-    const rows = (await withClient(c.url, (q) => q.query('select uuid, runtime_uuid, hostname, metadata from recovery'))).rows;
+    const rows = (
+      await withClient(c.url, (q) => q.query('select uuid, runtime_uuid, hostname, metadata from recovery'))
+    ).rows;
     assert.equal(new Set(rows.map((r) => r.uuid)).size, 13, 'every uuid new');
     const facts = rows.map((r, i) => {
       const tag = (t: string) => [...String(r.metadata).matchAll(new RegExp(`<${t}>([^<]*)</`, 'g'))].map((m) => m[1]);
-      return { ctid: `(0,${i})`, uuid: r.uuid, profile: 'internal', technology: 'sofia', legs: [...tag('signal_bond'), ...tag('bridge_to')].filter((u) => u !== r.uuid), conference: tag('conference_uuid')[0] ?? null, bytes: 1 };
+      return {
+        ctid: `(0,${i})`,
+        uuid: r.uuid,
+        profile: 'internal',
+        technology: 'sofia',
+        legs: [...tag('signal_bond'), ...tag('bridge_to')].filter((u) => u !== r.uuid),
+        conference: tag('conference_uuid')[0] ?? null,
+        bytes: 1,
+      };
     });
-    assert.deepEqual(groupRows(facts).map((g) => g.rows.length).sort(), [2, 2, 2, 2, 5]);
+    assert.deepEqual(
+      groupRows(facts)
+        .map((g) => g.rows.length)
+        .sort(),
+      [2, 2, 2, 2, 5],
+    );
     for (const r of rows) {
       assert.equal(r.runtime_uuid, sim.coreUuid);
       assert.ok(r.metadata.startsWith(`<cdr core-uuid="${sim.coreUuid}" switchname="freeswitch01">`));
-      assert.ok(!r.metadata.includes('127.0.0.22'), 'the B legs\' far end is the far end too');
+      assert.ok(!r.metadata.includes('127.0.0.22'), "the B legs' far end is the far end too");
       assert.ok(!r.metadata.includes('76a5fbca') && !r.metadata.includes('e72933f1'), 'no template core uuid left');
     }
     const callIds = rows.map((r) => /<sip_call_id>([^<]*)</.exec(r.metadata)![1]);

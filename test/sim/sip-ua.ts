@@ -13,12 +13,22 @@ import { createSocket, type Socket } from 'node:dgram';
 import { randomBytes, randomUUID } from 'node:crypto';
 
 export interface SipMessage {
-  method?: string; uri?: string; status?: number;
+  method?: string;
+  uri?: string;
+  status?: number;
   headers: Array<[string, string]>;
   body: string;
 }
 
-const COMPACT: Record<string, string> = { v: 'via', f: 'from', t: 'to', i: 'call-id', m: 'contact', l: 'content-length', c: 'content-type' };
+const COMPACT: Record<string, string> = {
+  v: 'via',
+  f: 'from',
+  t: 'to',
+  i: 'call-id',
+  m: 'contact',
+  l: 'content-length',
+  c: 'content-type',
+};
 
 export function parseSip(text: string): SipMessage | null {
   const split = text.indexOf('\r\n\r\n');
@@ -43,13 +53,18 @@ export function all(m: SipMessage, name: string): string[] {
   const out: string[] = [];
   for (const [n, v] of m.headers) {
     if (n !== name) continue;
-    let depth = 0, quoted = false, from = 0;
+    let depth = 0,
+      quoted = false,
+      from = 0;
     for (let i = 0; i < v.length; i++) {
       const ch = v[i];
       if (ch === '"') quoted = !quoted;
       else if (!quoted && ch === '<') depth++;
       else if (!quoted && ch === '>') depth--;
-      else if (!quoted && depth === 0 && ch === ',') { out.push(v.slice(from, i).trim()); from = i + 1; }
+      else if (!quoted && depth === 0 && ch === ',') {
+        out.push(v.slice(from, i).trim());
+        from = i + 1;
+      }
     }
     out.push(v.slice(from).trim());
   }
@@ -73,8 +88,10 @@ export function sdpAudio(body: string): { ip: string; port: number } | null {
 }
 
 export function sdpOffer(ip: string, port: number, version: number): string {
-  return `v=0\r\no=FreeSWITCH 1795700223 ${version} IN IP4 ${ip}\r\ns=FreeSWITCH\r\nc=IN IP4 ${ip}\r\nt=0 0\r\n` +
-    `m=audio ${port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n`;
+  return (
+    `v=0\r\no=FreeSWITCH 1795700223 ${version} IN IP4 ${ip}\r\ns=FreeSWITCH\r\nc=IN IP4 ${ip}\r\nt=0 0\r\n` +
+    `m=audio ${port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n`
+  );
 }
 
 const branch = () => 'z9hG4bK' + randomBytes(8).toString('hex');
@@ -96,7 +113,11 @@ export interface Dialog {
 
 export interface UaHooks {
   /** an initial INVITE: the call's answer (its SDP) and dialog, or a failure status (503 in standby) */
-  invite(req: { dialog: Dialog; remoteMedia: { ip: string; port: number } | null; received: { ip: string; port: number } }): Promise<{ sdp: string } | { status: number; reason: string }>;
+  invite(req: {
+    dialog: Dialog;
+    remoteMedia: { ip: string; port: number } | null;
+    received: { ip: string; port: number };
+  }): Promise<{ sdp: string } | { status: number; reason: string }>;
   bye(callId: string): void;
   event(what: string, detail: Record<string, unknown>): void;
 }
@@ -106,19 +127,32 @@ export class SipUa {
   private readonly waiting = new Map<string, (res: SipMessage) => void>();
   private cseq = 100;
 
-  constructor(readonly address: string, readonly port: number, private readonly hooks: UaHooks) {}
+  constructor(
+    readonly address: string,
+    readonly port: number,
+    private readonly hooks: UaHooks,
+  ) {}
 
   start(): Promise<void> {
     return new Promise((resolve, reject) => {
       const s = createSocket({ type: this.address.includes(':') ? 'udp6' : 'udp4', reuseAddr: true });
       s.once('error', reject);
       s.on('message', (buf, rinfo) => this.onMessage(buf.toString('latin1'), { ip: rinfo.address, port: rinfo.port }));
-      s.bind(this.port, this.address, () => { s.removeAllListeners('error'); s.on('error', () => undefined); this.sock = s; resolve(); });
+      s.bind(this.port, this.address, () => {
+        s.removeAllListeners('error');
+        s.on('error', () => undefined);
+        this.sock = s;
+        resolve();
+      });
     });
   }
 
   stop(): void {
-    try { this.sock?.close(); } catch { /* closed */ }
+    try {
+      this.sock?.close();
+    } catch {
+      /* closed */
+    }
     this.sock = null;
   }
 
@@ -127,7 +161,13 @@ export class SipUa {
   }
 
   /** A response goes back along the Via: its sent-by, or received/rport when the request came from elsewhere. */
-  private respond(req: SipMessage, from: { ip: string; port: number }, status: number, reason: string, o: { toTag?: string; body?: string; recordRoute?: boolean } = {}): void {
+  private respond(
+    req: SipMessage,
+    from: { ip: string; port: number },
+    status: number,
+    reason: string,
+    o: { toTag?: string; body?: string; recordRoute?: boolean } = {},
+  ): void {
     const to = one(req, 'to');
     const lines = [
       `SIP/2.0 ${status} ${reason}`,
@@ -160,29 +200,45 @@ export class SipUa {
     }
     const callId = one(m, 'call-id');
     switch (m.method) {
-      case 'OPTIONS': this.respond(m, from, 200, 'OK'); return;
-      case 'ACK': return;
-      case 'CANCEL': this.respond(m, from, 200, 'OK'); return;
+      case 'OPTIONS':
+        this.respond(m, from, 200, 'OK');
+        return;
+      case 'ACK':
+        return;
+      case 'CANCEL':
+        this.respond(m, from, 200, 'OK');
+        return;
       case 'BYE':
         this.respond(m, from, 200, 'OK');
         this.hooks.event('bye', { callId });
         this.hooks.bye(callId);
         return;
       case 'INVITE': {
-        if (tagOf(one(m, 'to'))) { this.respond(m, from, 200, 'OK'); return; } // a far end's own re-INVITE: nothing changes here
+        if (tagOf(one(m, 'to'))) {
+          this.respond(m, from, 200, 'OK');
+          return;
+        } // a far end's own re-INVITE: nothing changes here
         const dialog: Dialog = {
-          callId, localTag: randomBytes(6).toString('hex'), remoteTag: tagOf(one(m, 'from')) ?? '',
-          remoteUri: uriOf(one(m, 'from')), localUri: uriOf(one(m, 'to')), remoteContact: uriOf(one(m, 'contact')),
+          callId,
+          localTag: randomBytes(6).toString('hex'),
+          remoteTag: tagOf(one(m, 'from')) ?? '',
+          remoteUri: uriOf(one(m, 'from')),
+          localUri: uriOf(one(m, 'to')),
+          remoteContact: uriOf(one(m, 'contact')),
           routeSet: all(m, 'record-route'),
         };
         this.respond(m, from, 100, 'Trying');
-        void this.hooks.invite({ dialog, remoteMedia: sdpAudio(m.body), received: from }).then((r) => {
-          if ('status' in r) this.respond(m, from, r.status, r.reason, { toTag: dialog.localTag });
-          else this.respond(m, from, 200, 'OK', { toTag: dialog.localTag, body: r.sdp, recordRoute: true });
-        }, () => this.respond(m, from, 500, 'Server Internal Error', { toTag: dialog.localTag }));
+        void this.hooks.invite({ dialog, remoteMedia: sdpAudio(m.body), received: from }).then(
+          (r) => {
+            if ('status' in r) this.respond(m, from, r.status, r.reason, { toTag: dialog.localTag });
+            else this.respond(m, from, 200, 'OK', { toTag: dialog.localTag, body: r.sdp, recordRoute: true });
+          },
+          () => this.respond(m, from, 500, 'Server Internal Error', { toTag: dialog.localTag }),
+        );
         return;
       }
-      default: this.respond(m, from, 405, 'Method Not Allowed');
+      default:
+        this.respond(m, from, 405, 'Method Not Allowed');
     }
   }
 
@@ -190,12 +246,24 @@ export class SipUa {
    * One client transaction along a dialog's route (Timer A/E retransmissions until a final response, 64*T1):
    * resolves with the final response, null when none came.
    */
-  private transact(text: string, br: string, to: { host: string; port: number }, onSent?: () => void): Promise<SipMessage | null> {
+  private transact(
+    text: string,
+    br: string,
+    to: { host: string; port: number },
+    onSent?: () => void,
+  ): Promise<SipMessage | null> {
     return new Promise((resolve) => {
       const started = Date.now();
       let timer: NodeJS.Timeout | undefined;
-      const done = (v: SipMessage | null) => { clearTimeout(timer); this.waiting.delete(br); resolve(v); };
-      this.waiting.set(br, (res) => { if ((res.status ?? 0) >= 200) done(res); else clearTimeout(timer); });
+      const done = (v: SipMessage | null) => {
+        clearTimeout(timer);
+        this.waiting.delete(br);
+        resolve(v);
+      };
+      this.waiting.set(br, (res) => {
+        if ((res.status ?? 0) >= 200) done(res);
+        else clearTimeout(timer);
+      });
       const attempt = (n: number) => {
         this.send(text, to);
         if (n === 0) onSent?.();
@@ -236,17 +304,28 @@ export class SipUa {
    * A call this node places (a bridge's outbound leg), through the outbound proxy (loose route): on 2xx, ACKed;
    * the dialog (route set = the Record-Route reversed, RFC 3261 12.1.2) and the callee's media.
    */
-  async invite(target: string, proxy: { host: string; port: number }, sdp: string): Promise<{ dialog: Dialog; media: { ip: string; port: number } | null } | null> {
+  async invite(
+    target: string,
+    proxy: { host: string; port: number },
+    sdp: string,
+  ): Promise<{ dialog: Dialog; media: { ip: string; port: number } | null } | null> {
     const b = branch();
     const d: Dialog = {
       // sofia's Call-ID for a call it places is a bare uuid (no host in it)
-      callId: randomUUID(), localTag: randomBytes(6).toString('hex'), remoteTag: '',
-      localUri: `sip:mod_sofia@${this.address}`, remoteUri: target, remoteContact: target, routeSet: [`<sip:${proxy.host}:${proxy.port};lr>`],
+      callId: randomUUID(),
+      localTag: randomBytes(6).toString('hex'),
+      remoteTag: '',
+      localUri: `sip:mod_sofia@${this.address}`,
+      remoteUri: target,
+      remoteContact: target,
+      routeSet: [`<sip:${proxy.host}:${proxy.port};lr>`],
     };
     const res = await this.transact(this.inDialog('INVITE', d, b, 1, sdp), b, proxy);
     if (!res || (res.status ?? 0) >= 300) return null;
     const dialog: Dialog = {
-      ...d, remoteTag: tagOf(one(res, 'to')) ?? '', remoteContact: uriOf(one(res, 'contact')) || target,
+      ...d,
+      remoteTag: tagOf(one(res, 'to')) ?? '',
+      remoteContact: uriOf(one(res, 'contact')) || target,
       routeSet: all(res, 'record-route').reverse(),
     };
     const next = dialog.routeSet.length ? hostPort(uriOf(dialog.routeSet[0])) : hostPort(dialog.remoteContact);
@@ -263,10 +342,15 @@ export class SipUa {
     const b = branch();
     const n = ++this.cseq;
     const next = d.routeSet.length ? hostPort(uriOf(d.routeSet[0])) : hostPort(d.remoteContact);
-    const res = await this.transact(this.inDialog('INVITE', d, b, n, sdp), b, next, () => onSent(`${next.host}:${next.port}`));
+    const res = await this.transact(this.inDialog('INVITE', d, b, n, sdp), b, next, () =>
+      onSent(`${next.host}:${next.port}`),
+    );
     if (!res || (res.status ?? 0) >= 300) return null;
     // the 2xx is ACKed as its own transaction, along the route set, to the (possibly new) remote target
-    this.send(this.inDialog('ACK', { ...d, remoteContact: uriOf(one(res, 'contact')) || d.remoteContact }, branch(), n), next);
+    this.send(
+      this.inDialog('ACK', { ...d, remoteContact: uriOf(one(res, 'contact')) || d.remoteContact }, branch(), n),
+      next,
+    );
     return sdpAudio(res.body);
   }
 }

@@ -18,7 +18,8 @@ export function buildReinvite(metadata: string, localIp: string): { to: string; 
   const contact = variable(metadata, 'sip_contact_uri');
   const mediaPort = variable(metadata, 'local_media_port') ?? '20000';
   if (!ip || !callId || !contact) return null;
-  const sdp = `v=0\r\no=FreeSWITCH 1795700223 1795700225 IN IP4 ${localIp}\r\ns=FreeSWITCH\r\nc=IN IP4 ${localIp}\r\nt=0 0\r\n` +
+  const sdp =
+    `v=0\r\no=FreeSWITCH 1795700223 1795700225 IN IP4 ${localIp}\r\ns=FreeSWITCH\r\nc=IN IP4 ${localIp}\r\nt=0 0\r\n` +
     `m=audio ${mediaPort} RTP/AVP 0 101 13\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/0\r\na=fmtp:101 0-15\r\na=rtpmap:13 CN/0\r\na=ptime:20\r\n`;
   const branch = 'z9hG4bK' + Math.random().toString(36).slice(2, 15);
   const text = [
@@ -49,8 +50,12 @@ export function buildReinvite(metadata: string, localIp: string): { to: string; 
  * (the node does not hold the address it sends from: a VIP not yet moved to it) is no re-INVITE: onSent fires
  * at the first one that actually left, onFailed when none did.
  */
-export function sendReinvite(metadata: string, localIp: string, onSent?: (d: Record<string, unknown>) => void,
-  onFailed?: (d: Record<string, unknown>) => void): void {
+export function sendReinvite(
+  metadata: string,
+  localIp: string,
+  onSent?: (d: Record<string, unknown>) => void,
+  onFailed?: (d: Record<string, unknown>) => void,
+): void {
   const msg = buildReinvite(metadata, localIp);
   if (!msg) return;
   const sock = createSocket('udp4');
@@ -59,14 +64,31 @@ export function sendReinvite(metadata: string, localIp: string, onSent?: (d: Rec
   let done = false;
   let lastError = '';
   let timer: NodeJS.Timeout | undefined;
-  const close = () => { if (done) return; done = true; clearTimeout(timer); try { sock.close(); } catch { /* closed */ } };
-  sock.on('error', (e) => { lastError = e.message; close(); });
-  sock.on('message', (m) => { if (/^SIP\/2\.0 \d{3}/.test(m.toString('latin1'))) close(); }); // a response ends Timer A
+  const close = () => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    try {
+      sock.close();
+    } catch {
+      /* closed */
+    }
+  };
+  sock.on('error', (e) => {
+    lastError = e.message;
+    close();
+  });
+  sock.on('message', (m) => {
+    if (/^SIP\/2\.0 \d{3}/.test(m.toString('latin1'))) close();
+  }); // a response ends Timer A
   const attempt = (n: number) => {
     if (done) return;
     sock.send(msg.text, msg.port, msg.to, (err) => {
       if (err) lastError = (err as NodeJS.ErrnoException).code ?? err.message;
-      else if (!sent) { sent = true; onSent?.({ to: `${msg.to}:${msg.port}`, at: Date.now(), attempts: n + 1 }); }
+      else if (!sent) {
+        sent = true;
+        onSent?.({ to: `${msg.to}:${msg.port}`, at: Date.now(), attempts: n + 1 });
+      }
       const wait = 500 * 2 ** n;
       if (Date.now() + wait - started > 32000) {
         if (!sent) onFailed?.({ to: `${msg.to}:${msg.port}`, error: lastError, attempts: n + 1 });
@@ -77,5 +99,8 @@ export function sendReinvite(metadata: string, localIp: string, onSent?: (d: Rec
       timer.unref();
     });
   };
-  sock.bind(0, localIp, () => { sock.unref(); attempt(0); });
+  sock.bind(0, localIp, () => {
+    sock.unref();
+    attempt(0);
+  });
 }

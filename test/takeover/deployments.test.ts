@@ -11,9 +11,19 @@ test('26.1 status: a node whose calls bind an address not under its addresses (i
   const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
   await c.sims.fs1.answerCalls(3);
   const right = await status(c.config('fs2'));
-  assert.deepEqual(right.warnings.filter((w) => /calls bind/.test(w)), []);
+  assert.deepEqual(
+    right.warnings.filter((w) => /calls bind/.test(w)),
+    [],
+  );
   const wrong = c.config('fs2');
   wrong.nodes.fs1 = { ...wrong.nodes.fs1, addresses: ['192.0.2.11'] };
   const s = await status(wrong);
-  assert.ok(s.warnings.some((w) => w.startsWith(`fs1's calls bind ${c.addr.fs1} (local_media_ip / sip_local_network_addr of its rows), which nodes.fs1.addresses [192.0.2.11] does not list`)), s.warnings.join('\n'));
+  assert.ok(
+    s.warnings.some((w) =>
+      w.startsWith(
+        `fs1's calls bind ${c.addr.fs1} (local_media_ip / sip_local_network_addr of its rows), which nodes.fs1.addresses [192.0.2.11] does not list`,
+      ),
+    ),
+    s.warnings.join('\n'),
+  );
 });

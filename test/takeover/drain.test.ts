@@ -12,7 +12,11 @@ import { withClient } from '../helpers/pg';
 configureLog({ syslog: false, stderr: false });
 
 type Row = { hostname: string; runtime_uuid: string; uuid: string };
-const rows = (url: string) => withClient(url, async (c) => (await c.query<Row>('select hostname, runtime_uuid, uuid from fsha.recovery_base order by uuid')).rows);
+const rows = (url: string) =>
+  withClient(
+    url,
+    async (c) => (await c.query<Row>('select hostname, runtime_uuid, uuid from fsha.recovery_base order by uuid')).rows,
+  );
 
 test('11.6 drain without --yes, and --dry-run: the plan per adopter; nothing changed, the source still serving and not in standby', async (t) => {
   const c = await withCluster(t, { nodes: ['fs1', 'fs2', 'fs3'], layout: 'per-node' });
@@ -28,7 +32,11 @@ test('11.6 drain without --yes, and --dry-run: the plan per adopter; nothing cha
   assert.deepEqual(await rows(c.url), before, 'nothing changed');
   assert.equal(c.sims.fs1.crashed, false);
   assert.equal(c.sims.fs1.standby, false);
-  assert.equal((await withClient(c.url, (q) => q.query('select count(*)::int n from fsha.audit'))).rows[0].n, 0, 'a plan writes no audit row');
+  assert.equal(
+    (await withClient(c.url, (q) => q.query('select count(*)::int n from fsha.audit'))).rows[0].n,
+    0,
+    'a plan writes no audit row',
+  );
 });
 
 test('11.7 drain --yes over two adopters: standby, calls ringing get settle_ms (answered ones move, the rest reported as dropped), stopped without BYE, every call once', async (t) => {
@@ -52,13 +60,27 @@ test('11.7 drain --yes over two adopters: standby, calls ringing get settle_ms (
   assert.equal(c.sims.fs1.crashed, true, 'stopped hard (fsctl crash: no BYE)');
   const all = await rows(c.url);
   assert.deepEqual(all.map((x) => x.uuid).sort(), [...calls, ...late].sort(), 'every tracked call once');
-  for (const x of all) assert.equal(x.runtime_uuid, c.sims[x.hostname].coreUuid, `${x.uuid} re-tracked by ${x.hostname}`);
+  for (const x of all)
+    assert.equal(x.runtime_uuid, c.sims[x.hostname].coreUuid, `${x.uuid} re-tracked by ${x.hostname}`);
   assert.ok(all.some((x) => x.hostname === 'fs2') && all.some((x) => x.hostname === 'fs3'), 'both adopters got calls');
-  const a = (await withClient(c.url, (q) => q.query("select command, to_node, timings from fsha.audit where result = 'done'"))).rows[0];
+  const a = (
+    await withClient(c.url, (q) => q.query("select command, to_node, timings from fsha.audit where result = 'done'"))
+  ).rows[0];
   assert.equal(a.command, 'drain');
   assert.equal(a.to_node, 'fs2,fs3');
-  for (const k of ['drain_standby_ms', 'drain_settled_ms', 'drain_stopped_ms', 'drain_gone_ms', 'rewritten_ms', 'verified_ms']) assert.ok(k in a.timings, `timeline has ${k}`);
-  assert.ok(a.timings.drain_settled_ms - a.timings.drain_standby_ms >= 550, 'waited the settle time for the call that never answered');
+  for (const k of [
+    'drain_standby_ms',
+    'drain_settled_ms',
+    'drain_stopped_ms',
+    'drain_gone_ms',
+    'rewritten_ms',
+    'verified_ms',
+  ])
+    assert.ok(k in a.timings, `timeline has ${k}`);
+  assert.ok(
+    a.timings.drain_settled_ms - a.timings.drain_standby_ms >= 550,
+    'waited the settle time for the call that never answered',
+  );
 });
 
 test('11.8 drain refuses and touches nothing: the source already down (use takeover), its only adopter unhealthy, a stop command that does not stop it', async (t) => {
@@ -66,7 +88,10 @@ test('11.8 drain refuses and touches nothing: the source already down (use takeo
   await c.sims.fs1.answerCalls(4);
   const before = await rows(c.url);
   await c.sims.fs2.api('sofia profile internal stop');
-  await assert.rejects(drain(c.config('fs2'), { from: 'fs1', yes: true }), /profile\(s\) not RUNNING on fs2: internal \(4 calls\)/);
+  await assert.rejects(
+    drain(c.config('fs2'), { from: 'fs1', yes: true }),
+    /profile\(s\) not RUNNING on fs2: internal \(4 calls\)/,
+  );
   assert.equal(c.sims.fs1.standby, false, 'a refused plan leaves the source alone');
   await c.sims.fs2.api('sofia profile internal start');
 
@@ -74,15 +99,29 @@ test('11.8 drain refuses and touches nothing: the source already down (use takeo
   const dir = mkdtempSync(join(tmpdir(), 'fsha-drain-'));
   const cfg = c.config('fs2', `drain: { stop_command: 'echo "$FSHA_DRAIN_NODE" > ${dir}/stopped' }`);
   cfg.timeouts.fenceMs = 800;
-  await assert.rejects(drain(cfg, { from: 'fs1', yes: true, settleMs: 0 }), /fs1 still answers after the stop .*its calls were NOT moved/);
+  await assert.rejects(
+    drain(cfg, { from: 'fs1', yes: true, settleMs: 0 }),
+    /fs1 still answers after the stop .*its calls were NOT moved/,
+  );
   assert.equal(readFileSync(join(dir, 'stopped'), 'utf8').trim(), 'fs1', 'the stop command ran with FSHA_DRAIN_NODE');
   assert.deepEqual(await rows(c.url), before, 'nothing moved');
 
   await c.sims.fs1.crash();
-  await assert.rejects(drain(c.config('fs2'), { from: 'fs1', yes: true }), /refusing to drain fs1: its FreeSWITCH is not running .*fs-ha takeover --from fs1/);
+  await assert.rejects(
+    drain(c.config('fs2'), { from: 'fs1', yes: true }),
+    /refusing to drain fs1: its FreeSWITCH is not running .*fs-ha takeover --from fs1/,
+  );
   // every drain that acted (or refused to) is in the audit, so history shows it; a refused plan acted on nothing
-  const audit = (await withClient(c.url, (q) => q.query('select command, result, reason, timings from fsha.audit order by id'))).rows;
-  assert.deepEqual(audit.map((a) => [a.command, a.result]), [['drain', 'failed'], ['drain', 'refused']]);
+  const audit = (
+    await withClient(c.url, (q) => q.query('select command, result, reason, timings from fsha.audit order by id'))
+  ).rows;
+  assert.deepEqual(
+    audit.map((a) => [a.command, a.result]),
+    [
+      ['drain', 'failed'],
+      ['drain', 'refused'],
+    ],
+  );
   assert.match(audit[0].reason, /fs1 still answers after the stop/);
   assert.ok('drain_stopped_ms' in audit[0].timings, 'with the timeline up to where it stopped');
 });
@@ -97,12 +136,15 @@ test('11.11 drain of a server that carries no answered call: stopped and reporte
   assert.deepEqual(audit, [{ command: 'drain', result: 'drained' }]);
 });
 
-test('11.13 safety: a takeover passing the drain plan\'s flag without --dry-run is judged as any takeover: a live node is refused, nothing changes', async (t) => {
+test("11.13 safety: a takeover passing the drain plan's flag without --dry-run is judged as any takeover: a live node is refused, nothing changes", async (t) => {
   const { takeover } = await import('../../src/commands/takeover');
   const c = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node' });
   await c.sims.fs1.answerCalls(3);
   const before = await rows(c.url);
-  await assert.rejects(takeover(c.config('fs2'), { from: 'fs1', planned: true, command: 'test' }), /refusing to take over fs1: fs1 is alive and serving/);
+  await assert.rejects(
+    takeover(c.config('fs2'), { from: 'fs1', planned: true, command: 'test' }),
+    /refusing to take over fs1: fs1 is alive and serving/,
+  );
   assert.deepEqual(await rows(c.url), before);
   const plan = await takeover(c.config('fs2'), { from: 'fs1', planned: true, dryRun: true, command: 'test' });
   assert.equal(plan.result, 'dry-run');

@@ -18,13 +18,24 @@ import { freePort, withClient } from '../helpers/pg';
 
 configureLog({ syslog: false, stderr: false });
 
-const rowsOf = (c: Cluster, host: string) => withClient(c.url, async (db) =>
-  (await db.query<{ uuid: string; runtime_uuid: string }>('select uuid, runtime_uuid from fsha.recovery_base where hostname = $1 order by uuid', [host])).rows);
+const rowsOf = (c: Cluster, host: string) =>
+  withClient(
+    c.url,
+    async (db) =>
+      (
+        await db.query<{ uuid: string; runtime_uuid: string }>(
+          'select uuid, runtime_uuid from fsha.recovery_base where hostname = $1 order by uuid',
+          [host],
+        )
+      ).rows,
+  );
 
 /** fs1's own health loop, as its agent would run it: a heartbeat every 200 ms saying what it knows. */
 function heartbeatOf(c: Cluster, t: { after(fn: () => void): void }, node: string): void {
   let stop = false;
-  t.after(() => { stop = true; });
+  t.after(() => {
+    stop = true;
+  });
   void (async () => {
     const db = await Db.connect(c.url, 3000, 'test heartbeat');
     while (!stop) {
@@ -43,15 +54,21 @@ test('19.1 a mistyped event-socket port (refused) for a node whose own heartbeat
   const cfg = c.config('fs2');
   cfg.nodes.fs1.esl = { ...cfg.nodes.fs1.esl!, port: await freePort(c.addr.fs1) }; // nothing listens there
   const before = await rowsOf(c, 'fs1');
-  const e = await takeover(cfg, { from: 'fs1', command: 'test' }).then(() => null, (x: Error & { level?: string }) => x);
+  const e = await takeover(cfg, { from: 'fs1', command: 'test' }).then(
+    () => null,
+    (x: Error & { level?: string }) => x,
+  );
   assert.ok(e, 'refused');
-  assert.match(e.message, /refusing to take over fs1: fs1's event socket refused the connection .* but its own heartbeat, written \d+ ms ago \(after that refusal\), says its FreeSWITCH is healthy .*check nodes\.fs1\.esl/);
+  assert.match(
+    e.message,
+    /refusing to take over fs1: fs1's event socket refused the connection .* but its own heartbeat, written \d+ ms ago \(after that refusal\), says its FreeSWITCH is healthy .*check nodes\.fs1\.esl/,
+  );
   assert.equal(e.level, 'error');
-  assert.deepEqual(await rowsOf(c, 'fs1'), before, 'fs1\'s rows untouched');
+  assert.deepEqual(await rowsOf(c, 'fs1'), before, "fs1's rows untouched");
   assert.equal((await c.sims.fs2.ownCalls()).length, 0, 'fs2 recovered nothing');
 });
 
-test('19.1b a crash is still taken over at once: the crashed node\'s health loop says unhealthy, so its refusing socket is dead', async (t) => {
+test("19.1b a crash is still taken over at once: the crashed node's health loop says unhealthy, so its refusing socket is dead", async (t) => {
   const c = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node' });
   const calls = await c.sims.fs1.answerCalls(5);
   await withClient(c.url, async () => undefined);
@@ -71,16 +88,28 @@ test('19.2 nodes.fs1.esl reaching another FreeSWITCH (fs3): takeover and drain r
   const fs3Calls = await c.sims.fs3.answerCalls(4);
   const cfg = c.config('fs3');
   cfg.nodes.fs1.esl = { ...cfg.nodes.fs3.esl! }; // a copy-paste slip: fs1's entry points at fs3
-  const e = await takeover(cfg, { from: 'fs1', to: 'fs2', command: 'test' }).then(() => null, (x: Error) => x);
+  const e = await takeover(cfg, { from: 'fs1', to: 'fs2', command: 'test' }).then(
+    () => null,
+    (x: Error) => x,
+  );
   assert.ok(e);
-  assert.match(e.message, /the event socket configured for fs1 \(127\.0\.0\.13:\d+\) is answered by FreeSWITCH "fs3" \(core [0-9a-f-]{36}\), not fs1's switchname "fs1"/);
-  const d = await drain(cfg, { from: 'fs1', to: 'fs2', yes: true }).then(() => null, (x: Error) => x);
+  assert.match(
+    e.message,
+    /the event socket configured for fs1 \(127\.0\.0\.13:\d+\) is answered by FreeSWITCH "fs3" \(core [0-9a-f-]{36}\), not fs1's switchname "fs1"/,
+  );
+  const d = await drain(cfg, { from: 'fs1', to: 'fs2', yes: true }).then(
+    () => null,
+    (x: Error) => x,
+  );
   assert.ok(d, 'drain refused');
-  assert.match(d.message, /refusing to drain fs1: the event socket configured for fs1 .* is answered by FreeSWITCH "fs3".*nothing was touched/);
+  assert.match(
+    d.message,
+    /refusing to drain fs1: the event socket configured for fs1 .* is answered by FreeSWITCH "fs3".*nothing was touched/,
+  );
   assert.equal(c.sims.fs3.standby, false, 'fs3 not put in standby');
   assert.equal(c.sims.fs3.crashed, false, 'fs3 not stopped');
   assert.deepEqual((await c.sims.fs3.ownCalls()).sort(), fs3Calls.sort());
-  assert.equal((await rowsOf(c, 'fs1')).length, 5, 'fs1\'s rows untouched');
+  assert.equal((await rowsOf(c, 'fs1')).length, 5, "fs1's rows untouched");
 });
 
 test('19.2b an adopter whose address answers as another FreeSWITCH is refused as that adopter', async (t) => {
@@ -89,14 +118,21 @@ test('19.2b an adopter whose address answers as another FreeSWITCH is refused as
   await c.sims.fs1.crash();
   const cfg = c.config('fs3');
   cfg.nodes.fs2.esl = { ...cfg.nodes.fs3.esl! };
-  const e = await takeover(cfg, { from: 'fs1', to: 'fs2', command: 'test' }).then(() => null, (x: Error) => x);
+  const e = await takeover(cfg, { from: 'fs1', to: 'fs2', command: 'test' }).then(
+    () => null,
+    (x: Error) => x,
+  );
   assert.ok(e);
-  assert.match(e.message, /refusing to recover on fs2: the event socket configured for fs2 .* is answered by FreeSWITCH "fs3"/);
+  assert.match(
+    e.message,
+    /refusing to recover on fs2: the event socket configured for fs2 .* is answered by FreeSWITCH "fs3"/,
+  );
   assert.equal((await rowsOf(c, 'fs1')).length, 3, 'nothing moved');
 });
 
-test('19.2c another node\'s esl without a host is a configuration error, not 127.0.0.1 (this node\'s own FreeSWITCH)', () => {
-  const yaml = (esl: string) => `node: a\nesl: { host: 127.0.0.1, port: 8021 }\nnodes:\n  a: {}\n  b: { esl: ${esl} }\n`;
+test("19.2c another node's esl without a host is a configuration error, not 127.0.0.1 (this node's own FreeSWITCH)", () => {
+  const yaml = (esl: string) =>
+    `node: a\nesl: { host: 127.0.0.1, port: 8021 }\nnodes:\n  a: {}\n  b: { esl: ${esl} }\n`;
   assert.throws(() => parseConfig(yaml('{ port: 8021, password: x }')), /config: nodes\.b\.esl needs a host/);
   assert.doesNotThrow(() => parseConfig(yaml('{ host: 10.0.0.2, port: 8021 }')));
 });
@@ -112,7 +148,8 @@ test('19.3 two dead nodes taken over onto one adopter at once, recover paced at 
     takeover(cfg, { from: 'fs1', command: 'test a' }).catch((e: Error) => e),
     takeover(cfg, { from: 'fs2', command: 'test b' }).catch((e: Error) => e),
   ]);
-  for (const r of [r1, r2]) assert.ok(!(r instanceof Error) && r.result === 'done', r instanceof Error ? r.message : r.reason);
+  for (const r of [r1, r2])
+    assert.ok(!(r instanceof Error) && r.result === 'done', r instanceof Error ? r.message : r.reason);
   const mine = await rowsOf(c, 'fs3');
   assert.deepEqual(mine.map((r) => r.uuid).sort(), [...a, ...b].sort(), 'every call of both on fs3, once');
   for (const r of mine) assert.equal(r.runtime_uuid, c.sims.fs3.coreUuid, `${r.uuid} re-tracked by fs3`);
@@ -128,21 +165,34 @@ async function relayTo(url: string): Promise<{ port: number; blackhole(): void; 
     if (silent) return;
     const out = connect(Number(u.port), u.hostname);
     socks.add(out);
-    cin.on('data', (d) => { if (!silent) out.write(d); });
-    out.on('data', (d) => { if (!silent) cin.write(d); });
+    cin.on('data', (d) => {
+      if (!silent) out.write(d);
+    });
+    out.on('data', (d) => {
+      if (!silent) cin.write(d);
+    });
     cin.on('error', () => undefined);
     out.on('error', () => undefined);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   return {
     port: (server.address() as { port: number }).port,
-    blackhole: () => { silent = true; },
-    close: () => { for (const s of socks) s.destroy(); server.close(); },
+    blackhole: () => {
+      silent = true;
+    },
+    close: () => {
+      for (const s of socks) s.destroy();
+      server.close();
+    },
   };
 }
 
 test('19.4 the warm connection goes silent (no reset): the timed-out statement marks it lost and the takeover goes on with a fresh one', async (t) => {
-  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node', timeouts: '{ verify_ms: 3000, lock_ms: 5000, database_ms: 1000 }' });
+  const c = await withCluster(t, {
+    nodes: ['fs1', 'fs2'],
+    layout: 'per-node',
+    timeouts: '{ verify_ms: 3000, lock_ms: 5000, database_ms: 1000 }',
+  });
   const calls = await c.sims.fs1.answerCalls(5);
   await c.sims.fs1.crash();
   const relay = await relayTo(c.url);
@@ -176,7 +226,10 @@ test('19.6 the health loop after FreeSWITCH crashed: what it reports (and the he
   const changes: boolean[] = [];
   h.onChange = (ok) => changes.push(ok);
   const run = h.run();
-  t.after(async () => { h.stop(false); await run; });
+  t.after(async () => {
+    h.stop(false);
+    await run;
+  });
   for (let i = 0; i < 50 && h.lastProbe?.kind !== 'healthy'; i++) await sleep(50);
   assert.equal(h.lastProbe?.kind, 'healthy');
   await c.sims.fs1.crash();
@@ -208,7 +261,10 @@ test('21.2 the health loop fails FreeSWITCH on evidence: one late answer (a star
   const changes: boolean[] = [];
   h.onChange = (ok) => changes.push(ok);
   const run = h.run();
-  t.after(async () => { h.stop(false); await run; });
+  t.after(async () => {
+    h.stop(false);
+    await run;
+  });
   for (let i = 0; i < 50 && !h.healthy; i++) await sleep(50);
   assert.ok(h.healthy);
   // one late answer, then fast again

@@ -24,7 +24,13 @@ function logTo(t: { after(fn: () => void): void }): () => string[] {
   const file = join(mkdtempSync(join(tmpdir(), 'fsha-log-')), 'fs-ha.log');
   configureLog({ file, stderr: false }, 'test');
   t.after(() => configureLog({ file: '' }));
-  return () => { try { return readFileSync(file, 'utf8').split('\n').filter(Boolean); } catch { return []; } };
+  return () => {
+    try {
+      return readFileSync(file, 'utf8').split('\n').filter(Boolean);
+    } catch {
+      return [];
+    }
+  };
 }
 
 test('15.1 the simulator rejects a client its apply-inbound-acl does not admit, byte for byte as mod_event_socket does', async (t) => {
@@ -32,7 +38,9 @@ test('15.1 the simulator rejects a client its apply-inbound-acl does not admit, 
   const got = await new Promise<string>((resolve, reject) => {
     let buf = '';
     const s = connect({ host: c.addr.fs1, port: c.ports.fs1 });
-    s.on('data', (d) => { buf += d.toString('utf8'); });
+    s.on('data', (d) => {
+      buf += d.toString('utf8');
+    });
     s.on('close', () => resolve(buf));
     s.on('error', reject);
   });
@@ -42,13 +50,22 @@ test('15.1 the simulator rejects a client its apply-inbound-acl does not admit, 
 test('15.1 a peer whose event-socket ACL rejects us is alive: the takeover refuses, check and status name the ACL', async (t) => {
   const c = await withCluster(t, { nodes: ['fs1', 'fs2'], acl: { fs1: ['127.0.0.200/32'], fs2: ['127.0.0.200/32'] } });
   const lines = logTo(t);
-  await assert.rejects(takeover(c.config('fs2'), { from: 'fs1', command: 'test' }), /refusing to take over fs1: fs1 answers but its event-socket ACL rejects us.*apply-inbound-acl/);
-  assert.ok(lines().some((l) => /WARN test: takeover refused: .*ACL/.test(l)), 'a WARNING, not an ERROR: nothing was lost');
+  await assert.rejects(
+    takeover(c.config('fs2'), { from: 'fs1', command: 'test' }),
+    /refusing to take over fs1: fs1 answers but its event-socket ACL rejects us.*apply-inbound-acl/,
+  );
+  assert.ok(
+    lines().some((l) => /WARN test: takeover refused: .*ACL/.test(l)),
+    'a WARNING, not an ERROR: nothing was lost',
+  );
   const chk = await check(c.config('fs2'));
   assert.equal(chk.ok, false);
   assert.match(chk.reason, /rejected us by its ACL .*apply-inbound-acl/);
   const st = await status(c.config('fs2'));
-  assert.deepEqual(st.nodes.map((n) => n.health), ['rejected', 'rejected']);
+  assert.deepEqual(
+    st.nodes.map((n) => n.health),
+    ['rejected', 'rejected'],
+  );
   assert.match(st.nodes[0].detail, /apply-inbound-acl/);
 });
 
@@ -60,8 +77,15 @@ test('15.2 a normal start: notify MASTER while the peer is alive and serving say
   cfg.stateDir = mkdtempSync(join(tmpdir(), 'fsha-state-'));
   assert.equal(await notify(cfg, 'MASTER', undefined), 0);
   const all = lines();
-  assert.ok(all.some((l) => /INFO test: notify MASTER _: nothing to take over: fs2 is alive and serving its own calls/.test(l)), all.join('\n'));
-  assert.deepEqual(all.filter((l) => /\bERROR\b/.test(l)), [], 'no ERROR line');
+  assert.ok(
+    all.some((l) => /INFO test: notify MASTER _: nothing to take over: fs2 is alive and serving its own calls/.test(l)),
+    all.join('\n'),
+  );
+  assert.deepEqual(
+    all.filter((l) => /\bERROR\b/.test(l)),
+    [],
+    'no ERROR line',
+  );
   assert.equal(c.sims.fs1.standby, false, 'the MASTER leaves standby');
 });
 
@@ -75,13 +99,19 @@ test('15.3 the crashed node: notify FAULT with its FreeSWITCH down logs one WARN
   assert.equal(await notify(cfg, 'FAULT', undefined), 0);
   assert.ok(Date.now() - t0 < 500, 'no retries');
   const all = lines();
-  assert.deepEqual(all.filter((l) => /\b(WARN|ERROR)\b/.test(l)).map((l) => l.replace(/^\S+ fs-ha\[\d+\]: /, '')),
-    ['WARN test: notify FAULT: FreeSWITCH on fs1 is down (its event socket refused the connection): it takes no new calls, no standby needed node=fs1 instance=_ state=FAULT']);
+  assert.deepEqual(
+    all.filter((l) => /\b(WARN|ERROR)\b/.test(l)).map((l) => l.replace(/^\S+ fs-ha\[\d+\]: /, '')),
+    [
+      'WARN test: notify FAULT: FreeSWITCH on fs1 is down (its event socket refused the connection): it takes no new calls, no standby needed node=fs1 instance=_ state=FAULT',
+    ],
+  );
 });
 
 test('11.12 the VRRP state is recorded for status without holding up what comes next: the agent does not wait for a database that does not answer; a hook process does (bounded)', async (t) => {
   const { createServer } = await import('node:net');
-  const silent = createServer((s) => { s.on('error', () => undefined); }); // accepts, never answers
+  const silent = createServer((s) => {
+    s.on('error', () => undefined);
+  }); // accepts, never answers
   await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
   t.after(() => silent.close());
   const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
@@ -90,7 +120,7 @@ test('11.12 the VRRP state is recorded for status without holding up what comes 
   const lines = logTo(t);
   const notRecorded = () => lines().filter((l) => /VRRP state not recorded/.test(l)).length;
   await notify(cfg, 'BACKUP', 'VI_1', undefined, { recordInBackground: true });
-  assert.equal(notRecorded(), 0, 'the agent\'s notify returned before the record gave up');
+  assert.equal(notRecorded(), 0, "the agent's notify returned before the record gave up");
   await notify(cfg, 'BACKUP', 'VI_1');
   assert.ok(notRecorded() >= 1, 'a hook process waited for it (and it gave up within its deadline)');
   assert.equal(c.sims.fs1.standby, true, 'the transition itself was done either way');

@@ -20,20 +20,38 @@ configureLog({ syslog: false, stderr: false });
 const NARROW = { lo: 20000, hi: 20019 }; // 10 even ports, as the real run narrowed both nodes to 20 ports
 const TIMEOUT_S = 2;
 
-async function mediaCluster(t: Parameters<typeof withCluster>[0], hangups: Array<{ node: string; uuid: string; cause: string }>, extra: { robustness?: boolean } = {}) {
+async function mediaCluster(
+  t: Parameters<typeof withCluster>[0],
+  hangups: Array<{ node: string; uuid: string; cause: string }>,
+  extra: { robustness?: boolean } = {},
+) {
   const echo = new RtpEcho('127.0.0.21', await freePort('127.0.0.21'));
   await echo.start();
   t.after(() => echo.stop());
   const c = await withCluster(t, {
-    nodes: ['fs1', 'fs2'], layout: 'per-node', rtpPorts: { fs1: NARROW, fs2: NARROW }, farEndMediaPort: echo.port,
+    nodes: ['fs1', 'fs2'],
+    layout: 'per-node',
+    rtpPorts: { fs1: NARROW, fs2: NARROW },
+    farEndMediaPort: echo.port,
     media: { timeoutSec: TIMEOUT_S, robustness: extra.robustness },
-    onEvent: (node, what, d) => { if (what === 'media-hangup') hangups.push({ node, uuid: String(d.uuid), cause: String(d.cause) }); },
+    onEvent: (node, what, d) => {
+      if (what === 'media-hangup') hangups.push({ node, uuid: String(d.uuid), cause: String(d.cause) });
+    },
   });
   return { c, echo };
 }
 
-const ports = (url: string, host: string) => withClient(url, async (db) => (await db.query<{ uuid: string; port: string }>(
-  "select uuid, substring(metadata from '<local_media_port>([0-9]+)<') port from fsha.recovery_base where hostname = $1", [host])).rows);
+const ports = (url: string, host: string) =>
+  withClient(
+    url,
+    async (db) =>
+      (
+        await db.query<{ uuid: string; port: string }>(
+          "select uuid, substring(metadata from '<local_media_port>([0-9]+)<') port from fsha.recovery_base where hostname = $1",
+          [host],
+        )
+      ).rows,
+  );
 
 /** Every channel of the node hears its far end now (a packet within the last 200 ms). */
 async function assertHearing(c: Cluster, node: string, uuids: string[]): Promise<void> {
@@ -41,7 +59,10 @@ async function assertHearing(c: Cluster, node: string, uuids: string[]): Promise
   for (const u of uuids) {
     const m = report.get(u);
     assert.ok(m, `${node} still has call ${u}`);
-    assert.ok(m.rxAgoMs !== null && m.rxAgoMs < 200, `${node}'s call ${u} (port ${m.port}) hears its far end (last packet ${m.rxAgoMs} ms ago)`);
+    assert.ok(
+      m.rxAgoMs !== null && m.rxAgoMs < 200,
+      `${node}'s call ${u} (port ${m.port}) hears its far end (last packet ${m.rxAgoMs} ms ago)`,
+    );
   }
 }
 
@@ -76,7 +97,7 @@ test('20.1 takeover onto a node with its own calls, identical narrow RTP ranges:
   for (const u of theirs) assert.ok(echo.audio(u, crash)!.flowing, `adopted call ${u}: audio back at the far end`);
 });
 
-test('20.2 new calls on the adopter after the takeover: the allocator is never handed an adopted call\'s port (none is in its range)', async (t) => {
+test("20.2 new calls on the adopter after the takeover: the allocator is never handed an adopted call's port (none is in its range)", async (t) => {
   const hangups: Array<{ node: string; uuid: string; cause: string }> = [];
   const { c } = await mediaCluster(t, hangups);
   const theirs = await c.sims.fs1.answerCalls(8);
@@ -96,7 +117,9 @@ test('20.3 the band runs out: the calls that find no free port pair are held bac
   const own = await c.sims.fs2.answerCalls(4);
   await c.sims.fs1.answerCalls(5);
   await c.sims.fs1.crash();
-  const r = await takeover(c.config('fs2', 'recovery_ports: 13000-13005'), { from: 'fs1', command: 'test' }).catch((e) => e);
+  const r = await takeover(c.config('fs2', 'recovery_ports: 13000-13005'), { from: 'fs1', command: 'test' }).catch(
+    (e) => e,
+  );
   // three pairs in the band: three calls move, two are held back with the reason
   assert.equal(r.result, 'partial', r.reason);
   assert.equal(r.recovered, 3);
@@ -110,12 +133,26 @@ test('20.3 the band runs out: the calls that find no free port pair are held bac
 test('20.4 status and check say when allocator ranges overlap each other (a note) or the band (a warning)', async (t) => {
   const { status, formatStatus } = await import('../../src/commands/status');
   const { check } = await import('../../src/commands/check');
-  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node', rtpPorts: { fs1: { lo: 16384, hi: 32768 }, fs2: { lo: 16384, hi: 32768 } } });
+  const c = await withCluster(t, {
+    nodes: ['fs1', 'fs2'],
+    layout: 'per-node',
+    rtpPorts: { fs1: { lo: 16384, hi: 32768 }, fs2: { lo: 16384, hi: 32768 } },
+  });
   const text = formatStatus(await status(c.config('fs1', 'recovery_ports: 16000-16999')));
   assert.match(text, /^WARNING: recovery_ports 16000-16999 overlaps fs1's rtp_ports 16384-32768/m);
-  assert.match(text, /^note: rtp_ports of fs1 \(16384-32768\) and fs2 \(16384-32768\) overlap: calls adopted between them move into recovery_ports/m);
-  const disjoint = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node', rtpPorts: { fs1: { lo: 20000, hi: 20999 }, fs2: { lo: 21000, hi: 21999 } } });
+  assert.match(
+    text,
+    /^note: rtp_ports of fs1 \(16384-32768\) and fs2 \(16384-32768\) overlap: calls adopted between them move into recovery_ports/m,
+  );
+  const disjoint = await withCluster(t, {
+    nodes: ['fs1', 'fs2'],
+    layout: 'per-node',
+    rtpPorts: { fs1: { lo: 20000, hi: 20999 }, fs2: { lo: 21000, hi: 21999 } },
+  });
   const clean = await status(disjoint.config('fs1'));
   assert.deepEqual([clean.notes, clean.warnings.filter((w) => /rtp_ports|recovery_ports/.test(w))], [[], []]);
-  assert.ok((await check(c.config('fs1'))).ok, 'overlapping ranges are no health problem: keepalived is not told to fail over');
+  assert.ok(
+    (await check(c.config('fs1'))).ok,
+    'overlapping ranges are no health problem: keepalived is not told to fail over',
+  );
 });

@@ -20,22 +20,36 @@ test('26.4 a logical subscription writing into the recovery table from another s
   const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
   const calls = await c.sims.fs1.answerCalls(3);
   await withClient(other.url, async (q) => {
-    await q.query('CREATE TABLE recovery (runtime_uuid varchar(255), technology varchar(255), profile_name varchar(255), hostname varchar(255), uuid varchar(255), metadata text)');
+    await q.query(
+      'CREATE TABLE recovery (runtime_uuid varchar(255), technology varchar(255), profile_name varchar(255), hostname varchar(255), uuid varchar(255), metadata text)',
+    );
     await q.query('CREATE PUBLICATION calls FOR TABLE recovery');
   });
   const conninfo = `host=127.0.0.1 port=${other.port} dbname=postgres user=postgres`;
   await withClient(c.url, (q) => q.query(`CREATE SUBSCRIPTION other_calls CONNECTION '${conninfo}' PUBLICATION calls`));
-  t.after(() => withClient(c.url, async (q) => {
-    await q.query('ALTER SUBSCRIPTION other_calls DISABLE');
-    await q.query('ALTER SUBSCRIPTION other_calls SET (slot_name = NONE)');
-    await q.query('DROP SUBSCRIPTION other_calls');
-  }));
+  t.after(() =>
+    withClient(c.url, async (q) => {
+      await q.query('ALTER SUBSCRIPTION other_calls DISABLE');
+      await q.query('ALTER SUBSCRIPTION other_calls SET (slot_name = NONE)');
+      await q.query('DROP SUBSCRIPTION other_calls');
+    }),
+  );
   const cfg = c.config('fs2');
-  await assert.rejects(dbInit(cfg), /db init refused: logical subscription other_calls writes into (public\.)?recovery here/);
+  await assert.rejects(
+    dbInit(cfg),
+    /db init refused: logical subscription other_calls writes into (public\.)?recovery here/,
+  );
   await c.sims.fs1.crash();
-  await assert.rejects(takeover(cfg, { from: 'fs1', command: 'test' }), /refusing: logical subscription other_calls writes into .*both recover the same calls/);
-  const rows = (await withClient(c.url, (q) => q.query("select count(*)::int n from recovery where hostname = 'fs1'"))).rows[0].n;
+  await assert.rejects(
+    takeover(cfg, { from: 'fs1', command: 'test' }),
+    /refusing: logical subscription other_calls writes into .*both recover the same calls/,
+  );
+  const rows = (await withClient(c.url, (q) => q.query("select count(*)::int n from recovery where hostname = 'fs1'")))
+    .rows[0].n;
   assert.equal(rows, calls.length, 'nothing moved');
   const s = await status(cfg);
-  assert.ok(s.warnings.some((w) => /logical subscription other_calls writes into .*every takeover is refused/.test(w)), s.warnings.join('\n'));
+  assert.ok(
+    s.warnings.some((w) => /logical subscription other_calls writes into .*every takeover is refused/.test(w)),
+    s.warnings.join('\n'),
+  );
 });

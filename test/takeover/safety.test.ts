@@ -27,23 +27,40 @@ configureLog({ syslog: false, stderr: false });
 
 type Row = { hostname: string; runtime_uuid: string; uuid: string; metadata: string };
 const rows = (url: string, table: string) =>
-  withClient(url, async (c) => (await c.query<Row>(`select hostname, runtime_uuid, uuid, metadata from ${table} order by uuid`)).rows);
+  withClient(
+    url,
+    async (c) => (await c.query<Row>(`select hostname, runtime_uuid, uuid, metadata from ${table} order by uuid`)).rows,
+  );
 
 test('8.1 per-node layout, one FreeSWITCH logs in as role fsha with a plain DSN: the takeover refuses, the third node keeps its live calls', async (t) => {
-  await withClient(process.env.DATABASE_URL!, (c) => c.query(
-    "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fsha') THEN CREATE ROLE fsha LOGIN SUPERUSER; END IF; END $$"));
-  const asFsha = (url: string) => { const u = new URL(url); u.username = 'fsha'; return u.toString(); };
+  await withClient(process.env.DATABASE_URL!, (c) =>
+    c.query(
+      "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fsha') THEN CREATE ROLE fsha LOGIN SUPERUSER; END IF; END $$",
+    ),
+  );
+  const asFsha = (url: string) => {
+    const u = new URL(url);
+    u.username = 'fsha';
+    return u.toString();
+  };
   const c = await withCluster(t, { nodes: ['fs1', 'fs2', 'fs3'], layout: 'per-node', dsn: { fs2: asFsha } });
   const a = await c.sims.fs1.answerCalls(4);
   const b = await c.sims.fs3.answerCalls(6);
   const st = await status(c.config('fs2'));
-  assert.ok(st.warnings.some((w) => /recovery/.test(w) && /refused|steal/.test(w)), `status says so loudly: ${st.warnings.join(' | ')}`);
+  assert.ok(
+    st.warnings.some((w) => /recovery/.test(w) && /refused|steal/.test(w)),
+    `status says so loudly: ${st.warnings.join(' | ')}`,
+  );
   await c.sims.fs1.crash();
   const before3 = await rows(c.url, 'fsha_node_fs3.recovery');
   await assert.rejects(takeover(c.config('fs2'), { from: 'fs1', command: 'test' }), /refusing/);
-  assert.deepEqual(await rows(c.url, 'fsha_node_fs3.recovery'), before3, 'fs3\'s live calls untouched');
+  assert.deepEqual(await rows(c.url, 'fsha_node_fs3.recovery'), before3, "fs3's live calls untouched");
   assert.deepEqual((await rows(c.url, 'fsha_node_fs3.recovery')).map((r) => r.uuid).sort(), [...b].sort());
-  assert.deepEqual((await rows(c.url, 'fsha_node_fs1.recovery')).map((r) => r.uuid).sort(), [...a].sort(), 'fs1\'s rows wait for a safe takeover');
+  assert.deepEqual(
+    (await rows(c.url, 'fsha_node_fs1.recovery')).map((r) => r.uuid).sort(),
+    [...a].sort(),
+    "fs1's rows wait for a safe takeover",
+  );
   const init = await dbInit(c.config('fs1'), 'per-node');
   assert.match(init, /WARNING: .*recovery/);
 });
@@ -54,7 +71,10 @@ test('8.3a the failed node answers with a profile missing (check.profiles names 
   const cfg = c.config('fs2');
   cfg.check.profiles = ['internal', 'external'];
   const before = await rows(c.url, 'public.recovery');
-  await assert.rejects(takeover(cfg, { from: 'fs1', command: 'test' }), /refusing to take over fs1: fs1 (is alive|answers)/);
+  await assert.rejects(
+    takeover(cfg, { from: 'fs1', command: 'test' }),
+    /refusing to take over fs1: fs1 (is alive|answers)/,
+  );
   assert.deepEqual(await rows(c.url, 'public.recovery'), before);
   assert.equal((await c.sims.fs1.ownCalls()).length, 5, 'fs1 keeps its calls');
 });
@@ -63,8 +83,12 @@ test('8.3b the failed node answers garbage after auth, with a fresh healthy hear
   const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
   await c.sims.fs1.answerCalls(3);
   await dbInit(c.config('fs1'));
-  await withClient(c.url, (q) => q.query(
-    "INSERT INTO fsha.heartbeat (node, switchname, core_uuid, healthy, detail, at) VALUES ('fs1', 'fs1', $1, true, 'healthy', clock_timestamp())", [c.sims.fs1.coreUuid]));
+  await withClient(c.url, (q) =>
+    q.query(
+      "INSERT INTO fsha.heartbeat (node, switchname, core_uuid, healthy, detail, at) VALUES ('fs1', 'fs1', $1, true, 'healthy', clock_timestamp())",
+      [c.sims.fs1.coreUuid],
+    ),
+  );
   c.sims.fs1.fault.garbage = true;
   const before = await rows(c.url, 'public.recovery');
   await assert.rejects(takeover(c.config('fs2'), { from: 'fs1', command: 'test' }), /refusing to take over fs1/);
@@ -94,10 +118,19 @@ test('8.4 shared layout: rows fs-ha cannot rewrite are taken out of the table wi
   const broken = new Set([single[2].uuid, brokenLeg.uuid, members[1].uuid]);
   await withClient(c.url, async (db) => {
     for (const r of [...single, ...legs, ...members]) {
-      await db.query('insert into recovery values ($1,$2,$3,$4,$5,$6)',
-        [r.runtime_uuid, r.technology, r.profile_name, 'fs1', r.uuid, !broken.has(r.uuid) ? r.metadata
-          // truncated, or (as adversarial testing found) the failed node's address where fs-ha does not rewrite: a comment
-          : r.uuid === single[2].uuid ? r.metadata.slice(0, 3000) : r.metadata.replace('</cdr>', '<!-- via 127.0.0.11 --></cdr>')]);
+      await db.query('insert into recovery values ($1,$2,$3,$4,$5,$6)', [
+        r.runtime_uuid,
+        r.technology,
+        r.profile_name,
+        'fs1',
+        r.uuid,
+        !broken.has(r.uuid)
+          ? r.metadata
+          : // truncated, or (as adversarial testing found) the failed node's address where fs-ha does not rewrite: a comment
+            r.uuid === single[2].uuid
+            ? r.metadata.slice(0, 3000)
+            : r.metadata.replace('</cdr>', '<!-- via 127.0.0.11 --></cdr>'),
+      ]);
     }
   });
   const held = new Set([single[2].uuid, brokenLeg.uuid, partner.uuid, ...members.map((m) => m.uuid)]);
@@ -114,10 +147,17 @@ test('8.4 shared layout: rows fs-ha cannot rewrite are taken out of the table wi
     assert.ok(!held.has(x.uuid), `${x.uuid} was held back, yet recovered`);
   }
   await withClient(c.url, async (db) => {
-    const kept = (await db.query<{ uuid: string; hostname: string; note: string }>("select uuid, hostname, note from fsha.takeover_rows where note like 'held: %' order by uuid")).rows;
+    const kept = (
+      await db.query<{ uuid: string; hostname: string; note: string }>(
+        "select uuid, hostname, note from fsha.takeover_rows where note like 'held: %' order by uuid",
+      )
+    ).rows;
     assert.deepEqual(kept.map((k) => k.uuid).sort(), [...held].sort());
     for (const k of kept) assert.equal(k.hostname, 'fs1', 'kept as they were');
-    assert.ok(kept.some((k) => /conference/.test(k.note)), 'the reason names the conference');
+    assert.ok(
+      kept.some((k) => /conference/.test(k.note)),
+      'the reason names the conference',
+    );
   });
   // a rerun adds no second copy of a held row
   await takeover(c.config('fs2'), { from: 'fs1', command: 'test' }).catch(() => undefined);
@@ -128,7 +168,11 @@ test('8.4 shared layout: rows fs-ha cannot rewrite are taken out of the table wi
 });
 
 test('8.5 lock_ms above database_ms: the loser of a race waits lock_ms for the winner, then finds nothing left (exit 0)', async (t) => {
-  const c = await withCluster(t, { nodes: ['fs1', 'fs2', 'fs3'], layout: 'per-node', timeouts: '{ verify_ms: 8000, lock_ms: 8000, database_ms: 1000 }' });
+  const c = await withCluster(t, {
+    nodes: ['fs1', 'fs2', 'fs3'],
+    layout: 'per-node',
+    timeouts: '{ verify_ms: 8000, lock_ms: 8000, database_ms: 1000 }',
+  });
   await c.sims.fs1.answerCalls(2000);
   await c.sims.fs1.crash();
   const results = await Promise.allSettled([
@@ -151,7 +195,7 @@ test('8.9 a fence that outlives fence_ms: its whole process group is killed, and
   const left = spawnSync('pgrep', ['-f', `sleep ${marker}`], { encoding: 'utf8' }).stdout.trim();
   assert.equal(left, '', 'no process of the fence is left');
   await withClient(c.url, async (q) => {
-    const a = (await q.query("select result, reason from fsha.audit")).rows;
+    const a = (await q.query('select result, reason from fsha.audit')).rows;
     assert.equal(a.length, 1);
     assert.equal(a[0].result, 'failed');
     assert.match(a[0].reason, /fence/);
@@ -167,8 +211,13 @@ test('8.12 a takeover killed after its rewrite: a rerun records it as interrupte
   const db = await Db.connect(c.url, 5000);
   try {
     await applySchema(db, 'shared');
-    await moveRows(db, 'shared', 'public.recovery', [{ node: 'fs2', spec: { fromSwitchname: 'fs1', toSwitchname: 'fs2', addresses: [[c.addr.fs1, c.addr.fs2]] } }],
-      { takeoverId: 'killed-1', fromNode: 'fs1', toNode: 'fs2', targetCores: [c.sims.fs2.coreUuid], dryRun: false });
+    await moveRows(
+      db,
+      'shared',
+      'public.recovery',
+      [{ node: 'fs2', spec: { fromSwitchname: 'fs1', toSwitchname: 'fs2', addresses: [[c.addr.fs1, c.addr.fs2]] } }],
+      { takeoverId: 'killed-1', fromNode: 'fs1', toNode: 'fs2', targetCores: [c.sims.fs2.coreUuid], dryRun: false },
+    );
   } finally {
     await db.close();
   }
@@ -177,9 +226,16 @@ test('8.12 a takeover killed after its rewrite: a rerun records it as interrupte
   assert.equal(r.recovered, 5);
   assert.deepEqual((await rows(c.url, 'public.recovery')).map((x) => x.uuid).sort(), [...calls].sort());
   await withClient(c.url, async (q) => {
-    assert.equal((await q.query('select count(*)::int n from fsha.takeover_rows')).rows[0].n, 0, 'copies dropped once re-tracked');
+    assert.equal(
+      (await q.query('select count(*)::int n from fsha.takeover_rows')).rows[0].n,
+      0,
+      'copies dropped once re-tracked',
+    );
     const a = (await q.query('select takeover_id, result from fsha.audit order by id')).rows;
-    assert.deepEqual(a.map((x) => x.result), ['interrupted', 'done']);
+    assert.deepEqual(
+      a.map((x) => x.result),
+      ['interrupted', 'done'],
+    );
     assert.equal(a[0].takeover_id, 'killed-1');
   });
 });
@@ -190,13 +246,32 @@ test('8.6 another local user cannot take or block the host lock: notify runs whi
   cfg.stateDir = mkdtempSync(join(tmpdir(), 'fsha-state-'));
   cfg.timeouts.lockMs = 300;
   cfg.timeouts.recoverMs = 300;
-  const squat = spawn('runuser', ['-u', 'nobody', '--', process.execPath, '-e',
-    "require('net').createServer().listen('\\0fs-ha-notify-fs2', () => console.log('squatting')); setTimeout(() => process.exit(0), 20000)"],
-  { stdio: ['ignore', 'pipe', 'ignore'], detached: true });
-  t.after(() => { try { process.kill(-squat.pid!, 'SIGKILL'); } catch { /* gone */ } });
+  const squat = spawn(
+    'runuser',
+    [
+      '-u',
+      'nobody',
+      '--',
+      process.execPath,
+      '-e',
+      "require('net').createServer().listen('\\0fs-ha-notify-fs2', () => console.log('squatting')); setTimeout(() => process.exit(0), 20000)",
+    ],
+    { stdio: ['ignore', 'pipe', 'ignore'], detached: true },
+  );
+  t.after(() => {
+    try {
+      process.kill(-squat.pid!, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  });
   await new Promise<void>((resolve) => squat.stdout!.once('data', () => resolve()));
   await acquireHostLock(cfg.stateDir, 'notify-fs2', 100).then((release) => release()); // the file exists now
-  const tryLock = spawnSync('runuser', ['-u', 'nobody', '--', 'flock', '-n', join(cfg.stateDir, 'notify-fs2.lock'), 'true'], { encoding: 'utf8' });
+  const tryLock = spawnSync(
+    'runuser',
+    ['-u', 'nobody', '--', 'flock', '-n', join(cfg.stateDir, 'notify-fs2.lock'), 'true'],
+    { encoding: 'utf8' },
+  );
   assert.notEqual(tryLock.status, 0, 'nobody cannot even open the lock file');
   const t0 = Date.now();
   assert.equal(await notify(cfg, 'BACKUP', undefined), 0);
@@ -245,7 +320,11 @@ test('8.14 status answers within its deadline under a table lock, and says what 
   const said = st.warnings.join(' | ');
   assert.match(said, /the tracked calls/, 'names what it could not read');
   assert.match(said, new RegExp(`not answered within ${budget} ms: what a recover on fs1 would take`));
-  assert.deepEqual(st.nodes.map((n) => n.health), ['healthy', 'healthy'], 'the event sockets were still read');
+  assert.deepEqual(
+    st.nodes.map((n) => n.health),
+    ['healthy', 'healthy'],
+    'the event sockets were still read',
+  );
   await blocker.query('ROLLBACK');
 });
 
@@ -257,8 +336,14 @@ test('8.13 batches are bounded by bytes too: 40 rows of 5 MB move with a bounded
   await withClient(c.url, async (db) => {
     for (let i = 0; i < 40; i++) {
       const uuid = `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
-      await db.query('insert into recovery values ($1,$2,$3,$4,$5,$6)',
-        [real.runtime_uuid, real.technology, real.profile_name, 'fs1', uuid, real.metadata.replace('<variables>', `<variables>\n    <fsha_pad>${pad}</fsha_pad>`)]);
+      await db.query('insert into recovery values ($1,$2,$3,$4,$5,$6)', [
+        real.runtime_uuid,
+        real.technology,
+        real.profile_name,
+        'fs1',
+        uuid,
+        real.metadata.replace('<variables>', `<variables>\n    <fsha_pad>${pad}</fsha_pad>`),
+      ]);
     }
   });
   const db = await Db.connect(c.url, 60000);
@@ -267,11 +352,18 @@ test('8.13 batches are bounded by bytes too: 40 rows of 5 MB move with a bounded
   global.gc?.();
   const base = process.memoryUsage.rss();
   let peak = base;
-  const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage.rss()); }, 5);
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage.rss());
+  }, 5);
   let res: Awaited<ReturnType<typeof moveRows>>;
   try {
-    res = await moveRows(db, 'shared', 'public.recovery', [{ node: 'fs2', spec: { fromSwitchname: 'fs1', toSwitchname: 'fs2', addresses: [[c.addr.fs1, c.addr.fs2]] } }],
-      { takeoverId: 'big', fromNode: 'fs1', toNode: 'fs2', targetCores: [c.sims.fs2.coreUuid], dryRun: false });
+    res = await moveRows(
+      db,
+      'shared',
+      'public.recovery',
+      [{ node: 'fs2', spec: { fromSwitchname: 'fs1', toSwitchname: 'fs2', addresses: [[c.addr.fs1, c.addr.fs2]] } }],
+      { takeoverId: 'big', fromNode: 'fs1', toNode: 'fs2', targetCores: [c.sims.fs2.coreUuid], dryRun: false },
+    );
   } finally {
     clearInterval(sampler);
   }
@@ -298,5 +390,8 @@ test('8.16 the failed node comes back while the takeover waits for its lock: ref
   await assert.rejects(pending, /refusing to take over fs1: it came back while the takeover started/);
   const mine = (await rows(c.url, 'public.recovery')).filter((r) => fresh.includes(r.uuid));
   assert.equal(mine.length, 2);
-  for (const r of mine) { assert.equal(r.hostname, 'fs1'); assert.equal(r.runtime_uuid, back.coreUuid); }
+  for (const r of mine) {
+    assert.equal(r.hostname, 'fs1');
+    assert.equal(r.runtime_uuid, back.coreUuid);
+  }
 });

@@ -16,11 +16,22 @@ type Row = { hostname: string; runtime_uuid: string; uuid: string; metadata: str
 /** Insert real fixture rows as node fs1's (optionally transforming each row's metadata). */
 const insertAsFs1 = (url: string, list: ReturnType<typeof loadRows>, md = (m: string, _i: number) => m) =>
   withClient(url, async (db) => {
-    for (const [i, r] of list.entries()) await db.query('insert into recovery values ($1,$2,$3,$4,$5,$6)', [r.runtime_uuid, r.technology, r.profile_name, 'fs1', r.uuid, md(r.metadata, i)]);
+    for (const [i, r] of list.entries())
+      await db.query('insert into recovery values ($1,$2,$3,$4,$5,$6)', [
+        r.runtime_uuid,
+        r.technology,
+        r.profile_name,
+        'fs1',
+        r.uuid,
+        md(r.metadata, i),
+      ]);
   });
 
 const rows = (url: string, table = 'public.recovery') =>
-  withClient(url, async (c) => (await c.query<Row>(`select hostname, runtime_uuid, uuid, metadata from ${table} order by uuid`)).rows);
+  withClient(
+    url,
+    async (c) => (await c.query<Row>(`select hostname, runtime_uuid, uuid, metadata from ${table} order by uuid`)).rows,
+  );
 
 test('pair: crash node 1, node 2 adopts every call exactly once, addresses rewritten, audit written', async (t) => {
   const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
@@ -42,7 +53,11 @@ test('pair: crash node 1, node 2 adopts every call exactly once, addresses rewri
   await withClient(c.url, async (db) => {
     const a = (await db.query('select result, adopted, recovered, missing from fsha.audit')).rows;
     assert.deepEqual(a, [{ result: 'done', adopted: 20, recovered: 20, missing: 0 }]);
-    assert.equal((await db.query('select count(*)::int n from fsha.takeover_rows')).rows[0].n, 0, 'copies dropped once re-tracked');
+    assert.equal(
+      (await db.query('select count(*)::int n from fsha.takeover_rows')).rows[0].n,
+      0,
+      'copies dropped once re-tracked',
+    );
   });
   // a second takeover finds nothing left to do
   const again = await takeover(c.config('fs2'), { from: 'fs1', command: 'test' });
@@ -53,21 +68,27 @@ test('node 1 still alive: refused, nothing changed', async (t) => {
   const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
   await c.sims.fs1.answerCalls(3);
   const before = await rows(c.url);
-  await assert.rejects(takeover(c.config('fs2'), { from: 'fs1', command: 'test' }), /refusing to take over fs1: fs1 is alive/);
+  await assert.rejects(
+    takeover(c.config('fs2'), { from: 'fs1', command: 'test' }),
+    /refusing to take over fs1: fs1 is alive/,
+  );
   assert.deepEqual(await rows(c.url), before);
 });
 
-test('a third live node\'s rows in the shared table: refused, naming it; rows intact', async (t) => {
+test("a third live node's rows in the shared table: refused, naming it; rows intact", async (t) => {
   const c = await withCluster(t, { nodes: ['fs1', 'fs2', 'fs3'] });
   await c.sims.fs1.answerCalls(4);
   await c.sims.fs3.answerCalls(6);
   await c.sims.fs1.crash();
   const before = await rows(c.url);
-  await assert.rejects(takeover(c.config('fs2'), { from: 'fs1', command: 'test' }), /would also take the calls of fs3 \(6 rows\)/);
+  await assert.rejects(
+    takeover(c.config('fs2'), { from: 'fs1', command: 'test' }),
+    /would also take the calls of fs3 \(6 rows\)/,
+  );
   assert.deepEqual(await rows(c.url), before);
 });
 
-test('per-node layout, three nodes: node 2 adopts node 1\'s calls, node 3\'s are untouched', async (t) => {
+test("per-node layout, three nodes: node 2 adopts node 1's calls, node 3's are untouched", async (t) => {
   const c = await withCluster(t, { nodes: ['fs1', 'fs2', 'fs3'], layout: 'per-node' });
   const a = await c.sims.fs1.answerCalls(5);
   const b = await c.sims.fs3.answerCalls(7);
@@ -78,7 +99,13 @@ test('per-node layout, three nodes: node 2 adopts node 1\'s calls, node 3\'s are
   assert.equal(r.result, 'done', r.reason);
   assert.equal(r.recovered, 5);
   const all = await rows(c.url, 'fsha.recovery_base');
-  assert.deepEqual(all.filter((x) => x.hostname === 'fs2').map((x) => x.uuid).sort(), [...a].sort());
+  assert.deepEqual(
+    all
+      .filter((x) => x.hostname === 'fs2')
+      .map((x) => x.uuid)
+      .sort(),
+    [...a].sort(),
+  );
   const fs3 = all.filter((x) => x.hostname === 'fs3');
   assert.deepEqual(fs3.map((x) => x.uuid).sort(), [...b].sort());
   for (const x of fs3) assert.equal(x.runtime_uuid, c.sims.fs3.coreUuid);
@@ -88,8 +115,15 @@ test('per-node layout with a public.recovery beside it: refused', async (t) => {
   const c = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node' });
   await c.sims.fs1.answerCalls(2);
   await c.sims.fs1.crash();
-  await withClient(c.url, (db) => db.query('create table public.recovery (runtime_uuid varchar(255), technology varchar(255), profile_name varchar(255), hostname varchar(255), uuid varchar(255), metadata text)'));
-  await assert.rejects(takeover(c.config('fs2'), { from: 'fs1', command: 'test' }), /public\.recovery \(table\) exists beside the per-node views/);
+  await withClient(c.url, (db) =>
+    db.query(
+      'create table public.recovery (runtime_uuid varchar(255), technology varchar(255), profile_name varchar(255), hostname varchar(255), uuid varchar(255), metadata text)',
+    ),
+  );
+  await assert.rejects(
+    takeover(c.config('fs2'), { from: 'fs1', command: 'test' }),
+    /public\.recovery \(table\) exists beside the per-node views/,
+  );
   assert.equal((await rows(c.url, 'fsha.recovery_base')).filter((x) => x.hostname === 'fs1').length, 2);
 });
 
@@ -99,7 +133,10 @@ test('target profile down: refused, rows intact (FreeSWITCH would have deleted t
   await c.sims.fs1.crash();
   await c.sims.fs2.api('sofia profile internal stop');
   const before = await rows(c.url);
-  await assert.rejects(takeover(c.config('fs2', 'recover: fsctl'), { from: 'fs1', command: 'test' }), /not RUNNING on fs2: internal \(3 calls\)/);
+  await assert.rejects(
+    takeover(c.config('fs2', 'recover: fsctl'), { from: 'fs1', command: 'test' }),
+    /not RUNNING on fs2: internal \(3 calls\)/,
+  );
   assert.deepEqual(await rows(c.url), before);
 });
 
@@ -127,12 +164,19 @@ test('killed between rewrite and recover (--no-recover): a rerun completes it', 
   await c.sims.fs1.crash();
   const moved = await takeover(c.config('fs2'), { from: 'fs1', command: 'test', noRecover: true });
   assert.equal(moved.result, 'moved');
-  assert.equal((await rows(c.url)).filter((x) => x.hostname === 'fs2' && x.runtime_uuid !== c.sims.fs2.coreUuid).length, 6);
-  await withClient(c.url, async (db) => assert.equal((await db.query('select count(*)::int n from fsha.takeover_rows')).rows[0].n, 6));
+  assert.equal(
+    (await rows(c.url)).filter((x) => x.hostname === 'fs2' && x.runtime_uuid !== c.sims.fs2.coreUuid).length,
+    6,
+  );
+  await withClient(c.url, async (db) =>
+    assert.equal((await db.query('select count(*)::int n from fsha.takeover_rows')).rows[0].n, 6),
+  );
   const rerun = await takeover(c.config('fs2'), { from: 'fs1', command: 'test' });
   assert.equal(rerun.result, 'done', rerun.reason);
   assert.equal(rerun.recovered, 6);
-  await withClient(c.url, async (db) => assert.equal((await db.query('select count(*)::int n from fsha.takeover_rows')).rows[0].n, 0));
+  await withClient(c.url, async (db) =>
+    assert.equal((await db.query('select count(*)::int n from fsha.takeover_rows')).rows[0].n, 0),
+  );
 });
 
 test('dry run changes nothing and lists what would move', async (t) => {
@@ -144,7 +188,9 @@ test('dry run changes nothing and lists what would move', async (t) => {
   assert.equal(r.result, 'dry-run');
   assert.equal(r.preview!.length, 4);
   assert.deepEqual(await rows(c.url), before);
-  await withClient(c.url, async (db) => assert.equal((await db.query("select to_regclass('fsha.audit') is null as none")).rows[0].none, true));
+  await withClient(c.url, async (db) =>
+    assert.equal((await db.query("select to_regclass('fsha.audit') is null as none")).rows[0].none, true),
+  );
 });
 
 test('real rows with a truncated one: the good ones move, the bad one is held back: out of the table, kept and reported; partial', async (t) => {
@@ -182,40 +228,67 @@ test('bridged calls (real rows): both legs move and are recovered in one run', a
   assert.equal(r.recovered, 6);
 });
 
-for (const [path, oneReadBytes] of [['metadata read at once, ties found by fs-ha', undefined], ['metadata read batch by batch, ties found by the server', 0]] as const) test(`bridged pair whose second leg cannot be moved, one row per batch (${path}): neither leg is written, both are held back as they were`, async (t) => {
-  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
-  await c.sims.fs1.crash();
-  const legs = loadRows('bridged_rows.sql');
-  const bond = (m: string) => m.match(/<signal_bond>([^<]+)</)?.[1];
-  const broken = legs.length - 1;
-  const partner = legs.findIndex((l) => l.uuid === bond(legs[broken].metadata));
-  assert.ok(partner >= 0 && partner < broken, 'fixture: the last leg\'s partner comes earlier');
-  await insertAsFs1(c.url, legs, (m, i) => (i === broken ? m.slice(0, 4000) : m));
-  const before = await rows(c.url);
-  const db = await Db.connect(c.url, 5000);
-  try {
-    await applySchema(db, 'per-node'); // fsha.takeover_rows
-    const res = await moveRows(db, 'per-node', 'public.recovery', [{ node: 'fs2', spec: { fromSwitchname: 'fs1', toSwitchname: 'fs2', addresses: [[c.addr.fs1, c.addr.fs2]] } }],
-      { takeoverId: 't1', fromNode: 'fs1', toNode: 'fs2', targetCores: [c.sims.fs2.coreUuid], dryRun: false, limits: { rows: 1, bytes: 1 }, oneReadBytes });
-    assert.deepEqual(res.held.map((s) => s.uuid).sort(), [legs[broken].uuid, legs[partner].uuid].sort());
-    assert.equal(res.rows.length, legs.length - 2);
-  } finally {
-    await db.close();
-  }
-  // per-node: held rows stay in place (only their own node's view sees them), untouched
-  const after = await rows(c.url);
-  for (const uuid of [legs[broken].uuid, legs[partner].uuid]) {
-    assert.deepEqual(after.find((x) => x.uuid === uuid), before.find((x) => x.uuid === uuid), `${uuid} untouched`);
-  }
-  assert.equal(after.filter((x) => x.hostname === 'fs2').length, legs.length - 2);
-  await withClient(c.url, async (q) => {
-    const kept = (await q.query("select uuid, note from fsha.takeover_rows order by note")).rows;
-    assert.equal(kept.filter((k) => k.note === 'moved').length, legs.length - 2);
-    assert.deepEqual(kept.filter((k) => k.note !== 'moved').map((k) => k.uuid).sort(), [legs[broken].uuid, legs[partner].uuid].sort());
+for (const [path, oneReadBytes] of [
+  ['metadata read at once, ties found by fs-ha', undefined],
+  ['metadata read batch by batch, ties found by the server', 0],
+] as const)
+  test(`bridged pair whose second leg cannot be moved, one row per batch (${path}): neither leg is written, both are held back as they were`, async (t) => {
+    const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+    await c.sims.fs1.crash();
+    const legs = loadRows('bridged_rows.sql');
+    const bond = (m: string) => m.match(/<signal_bond>([^<]+)</)?.[1];
+    const broken = legs.length - 1;
+    const partner = legs.findIndex((l) => l.uuid === bond(legs[broken].metadata));
+    assert.ok(partner >= 0 && partner < broken, "fixture: the last leg's partner comes earlier");
+    await insertAsFs1(c.url, legs, (m, i) => (i === broken ? m.slice(0, 4000) : m));
+    const before = await rows(c.url);
+    const db = await Db.connect(c.url, 5000);
+    try {
+      await applySchema(db, 'per-node'); // fsha.takeover_rows
+      const res = await moveRows(
+        db,
+        'per-node',
+        'public.recovery',
+        [{ node: 'fs2', spec: { fromSwitchname: 'fs1', toSwitchname: 'fs2', addresses: [[c.addr.fs1, c.addr.fs2]] } }],
+        {
+          takeoverId: 't1',
+          fromNode: 'fs1',
+          toNode: 'fs2',
+          targetCores: [c.sims.fs2.coreUuid],
+          dryRun: false,
+          limits: { rows: 1, bytes: 1 },
+          oneReadBytes,
+        },
+      );
+      assert.deepEqual(res.held.map((s) => s.uuid).sort(), [legs[broken].uuid, legs[partner].uuid].sort());
+      assert.equal(res.rows.length, legs.length - 2);
+    } finally {
+      await db.close();
+    }
+    // per-node: held rows stay in place (only their own node's view sees them), untouched
+    const after = await rows(c.url);
+    for (const uuid of [legs[broken].uuid, legs[partner].uuid]) {
+      assert.deepEqual(
+        after.find((x) => x.uuid === uuid),
+        before.find((x) => x.uuid === uuid),
+        `${uuid} untouched`,
+      );
+    }
+    assert.equal(after.filter((x) => x.hostname === 'fs2').length, legs.length - 2);
+    await withClient(c.url, async (q) => {
+      const kept = (await q.query('select uuid, note from fsha.takeover_rows order by note')).rows;
+      assert.equal(kept.filter((k) => k.note === 'moved').length, legs.length - 2);
+      assert.deepEqual(
+        kept
+          .filter((k) => k.note !== 'moved')
+          .map((k) => k.uuid)
+          .sort(),
+        [legs[broken].uuid, legs[partner].uuid].sort(),
+      );
+    });
   });
-});
 
-test('pair with one shared switchname and a VIP (FreeSWITCH docs\' setup): nothing rewritten, calls recovered', async (t) => {
+test("pair with one shared switchname and a VIP (FreeSWITCH docs' setup): nothing rewritten, calls recovered", async (t) => {
   const c = await withCluster(t, { nodes: ['a', 'b'], switchname: 'freeswitch' });
   const calls = await c.sims.a.answerCalls(5);
   const before = await rows(c.url);
@@ -247,7 +320,10 @@ test('event socket that accepts and never answers, or rejects the password: refu
   await c.sims.fs1.crash();
   await c.sims.fs2.api('simctl hang');
   const t0 = Date.now();
-  await assert.rejects(takeover(c.config('fs2'), { from: 'fs1', command: 'test' }), /cannot recover: event socket .* within 1000 ms/);
+  await assert.rejects(
+    takeover(c.config('fs2'), { from: 'fs1', command: 'test' }),
+    /cannot recover: event socket .* within 1000 ms/,
+  );
   assert.ok(Date.now() - t0 < 6000);
   c.sims.fs2.fault.hang = false;
   const cfg = c.config('fs2');
