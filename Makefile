@@ -70,7 +70,7 @@ bench: deps src/sql.generated.ts build dist/fs-sim.js
 demo: deps src/sql.generated.ts bundle
 	$(NODE) --import tsx scripts/demo.ts $(DEMO_ARGS)
 
-# the README's configuration reference, from src/config-schema.ts
+# the configuration reference (docs/configuration.md), from src/config-schema.ts
 docs: deps
 	$(NODE) --import tsx scripts/gen-config-doc.ts
 
@@ -108,6 +108,8 @@ install: dist/fs-ha.8
 	install -m 0644 $(OWNER) keepalived/farm/keepalived.conf keepalived/farm/fs-ha.yaml $(SHAREDIR)/keepalived/farm/
 	install -m 0644 $(OWNER) keepalived/proxy-farm/fs-ha.yaml keepalived/proxy-farm/kamailio.cfg keepalived/proxy-farm/fs-ha-dispatcher.list keepalived/proxy-farm/rtpengine.conf $(SHAREDIR)/keepalived/proxy-farm/
 	install -m 0644 $(OWNER) README.md $(DOCDIR)/README.md
+	install -d -m 0755 $(OWNER) $(DOCDIR)/docs
+	install -m 0644 $(OWNER) docs/*.md $(DOCDIR)/docs/
 	install -m 0644 $(OWNER) dist/fs-ha.8 $(MANDIR)/fs-ha.8
 	for u in fs-ha-watch fs-ha-agent; do sed 's|@BINDIR@|$(PREFIX)/bin|' keepalived/systemd/$$u.service > $(UNITDIR)/$$u.service; chmod 0644 $(UNITDIR)/$$u.service; done
 	install -d -m 0755 $(OWNER) $(CONFDIR)

@@ -1,6 +1,6 @@
 /**
- * `make docs`: writes the configuration reference (from src/config-schema.ts) into README.md between its
- * config-reference markers. test/core/config-doc.test.ts fails when the README and the schema drift.
+ * `make docs`: writes the configuration reference (from src/config-schema.ts) into docs/configuration.md
+ * between its config-reference markers. test/core/config-doc.test.ts fails when the two drift.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,11 +12,11 @@ export const END = '<!-- /config-reference -->';
 export function withReference(readme: string): string {
   const a = readme.indexOf(START);
   const b = readme.indexOf(END);
-  if (a < 0 || b < a) throw new Error('README.md has no config-reference markers');
+  if (a < 0 || b < a) throw new Error('docs/configuration.md has no config-reference markers');
   return readme.slice(0, a + START.length) + '\n' + referenceTable() + '\n' + readme.slice(b);
 }
 
 if (require.main === module) {
-  const file = join(__dirname, '..', 'README.md');
+  const file = join(__dirname, '..', 'docs', 'configuration.md');
   writeFileSync(file, withReference(readFileSync(file, 'utf8')));
 }

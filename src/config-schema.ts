@@ -1,7 +1,7 @@
 /**
  * The configuration file described once: every key with its type, default and rule. Validation and its
- * messages (each naming the key), the README's configuration reference (scripts/gen-config-doc.ts; a
- * test fails when the README drifts) and the checks of the example files all come from this table.
+ * messages (each naming the key), the configuration reference in docs/configuration.md (scripts/gen-config-doc.ts; a
+ * test fails when they drift) and the checks of the example files all come from this table.
  */
 import { isIP } from 'node:net';
 import { ConfigError } from './errors';
@@ -438,7 +438,7 @@ export function describe(fields: Record<string, Field> = SCHEMA, prefix = ''): K
   return out;
 }
 
-/** The reference table for the README (between its config-reference markers). */
+/** The reference table for docs/configuration.md (between its config-reference markers). */
 export function referenceTable(): string {
   const shown = (v: string) => (v === '-' ? '' : v.startsWith('(') || v.includes(' ') ? v : `\`${v}\``); // prose is not a literal
   const rows = describe().map((d) => `| \`${d.key}\` | ${d.type} | ${shown(d.default)} | ${d.doc} |`);

@@ -26,7 +26,7 @@ export class ConfigError extends FsHaError {
 export class ActionFailed extends FsHaError {}
 
 /**
- * A guard said no: acting would be unsafe. level follows the log rule (README, "Log levels"): 'info' when
+ * A guard said no: acting would be unsafe. level follows the log rule (docs/on-failure.md, "Log levels"): 'info' when
  * nothing is wrong (the node is alive and serving its own calls), 'warn' when it is degraded but no call is
  * at risk, 'error' when a call may be lost or an operator must act. nothingToDo: the refusal is the
  * normal answer (a notify MASTER whose peer is alive); notify reports it as such and exits 0.

@@ -69,7 +69,7 @@ export async function check(cfg: Config): Promise<CheckResult> {
 export async function runCheck(cfg: Config, out: Output): Promise<number> {
   const r = await check(cfg);
   if (!r.ok) {
-    // WARNING (README, log levels): keepalived fails this node over; no call is at risk from the check itself
+    // WARNING (docs/on-failure.md, log levels): keepalived fails this node over; no call is at risk from the check itself
     log('warn', `check failed on ${cfg.node}: ${r.reason}`, { node: cfg.node, ms: r.ms });
     throw reported(
       r.configError ? new ConfigError(`check failed: ${r.reason}`) : new ActionFailed(`check failed: ${r.reason}`),
