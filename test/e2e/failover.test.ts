@@ -1156,7 +1156,8 @@ test("P2. proxy farm, bridged calls and a conference: freeswitch01 crashes; each
   await scenario(PROXY_FARM(), async (lab, url) => {
     await lab.startProxyFarm();
     const callee = await lab.startCallee(6, 6200);
-    const bridged = await lab.startCallers(6, { port: 5070, mediaPort: 6000, rate: 20, afterMs: 3000, user: 'bridge' });
+    // one batch after the other, so the dispatcher's round robin gives each node 2 members and 2 bridged calls
+    // (a bridge's outbound leg goes by its Request-URI, not through the dispatcher)
     const conference = await lab.startCallers(6, {
       port: 5072,
       mediaPort: 6100,
@@ -1164,8 +1165,10 @@ test("P2. proxy farm, bridged calls and a conference: freeswitch01 crashes; each
       afterMs: 3000,
       user: 'conf-room1',
     });
+    await waitFor('6 members answered', () => Object.values(answered(lab)).flat().length >= 6, 20000);
+    const bridged = await lab.startCallers(6, { port: 5070, mediaPort: 6000, rate: 20, afterMs: 3000, user: 'bridge' });
     await waitFor(
-      '18 legs answered (6 bridged calls of two legs, 6 members)',
+      '18 legs answered (6 members, 6 bridged calls of two legs)',
       () => Object.values(answered(lab)).flat().length >= 18,
       20000,
     );
