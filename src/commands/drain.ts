@@ -13,7 +13,7 @@
 import { randomUUID } from 'node:crypto';
 import { userInfo } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Config } from '../config';
+import type { Config, EslTarget, NodeConfig } from '../config';
 import { EslSession } from '../adapters/esl';
 import { Db } from '../adapters/db';
 import { runBounded } from '../adapters/fence';
@@ -87,251 +87,301 @@ export async function drain(cfg: Config, o: DrainOptions): Promise<DrainReport> 
     return report;
   }
 
-  const started = new Date(t0);
-  const audit: { id: number | null } = { id: null };
-  const undo = `sofia global standby off on ${src.name} undoes it`;
+  const run: DrainRun = {
+    cfg,
+    o,
+    src,
+    esl,
+    database,
+    to,
+    t0,
+    started: new Date(t0),
+    timings,
+    ctx,
+    report,
+    audit: { id: null },
+    undo: `sofia global standby off on ${src.name} undoes it`,
+  };
   let failure: unknown = null;
   try {
-    return await execute();
+    return await execute(run);
   } catch (e) {
     failure = e;
     throw e;
   } finally {
-    // the drain's own row, written before it touched anything, gets its last word (its takeover updated the
-    // same row); a drain that never got that far writes one now, so history shows every drain
-    const last: store.AuditRecord = {
+    await finishDrain(run, failure);
+  }
+}
+
+/** One drain's state, shared by its stages (plan, source, standby and settle, stop, take over, audit). */
+interface DrainRun {
+  cfg: Config;
+  o: DrainOptions;
+  src: NodeConfig;
+  esl: EslTarget;
+  database: string;
+  to: string[];
+  t0: number;
+  started: Date;
+  timings: Record<string, number>;
+  ctx: { from: string; to: string };
+  report: DrainReport;
+  /** the drain's audit row, once written (before it touches the source) */
+  audit: { id: number | null };
+  /** how to undo the standby, for every message after it */
+  undo: string;
+}
+
+/** 2 and 3: the source checked (who answers, running), into standby and settled, stopped; then 4. */
+async function execute(run: DrainRun): Promise<DrainReport> {
+  const { cfg, o, src, esl, database, to, started, audit, undo } = run;
+  // 2. the source: running, into standby, settled
+  const session = await EslSession.open(esl, esl.timeoutMs).catch(() => null);
+  const probe = session ? await probeSession(session, [], esl.timeoutMs) : await probeNode(esl, [], esl.timeoutMs);
+  // who answered, before anything is put in standby or stopped: another FreeSWITCH at src's address is never touched
+  const impostor = wrongNode(src, esl, probe);
+  if (impostor) {
+    session?.close();
+    throw new Refused(`refusing to drain ${src.name}: ${impostor}; nothing was touched`);
+  }
+  const ok = decideSource(src.name, probe.kind, probe.detail);
+  if (ok.action !== 'go' || !session || !probe.coreUuid) {
+    session?.close();
+    throw new Refused(ok.action === 'refuse' ? ok.reason : `refusing to drain ${src.name}: it gave no core uuid`);
+  }
+  const settleMs = o.settleMs ?? cfg.drain.settleMs;
+  // one connection for the drain's own questions (the takeover has its own); past the stop it follows the primary
+  const db = new DrainDb(
+    cfg,
+    await Db.connect(database, cfg.timeouts.databaseMs, `fs-ha drain ${src.name}`).catch((e) => {
+      session.close();
+      throw e;
+    }),
+  );
+  try {
+    audit.id = await store.beginAudit(db.now, {
       takeoverId: randomUUID(),
       startedAt: started,
       actor: o.actor ?? `${userInfo().username}@${cfg.node}`,
       command: o.command ?? 'drain',
       from: src.name,
       to: to.join(','),
-      // its own takeover's result stands (done, partial); else drained: the calls went by another hand, or there were none
-      result: failure
-        ? failure instanceof Refused
-          ? 'refused'
-          : 'failed'
-        : report.takeover && report.takeover.result !== 'nothing'
-          ? report.takeover.result
-          : 'drained',
-      reason: failure ? errorMessage(failure) : report.reason,
-      adopted: report.takeover?.adopted ?? 0,
-      recovered: report.takeover?.recovered ?? null,
-      missing: report.takeover ? report.takeover.missing.length : null,
-      skipped: report.takeover?.skipped.length ?? 0,
-      timings: { ...report.takeover?.timings, ...timings, total_ms: Date.now() - t0 },
-    };
-    await recordDrain(cfg, audit.id, last);
+      result: 'draining',
+      reason: `putting ${src.name} in standby; if this drain stops here, ${undo}`,
+      adopted: 0,
+      recovered: null,
+      missing: null,
+      skipped: 0,
+      timings: {},
+    });
+    const carried = await standbyAndSettle(run, session, probe.coreUuid, db.now, settleMs);
+    await stop(run, session, db.now, carried);
+    return await takeOverAfterStop(run, probe.coreUuid, db, carried);
+  } finally {
+    session.close();
+    await db.close();
   }
+}
 
-  async function execute(): Promise<DrainReport> {
-    // 2. the source: running, into standby, settled
-    const session = await EslSession.open(esl, esl.timeoutMs).catch(() => null);
-    const probe = session ? await probeSession(session, [], esl.timeoutMs) : await probeNode(esl, [], esl.timeoutMs);
-    // who answered, before anything is put in standby or stopped: another FreeSWITCH at src's address is never touched
-    const impostor = wrongNode(src, esl, probe);
-    if (impostor) {
-      session?.close();
-      throw new Refused(`refusing to drain ${src.name}: ${impostor}; nothing was touched`);
-    }
-    const ok = decideSource(src.name, probe.kind, probe.detail);
-    if (ok.action !== 'go' || !session || !probe.coreUuid) {
-      session?.close();
-      throw new Refused(ok.action === 'refuse' ? ok.reason : `refusing to drain ${src.name}: it gave no core uuid`);
-    }
-    const settleMs = o.settleMs ?? cfg.drain.settleMs;
-    // one connection for the drain's own questions (the takeover has its own); past the stop it follows the primary
-    const db = new DrainDb(
-      cfg,
-      await Db.connect(database, cfg.timeouts.databaseMs, `fs-ha drain ${src.name}`).catch((e) => {
-        session.close();
-        throw e;
-      }),
-    );
-    try {
-      audit.id = await store.beginAudit(db.now, {
-        takeoverId: randomUUID(),
-        startedAt: started,
-        actor: o.actor ?? `${userInfo().username}@${cfg.node}`,
-        command: o.command ?? 'drain',
-        from: src.name,
-        to: to.join(','),
-        result: 'draining',
-        reason: `putting ${src.name} in standby; if this drain stops here, ${undo}`,
-        adopted: 0,
-        recovered: null,
-        missing: null,
-        skipped: 0,
-        timings: {},
-      });
-      const carried = await standbyAndSettle(session, probe.coreUuid, db.now, settleMs);
-      await stop(session, db.now, carried);
-      return await takeOverAfterStop(probe.coreUuid, db, carried);
-    } finally {
-      session.close();
-      await db.close();
-    }
+/** A step done: the drain's audit row says where it is and how to undo it (best effort). */
+async function step(run: DrainRun, db: Db, reason: string): Promise<void> {
+  const { timings, t0, audit } = run;
+  if (audit.id === null) return;
+  await store
+    .updateAudit(db, audit.id, { reason, timings: { ...timings, total_ms: Date.now() - t0 } })
+    .catch(() => undefined);
+}
+
+/** Standby on (recorded for status), calls in set-up given settleMs; returns the answered calls it carries. */
+async function standbyAndSettle(
+  run: DrainRun,
+  session: EslSession,
+  core: string,
+  db: Db,
+  settleMs: number,
+): Promise<number> {
+  const { cfg, o, src, esl, t0, timings, ctx, report, undo } = run;
+  const standby = await session.api('sofia global standby on', esl.timeoutMs);
+  if (!standby.startsWith('+OK'))
+    throw new ActionFailed(`sofia global standby on on ${src.name}: ${standby.trim().slice(0, 100)}`);
+  timings.drain_standby_ms = Date.now() - t0;
+  await store.recordStandby(db, src.name, true, o.command ?? 'drain').catch(() => undefined);
+  await step(
+    run,
+    db,
+    `${src.name} in standby, calls in set-up settling (up to ${settleMs} ms); if this drain stops here, ${undo}`,
+  );
+  log(
+    'info',
+    `drain: ${src.name} in standby (new calls get 503); waiting up to ${settleMs} ms for calls in set-up`,
+    ctx,
+  );
+  const until = Date.now() + settleMs;
+  let answered = 0;
+  for (;;) {
+    answered = await store.callsUnderCore(db, cfg.layout, core, src.switchname);
+    const ringing = settling(await channels(session, esl.timeoutMs), answered);
+    report.dropped = ringing;
+    if (!ringing || Date.now() >= until) break;
+    await sleep(Math.min(200, Math.max(1, until - Date.now())));
   }
-
-  /** A step done: the drain's audit row says where it is and how to undo it (best effort). */
-  async function step(db: Db, reason: string): Promise<void> {
-    if (audit.id === null) return;
-    await store
-      .updateAudit(db, audit.id, { reason, timings: { ...timings, total_ms: Date.now() - t0 } })
-      .catch(() => undefined);
-  }
-
-  /** Standby on (recorded for status), calls in set-up given settleMs; returns the answered calls it carries. */
-  async function standbyAndSettle(session: EslSession, core: string, db: Db, settleMs: number): Promise<number> {
-    const standby = await session.api('sofia global standby on', esl.timeoutMs);
-    if (!standby.startsWith('+OK'))
-      throw new ActionFailed(`sofia global standby on on ${src.name}: ${standby.trim().slice(0, 100)}`);
-    timings.drain_standby_ms = Date.now() - t0;
-    await store.recordStandby(db, src.name, true, o.command ?? 'drain').catch(() => undefined);
-    await step(
-      db,
-      `${src.name} in standby, calls in set-up settling (up to ${settleMs} ms); if this drain stops here, ${undo}`,
-    );
+  timings.drain_settled_ms = Date.now() - t0;
+  if (report.dropped)
     log(
-      'info',
-      `drain: ${src.name} in standby (new calls get 503); waiting up to ${settleMs} ms for calls in set-up`,
-      ctx,
+      'warn',
+      `drain: ${report.dropped} call(s) still in set-up on ${src.name} after ${settleMs} ms: not answered, so not tracked; they drop with the stop`,
+      { ...ctx, calls: report.dropped },
     );
-    const until = Date.now() + settleMs;
-    let answered = 0;
-    for (;;) {
-      answered = await store.callsUnderCore(db, cfg.layout, core, src.switchname);
-      const ringing = settling(await channels(session, esl.timeoutMs), answered);
-      report.dropped = ringing;
-      if (!ringing || Date.now() >= until) break;
-      await sleep(Math.min(200, Math.max(1, until - Date.now())));
-    }
-    timings.drain_settled_ms = Date.now() - t0;
-    if (report.dropped)
-      log(
-        'warn',
-        `drain: ${report.dropped} call(s) still in set-up on ${src.name} after ${settleMs} ms: not answered, so not tracked; they drop with the stop`,
-        { ...ctx, calls: report.dropped },
-      );
-    return answered;
-  }
+  return answered;
+}
 
-  /** 3. stop it hard, without BYE */
-  async function stop(session: EslSession, db: Db, carried: number): Promise<void> {
-    await step(
-      db,
-      `stopping ${src.name} with ${carried} answered call(s); if it is stopped, finish with: fs-ha takeover --from ${src.name} --to ${to.join(',')}`,
+/** 3. stop it hard, without BYE */
+async function stop(run: DrainRun, session: EslSession, db: Db, carried: number): Promise<void> {
+  const { cfg, src, esl, to, t0, timings, ctx } = run;
+  await step(
+    run,
+    db,
+    `stopping ${src.name} with ${carried} answered call(s); if it is stopped, finish with: fs-ha takeover --from ${src.name} --to ${to.join(',')}`,
+  );
+  log(
+    'info',
+    `drain: stopping ${src.name} without BYE (${cfg.drain.stopCommand ? 'drain.stop_command' : 'fsctl crash'})`,
+    ctx,
+  );
+  if (cfg.drain.stopCommand) {
+    session.close();
+    await runBounded(
+      'drain.stop_command',
+      cfg.drain.stopCommand,
+      { FSHA_DRAIN_NODE: src.name, FSHA_DRAIN_SWITCHNAME: src.switchname },
+      cfg.timeouts.fenceMs,
     );
-    log(
-      'info',
-      `drain: stopping ${src.name} without BYE (${cfg.drain.stopCommand ? 'drain.stop_command' : 'fsctl crash'})`,
-      ctx,
-    );
-    if (cfg.drain.stopCommand) {
-      session.close();
-      await runBounded(
-        'drain.stop_command',
-        cfg.drain.stopCommand,
-        { FSHA_DRAIN_NODE: src.name, FSHA_DRAIN_SWITCHNAME: src.switchname },
-        cfg.timeouts.fenceMs,
-      );
-    } else {
-      // the process dies before it answers (fixtures: fs_cli prints "Request timed out."): no reply is the answer
-      await session.api('fsctl crash', Math.min(2000, esl.timeoutMs)).catch(() => undefined);
-    }
-    timings.drain_stopped_ms = Date.now() - t0;
+  } else {
+    // the process dies before it answers (fixtures: fs_cli prints "Request timed out."): no reply is the answer
+    await session.api('fsctl crash', Math.min(2000, esl.timeoutMs)).catch(() => undefined);
   }
+  timings.drain_stopped_ms = Date.now() - t0;
+}
 
-  /** 4. confirmed gone, then its calls taken over (here, or by keepalived's MASTER in a pair), whoever moves them, reported */
-  async function takeOverAfterStop(core: string, db: DrainDb, carried: number): Promise<DrainReport> {
-    const goneBy = Date.now() + cfg.timeouts.fenceMs;
-    for (;;) {
-      const p = await probeNode(esl, [], Math.min(1000, esl.timeoutMs));
-      const gone = judgeGone(src.name, p.kind, p.detail);
-      if (gone.gone) {
-        log('info', `drain: ${gone.reason}`, ctx);
-        break;
-      }
-      if (Date.now() >= goneBy)
-        throw new ActionFailed(
-          `drain: ${gone.reason} (waited ${cfg.timeouts.fenceMs} ms); its calls were NOT moved: it may still be carrying them, in standby (${undo})`,
-        );
+/** 4. confirmed gone, then its calls taken over (here, or by keepalived's MASTER in a pair), whoever moves them, reported */
+async function takeOverAfterStop(run: DrainRun, core: string, db: DrainDb, carried: number): Promise<DrainReport> {
+  const { cfg, o, src, esl, to, t0, timings, ctx, report, audit, undo } = run;
+  const goneBy = Date.now() + cfg.timeouts.fenceMs;
+  for (;;) {
+    const p = await probeNode(esl, [], Math.min(1000, esl.timeoutMs));
+    const gone = judgeGone(src.name, p.kind, p.detail);
+    if (gone.gone) {
+      log('info', `drain: ${gone.reason}`, ctx);
+      break;
+    }
+    if (Date.now() >= goneBy)
+      throw new ActionFailed(
+        `drain: ${gone.reason} (waited ${cfg.timeouts.fenceMs} ms); its calls were NOT moved: it may still be carrying them, in standby (${undo})`,
+      );
+    await sleep(100);
+  }
+  timings.drain_gone_ms = Date.now() - t0;
+  const down = `${src.name} is DOWN (stopped by this drain) with ${carried} call(s) waiting in the recovery table: finish with fs-ha takeover --from ${src.name} --to ${to.join(',')}`;
+  const shared = sharedAddresses(
+    src.addresses,
+    to.map((n) => cfg.nodes[n].addresses),
+  );
+  const left = await db.retry((d) => store.callsUnderCore(d, cfg.layout, core), down);
+  await step(
+    run,
+    db.now,
+    `${src.name} stopped, ${left} call(s) to take over; if this drain stops here: ${down.slice(down.indexOf('finish'))}`,
+  );
+  const since = new Date(t0 - 5000); // clocks of the nodes may differ a little
+  if (left === 0) {
+    // nothing left under its core: it carried none, or someone took them over first (keepalived's MASTER saw the stop too)
+    // whoever moved them writes its audit row once their recover is verified: it is waited for that long
+    let by: Awaited<ReturnType<typeof store.latestTakeoverOf>> = null;
+    const until = Date.now() + cfg.timeouts.recoverMs + cfg.timeouts.verifyMs;
+    while (carried) {
+      by = await db.retry((d) => store.latestTakeoverOf(d, [src.name], { since, results: ['done', 'partial'] }), down);
+      if (by || Date.now() >= until) break;
       await sleep(100);
     }
-    timings.drain_gone_ms = Date.now() - t0;
-    const down = `${src.name} is DOWN (stopped by this drain) with ${carried} call(s) waiting in the recovery table: finish with fs-ha takeover --from ${src.name} --to ${to.join(',')}`;
-    const shared = sharedAddresses(
-      src.addresses,
-      to.map((n) => cfg.nodes[n].addresses),
+    report.result = 'done';
+    report.reason = by
+      ? `${src.name} drained: its ${carried} call(s) were taken over by ${by.command} (${by.result}: ${by.adopted} call(s) to ${by.to_node})`
+      : carried
+        ? `${src.name} drained: its ${carried} call(s) ended or were taken over before this drain could (no audit row names them)`
+        : `${src.name} drained: it carried no answered call`;
+  } else if (shared.length && !o.handover) {
+    // the pair: the adopter re-INVITEs from the VIP, which keepalived moves to it before its notify MASTER
+    log(
+      'info',
+      `drain: ${src.name} shares ${shared.join(', ')} with ${to.join(', ')} (a VIP): keepalived's new MASTER takes the calls over once it holds it; waiting`,
+      ctx,
     );
-    const left = await db.retry((d) => store.callsUnderCore(d, cfg.layout, core), down);
-    await step(
-      db.now,
-      `${src.name} stopped, ${left} call(s) to take over; if this drain stops here: ${down.slice(down.indexOf('finish'))}`,
-    );
-    const since = new Date(t0 - 5000); // clocks of the nodes may differ a little
-    if (left === 0) {
-      // nothing left under its core: it carried none, or someone took them over first (keepalived's MASTER saw the stop too)
-      // whoever moved them writes its audit row once their recover is verified: it is waited for that long
-      let by: Awaited<ReturnType<typeof store.latestTakeoverOf>> = null;
-      const until = Date.now() + cfg.timeouts.recoverMs + cfg.timeouts.verifyMs;
-      while (carried) {
-        by = await db.retry(
-          (d) => store.latestTakeoverOf(d, [src.name], { since, results: ['done', 'partial'] }),
-          down,
-        );
-        if (by || Date.now() >= until) break;
-        await sleep(100);
-      }
-      report.result = 'done';
-      report.reason = by
-        ? `${src.name} drained: its ${carried} call(s) were taken over by ${by.command} (${by.result}: ${by.adopted} call(s) to ${by.to_node})`
-        : carried
-          ? `${src.name} drained: its ${carried} call(s) ended or were taken over before this drain could (no audit row names them)`
-          : `${src.name} drained: it carried no answered call`;
-    } else if (shared.length && !o.handover) {
-      // the pair: the adopter re-INVITEs from the VIP, which keepalived moves to it before its notify MASTER
-      log(
-        'info',
-        `drain: ${src.name} shares ${shared.join(', ')} with ${to.join(', ')} (a VIP): keepalived's new MASTER takes the calls over once it holds it; waiting`,
-        ctx,
-      );
-      const a = await db.retry((d) => awaitAutomaticTakeover(cfg, d, src.switchname, core, since), down);
-      report.result = a.result === 'done' ? 'done' : 'partial';
-      report.reason = `${src.name} drained: its calls were taken over by ${a.command} (${a.result}: ${a.adopted} call(s) to ${a.to_node})`;
-    } else {
-      const r = await takeover(cfg, {
-        from: src.name,
-        to,
-        command: o.command ?? 'drain',
-        actor: o.actor,
-        before: { ...timings },
-        auditId: audit.id ?? undefined,
-        clockStart: t0,
-      }).catch((e) => {
-        throw /database/.test(errorMessage(e)) ? new ActionFailed(`${down} (${errorMessage(e)})`) : e;
-      });
-      report.takeover = r;
-      if (r.result === 'nothing') {
-        // keepalived's MASTER was first (it saw the stop too): the lock let it run; say where the calls went
-        const by = await db
-          .retry((d) => store.latestTakeoverOf(d, [src.name], { since, results: ['done', 'partial'] }), down)
-          .catch(() => null);
-        report.result = 'nothing';
-        report.reason = `${src.name} drained: its ${carried} call(s) were already taken over ${by ? `by ${by.command} (${by.result}: ${by.adopted} call(s) to ${by.to_node})` : '(no audit row names them)'}`;
-      } else {
-        report.result = r.result === 'done' ? 'done' : 'partial';
-        report.reason = `${src.name} drained: ${r.reason}`;
-      }
-    }
-    timings.total_ms = Date.now() - t0;
-    if (report.dropped) report.reason += `; ${report.dropped} call(s) in set-up dropped`;
-    log(report.result === 'partial' ? 'error' : 'info', `drain ${report.result}: ${report.reason}`, {
-      ...ctx,
-      ms: timings.total_ms,
+    const a = await db.retry((d) => awaitAutomaticTakeover(cfg, d, src.switchname, core, since), down);
+    report.result = a.result === 'done' ? 'done' : 'partial';
+    report.reason = `${src.name} drained: its calls were taken over by ${a.command} (${a.result}: ${a.adopted} call(s) to ${a.to_node})`;
+  } else {
+    const r = await takeover(cfg, {
+      from: src.name,
+      to,
+      command: o.command ?? 'drain',
+      actor: o.actor,
+      before: { ...timings },
+      auditId: audit.id ?? undefined,
+      clockStart: t0,
+    }).catch((e) => {
+      throw /database/.test(errorMessage(e)) ? new ActionFailed(`${down} (${errorMessage(e)})`) : e;
     });
-    return report;
+    report.takeover = r;
+    if (r.result === 'nothing') {
+      // keepalived's MASTER was first (it saw the stop too): the lock let it run; say where the calls went
+      const by = await db
+        .retry((d) => store.latestTakeoverOf(d, [src.name], { since, results: ['done', 'partial'] }), down)
+        .catch(() => null);
+      report.result = 'nothing';
+      report.reason = `${src.name} drained: its ${carried} call(s) were already taken over ${by ? `by ${by.command} (${by.result}: ${by.adopted} call(s) to ${by.to_node})` : '(no audit row names them)'}`;
+    } else {
+      report.result = r.result === 'done' ? 'done' : 'partial';
+      report.reason = `${src.name} drained: ${r.reason}`;
+    }
   }
+  timings.total_ms = Date.now() - t0;
+  if (report.dropped) report.reason += `; ${report.dropped} call(s) in set-up dropped`;
+  log(report.result === 'partial' ? 'error' : 'info', `drain ${report.result}: ${report.reason}`, {
+    ...ctx,
+    ms: timings.total_ms,
+  });
+  return report;
+}
+
+/**
+ * The drain's own row, written before it touched anything, gets its last word (its takeover updated the same
+ * row); a drain that never got that far writes one now, so history shows every drain.
+ */
+async function finishDrain(run: DrainRun, failure: unknown): Promise<void> {
+  const { cfg, o, src, to, t0, started, timings, report, audit } = run;
+  const last: store.AuditRecord = {
+    takeoverId: randomUUID(),
+    startedAt: started,
+    actor: o.actor ?? `${userInfo().username}@${cfg.node}`,
+    command: o.command ?? 'drain',
+    from: src.name,
+    to: to.join(','),
+    // its own takeover's result stands (done, partial); else drained: the calls went by another hand, or there were none
+    result: failure
+      ? failure instanceof Refused
+        ? 'refused'
+        : 'failed'
+      : report.takeover && report.takeover.result !== 'nothing'
+        ? report.takeover.result
+        : 'drained',
+    reason: failure ? errorMessage(failure) : report.reason,
+    adopted: report.takeover?.adopted ?? 0,
+    recovered: report.takeover?.recovered ?? null,
+    missing: report.takeover ? report.takeover.missing.length : null,
+    skipped: report.takeover?.skipped.length ?? 0,
+    timings: { ...report.takeover?.timings, ...timings, total_ms: Date.now() - t0 },
+  };
+  await recordDrain(cfg, audit.id, last);
 }
 
 /**
