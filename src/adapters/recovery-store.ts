@@ -226,6 +226,20 @@ async function advisoryLock(db: Db, cls: number, key: string, what: string, time
   }
 }
 
+/**
+ * Does another session hold this node's takeover lock now? A takeover holds it from before its rewrite until
+ * after its audit row is written, so while it is held the row of whoever moved the node's calls is coming.
+ */
+export async function nodeLockHeld(db: Db, switchname: string): Promise<boolean> {
+  const [r] = await db.query<{ held: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND pid <> pg_backend_pid()
+       AND classid = $1::bigint::text::oid AND objid = (hashtext($2)::bigint & 4294967295)::text::oid) AS held`,
+    [NODE_LOCK, `fs-ha takeover ${switchname}`],
+    'looking for a takeover under way',
+  );
+  return r.held;
+}
+
 export async function lockNode(db: Db, switchname: string, timeoutMs: number): Promise<void> {
   await advisoryLock(
     db,

@@ -295,12 +295,14 @@ async function takeOverAfterStop(run: DrainRun, core: string, db: DrainDb, carri
   const since = new Date(t0 - 5000); // clocks of the nodes may differ a little
   if (left === 0) {
     // nothing left under its core: it carried none, or someone took them over first (keepalived's MASTER saw the stop too)
-    // whoever moved them writes its audit row once their recover is verified: it is waited for that long
+    // whoever moved them writes its audit row once their recover is verified, still holding the node's takeover
+    // lock: waited for while that lock is held (calls that simply ended hold nothing, so nothing is waited for)
     let by: Awaited<ReturnType<typeof store.latestTakeoverOf>> = null;
     const until = Date.now() + cfg.timeouts.recoverMs + cfg.timeouts.verifyMs;
     while (carried) {
+      const underWay = await db.retry((d) => store.nodeLockHeld(d, src.switchname), down);
       by = await db.retry((d) => store.latestTakeoverOf(d, [src.name], { since, results: ['done', 'partial'] }), down);
-      if (by || Date.now() >= until) break;
+      if (by || !underWay || Date.now() >= until) break;
       await sleep(100);
     }
     report.result = 'done';

@@ -13,7 +13,9 @@ import { takeover } from '../../src/commands/takeover';
 import { drain } from '../../src/commands/drain';
 import { status, formatStatus } from '../../src/commands/status';
 import { configureLog } from '../../src/log';
-import { openClient } from '../helpers/pg';
+import { createDatabase, openClient } from '../helpers/pg';
+import { Db } from '../../src/adapters/db';
+import * as store from '../../src/adapters/recovery-store';
 import { withCluster } from '../helpers/cluster';
 
 configureLog({ syslog: false, stderr: false });
@@ -337,4 +339,21 @@ test("22.2 past the stop, the database drops the drain's connection (a switch-ov
   const r = await drain(cfg, { from: 'fs1', to: 'fs2', yes: true });
   assert.equal(r.result, 'done', r.reason);
   assert.deepEqual((await c.sims.fs2.ownCalls()).sort(), [...calls].sort());
+});
+
+test("24.1 nodeLockHeld: true while another session holds a node's takeover lock (a takeover under way: drain waits for its audit row only then), false for another node, when released, and for the holder itself", async (t) => {
+  const url = await createDatabase('lk');
+  const a = await Db.connect(url, 3000);
+  const b = await Db.connect(url, 3000);
+  t.after(async () => {
+    await a.close();
+    await b.close();
+  });
+  assert.equal(await store.nodeLockHeld(b, 'freeswitch01'), false);
+  await store.lockNode(a, 'freeswitch01', 1000);
+  assert.equal(await store.nodeLockHeld(b, 'freeswitch01'), true);
+  assert.equal(await store.nodeLockHeld(b, 'freeswitch02'), false);
+  assert.equal(await store.nodeLockHeld(a, 'freeswitch01'), false, 'its own lock is not a takeover elsewhere');
+  await store.unlockNode(a, 'freeswitch01');
+  assert.equal(await store.nodeLockHeld(b, 'freeswitch01'), false);
 });
