@@ -125,9 +125,7 @@ function writeBatch(db: Db, table: string, batch: Written[], keep: Keep, targets
   const n = params.length;
   return db.query<{ n: number }>(
     `WITH v(ctid, metadata, target, profile) AS (VALUES ${values}),
-       kept AS (INSERT INTO fsha.takeover_rows (takeover_id, from_node, to_node, runtime_uuid, technology, profile_name, hostname, uuid, metadata)
-                SELECT $1, $2, ($${n - 1}::text[])[v.target + 1], r.runtime_uuid, r.technology, r.profile_name, r.hostname, r.uuid, r.metadata
-                  FROM ${table} r JOIN v ON r.ctid = v.ctid RETURNING 1),
+       kept AS (${keepOriginals(table, `($${n - 1}::text[])[v.target + 1]`)}),
        done AS (UPDATE ${table} AS r SET hostname = ($${n}::text[])[v.target + 1], profile_name = v.profile, metadata = v.metadata
                   FROM v WHERE r.ctid = v.ctid RETURNING 1)
      SELECT (SELECT count(*) FROM kept)::int + (SELECT count(*) FROM done)::int AS n`,
@@ -135,6 +133,15 @@ function writeBatch(db: Db, table: string, batch: Written[], keep: Keep, targets
     'rewriting the rows',
   );
 }
+
+/**
+ * The statement that keeps each original row (joined from CTE v by ctid) in fsha.takeover_rows before it is
+ * rewritten: $1 the takeover, $2 the failed node, toNode the SQL of its adopter's name.
+ */
+const keepOriginals = (table: string, toNode: string) =>
+  `INSERT INTO fsha.takeover_rows (takeover_id, from_node, to_node, runtime_uuid, technology, profile_name, hostname, uuid, metadata)
+                SELECT $1, $2, ${toNode}, r.runtime_uuid, r.technology, r.profile_name, r.hostname, r.uuid, r.metadata
+                  FROM ${table} r JOIN v ON r.ctid = v.ctid RETURNING 1`;
 
 /** A row whose staged rewrite (fsha.prepared) is copied in place: joined by ctid, guarded by its version. */
 interface Staged {
@@ -152,9 +159,7 @@ interface Staged {
 function writeStaged(db: Db, table: string, rows: Staged[], keep: Keep, target: MoveTarget, key: string) {
   return db.query<{ kept: number; done: number }>(
     `WITH v AS (SELECT * FROM unnest($3::tid[], $4::text[], $5::text[], $6::text[]) AS v(ctid, uuid, ver, profile)),
-       kept AS (INSERT INTO fsha.takeover_rows (takeover_id, from_node, to_node, runtime_uuid, technology, profile_name, hostname, uuid, metadata)
-                SELECT $1, $2, $7, r.runtime_uuid, r.technology, r.profile_name, r.hostname, r.uuid, r.metadata
-                  FROM ${table} r JOIN v ON r.ctid = v.ctid RETURNING 1),
+       kept AS (${keepOriginals(table, '$7')}),
        done AS (UPDATE ${table} AS r SET hostname = $8, profile_name = v.profile, metadata = p.metadata
                   FROM v CROSS JOIN LATERAL (SELECT metadata FROM fsha.prepared p
                                               WHERE p.adopter = $8 AND p.uuid = v.uuid AND p.spec = $9 AND p.ver = v.ver LIMIT 1) p
