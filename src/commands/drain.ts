@@ -320,7 +320,7 @@ async function takeOverAfterStop(run: DrainRun, core: string, db: DrainDb, carri
     );
     const a = await db.retry((d) => awaitAutomaticTakeover(cfg, d, src.switchname, core, since), down);
     report.result = a.result === 'done' ? 'done' : 'partial';
-    report.reason = `${src.name} drained: its calls were taken over by ${a.command} (${a.result}: ${a.adopted} call(s) to ${a.to_node})`;
+    report.reason = `${src.name} drained: its ${carried} call(s) were taken over by ${a.command} (${a.result}: ${a.adopted} call(s) to ${a.to_node})`;
   } else {
     const r = await takeover(cfg, {
       from: src.name,

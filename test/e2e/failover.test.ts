@@ -843,7 +843,7 @@ test('17. drain in the pair: the operator empties the MASTER for maintenance (fs
     // the VIP moves with VRRP: only keepalived's new MASTER, once it holds it, can re-INVITE from it; the drain waits for that
     assert.match(
       r.out,
-      /done: freeswitch01 drained: its calls were taken over by notify MASTER VI_FS \(done: 20 call\(s\) to freeswitch02\)/,
+      /done: freeswitch01 drained: its 20 call\(s\) were taken over by notify MASTER VI_FS \(done: 20 call\(s\) to freeswitch02\)/,
     );
     const reinviteFailures = lab.sims.freeswitch02.lines.filter((l) => l.text.includes('"ev":"reinvite-failed"'));
     assert.deepEqual(reinviteFailures, [], 'no re-INVITE sent from an address the node did not hold');
