@@ -7,7 +7,7 @@ SYSCONFDIR ?= /etc
 DESTDIR ?=
 ESBUILD := node_modules/.bin/esbuild
 
-.PHONY: all deps build bundle test test-core test-e2e bench demo lint format clean install uninstall deb docs
+.PHONY: all deps build bundle test test-core test-e2e bench chaos demo lint format clean install uninstall deb docs
 
 all: build
 
@@ -66,6 +66,10 @@ test: deps src/sql.generated.ts lint build dist/fs-sim.js
 bench: deps src/sql.generated.ts build dist/fs-sim.js
 	$(ESBUILD) scripts/bench.ts --bundle --platform=node --target=node20 --format=cjs --outfile=dist/bench.js --log-level=warning
 	$(NODE) dist/bench.js
+
+# random faults under a continuous call load, judged per call (docs/chaos.md): ROUNDS, SEED, TOPOLOGY=pair|farm
+chaos: deps src/sql.generated.ts build dist/fs-sim.js
+	$(NODE) --import tsx test/chaos/main.ts
 
 demo: deps src/sql.generated.ts bundle
 	$(NODE) --import tsx scripts/demo.ts $(DEMO_ARGS)

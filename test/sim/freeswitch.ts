@@ -23,7 +23,7 @@ import * as R from './replies';
 import { sendReinvite } from './sip';
 import { SipUa, sdpOffer, type Dialog } from './sip-ua';
 import { SimDb } from './db';
-import { MediaPlane } from './media';
+import { MediaPlane, type ChannelMedia } from './media';
 import { mediaPortsOf, rewritePorts } from '../../src/core/ports';
 
 export interface SimOptions {
@@ -547,9 +547,29 @@ export class FsSim {
     return out;
   }
 
+  /** legs hung up while a recover was under way: not re-tracked when it ends (their row went with the hangup) */
+  private readonly hungUp = new Set<string>();
+
   async hangup(uuid: string): Promise<void> {
+    this.hungUp.add(uuid);
     this.media.close(uuid);
     await this.requireDb().query('delete from recovery where uuid = $1', [uuid]);
+  }
+
+  /**
+   * The far end's BYE for one leg, heard by this node: a channel it carries (its media, or a row under its own
+   * core) is hung up, its own row deleted (no other node's); what its media heard until then is returned.
+   */
+  async bye(uuid: string): Promise<{ here: boolean; media: ChannelMedia | null; row: boolean }> {
+    const media = this.media.channel(uuid);
+    const res = await this.requireDb().query('delete from recovery where uuid = $1 and runtime_uuid = $2', [
+      uuid,
+      this.coreUuid,
+    ]);
+    this.media.close(uuid);
+    if (media) this.hungUp.add(uuid);
+    const row = (res.rowCount ?? 0) > 0;
+    return { here: row || media !== null, media, row };
   }
 
   async ownCalls(): Promise<string[]> {
@@ -587,6 +607,7 @@ export class FsSim {
       `select runtime_uuid, technology, profile_name, hostname, uuid, metadata from recovery where ${where}`,
       params,
     );
+    for (const row of res.rows) this.hungUp.delete(row.uuid);
     const recovered: Array<{ uuid: string; profile: string; metadata: string }> = [];
     let firstLegAt: number | undefined;
     const paceFrom = Date.now();
@@ -628,6 +649,7 @@ export class FsSim {
       node: this.o.switchname,
       selected: res.rows.length,
       recovered: recovered.length,
+      uuids: recovered.map((c) => c.uuid),
       firstLegAt: firstLegAt ?? lastLegAt,
       lastLegAt,
     });
@@ -639,6 +661,7 @@ export class FsSim {
     const db = this.db;
     if (!db || !calls.length) return;
     for (const c of calls) {
+      if (this.hungUp.delete(c.uuid)) continue; // hung up since it was recovered: switch_core_recovery_untrack ran
       const md = c.metadata
         .replace(
           /^<cdr core-uuid="[^"]*" switchname="[^"]*">/,
@@ -799,6 +822,8 @@ export class FsSim {
         case 'hangup':
           await this.hangup(a);
           return '+OK\n';
+        case 'bye':
+          return JSON.stringify(await this.bye(a)) + '\n';
         case 'calls':
           return (await this.ownCalls()).join('\n') + '\n';
         case 'hang':
@@ -845,7 +870,7 @@ export class FsSim {
             }) + '\n'
           );
         default:
-          return '-ERR simctl call N [profile] | hangup UUID | calls | state | hang | slow MS | garbage | heal | refuse\n';
+          return '-ERR simctl call N [profile] | hangup UUID | bye UUID | calls | state | hang | slow MS | garbage | heal | refuse\n';
       }
     } catch (e) {
       return `-ERR ${(e as Error).message}\n`;

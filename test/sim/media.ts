@@ -166,9 +166,15 @@ export class MediaPlane {
     for (const uuid of [...this.channels.keys()]) this.close(uuid, null);
   }
 
-  report(): ChannelMedia[] {
+  /** One channel's media as report() shows it, or null when this node has no such channel. */
+  channel(uuid: string): ChannelMedia | null {
+    return this.report([uuid])[0] ?? null;
+  }
+
+  report(only?: string[]): ChannelMedia[] {
     const now = Date.now();
-    return [...this.channels.values()].map((c) => ({
+    const chans = only ? only.flatMap((u) => this.channels.get(u) ?? []) : [...this.channels.values()];
+    return chans.map((c) => ({
       uuid: c.uuid,
       port: c.local.port,
       rx: c.rx,

@@ -1,0 +1,257 @@
+/**
+ * The chaos run's cluster: the end-to-end lab (test/e2e/lab.ts) as a pair or a farm, with what the nemesis and
+ * the workload need of it: which nodes take calls now, who carries which leg, and the way back to full strength
+ * after a fault (every process running, no process frozen, every link in its bridge, keepalived settled).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { withClient } from '../helpers/pg';
+import { type Fabric, Lab, type Proc, VIP, waitFor } from '../e2e/lab';
+import type { AuditRec, Recovery } from './judge';
+import type { CallPlane } from './workload';
+
+export type Topology = 'pair' | 'farm';
+
+export class ChaosCluster implements CallPlane {
+  readonly lab: Lab;
+  readonly names: string[];
+  /** every simulator process this run started (restarted ones too): their recover events */
+  private readonly sims: Proc[] = [];
+  readonly frozen = new Set<string>();
+  readonly hogs: ChildProcess[] = [];
+  readonly cut = new Set<string>();
+  private taking: string[] = [];
+  private poll: NodeJS.Timeout | null = null;
+  private sipp: Proc | null = null;
+  private stopped = false;
+
+  constructor(
+    fabric: Fabric,
+    readonly dbUrl: string,
+    readonly topology: Topology,
+  ) {
+    this.names =
+      topology === 'pair' ? ['freeswitch01', 'freeswitch02'] : ['freeswitch01', 'freeswitch02', 'freeswitch03'];
+    this.lab = new Lab(fabric, dbUrl, {
+      topology,
+      nodes: this.names,
+      ...(topology === 'pair' ? { simAddress: () => VIP } : {}),
+    });
+  }
+
+  /** The VRRP instance a node is MASTER of at full strength. */
+  own(node: string): string {
+    return this.topology === 'pair' ? 'VI_FS' : `VI_FS0${this.names.indexOf(node) + 1}`;
+  }
+
+  async start(): Promise<void> {
+    this.lab.build();
+    if (this.topology === 'pair') await this.lab.startPair();
+    else await this.lab.startFarm();
+    for (const n of this.names) this.sims.push(this.lab.sims[n]);
+    // the far ends' SIP: answers every re-INVITE of a recovered call, for as long as the run lasts
+    this.sipp = await this.lab.startSipp(0);
+    const refresh = async () => {
+      const up = await Promise.all(
+        this.names.map(async (n) => {
+          if (!this.running(n) || this.frozen.has(n)) return null;
+          try {
+            const s = await this.lab.simState(n);
+            if (s.standby) return null;
+            return this.topology === 'pair' && !this.lab.hasVip(n) ? null : n;
+          } catch {
+            return null;
+          }
+        }),
+      );
+      this.taking = up.filter((n): n is string => n !== null);
+      if (!this.stopped) this.poll = setTimeout(() => void refresh(), 250);
+    };
+    await refresh();
+  }
+
+  running(node: string): boolean {
+    return this.lab.sims[node]?.exitCode === null;
+  }
+
+  accepting(): string[] {
+    return this.taking.filter((n) => this.running(n) && !this.frozen.has(n));
+  }
+
+  nodes(): string[] {
+    return this.names.filter((n) => this.running(n));
+  }
+
+  reachable(node: string): boolean {
+    return !this.cut.has(node);
+  }
+
+  api(node: string, cmd: string, timeoutMs: number): Promise<string> {
+    if (!this.running(node)) return Promise.reject(new Error(`${node}: not running`));
+    return this.lab.api(node, cmd, timeoutMs);
+  }
+
+  /** The node holding the pair's VIP (keepalived's MASTER), or a random node of the farm. */
+  master(): string | null {
+    return this.names.find((n) => this.lab.vrrpState(n, this.own(n)) === 'MASTER' && this.lab.hasVip(n)) ?? null;
+  }
+
+  /** leg uuid -> node whose channel carries it now (frozen nodes are not asked: they answer nothing). */
+  async carriers(): Promise<Record<string, string>> {
+    const out: Record<string, string> = {};
+    for (const n of this.names) {
+      if (!this.running(n) || this.frozen.has(n)) continue;
+      for (const ch of await this.lab.media(n).catch(() => [])) out[ch.uuid] = n;
+    }
+    return out;
+  }
+
+  /** fs-ha on node, as the operator runs it, without holding up the event loop (the workload goes on). */
+  fsha(node: string, args: string[], timeoutMs = 60000): Promise<{ code: number; out: string }> {
+    const child = spawn(
+      'ip',
+      ['netns', 'exec', this.lab.nsOf(node), join(this.lab.bin, 'fs-ha'), '--config', this.lab.fshaPath(node), ...args],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } },
+    );
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    return new Promise((resolve) =>
+      child.on('exit', (code) => {
+        clearTimeout(t);
+        resolve({ code: code ?? -1, out });
+      }),
+    );
+  }
+
+  /** SIGSTOP / SIGCONT of node's FreeSWITCH (a process frozen by the kernel, a VM paused). */
+  freeze(node: string): void {
+    process.kill(this.lab.sims[node].child.pid!, 'SIGSTOP');
+    this.frozen.add(node);
+  }
+  thaw(node: string): void {
+    if (this.frozen.delete(node)) process.kill(this.lab.sims[node].child.pid!, 'SIGCONT');
+  }
+
+  /** node's service link out of its bridge (VRRP adverts lost both ways, and its media) or back. */
+  cutLink(node: string): void {
+    this.lab.fabric.ip(['link', 'set', this.lab.port(node, 's'), 'nomaster']);
+    this.cut.add(node);
+  }
+  healLink(node: string): void {
+    if (this.cut.delete(node))
+      this.lab.fabric.ip(['link', 'set', this.lab.port(node, 's'), 'master', this.lab.fabric.s]);
+  }
+
+  /** Busy loops on every core and then some (CPU starvation for everyone, the lab included). */
+  starve(n: number): void {
+    for (let i = 0; i < n; i++) this.hogs.push(spawn('sh', ['-c', 'while :; do :; done'], { stdio: 'ignore' }));
+  }
+  feed(): void {
+    for (const h of this.hogs.splice(0)) h.kill('SIGKILL');
+  }
+
+  async startSim(node: string): Promise<void> {
+    this.sims.push(await this.lab.startSim(node));
+  }
+
+  /** Back to full strength: nothing frozen, starved or cut, every process running (again: a handover may stop a
+   *  FreeSWITCH after it was started), each node in its place, and no VRRP transition for 1.5 s. */
+  async restore(timeoutMs = 60000): Promise<void> {
+    this.feed();
+    for (const n of [...this.frozen]) this.thaw(n);
+    for (const n of [...this.cut]) this.healLink(n);
+    await waitFor(
+      `the ${this.topology} at full strength`,
+      async () => {
+        await this.revive();
+        const last = Math.max(
+          ...this.names.map(
+            (n) => this.lab.keepalived[n].lines.filter((l) => /Entering \w+ STATE/.test(l.text)).pop()?.at ?? 0,
+          ),
+        );
+        if (Date.now() - last < 1500) return false;
+        const states = await Promise.all(this.names.map((n) => this.lab.simState(n)));
+        if (this.topology === 'farm')
+          return this.names.every((n, i) => this.lab.vrrpState(n, this.own(n)) === 'MASTER' && !states[i].standby);
+        const masters = this.names.filter((n) => this.lab.vrrpState(n, 'VI_FS') === 'MASTER');
+        if (masters.length !== 1 || !this.lab.hasVip(masters[0])) return false;
+        return this.names.every((n, i) => states[i].standby === (n !== masters[0]));
+      },
+      timeoutMs,
+      250,
+    );
+  }
+
+  /** Every process of every node running: FreeSWITCH (as systemd restarts it), the agent, keepalived. */
+  private async revive(): Promise<void> {
+    for (const n of this.names) {
+      if (!this.running(n)) await this.startSim(n);
+      if (this.lab.watchers[n]?.exitCode !== null) await this.lab.startAgent(n);
+      if (this.lab.keepalived[n]?.exitCode !== null) this.lab.startKeepalived(n);
+    }
+  }
+
+  /** What every simulator this run started said it recovered. */
+  recoveries(): Recovery[] {
+    return this.sims.flatMap((p) =>
+      p.lines
+        .filter((l) => l.text.includes('"ev":"recover"'))
+        .map((l) => {
+          const e = JSON.parse(l.text) as { node: string; at: number; uuids: string[] };
+          return { node: e.node, at: e.at, uuids: e.uuids };
+        }),
+    );
+  }
+
+  async audits(): Promise<AuditRec[]> {
+    return withClient(this.dbUrl, async (c) =>
+      (
+        await c.query(
+          'select started_at, command, from_node, to_node, result, adopted from fsha.audit order by started_at',
+        )
+      ).rows.map((r) => ({
+        at: (r.started_at as Date).getTime(),
+        command: r.command,
+        from: r.from_node,
+        to: r.to_node,
+        result: r.result,
+        adopted: r.adopted,
+      })),
+    );
+  }
+
+  /** Recovery rows of every node ("node uuid"), wherever the layout keeps them. */
+  async rows(): Promise<string[]> {
+    return withClient(this.dbUrl, async (c) => {
+      const tables = (
+        await c.query("select schemaname from pg_tables where tablename = 'recovery' order by schemaname")
+      ).rows.map((r) => `${r.schemaname}.recovery`);
+      const out: string[] = [];
+      for (const t of tables)
+        for (const r of (await c.query(`select hostname, uuid from ${t}`)).rows)
+          out.push(`${t}: ${r.hostname} ${r.uuid}`);
+      return out;
+    });
+  }
+
+  /** Has a takeover of node's calls finished since t (its audit row)? */
+  async takeoverSince(node: string, t: number): Promise<AuditRec | null> {
+    return (await this.audits()).find((a) => a.from === node && a.at >= t - 1000) ?? null;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.poll) clearTimeout(this.poll);
+    this.poll = null;
+    this.feed();
+    for (const n of [...this.frozen]) this.thaw(n);
+    this.sipp?.kill('SIGKILL');
+    this.lab.teardown(true);
+  }
+
+  get dir(): string {
+    return this.lab.dir;
+  }
+}

@@ -1,0 +1,92 @@
+/** The chaos checker, without I/O: a history in, verdicts and a table out. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { type CallRec, type FaultRec, type History, faultAt, formatTable, judge, lossReason } from './judge';
+
+const call = (id: number, legs: string[], end: CallRec['end'], answeredAt = 0): CallRec => ({
+  id,
+  kind: legs.length > 1 ? 'bridged' : 'single',
+  legs,
+  node: 'a',
+  answeredAt,
+  holdMs: 10000,
+  end,
+});
+const leg = (uuid: string, holders: string[], rxAgoMs: number | null = 10) => ({ uuid, holders, rxAgoMs });
+const heard = (last: number, gaps: Array<[number, number]> = []) => ({ first: 0, last, packets: 100, gaps, from: 'x' });
+
+function history(calls: CallRec[], faults: FaultRec[], audio: History['audio'], o: Partial<History> = {}): History {
+  return { calls, faults, audio, recoveries: [], audits: [], graceMs: 200, flowingMs: 1000, rowsLeft: [], ...o };
+}
+
+test('judge: a call is kept only when one live node carried each leg at its BYE, heard and heard by its far end', () => {
+  const audio = { u1: heard(9990), u2: heard(5000), u3: heard(9990), u4: heard(9990) };
+  const at = 10000;
+  assert.equal(lossReason(call(1, ['u1'], { at, legs: [leg('u1', ['b'])] }), audio, 1000), null);
+  assert.match(lossReason(call(2, ['u1'], { at, legs: [leg('u1', [])] }), audio, 1000)!, /no live node carried it/);
+  assert.match(lossReason(call(3, ['u1'], { at, legs: [leg('u1', ['a', 'b'])] }), audio, 1000)!, /carried by a and b/);
+  assert.match(lossReason(call(4, ['u1'], { at, legs: [leg('u1', ['b'], 4000)] }), audio, 1000)!, /deaf/);
+  assert.match(lossReason(call(5, ['u2'], { at, legs: [leg('u2', ['b'])] }), audio, 1000)!, /last heard it 5000 ms/);
+  assert.match(
+    lossReason(call(6, ['u3', 'u4'], { at, legs: [leg('u3', ['b']), leg('u4', [])] }), audio, 1000)!,
+    /u4: no live node/,
+  );
+  assert.match(lossReason(call(7, ['u1'], undefined), audio, 1000)!, /never got its BYE/);
+});
+
+test('judge: losses charged to the fault before them; at stake only on the target and past the grace; bystanders and doubles found', () => {
+  const f = (n: number, kind: string, target: string, at: number, carriers: Record<string, string>): FaultRec => ({
+    n,
+    kind,
+    target,
+    detail: '',
+    at,
+    endAt: at + 3000,
+    carriers,
+  });
+  const faults = [
+    f(1, 'crash', 'a', 1000, { k1: 'a', l1: 'a', y1: 'a', b1: 'b' }),
+    f(2, 'freeze', 'b', 20000, { b1: 'b' }),
+  ];
+  const calls = [
+    call(1, ['k1'], { at: 9000, legs: [leg('k1', ['b'])] }), // kept across the crash
+    call(2, ['l1'], { at: 9000, legs: [leg('l1', [])] }), // lost in the crash
+    call(3, ['y1'], { at: 9000, legs: [leg('y1', ['b'])] }, 900), // answered 100 ms before: within the grace
+    call(4, ['b1'], { at: 25000, legs: [leg('b1', ['b'])] }), // on b: a bystander of the crash, at stake in the freeze
+  ];
+  const audio = {
+    k1: heard(8990, [[1000, 1150]]),
+    l1: heard(995),
+    y1: heard(8990),
+    b1: heard(24990, [[1000, 2500]]),
+  };
+  const recoveries = [
+    { node: 'b', at: 1100, uuids: ['k1'] },
+    { node: 'c', at: 1200, uuids: ['k1'] },
+  ];
+  const audits = [{ at: 1050, command: 'notify MASTER', from: 'a', to: 'b', result: 'done', adopted: 1 }];
+  const j = judge(history(calls, faults, audio, { recoveries, audits, rowsLeft: ['public.recovery: b l1'] }));
+  const crash = j.table.find((r) => r.kind === 'crash')!;
+  assert.deepEqual(
+    {
+      atStake: crash.atStake,
+      kept: crash.kept,
+      lost: crash.lost,
+      gap: crash.gapMaxMs,
+      bystanders: crash.bystandersHit,
+    },
+    { atStake: 2, kept: 1, lost: 1, gap: 150, bystanders: 1 },
+  );
+  assert.equal(j.table.find((r) => r.kind === 'freeze')!.atStake, 1);
+  assert.deepEqual(
+    j.losses.map((v) => [v.call.id, v.fault]),
+    [[2, 0]],
+  );
+  assert.equal(j.unexplained.length, 1, 'a crash loss is no known limit');
+  assert.ok(j.violations.some((v) => /leg k1 recovered 2 times/.test(v)));
+  assert.ok(j.violations.some((v) => /audit says 1 leg\(s\) adopted, FreeSWITCH recovered 1/.test(v)) === false);
+  assert.ok(j.violations.some((v) => /row left behind/.test(v)));
+  assert.equal(faultAt(faults, 500), null);
+  assert.equal(faultAt(faults, 19950), 1, 'a last packet just before the fault is charged to it');
+  assert.match(formatTable(j.table), /\| crash +\| 1 +\| 2 +\| 1 +\| 1 +\|/);
+});

@@ -1,0 +1,268 @@
+/**
+ * The chaos checker: pure, over the recorded history of one run (no I/O, unit-tested in judge.test.ts).
+ *
+ * Per call (all its legs): kept when, at its planned BYE, exactly one live node carried every leg, that channel
+ * heard its far end, and the far end heard it; otherwise lost, with the reason and the fault it is charged to
+ * (the last fault injected before the call fell silent). A call is at stake in a fault when one of its legs was
+ * on the fault's target when it was injected and it was answered at least graceMs before (FreeSWITCH tracks a
+ * call asynchronously: a call answered just before a crash may have no row yet). Every other call then up is a
+ * bystander: it must not be lost or fall silent for longer than flowingMs. Beside that: no leg recovered twice
+ * within one fault, and fs-ha's audit rows count what FreeSWITCH recovered.
+ */
+import type { CallAudio } from '../sim/rtp-echo';
+
+export type CallKind = 'single' | 'bridged' | 'conference';
+
+export interface LegEnd {
+  uuid: string;
+  /** the live nodes that carried the leg when its BYE came (each hung it up) */
+  holders: string[];
+  /** how long before the BYE its channel last heard the far end (null: never) */
+  rxAgoMs: number | null;
+}
+
+export interface CallRec {
+  id: number;
+  kind: CallKind;
+  legs: string[];
+  node: string;
+  answeredAt: number;
+  holdMs: number;
+  /** its BYE: when it came and what each leg's node said */
+  end?: { at: number; legs: LegEnd[] };
+}
+
+export interface FaultRec {
+  n: number;
+  kind: string;
+  target: string;
+  detail: string;
+  at: number;
+  /** the cluster back at full strength */
+  endAt: number;
+  /** leg uuid -> node carrying it when the fault was injected */
+  carriers: Record<string, string>;
+}
+
+export interface Recovery {
+  node: string;
+  at: number;
+  uuids: string[];
+}
+
+export interface AuditRec {
+  at: number;
+  command: string;
+  from: string;
+  to: string;
+  result: string;
+  adopted: number;
+}
+
+export interface History {
+  calls: CallRec[];
+  faults: FaultRec[];
+  audio: Record<string, CallAudio>;
+  recoveries: Recovery[];
+  audits: AuditRec[];
+  graceMs: number;
+  flowingMs: number;
+  /** recovery rows still there once every call had ended: "node uuid" */
+  rowsLeft: string[];
+}
+
+export interface CallVerdict {
+  call: CallRec;
+  kept: boolean;
+  reason: string;
+  /** the fault it is charged to (its index in faults), or null when no fault came before */
+  fault: number | null;
+}
+
+export interface TableRow {
+  kind: string;
+  faults: number;
+  atStake: number;
+  kept: number;
+  lost: number;
+  gapMedianMs: number;
+  gapMaxMs: number;
+  bystandersHit: number;
+}
+
+/**
+ * Faults whose losses are known limits, each with its reason (docs/limits.md says more): their losses are listed
+ * and counted, but do not fail a run. Every other loss does.
+ */
+export const KNOWN_LIMITS: Record<string, string> = {
+  'keepalived-kill':
+    'keepalived killed with SIGKILL leaves its VIP on the node: two nodes hold the address until it is restarted, and calls on either may be deaf meanwhile',
+  'agent-kill':
+    "the agent dead for seconds: keepalived fails the node (agent_alive) and drops its VIP while nobody can hand its calls over; they are deaf until the agent returns (systemd's Restart=always: agent-kill-restart)",
+};
+
+export interface Judgement {
+  verdicts: CallVerdict[];
+  table: TableRow[];
+  /** invariants broken: a call carried twice, a leg recovered twice in one fault, rows left, audit wrong */
+  violations: string[];
+  /** lost calls, each with its fault */
+  losses: CallVerdict[];
+  /** the losses no known limit explains (a run with any fails) */
+  unexplained: CallVerdict[];
+}
+
+/** Why a call that reached its BYE is lost, or null when it was kept. */
+export function lossReason(c: CallRec, audio: Record<string, CallAudio>, flowingMs: number): string | null {
+  if (!c.end) return 'it never got its BYE (still up when the run ended)';
+  for (const l of c.end.legs) {
+    if (l.holders.length === 0) return `leg ${l.uuid}: no live node carried it at its BYE`;
+    if (l.holders.length > 1) return `leg ${l.uuid}: carried by ${l.holders.join(' and ')} at once`;
+    if (l.rxAgoMs === null || l.rxAgoMs > flowingMs)
+      return `leg ${l.uuid} on ${l.holders[0]}: deaf (its channel last heard the far end ${l.rxAgoMs ?? 'never'} ms before the BYE)`;
+    const a = audio[l.uuid];
+    if (!a) return `leg ${l.uuid}: its far end never heard it`;
+    if (a.last < c.end.at - flowingMs)
+      return `leg ${l.uuid}: its far end last heard it ${c.end.at - a.last} ms before the BYE`;
+  }
+  return null;
+}
+
+/** When a lost call was lost: the earliest last packet among its legs (its answer when none was heard), or its BYE. */
+function silentFrom(c: CallRec, audio: Record<string, CallAudio>): number {
+  const lasts = c.legs.map((u) => audio[u]?.last ?? c.answeredAt);
+  return Math.min(c.end?.at ?? Number.POSITIVE_INFINITY, ...lasts);
+}
+
+/** a far end's last packet may precede the fault that silenced it by a packet time or two (ptime 20 ms) */
+const SLACK_MS = 100;
+
+/** The fault a loss at time t is charged to: the last one injected before t (within a packet's slack). */
+export function faultAt(faults: FaultRec[], t: number): number | null {
+  let found: number | null = null;
+  for (let i = 0; i < faults.length; i++) if (faults[i].at <= t + SLACK_MS) found = i;
+  return found;
+}
+
+/** The longest silence of a call's legs at their far end that overlaps [from, to]. */
+export function gapIn(c: CallRec, audio: Record<string, CallAudio>, from: number, to: number): number {
+  let worst = 0;
+  for (const u of c.legs)
+    for (const [a, b] of audio[u]?.gaps ?? []) if (b >= from && a <= to) worst = Math.max(worst, b - a);
+  return worst;
+}
+
+function median(xs: number[]): number {
+  if (!xs.length) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)];
+}
+
+export function judge(h: History): Judgement {
+  const violations: string[] = [];
+  const verdicts: CallVerdict[] = h.calls.map((call) => {
+    const reason = lossReason(call, h.audio, h.flowingMs);
+    if (!reason) return { call, kept: true, reason: 'kept', fault: null };
+    return { call, kept: false, reason, fault: faultAt(h.faults, silentFrom(call, h.audio)) };
+  });
+  for (const v of verdicts)
+    for (const l of v.call.end?.legs ?? [])
+      if (l.holders.length > 1) violations.push(`call ${v.call.id}: leg ${l.uuid} carried by ${l.holders.join(', ')}`);
+  const byLeg = new Map<string, CallVerdict>();
+  for (const v of verdicts) for (const u of v.call.legs) byLeg.set(u, v);
+  const rows = new Map<string, TableRow & { gaps: number[] }>();
+  h.faults.forEach((f, i) => {
+    const row =
+      rows.get(f.kind) ??
+      rows
+        .set(f.kind, {
+          kind: f.kind,
+          faults: 0,
+          atStake: 0,
+          kept: 0,
+          lost: 0,
+          gapMedianMs: 0,
+          gapMaxMs: 0,
+          bystandersHit: 0,
+          gaps: [],
+        })
+        .get(f.kind)!;
+    row.faults++;
+    const next = h.faults[i + 1]?.at ?? Number.POSITIVE_INFINITY;
+    const seen = new Set<number>();
+    for (const [uuid, node] of Object.entries(f.carriers)) {
+      const v = byLeg.get(uuid);
+      if (!v || seen.has(v.call.id)) continue;
+      // a call that ended before the fault was injected, or answered within the grace, is not judged by it
+      if (v.call.end && v.call.end.at <= f.at) continue;
+      if (v.call.answeredAt > f.at - h.graceMs) continue;
+      seen.add(v.call.id);
+      const onTarget = v.call.legs.some((u) => f.carriers[u] === f.target) || node === f.target;
+      const lostHere = !v.kept && v.fault === i;
+      if (onTarget || f.target === 'all') {
+        row.atStake++;
+        if (lostHere) row.lost++;
+        else {
+          row.kept++;
+          row.gaps.push(gapIn(v.call, h.audio, f.at, Math.min(f.endAt, next)));
+        }
+      } else if (lostHere || gapIn(v.call, h.audio, f.at, Math.min(f.endAt, next)) > h.flowingMs) row.bystandersHit++;
+    }
+    // one takeover recovers a leg once: FreeSWITCH's recover twice for one leg within this fault is a double
+    const recovered = new Map<string, string[]>();
+    for (const r of h.recoveries)
+      if (r.at >= f.at && r.at < next) for (const u of r.uuids) recovered.set(u, [...(recovered.get(u) ?? []), r.node]);
+    for (const [u, nodes] of recovered)
+      if (nodes.length > 1)
+        violations.push(`fault ${f.n} (${f.kind}): leg ${u} recovered ${nodes.length} times (${nodes.join(', ')})`);
+    // fs-ha's audit: what its takeovers say they adopted is what FreeSWITCH recovered
+    const audited = h.audits
+      .filter((a) => a.at >= f.at && a.at < next && (a.result === 'done' || a.result === 'partial'))
+      .reduce((s, a) => s + a.adopted, 0);
+    if (audited !== recovered.size)
+      violations.push(
+        `fault ${f.n} (${f.kind} ${f.target}): the audit says ${audited} leg(s) adopted, FreeSWITCH recovered ${recovered.size}`,
+      );
+  });
+  for (const r of h.rowsLeft) violations.push(`row left behind once every call had ended: ${r}`);
+  const table = [...rows.values()].map(({ gaps, ...r }) => ({
+    ...r,
+    gapMedianMs: median(gaps),
+    gapMaxMs: Math.max(0, ...gaps),
+  }));
+  const losses = verdicts.filter((v) => !v.kept);
+  const unexplained = losses.filter((v) => v.fault === null || !(h.faults[v.fault].kind in KNOWN_LIMITS));
+  return { verdicts, table, violations, losses, unexplained };
+}
+
+/** The table an operator reads: one line per fault kind, then the totals. */
+export function formatTable(t: TableRow[]): string {
+  const head = ['fault', 'faults', 'calls at stake', 'kept', 'lost', 'gap median', 'gap max', 'bystanders hit'];
+  const sum = (k: keyof TableRow) => t.reduce((s, r) => s + (r[k] as number), 0);
+  const lines = [...t]
+    .sort((a, b) => a.kind.localeCompare(b.kind))
+    .map((r) => [
+      r.kind,
+      r.faults,
+      r.atStake,
+      r.kept,
+      r.lost,
+      `${r.gapMedianMs} ms`,
+      `${r.gapMaxMs} ms`,
+      r.bystandersHit,
+    ]);
+  lines.push([
+    'all',
+    sum('faults'),
+    sum('atStake'),
+    sum('kept'),
+    sum('lost'),
+    '',
+    `${Math.max(0, ...t.map((r) => r.gapMaxMs))} ms`,
+    sum('bystandersHit'),
+  ]);
+  const cells = [head, ...lines].map((l) => l.map(String));
+  const w = head.map((_, i) => Math.max(...cells.map((c) => c[i].length)));
+  const fmt = (c: string[]) => `| ${c.map((x, i) => x.padEnd(w[i])).join(' | ')} |`;
+  return [fmt(cells[0]), `|${w.map((x) => '-'.repeat(x + 2)).join('|')}|`, ...cells.slice(1).map(fmt)].join('\n');
+}

@@ -1,0 +1,165 @@
+/**
+ * A switch's day: calls arrive continuously (a rate, hold times drawn between two bounds) on the nodes that take
+ * calls now, most of them single calls, some bridged (two legs), now and then a conference of three; each is
+ * answered with RTP both ways (the simulator's media plane and the far ends' echo) and ends by its far end's BYE
+ * when its hold time is up: every node that answers is asked for each leg, as a BYE retransmitted to whichever
+ * node now holds the dialog (retransmitted while no node holds it or a node does not answer, for up to 32 s: SIP's timer F).
+ */
+import type { CallKind, CallRec, LegEnd } from './judge';
+import type { Rng } from './rng';
+
+export interface WorkloadOptions {
+  /** calls per second */
+  rate: number;
+  holdMinMs: number;
+  holdMaxMs: number;
+  /** shares of bridged calls and conferences among new calls (the rest are single calls) */
+  bridged: number;
+  conference: number;
+}
+
+export interface CallPlane {
+  /** the nodes that answer new calls now (not in standby, running) */
+  accepting(): string[];
+  /** every node whose FreeSWITCH may hold a channel (running, frozen or not) */
+  nodes(): string[];
+  /** can a far end's SIP reach node now (its service link is not cut)? */
+  reachable(node: string): boolean;
+  api(node: string, cmd: string, timeoutMs: number): Promise<string>;
+}
+
+/** RFC 3261 timer F: a non-INVITE request over UDP is given up after 64*T1 */
+const TIMER_F_MS = 32000;
+
+export class Workload {
+  readonly calls: CallRec[] = [];
+  /** set-ups no node took (every node in standby or down at that moment) */
+  refused = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly pending = new Set<Promise<void>>();
+  private readonly byes = new Map<number, NodeJS.Timeout>();
+  private seq = 0;
+
+  constructor(
+    private readonly plane: CallPlane,
+    private readonly rng: Rng,
+    private readonly o: WorkloadOptions,
+  ) {}
+
+  start(): void {
+    const tick = () => {
+      this.track(this.placeOne());
+      // Poisson arrivals at the rate
+      this.timer = setTimeout(tick, Math.min(5000, -Math.log(1 - this.rng.next()) * (1000 / this.o.rate)));
+    };
+    tick();
+  }
+
+  /** Calls up now (answered, BYE not yet done). */
+  live(): CallRec[] {
+    return this.calls.filter((c) => !c.end);
+  }
+
+  /** No new call; every call still up gets its BYE now; resolves when all are done. */
+  async stop(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    while (this.pending.size) await Promise.allSettled([...this.pending]);
+    for (const [id, t] of this.byes) {
+      clearTimeout(t);
+      const c = this.calls.find((x) => x.id === id)!;
+      this.track(this.bye(c));
+    }
+    this.byes.clear();
+    while (this.pending.size) await Promise.allSettled([...this.pending]);
+  }
+
+  private track(p: Promise<void>): void {
+    this.pending.add(p);
+    void p.finally(() => this.pending.delete(p));
+  }
+
+  private async placeOne(): Promise<void> {
+    const r = this.rng.next();
+    const kind: CallKind =
+      r < this.o.conference ? 'conference' : r < this.o.conference + this.o.bridged ? 'bridged' : 'single';
+    const targets = this.plane.accepting();
+    if (!targets.length) {
+      this.refused++;
+      return;
+    }
+    const node = this.rng.pick(targets);
+    const cmd = kind === 'single' ? 'simctl call 1' : kind === 'bridged' ? 'simctl bridged 1' : 'simctl conference 3';
+    let out: string;
+    try {
+      out = await this.plane.api(node, cmd, 5000);
+    } catch {
+      this.refused++;
+      return;
+    }
+    const legs = out.trim().split('\n').filter(Boolean);
+    if (!legs.length || legs.some((l) => l.startsWith('-ERR'))) {
+      this.refused++;
+      return;
+    }
+    const holdMs = Math.round(this.o.holdMinMs + this.rng.next() * (this.o.holdMaxMs - this.o.holdMinMs));
+    const call: CallRec = { id: ++this.seq, kind, legs, node, answeredAt: Date.now(), holdMs };
+    this.calls.push(call);
+    if (this.timer === null) {
+      this.track(this.bye(call));
+      return;
+    }
+    this.byes.set(
+      call.id,
+      setTimeout(() => {
+        this.byes.delete(call.id);
+        this.track(this.bye(call));
+      }, holdMs),
+    );
+  }
+
+  /**
+   * The far end's BYE for every leg, retransmitted as RFC 3261 does for a request over UDP (T1 = 500 ms, doubling
+   * up to T2 = 4 s, given up after 64*T1 = 32 s): each node is asked, again while no node holds a leg (its
+   * takeover under way) or a node did not answer (frozen).
+   */
+  private async bye(call: CallRec): Promise<void> {
+    const at = Date.now();
+    const ends: LegEnd[] = call.legs.map((uuid) => ({ uuid, holders: [], rxAgoMs: null }));
+    let wait = 500;
+    for (let ask = [...this.plane.nodes()]; ; ) {
+      const silent = new Set<string>();
+      await Promise.all(
+        ask.map(async (node) => {
+          // a BYE to a node cut off the service net is lost on the way: retransmitted until the link returns
+          if (!this.plane.reachable(node)) {
+            silent.add(node);
+            return;
+          }
+          for (const leg of ends) {
+            if (leg.holders.includes(node)) continue;
+            let reply: { here: boolean; media: { rxAgoMs: number | null } | null };
+            try {
+              reply = JSON.parse(await this.plane.api(node, `simctl bye ${leg.uuid}`, 2000));
+            } catch (e) {
+              // refused: nothing runs there, nothing holds it; no answer: asked again (a frozen process)
+              if (!/refused|ECONNREFUSED|not running|no database/i.test(String((e as Error).message ?? e)))
+                silent.add(node);
+              return;
+            }
+            if (!reply.here) continue;
+            leg.holders.push(node);
+            const ago = reply.media?.rxAgoMs ?? null;
+            leg.rxAgoMs = leg.rxAgoMs === null ? ago : Math.min(leg.rxAgoMs, ago ?? leg.rxAgoMs);
+          }
+        }),
+      );
+      const unheld = ends.some((l) => !l.holders.length);
+      if ((!unheld && !silent.size) || Date.now() - at + wait > TIMER_F_MS) break;
+      await new Promise((r) => setTimeout(r, wait));
+      wait = Math.min(wait * 2, 4000);
+      ask = unheld ? [...this.plane.nodes()] : [...silent].filter((n) => this.plane.nodes().includes(n));
+    }
+    call.end = { at, legs: ends };
+  }
+}
