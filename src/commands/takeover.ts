@@ -25,6 +25,7 @@ import type { RewriteSpec } from '../core/rewrite';
 import * as store from '../adapters/recovery-store';
 import {
   decideDeath,
+  decideEarlierProcess,
   decideStillDead,
   decideTarget,
   judgeRecovery,
@@ -238,7 +239,7 @@ async function observeDeath(
   db: Db,
   first: Promise<NodeProbe>,
   refused: { at: number | null },
-): Promise<Liveness> {
+): Promise<{ life: Liveness; core: string | null }> {
   const staleMs = cfg.liveness.heartbeatStaleMs;
   const giveUp = Date.now() + staleMs + 1000;
   let pending: Promise<NodeProbe> | null = first;
@@ -248,9 +249,12 @@ async function observeDeath(
     if (probe.kind === 'refused') refused.at ??= Date.now();
     const hb = needsHeartbeat(probe.kind) ? await store.readHeartbeat(db, from.name) : null;
     const life = judgeLiveness(from.name, probe, hb, staleMs, whoIs(from, refused));
-    if (life.verdict !== 'wait') return life;
+    if (life.verdict !== 'wait') return { life, core: probe.coreUuid ?? null };
     if (Date.now() >= giveUp)
-      return { verdict: 'unknown', reason: `${life.reason}, and it did not age within ${staleMs + 1000} ms` };
+      return {
+        life: { verdict: 'unknown', reason: `${life.reason}, and it did not age within ${staleMs + 1000} ms` },
+        core: null,
+      };
     log('info', `takeover: waiting ${life.waitMs} ms before judging ${from.name}`, { reason: life.reason });
     await sleep(Math.min(life.waitMs + 50, Math.max(0, giveUp - Date.now())));
   }
@@ -365,6 +369,8 @@ interface Run {
   refusalLevel: 'info' | 'warn' | 'error';
   /** since when the failed node's address refuses (identity, core/liveness.ts) */
   refused: { at: number | null };
+  /** the failed node is alive with this core: only the calls of its earlier FreeSWITCH are taken (decideEarlierProcess) */
+  liveCore: string | null;
 }
 
 /** The failed node and the adopters as configured (usage and configuration errors first, before anything is asked). */
@@ -420,6 +426,7 @@ function startRun(cfg: Config, opts: TakeoverOptions): Run {
     sessions: new Map(),
     refusalLevel: 'error',
     refused: { at: null },
+    liveCore: null,
   };
 }
 
@@ -455,24 +462,43 @@ async function observeAndDecideDeath(
 ): Promise<{ life: Liveness; death: DeathDecision }> {
   const { cfg, opts, from } = run;
   const planned = !!(opts.planned && opts.dryRun);
-  const life: Liveness = planned
+  const seen = planned
     ? {
-        verdict: 'alive',
-        serving: true,
-        reason: `${from.name} still runs: this is the plan of its drain, nothing is changed`,
+        life: {
+          verdict: 'alive' as const,
+          serving: true,
+          reason: `${from.name} still runs: this is the plan of its drain, nothing is changed`,
+        },
+        core: null,
       }
     : await observeDeath(cfg, from, db, firstProbe, run.refused);
+  const life: Liveness = seen.life;
   run.timings.liveness_ms = Date.now() - run.t0;
-  const death = planned
+  let death = planned
     ? { action: 'go' as const, reason: life.reason, fence: false, forced: false }
     : decideDeath(from.name, life, { force: !!opts.force, fence: cfg.fence ? 'configured' : 'none' });
+  // alive: only the calls of its earlier FreeSWITCH, if any, and never the ones of the core that answered
+  const earlier =
+    death.action === 'go' || planned
+      ? null
+      : decideEarlierProcess(
+          from.name,
+          life,
+          seen.core,
+          await store.rowsOfHost(db, cfg.layout, from.switchname, seen.core),
+        );
+  if (earlier?.action === 'go') {
+    run.liveCore = earlier.liveCore;
+    death = { action: 'go', reason: earlier.reason, fence: false, forced: false };
+    run.refusalLevel = 'warn';
+  }
   if (death.action !== 'go')
     throw new Refused(
       death.reason,
       death.action === 'refuse' ? death.level : 'error',
       death.action === 'refuse' ? (death.nothingToDo ?? null) : null,
     );
-  log(death.forced ? 'warn' : 'info', `takeover: ${death.reason}`, run.ctx);
+  log(death.forced || run.liveCore ? 'warn' : 'info', `takeover: ${death.reason}`, run.ctx);
   if (death.fence && !opts.dryRun) {
     await runFence(
       cfg.fence,
@@ -527,9 +553,11 @@ async function lockAndRecheck(run: Run, db: Db, d: { life: Liveness; death: Deat
     );
     if (still.action !== 'go') throw new Refused(still.reason);
   }
+  // a node alive again: a takeover onto it may be under way (its rows wait for its recover, under another core):
+  // its adopter lock too, so that one ends (and they are re-tracked under its core) before its rows are counted
   run.adopterLocks = await store.lockAdopters(
     db,
-    run.targets.map((x) => x.switchname),
+    [...run.targets.map((x) => x.switchname), ...(run.liveCore ? [from.switchname] : [])],
     cfg.timeouts.lockMs,
   );
   run.timings.adopters_locked_ms = Date.now() - run.t0;
@@ -560,7 +588,7 @@ interface AdopterPlan {
  */
 async function planAdopters(run: Run, db: Db): Promise<AdopterPlan | TakeoverReport> {
   const { cfg, opts, from, targets } = run;
-  const incoming = await store.rowsOfHost(db, cfg.layout, from.switchname, null);
+  const incoming = await store.rowsOfHost(db, cfg.layout, from.switchname, run.liveCore);
   const cores = new Map<string, string>();
   const weights = new Map(targets.map((x) => [x.name, x.weight]));
   let adopters: Adopter[] = targets.map((x) => ({ name: x.name, weight: x.weight }));
@@ -587,6 +615,7 @@ async function planAdopters(run: Run, db: Db): Promise<AdopterPlan | TakeoverRep
           incoming: mine,
           targetProfiles: opened.probe.profiles ?? new Map(),
           force: !!opts.force,
+          liveCore: run.liveCore,
         });
         log('info', `takeover: plan ${plan.action} on ${x.name}: ${plan.reason}`, run.ctx);
         if (plan.action === 'nothing') return { name: x.name, problem: null, nothing: plan.reason };
@@ -645,7 +674,7 @@ async function moveRowsFor(run: Run, db: Db, plan: AdopterPlan): Promise<Takeove
       takeoverId: run.id,
       fromNode: from.name,
       toNode: report.to,
-      targetCores: [...plan.cores.values()],
+      targetCores: [...plan.cores.values(), ...(run.liveCore ? [run.liveCore] : [])],
       dryRun: !!opts.dryRun,
       assign: (groups) => assignGroups(groups, plan.adopters),
       prepared: opts.prepared,

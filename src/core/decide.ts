@@ -11,6 +11,31 @@ export type Step<T = object> =
   | { action: 'refuse'; reason: string; level?: 'info' | 'warn' | 'error'; nothingToDo?: string }
   | { action: 'nothing'; reason: string };
 
+/**
+ * Step 1, when the node is alive: the calls in the table under its name but of ANOTHER core than the one it answers
+ * with are its earlier FreeSWITCH's (one FreeSWITCH runs per node, its core uuid is new at every start, and a
+ * FreeSWITCH never adopts rows at start-up on its own), which is gone: both FreeSWITCH of a pair down at once, or an
+ * adopter that died in its recover and was restarted. Those calls may be taken over, never the ones under the core
+ * that answers (they are its live calls). null: the rule does not apply (not alive and serving, or no core said).
+ */
+export function decideEarlierProcess(
+  node: string,
+  life: Liveness,
+  liveCore: string | null | undefined,
+  rows: ScopeGroup[],
+): Step<{ liveCore: string }> | null {
+  if (life.verdict !== 'alive' || !life.serving || !liveCore) return null;
+  const earlier = rows.filter((g) => g.runtimeUuid !== liveCore);
+  const calls = earlier.reduce((n, g) => n + g.count, 0);
+  if (!calls) return null;
+  const cores = [...new Set(earlier.map((g) => g.runtimeUuid))].join(', ');
+  return {
+    action: 'go',
+    liveCore,
+    reason: `${node} is alive (core ${liveCore}) but ${calls} call(s) under its name are of its earlier FreeSWITCH (core ${cores}), which is gone: taking over those, never its live calls`,
+  };
+}
+
 /** Step 1: may the failed node's calls be taken? fence: whether a fence command is configured, and whether it already ran. */
 export function decideDeath(
   node: string,
@@ -115,6 +140,8 @@ export interface PlanInput {
   targetProfiles: Map<string, string>;
   /** --force: recover even though some rows' profiles are not running here */
   force: boolean;
+  /** the failed node is alive with this core (decideEarlierProcess): its rows under it are not moved, they stay its */
+  liveCore?: string | null;
 }
 
 /** The one rule of the shared table: rows of any node but `owner` that a recover there would take, counted by node. */
@@ -130,8 +157,9 @@ const key = (g: ScopeGroup) => `${g.hostname}|${g.runtimeUuid}|${g.technology}|$
 export function planRecover(p: PlanInput): Step<{ calls: number }> {
   const merged = new Map<string, ScopeGroup>();
   for (const g of [...p.scope, ...p.incoming]) if (!merged.has(key(g))) merged.set(key(g), { ...g }); // shared layout: in both lists
-  // after the move every failed-node row carries the target's hostname
-  const after = [...merged.values()].map((g) => ({ ...g, hostname: g.hostname === p.from ? p.to : g.hostname }));
+  // after the move every failed-node row carries the target's hostname (but the live calls of a node alive again)
+  const moves = (g: ScopeGroup) => g.hostname === p.from && (!p.liveCore || g.runtimeUuid !== p.liveCore);
+  const after = [...merged.values()].map((g) => ({ ...g, hostname: moves(g) ? p.to : g.hostname }));
   const running = new Set([...p.targetProfiles].filter(([, s]) => isRunning(s)).map(([n]) => n));
   const selected =
     p.recover === 'fsctl' ? after : after.filter((g) => g.technology === 'sofia' && running.has(g.profile));

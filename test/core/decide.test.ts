@@ -6,6 +6,7 @@ import {
   decideTarget,
   judgeRecovery,
   planRecover,
+  decideEarlierProcess,
   type ScopeGroup,
 } from '../../src/core/decide';
 import { judgeLiveness } from '../../src/core/liveness';
@@ -280,4 +281,46 @@ test('under the lock, a node judged dead must still be dead: one that came back 
   });
   assert.match(back.reason, /refusing to take over fs1: it came back while the takeover started/);
   assert.equal(decideStillDead('fs1', { verdict: 'wait', waitMs: 100, reason: 'fresh heartbeat' }).action, 'refuse');
+});
+
+test('decideEarlierProcess: a node alive with core C gives up only the calls under its name of other cores; not when dead, not serving, or silent about its core', () => {
+  const alive = { verdict: 'alive' as const, serving: true, reason: 'fs2 is alive' };
+  const g = (runtimeUuid: string, count: number) => ({
+    hostname: 'fs2',
+    runtimeUuid,
+    technology: 'sofia',
+    profile: 'internal',
+    count,
+  });
+  const go = decideEarlierProcess('fs2', alive, 'C', [g('C', 2), g('OLD1', 3), g('OLD2', 1)]);
+  assert.equal(go?.action, 'go');
+  assert.match(go!.reason, /4 call\(s\) under its name are of its earlier FreeSWITCH \(core OLD1, OLD2\)/);
+  assert.equal(decideEarlierProcess('fs2', alive, 'C', [g('C', 2)]), null, 'only its live calls: nothing');
+  assert.equal(decideEarlierProcess('fs2', alive, null, [g('OLD1', 3)]), null, 'no core said: no proof');
+  assert.equal(decideEarlierProcess('fs2', { ...alive, serving: false }, 'C', [g('OLD1', 3)]), null);
+  assert.equal(decideEarlierProcess('fs2', { verdict: 'dead', reason: 'x' }, 'C', [g('OLD1', 3)]), null);
+});
+
+test('planRecover with a live core: the failed node`s live rows stay its, so a recover on the adopter that would see them is refused', () => {
+  const g = (hostname: string, runtimeUuid: string, count: number) => ({
+    hostname,
+    runtimeUuid,
+    technology: 'sofia',
+    profile: 'internal',
+    count,
+  });
+  const base = {
+    from: 'fs2',
+    to: 'fs1',
+    recover: 'sofia' as const,
+    targetProfiles: new Map([['internal', 'RUNNING']]),
+    force: false,
+  };
+  // shared table: the adopter's recover sees both the earlier process's rows and the live one's
+  const scope = [g('fs2', 'OLD', 6), g('fs2', 'C', 1)];
+  const incoming = [g('fs2', 'OLD', 6)];
+  assert.equal(planRecover({ ...base, scope: [g('fs2', 'OLD', 6)], incoming, liveCore: 'C' }).action, 'go');
+  const p = planRecover({ ...base, scope, incoming, liveCore: 'C' });
+  assert.equal(p.action, 'refuse');
+  assert.match(p.reason, /would also take the calls of fs2 \(1 row\)/);
 });

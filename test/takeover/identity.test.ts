@@ -279,3 +279,55 @@ test('21.2 the health loop fails FreeSWITCH on evidence: one late answer (a star
   c.sims.fs1.fault.slowMs = 0;
   assert.deepEqual(changes.slice(0, 2), [true, false], 'two late answers in a row: FAILED');
 });
+
+const allRows = (c: Cluster) =>
+  withClient(
+    c.url,
+    async (db) =>
+      (
+        await db.query<{ uuid: string; hostname: string; runtime_uuid: string }>(
+          'select uuid, hostname, runtime_uuid from public.recovery order by uuid',
+        )
+      ).rows,
+  );
+
+test('23.1 (chaos: pair, adopter-crash) both FreeSWITCH of a pair down at once, the adopter dying in its recover, then both restarted: the new MASTER takes over the calls of the earlier process from the peer that answers again, every call once; the peer`s own live call is never taken', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'shared' });
+  const calls = await c.sims.fs1.answerCalls(6);
+  await c.sims.fs1.crash();
+  await c.sims.fs2.api('simctl crash-on-recover');
+  const r1 = await takeover(c.config('fs2'), { from: 'fs1', command: 'test' }).catch((e: Error) => e);
+  assert.ok(r1 instanceof Error || r1.result !== 'done', 'the adopter died in its recover');
+  const stranded = await allRows(c);
+  assert.equal(stranded.length, 6);
+  assert.ok(
+    stranded.every((x) => x.hostname === 'fs2'),
+    'the calls wait under fs2, rewritten for it, of the old fs1 core',
+  );
+  // both come back (systemd): new cores; fs1 becomes MASTER and takes over fs2, which answers again
+  await c.restart('fs1');
+  await c.restart('fs2');
+  const r = await takeover(c.config('fs1'), { from: 'fs2', command: 'test' });
+  assert.equal(r.result, 'done', r.reason);
+  assert.match(r.reason, /fs1 took over 6 call\(s\) of fs2/);
+  await waitRows(c, 6);
+  const after = await allRows(c);
+  assert.deepEqual(after.map((x) => x.uuid).sort(), [...calls].sort());
+  assert.ok(after.every((x) => x.hostname === 'fs1' && x.runtime_uuid === c.sims.fs1.coreUuid));
+
+  // a live call of the peer's current process is never taken: fs1's recover would see it, so it is refused as a whole
+  await c.sims.fs1.crash();
+  await c.sims.fs2.api('simctl crash-on-recover');
+  await takeover(c.config('fs2'), { from: 'fs1', command: 'test' }).catch(() => undefined);
+  await c.restart('fs2');
+  await c.restart('fs1');
+  const live = await c.sims.fs2.answerCalls(1);
+  const before = await allRows(c);
+  await assert.rejects(takeover(c.config('fs1'), { from: 'fs2', command: 'test' }), /fs2|refus/);
+  assert.deepEqual(await allRows(c), before, 'nothing changed');
+  assert.ok(before.some((x) => x.uuid === live[0]));
+});
+
+async function waitRows(c: Cluster, n: number): Promise<void> {
+  for (let i = 0; i < 50 && (await allRows(c)).length !== n; i++) await sleep(50);
+}
