@@ -82,9 +82,12 @@ export class ChaosCluster implements CallPlane {
     return this.names.filter((n) => this.running(n));
   }
 
+  /** SIP to a node cut off the service net is lost; after the cut, a moment for its media to flow again (one RTP
+   *  round trip and more) before a BYE is judged by what its channel hears */
   reachable(node: string): boolean {
-    return !this.cut.has(node);
+    return !this.cut.has(node) && Date.now() - (this.healedAt.get(node) ?? 0) > 1000;
   }
+  private readonly healedAt = new Map<string, number>();
 
   api(node: string, cmd: string, timeoutMs: number): Promise<string> {
     if (!this.running(node)) return Promise.reject(new Error(`${node}: not running`));

@@ -16,7 +16,18 @@ const leg = (uuid: string, holders: string[], rxAgoMs: number | null = 10) => ({
 const heard = (last: number, gaps: Array<[number, number]> = []) => ({ first: 0, last, packets: 100, gaps, from: 'x' });
 
 function history(calls: CallRec[], faults: FaultRec[], audio: History['audio'], o: Partial<History> = {}): History {
-  return { calls, faults, audio, recoveries: [], audits: [], graceMs: 200, flowingMs: 1000, rowsLeft: [], ...o };
+  return {
+    topology: 'farm',
+    calls,
+    faults,
+    audio,
+    recoveries: [],
+    audits: [],
+    graceMs: 200,
+    flowingMs: 1000,
+    rowsLeft: [],
+    ...o,
+  };
 }
 
 test('judge: a call is kept only when one live node carried each leg at its BYE, heard and heard by its far end', () => {
@@ -26,6 +37,10 @@ test('judge: a call is kept only when one live node carried each leg at its BYE,
   assert.match(lossReason(call(2, ['u1'], { at, legs: [leg('u1', [])] }), audio, 1000)!, /no live node carried it/);
   assert.match(lossReason(call(3, ['u1'], { at, legs: [leg('u1', ['a', 'b'])] }), audio, 1000)!, /carried by a and b/);
   assert.match(lossReason(call(4, ['u1'], { at, legs: [leg('u1', ['b'], 4000)] }), audio, 1000)!, /deaf/);
+  const fresh = { ...leg('u1', ['b'], null), boundAgoMs: 5 };
+  assert.equal(lossReason(call(8, ['u1'], { at, legs: [fresh] }), audio, 1000), null, 'recovered just before its BYE');
+  const stale = { ...leg('u1', ['b'], null), boundAgoMs: 3000 };
+  assert.match(lossReason(call(9, ['u1'], { at, legs: [stale] }), audio, 1000)!, /nothing for the 3000 ms since/);
   assert.match(lossReason(call(5, ['u2'], { at, legs: [leg('u2', ['b'])] }), audio, 1000)!, /last heard it 5000 ms/);
   assert.match(
     lossReason(call(6, ['u3', 'u4'], { at, legs: [leg('u3', ['b']), leg('u4', [])] }), audio, 1000)!,

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createDatabase } from '../helpers/pg';
 import { Fabric, cleanStale, installMissing, prerequisites } from '../e2e/lab';
 import { ChaosCluster, type Topology } from './cluster';
-import { type FaultRec, type History, type Judgement, KNOWN_LIMITS, formatTable, judge } from './judge';
+import { type FaultRec, type History, type Judgement, formatTable, judge, knownLimit } from './judge';
 import { FAULTS } from './nemesis';
 import { Rng } from './rng';
 import { Workload, type WorkloadOptions } from './workload';
@@ -101,6 +101,7 @@ async function rounds(c: ChaosCluster, o: ChaosOptions): Promise<ChaosResult> {
   await sleep(1500);
   const audio = (await c.lab.audio()).calls;
   const history: History = {
+    topology: o.topology,
     calls: work.calls,
     faults,
     audio,
@@ -118,7 +119,7 @@ async function rounds(c: ChaosCluster, o: ChaosOptions): Promise<ChaosResult> {
   );
   for (const v of judgement.losses) {
     const f = v.fault === null ? null : faults[v.fault];
-    const known = f ? KNOWN_LIMITS[f.kind] : undefined;
+    const known = f ? knownLimit(o.topology, f.kind) : undefined;
     o.say(
       `LOST${known ? ` (known limit: ${known})` : ''} call ${v.call.id} (${v.call.kind}, answered on ${v.call.node} at ${new Date(v.call.answeredAt).toISOString()}): ${v.reason}; fault: ${f ? `${f.n} ${f.kind} ${f.target} (${f.detail})` : 'none'}`,
     );

@@ -138,7 +138,7 @@ export class Workload {
           }
           for (const leg of ends) {
             if (leg.holders.includes(node)) continue;
-            let reply: { here: boolean; media: { rxAgoMs: number | null } | null };
+            let reply: { here: boolean; media: { rxAgoMs: number | null; boundAgoMs: number } | null };
             try {
               reply = JSON.parse(await this.plane.api(node, `simctl bye ${leg.uuid}`, 2000));
             } catch (e) {
@@ -151,6 +151,7 @@ export class Workload {
             leg.holders.push(node);
             const ago = reply.media?.rxAgoMs ?? null;
             leg.rxAgoMs = leg.rxAgoMs === null ? ago : Math.min(leg.rxAgoMs, ago ?? leg.rxAgoMs);
+            if (reply.media) leg.boundAgoMs = reply.media.boundAgoMs;
           }
         }),
       );

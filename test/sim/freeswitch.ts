@@ -15,6 +15,7 @@ import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { fsUrlEncode, rewriteMetadata } from '../../src/core/rewrite';
 import { xmlProblem } from '../../src/core/xml';
@@ -245,6 +246,7 @@ export class FsSim {
   async answerCalls(n: number, profile = this.o.profiles[0], ringingAlready = false): Promise<string[]> {
     // standby turns new INVITEs away; a call that was already ringing may still be answered
     if (this.standby && !ringingAlready) throw new Error('503 System Paused');
+    this.requireAddress();
     if (!this.profiles.get(profile)) throw new Error(`profile ${profile} not running`);
     const t = callTemplate();
     const uuids: string[] = [];
@@ -464,6 +466,7 @@ export class FsSim {
    */
   async answerGroup(kind: 'bridged' | 'conference', n: number): Promise<string[]> {
     if (this.standby) throw new Error('503 System Paused');
+    this.requireAddress();
     const all = loadRows(kind === 'bridged' ? 'bridged_rows.sql' : 'conference_rows.sql');
     const runtime = all[0].runtime_uuid;
     const copy = (md: string, map: Map<string, string>, tag: string): string => this.groupLeg(md, map, tag, runtime);
@@ -577,6 +580,17 @@ export class FsSim {
       this.coreUuid,
     ]);
     return rows.rows.map((r) => r.uuid as string);
+  }
+
+  /**
+   * An INVITE to the profile's address reaches this host only while it holds that address (a VIP bound with
+   * ip_nonlocal_bind is held by keepalived's MASTER alone): a call placed here otherwise never arrives.
+   */
+  private requireAddress(): void {
+    const a = this.o.address;
+    if (a.startsWith('127.') || a === '::1') return;
+    const held = Object.values(networkInterfaces()).some((l) => l?.some((x) => x.address === a));
+    if (!held) throw new Error(`no INVITE reaches ${a}: this host does not hold it`);
   }
 
   /** host:port of the database server the simulator is connected to now */

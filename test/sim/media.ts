@@ -51,6 +51,8 @@ export interface ChannelMedia {
   port: number;
   rx: number;
   rxAgoMs: number | null;
+  /** how long ago its socket was bound (a channel just recovered has not heard anything yet) */
+  boundAgoMs: number;
   recovered: boolean;
   /** when the channel's first inbound packet came (epoch ms; null: none yet), and from where the last one did */
   firstRxAt: number | null;
@@ -179,6 +181,7 @@ export class MediaPlane {
       port: c.local.port,
       rx: c.rx,
       rxAgoMs: c.lastRx ? now - c.lastRx : null,
+      boundAgoMs: now - c.since,
       recovered: c.recovered,
       firstRxAt: c.firstRx ?? null,
       from: c.lastFrom ?? null,
