@@ -174,7 +174,9 @@ async function recoverOn(
     // sofia recover clears standby on every profile (fsctl recover does not; then only the standby off above did)
     if (cfg.recover === 'sofia' || r.standbyOff)
       await store.recordStandby(db, x.name, false, `takeover recover (${ctx.from})`).catch(() => undefined);
-    r.missing = await store.awaitRetracked(db, cfg.layout, pending, core, cfg.timeouts.verifyMs);
+    const ended = count === pending.length ? await endedSince(cfg, session, db, pending, core) : [];
+    const alive = pending.filter((u) => !ended.includes(u));
+    r.missing = await store.awaitRetracked(db, cfg.layout, alive, core, cfg.timeouts.verifyMs);
     await store.dropKeptCopies(
       db,
       pending.filter((u) => !r.missing.includes(u)),
@@ -186,6 +188,7 @@ async function recoverOn(
       recovered: count,
       missing: r.missing.length,
       held: 0,
+      ended: ended.length,
     });
     r.result = v.result;
     r.reason = v.reason;
@@ -208,6 +211,27 @@ async function recoverOn(
     recovered: r.recovered ?? undefined,
   });
   return r;
+}
+
+/**
+ * Calls that came up on the adopter and were hung up before FreeSWITCH re-tracked them (a busy switch ends a few
+ * calls a second): not missing, ended. Asked once the quick re-tracks are in (up to 500 ms): every handed call became
+ * a channel (the recover's count says so), so a channel the adopter no longer has (uuid_exists) was hung up.
+ */
+async function endedSince(
+  cfg: Config,
+  session: EslSession,
+  db: Db,
+  pending: string[],
+  core: string,
+): Promise<string[]> {
+  const slow = await store.awaitRetracked(db, cfg.layout, pending, core, Math.min(500, cfg.timeouts.verifyMs));
+  const ended: string[] = [];
+  for (const u of slow) {
+    const a = await session.api(`uuid_exists ${u}`, cfg.esl.timeoutMs).catch(() => '');
+    if (a.trim() === 'false') ended.push(u);
+  }
+  return ended;
 }
 
 /**

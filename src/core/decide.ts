@@ -208,6 +208,8 @@ export function judgeRecovery(o: {
   recovered: number;
   missing: number;
   held: number;
+  /** recovered, then hung up before their row was re-tracked (the adopter says the channel is gone) */
+  ended?: number;
 }): { result: 'done' | 'partial' | 'failed'; reason: string } {
   if (o.recovered > o.handed) {
     return {
@@ -220,12 +222,13 @@ export function judgeRecovery(o: {
       result: 'partial',
       reason: `${o.to} recovered ${o.recovered} of ${o.handed} call(s); ${o.missing} not re-tracked (originals kept in fsha.takeover_rows)`,
     };
+  const ended = o.ended ? `; ${o.ended} of them ended since (hung up after their recover)` : '';
   if (o.held)
     return {
       result: 'partial',
-      reason: `${o.to} took over ${o.handed} call(s) of ${o.from}; ${o.held} held back (kept in fsha.takeover_rows with the reason)`,
+      reason: `${o.to} took over ${o.handed} call(s) of ${o.from}${ended}; ${o.held} held back (kept in fsha.takeover_rows with the reason)`,
     };
-  return { result: 'done', reason: `${o.to} took over ${o.handed} call(s) of ${o.from}` };
+  return { result: 'done', reason: `${o.to} took over ${o.handed} call(s) of ${o.from}${ended}` };
 }
 
 /** One adopter's recover, as observed. unreached: its recover did not run or did not answer. */

@@ -50,7 +50,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   installMissing();
   const missing = prerequisites();
   if (missing) throw new Error(`chaos cannot run: ${missing}`);
-  cleanStale();
+  // a run beside another (CHAOS_BESIDE=1: make chaos for the pair and the farm at once) leaves the other's lab be
+  if (!process.env.CHAOS_BESIDE) cleanStale();
   const fabric = new Fabric();
   await fabric.start();
   const c = new ChaosCluster(fabric, await createDatabase('chaos'), o.topology);

@@ -324,3 +324,9 @@ test('planRecover with a live core: the failed node`s live rows stay its, so a r
   assert.equal(p.action, 'refuse');
   assert.match(p.reason, /would also take the calls of fs2 \(1 row\)/);
 });
+
+test('judgeRecovery: calls that ended after their recover are neither missing nor partial; they are said', () => {
+  const v = judgeRecovery({ to: 'fs2', from: 'fs1', handed: 6, recovered: 6, missing: 0, held: 0, ended: 2 });
+  assert.equal(v.result, 'done');
+  assert.equal(v.reason, 'fs2 took over 6 call(s) of fs1; 2 of them ended since (hung up after their recover)');
+});

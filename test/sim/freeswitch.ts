@@ -152,6 +152,7 @@ export class FsSim {
     });
     // FreeSWITCH hangs a deaf channel up: its row goes (switch_core_recovery_untrack)
     this.media.onTimeout = (uuid) => {
+      this.live.delete(uuid);
       void this.db?.query('delete from recovery where uuid = $1', [uuid]).catch(() => undefined);
     };
   }
@@ -257,6 +258,7 @@ export class FsSim {
       uuids.push(uuid);
       rows.push([this.coreUuid, 'sofia', profile, this.o.switchname, uuid, md]);
       this.sessionsSinceStart++;
+      this.live.add(uuid);
     }
     const db = this.requireDb();
     const BATCH = 200;
@@ -341,6 +343,7 @@ export class FsSim {
         [this.coreUuid, 'sofia', profile, this.o.switchname, row.uuid, row.md],
       );
       this.sessionsSinceStart++;
+      this.live.add(row.uuid);
       this.dialogs.set(row.callId, row.uuid);
       this.o.onEvent?.('answered', {
         node: this.o.switchname,
@@ -515,6 +518,7 @@ export class FsSim {
         r,
       );
       this.sessionsSinceStart++;
+      this.live.add(r[4]);
     }
     await this.openMedia(
       rows.map((r) => ({ uuid: r[4], metadata: r[5] })),
@@ -552,9 +556,12 @@ export class FsSim {
 
   /** legs hung up while a recover was under way: not re-tracked when it ends (their row went with the hangup) */
   private readonly hungUp = new Set<string>();
+  /** the channels of this process (uuid_exists), media or not */
+  private readonly live = new Set<string>();
 
   async hangup(uuid: string): Promise<void> {
     this.hungUp.add(uuid);
+    this.live.delete(uuid);
     this.media.close(uuid);
     await this.requireDb().query('delete from recovery where uuid = $1', [uuid]);
   }
@@ -570,9 +577,10 @@ export class FsSim {
       this.coreUuid,
     ]);
     this.media.close(uuid);
-    if (media) this.hungUp.add(uuid);
+    const had = this.live.delete(uuid);
+    if (media || had) this.hungUp.add(uuid);
     const row = (res.rowCount ?? 0) > 0;
-    return { here: row || media !== null, media, row };
+    return { here: row || media !== null || had, media, row };
   }
 
   async ownCalls(): Promise<string[]> {
@@ -645,6 +653,7 @@ export class FsSim {
         if ((await this.openMedia([row], true)).length) continue;
         firstLegAt ??= Date.now();
         recovered.push({ uuid: row.uuid, profile: decodeURIComponent(onProfile!), metadata: row.metadata });
+        this.live.add(row.uuid);
         // behind a proxy the row has a route set: the re-INVITE goes along it (the user agent); else straight to the far end
         if (this.ua && /<sip_invite_record_route>[^<]+</.test(row.metadata))
           this.reinviteViaRoute(row.uuid, row.metadata);
@@ -724,6 +733,9 @@ export class FsSim {
         // mod_commands system_function: /bin/sh -c, as FreeSWITCH's user, its standard output streamed back
         if (!rest) return '-ERR No command specified\n';
         return this.system(rest);
+      case 'uuid_exists':
+        // mod_commands: whether a channel of that uuid exists here
+        return this.live.has(rest) ? 'true' : 'false';
       case 'status':
         return R.statusBody(Date.now() - this.startedAt, !this.paused, this.sessionsSinceStart, 0, 0);
       case 'switchname':

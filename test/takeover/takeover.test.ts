@@ -332,3 +332,32 @@ test('event socket that accepts and never answers, or rejects the password: refu
   await assert.rejects(takeover(cfg, { from: 'fs1', command: 'test' }), /rejected the password/);
   assert.equal((await rows(c.url)).filter((x) => x.hostname === 'fs1').length, 2);
 });
+
+test('23.2 (chaos: a busy switch) calls hung up on the adopter right after their recover, before FreeSWITCH re-tracked them: the takeover is done (they ended, uuid_exists says so), not partial, and does not wait out verify_ms for them', async (t) => {
+  const sims: { fs2?: import('../sim/freeswitch').FsSim } = {};
+  const c = await withCluster(t, {
+    nodes: ['fs1', 'fs2'],
+    layout: 'per-node',
+    retrackDelayMs: 300,
+    timeouts: '{ verify_ms: 15000, lock_ms: 5000, database_ms: 3000 }',
+    onEvent: (node, what, d) => {
+      // the far ends of two calls hang up the moment their channels are back on fs2
+      if (node === 'fs2' && what === 'recover')
+        for (const u of (d.uuids as string[]).slice(0, 2)) void sims.fs2?.hangup(u);
+    },
+  });
+  sims.fs2 = c.sims.fs2;
+  const calls = await c.sims.fs1.answerCalls(6);
+  await c.sims.fs1.crash();
+  const t0 = Date.now();
+  const r = await takeover(c.config('fs2'), { from: 'fs1', command: 'test' });
+  const ms = Date.now() - t0;
+  assert.equal(r.result, 'done', r.reason);
+  assert.match(r.adopters[0].reason, /2 of them ended since/);
+  assert.equal(r.missing.length, 0);
+  assert.ok(ms < 15000, `it did not wait out verify_ms for the ended calls (${ms} ms)`);
+  await new Promise((res) => setTimeout(res, 400));
+  const left = (await rows(c.url, 'fsha.recovery_base')).map((x: { uuid: string }) => x.uuid);
+  assert.equal(left.length, 4);
+  assert.ok(left.every((u: string) => calls.includes(u)));
+});
