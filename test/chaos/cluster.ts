@@ -65,6 +65,7 @@ export class ChaosCluster implements CallPlane {
         }),
       );
       this.taking = up.filter((n): n is string => n !== null);
+      if (this.topology === 'pair') this.vipAt = new Set(this.names.filter((n) => this.lab.hasVip(n)));
       if (!this.stopped) this.poll = setTimeout(() => void refresh(), 250);
     };
     await refresh();
@@ -85,8 +86,12 @@ export class ChaosCluster implements CallPlane {
   /** SIP to a node cut off the service net is lost; after the cut, a moment for its media to flow again (one RTP
    *  round trip and more) before a BYE is judged by what its channel hears */
   reachable(node: string): boolean {
-    return !this.cut.has(node) && Date.now() - (this.healedAt.get(node) ?? 0) > 1000;
+    if (this.cut.has(node) || Date.now() - (this.healedAt.get(node) ?? 0) <= 1000) return false;
+    // the pair's calls are dialogs with its VIP: a far end's request reaches whoever holds it now
+    return this.topology !== 'pair' || this.vipAt.has(node);
   }
+  /** the nodes holding the pair's VIP now (refreshed with accepting(), every 250 ms) */
+  private vipAt = new Set<string>();
   private readonly healedAt = new Map<string, number>();
 
   api(node: string, cmd: string, timeoutMs: number): Promise<string> {
@@ -143,8 +148,9 @@ export class ChaosCluster implements CallPlane {
     this.cut.add(node);
   }
   healLink(node: string): void {
-    if (this.cut.delete(node))
-      this.lab.fabric.ip(['link', 'set', this.lab.port(node, 's'), 'master', this.lab.fabric.s]);
+    if (!this.cut.delete(node)) return;
+    this.lab.fabric.ip(['link', 'set', this.lab.port(node, 's'), 'master', this.lab.fabric.s]);
+    this.healedAt.set(node, Date.now());
   }
 
   /** Busy loops on every core and then some (CPU starvation for everyone, the lab included). */

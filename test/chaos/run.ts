@@ -79,6 +79,13 @@ async function rounds(c: ChaosCluster, o: ChaosOptions): Promise<ChaosResult> {
   let aborted: string | null = null;
   for (let n = 1; n <= o.rounds && !aborted; n++) {
     const fault = rng.pick(kinds);
+    // full strength as each fault finds it (a handover may stop a FreeSWITCH after the last round settled)
+    try {
+      await c.restore();
+    } catch (e) {
+      aborted = `before fault ${n}: ${(e as Error).message}`;
+      break;
+    }
     const carriers = await c.carriers();
     let injected: { target: string; at: number; detail: string };
     try {

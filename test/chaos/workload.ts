@@ -131,7 +131,7 @@ export class Workload {
       const silent = new Set<string>();
       await Promise.all(
         ask.map(async (node) => {
-          // a BYE to a node cut off the service net is lost on the way: retransmitted until the link returns
+          // a BYE that cannot reach a node (its link cut; the pair's VIP elsewhere) is retransmitted until it can
           if (!this.plane.reachable(node)) {
             silent.add(node);
             return;

@@ -172,7 +172,17 @@ export class Fabric {
       [this.s, `${SERVICE_GW}/24`],
       [this.m, `${MGMT_DB}/24`],
     ]) {
-      this.ip(['link', 'add', br, 'type', 'bridge']);
+      // an address of its own, as a switch's: a bridge otherwise takes the lowest MAC of its ports, and a port
+      // leaving it (a link cut) would change the MAC of the far ends' and the database's address under the nodes
+      this.ip([
+        'link',
+        'add',
+        br,
+        'address',
+        br === this.s ? '02:00:5e:00:01:fe' : '02:00:5e:00:02:fe',
+        'type',
+        'bridge',
+      ]);
       this.ip(['addr', 'add', addr, 'dev', br]);
       this.ip(['link', 'set', br, 'up']);
     }
