@@ -174,9 +174,8 @@ async function recoverOn(
     // sofia recover clears standby on every profile (fsctl recover does not; then only the standby off above did)
     if (cfg.recover === 'sofia' || r.standbyOff)
       await store.recordStandby(db, x.name, false, `takeover recover (${ctx.from})`).catch(() => undefined);
-    const ended = count === pending.length ? await endedSince(cfg, session, db, pending, core) : [];
-    const alive = pending.filter((u) => !ended.includes(u));
-    r.missing = await store.awaitRetracked(db, cfg.layout, alive, core, cfg.timeouts.verifyMs);
+    const { missing, ended } = await awaitRetrackedOrEnded(cfg, session, db, pending, core, count === pending.length);
+    r.missing = missing;
     await store.dropKeptCopies(
       db,
       pending.filter((u) => !r.missing.includes(u)),
@@ -191,7 +190,10 @@ async function recoverOn(
       ended: ended.length,
     });
     r.result = v.result;
-    r.reason = v.reason;
+    // which calls, so the operator can look each one up (fs-ha history, fsha.takeover_rows, uuid_dump on the adopter)
+    r.reason = r.missing.length
+      ? `${v.reason}: ${r.missing.slice(0, 5).join(', ')}${r.missing.length > 5 ? ', ...' : ''}`
+      : v.reason;
   } catch (e) {
     r.doneMs ||= Date.now();
     if (r.recovered === null) {
@@ -214,24 +216,32 @@ async function recoverOn(
 }
 
 /**
- * Calls that came up on the adopter and were hung up before FreeSWITCH re-tracked them (a busy switch ends a few
- * calls a second): not missing, ended. Asked once the quick re-tracks are in (up to 500 ms): every handed call became
- * a channel (the recover's count says so), so a channel the adopter no longer has (uuid_exists) was hung up.
+ * Every handed call re-tracked by the adopter, or ended: a busy switch hangs a few calls up every second, some
+ * before FreeSWITCH re-tracked them (its SQL queue lags under load). When every handed call became a channel (the
+ * recover's count says so), a call whose row has not come and whose channel the adopter no longer has (uuid_exists,
+ * asked every 300 ms while rows are awaited) was hung up: ended, not missing.
  */
-async function endedSince(
+async function awaitRetrackedOrEnded(
   cfg: Config,
   session: EslSession,
   db: Db,
   pending: string[],
   core: string,
-): Promise<string[]> {
-  const slow = await store.awaitRetracked(db, cfg.layout, pending, core, Math.min(500, cfg.timeouts.verifyMs));
+  everyOneCameUp: boolean,
+): Promise<{ missing: string[]; ended: string[] }> {
+  const deadline = Date.now() + cfg.timeouts.verifyMs;
   const ended: string[] = [];
-  for (const u of slow) {
-    const a = await session.api(`uuid_exists ${u}`, cfg.esl.timeoutMs).catch(() => '');
-    if (a.trim() === 'false') ended.push(u);
+  let missing = pending;
+  for (;;) {
+    const slice = everyOneCameUp ? Math.min(300, Math.max(0, deadline - Date.now())) : cfg.timeouts.verifyMs;
+    missing = await store.awaitRetracked(db, cfg.layout, missing, core, slice);
+    if (!missing.length || !everyOneCameUp || Date.now() >= deadline) return { missing, ended };
+    for (const u of missing.slice(0, 100)) {
+      const a = await session.api(`uuid_exists ${u}`, cfg.esl.timeoutMs).catch(() => '');
+      if (a.trim() === 'false') ended.push(u);
+    }
+    missing = missing.filter((u) => !ended.includes(u));
   }
-  return ended;
 }
 
 /**

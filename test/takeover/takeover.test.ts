@@ -361,3 +361,25 @@ test('23.2 (chaos: a busy switch) calls hung up on the adopter right after their
   assert.equal(left.length, 4);
   assert.ok(left.every((u: string) => calls.includes(u)));
 });
+
+test('23.2b (chaos: a loaded adopter) FreeSWITCH re-tracks late (its SQL queue under load) and two calls are hung up after the first look but before their re-track: still ended, not missing', async (t) => {
+  const sims: { fs2?: import('../sim/freeswitch').FsSim } = {};
+  const c = await withCluster(t, {
+    nodes: ['fs1', 'fs2'],
+    layout: 'per-node',
+    retrackDelayMs: 1200,
+    timeouts: '{ verify_ms: 15000, lock_ms: 5000, database_ms: 3000 }',
+    onEvent: (node, what, d) => {
+      if (node === 'fs2' && what === 'recover')
+        setTimeout(() => {
+          for (const u of (d.uuids as string[]).slice(0, 2)) void sims.fs2?.hangup(u);
+        }, 800);
+    },
+  });
+  sims.fs2 = c.sims.fs2;
+  await c.sims.fs1.answerCalls(6);
+  await c.sims.fs1.crash();
+  const r = await takeover(c.config('fs2'), { from: 'fs1', command: 'test' });
+  assert.equal(r.result, 'done', r.reason);
+  assert.match(r.adopters[0].reason, /2 of them ended since/);
+});
