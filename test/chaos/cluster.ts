@@ -83,8 +83,8 @@ export class ChaosCluster implements CallPlane {
     return this.names.filter((n) => this.running(n));
   }
 
-  /** SIP to a node cut off the service net is lost; after the cut, a moment for its media to flow again (one RTP
-   *  round trip and more) before a BYE is judged by what its channel hears */
+  /** SIP to a node cut off the service net is lost; after a cut or a freeze, a moment for its media to flow again
+   *  (one RTP round trip and more) before a BYE is judged by what its channel hears */
   reachable(node: string): boolean {
     if (this.cut.has(node) || Date.now() - (this.healedAt.get(node) ?? 0) <= 1000) return false;
     // the pair's calls are dialogs with its VIP: a far end's request reaches whoever holds it now
@@ -105,13 +105,29 @@ export class ChaosCluster implements CallPlane {
   }
 
   /** leg uuid -> node whose channel carries it now (frozen nodes are not asked: they answer nothing). */
-  async carriers(): Promise<Record<string, string>> {
+  async carriers(): Promise<{ carriers: Record<string, string>; doubles: string[] }> {
     const out: Record<string, string> = {};
+    const doubles: string[] = [];
     for (const n of this.names) {
       if (!this.running(n) || this.frozen.has(n)) continue;
-      for (const ch of await this.lab.media(n).catch(() => [])) out[ch.uuid] = n;
+      for (const ch of await this.lab.media(n).catch(() => [])) {
+        if (out[ch.uuid]) doubles.push(`${ch.uuid} on ${out[ch.uuid]} and ${n}`);
+        out[ch.uuid] = n;
+      }
     }
-    return out;
+    return { carriers: out, doubles };
+  }
+
+  /** When each simulator process this run started ended by a crash (fsctl crash: a fault, a handover, a drain). */
+  crashes(): Array<{ node: string; at: number }> {
+    return this.sims.flatMap((p) =>
+      p.lines
+        .filter((l) => l.text.includes('"ev":"crash"'))
+        .map((l) => {
+          const e = JSON.parse(l.text) as { node: string; at: number };
+          return { node: e.node, at: e.at };
+        }),
+    );
   }
 
   /** fs-ha on node, as the operator runs it, without holding up the event loop (the workload goes on). */
@@ -139,7 +155,9 @@ export class ChaosCluster implements CallPlane {
     this.frozen.add(node);
   }
   thaw(node: string): void {
-    if (this.frozen.delete(node)) process.kill(this.lab.sims[node].child.pid!, 'SIGCONT');
+    if (!this.frozen.delete(node)) return;
+    process.kill(this.lab.sims[node].child.pid!, 'SIGCONT');
+    this.healedAt.set(node, Date.now());
   }
 
   /** node's service link out of its bridge (VRRP adverts lost both ways, and its media) or back. */
@@ -258,9 +276,5 @@ export class ChaosCluster implements CallPlane {
     for (const n of [...this.frozen]) this.thaw(n);
     this.sipp?.kill('SIGKILL');
     this.lab.teardown(true);
-  }
-
-  get dir(): string {
-    return this.lab.dir;
   }
 }

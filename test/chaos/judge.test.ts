@@ -80,7 +80,8 @@ test('judge: losses charged to the fault before them; at stake only on the targe
     { node: 'c', at: 1200, uuids: ['k1'] },
   ];
   const audits = [{ at: 1050, command: 'notify MASTER', from: 'a', to: 'b', result: 'done', adopted: 1 }];
-  const j = judge(history(calls, faults, audio, { recoveries, audits, rowsLeft: ['public.recovery: b l1'] }));
+  const crashes = [{ node: 'a', at: 1000 }];
+  const j = judge(history(calls, faults, audio, { recoveries, crashes, audits, rowsLeft: ['public.recovery: b l1'] }));
   const crash = j.table.find((r) => r.kind === 'crash')!;
   assert.deepEqual(
     {
@@ -98,8 +99,12 @@ test('judge: losses charged to the fault before them; at stake only on the targe
     [[2, 0]],
   );
   assert.equal(j.unexplained.length, 1, 'a crash loss is no known limit');
-  assert.ok(j.violations.some((v) => /leg k1 recovered 2 times/.test(v)));
-  assert.ok(j.violations.some((v) => /audit says 1 leg\(s\) adopted, FreeSWITCH recovered 1/.test(v)) === false);
+  // k1: a crashed, b recovered it (once); then c recovered it while b's FreeSWITCH still ran: a double
+  assert.deepEqual(
+    j.violations.filter((v) => /k1 recovered/.test(v)).map((v) => v.replace(/ at \S+/, '')),
+    ["leg k1 recovered on c while b's FreeSWITCH that carried it still ran"],
+  );
+  assert.ok(j.violations.some((v) => /audit says 1 leg\(s\) adopted, FreeSWITCH recovered 2/.test(v)));
   assert.ok(j.violations.some((v) => /row left behind/.test(v)));
   assert.equal(faultAt(faults, 500), null);
   assert.equal(faultAt(faults, 19950), 1, 'a last packet just before the fault is charged to it');

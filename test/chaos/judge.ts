@@ -44,6 +44,8 @@ export interface FaultRec {
   endAt: number;
   /** leg uuid -> node carrying it when the fault was injected */
   carriers: Record<string, string>;
+  /** legs whose channel two live nodes had at once when the fault was injected ("uuid on A and B") */
+  doubles?: string[];
 }
 
 export interface Recovery {
@@ -67,6 +69,8 @@ export interface History {
   faults: FaultRec[];
   audio: Record<string, CallAudio>;
   recoveries: Recovery[];
+  /** when a FreeSWITCH process ended (fsctl crash: a crash fault, a handover, a drain) */
+  crashes?: Array<{ node: string; at: number }>;
   audits: AuditRec[];
   graceMs: number;
   flowingMs: number;
@@ -220,22 +224,18 @@ export function judge(h: History): Judgement {
         }
       } else if (lostHere || gapIn(v.call, h.audio, f.at, Math.min(f.endAt, next)) > h.flowingMs) row.bystandersHit++;
     }
-    // one takeover recovers a leg once: FreeSWITCH's recover twice for one leg within this fault is a double
-    const recovered = new Map<string, string[]>();
-    for (const r of h.recoveries)
-      if (r.at >= f.at && r.at < next) for (const u of r.uuids) recovered.set(u, [...(recovered.get(u) ?? []), r.node]);
-    for (const [u, nodes] of recovered)
-      if (nodes.length > 1)
-        violations.push(`fault ${f.n} (${f.kind}): leg ${u} recovered ${nodes.length} times (${nodes.join(', ')})`);
+    for (const d of f.doubles ?? []) violations.push(`fault ${f.n} (${f.kind}): a leg carried twice: ${d}`);
     // fs-ha's audit: what its takeovers say they adopted is what FreeSWITCH recovered
+    const recovered = h.recoveries.filter((r) => r.at >= f.at && r.at < next).reduce((s, r) => s + r.uuids.length, 0);
     const audited = h.audits
       .filter((a) => a.at >= f.at && a.at < next && (a.result === 'done' || a.result === 'partial'))
       .reduce((s, a) => s + a.adopted, 0);
-    if (audited !== recovered.size)
+    if (audited !== recovered)
       violations.push(
-        `fault ${f.n} (${f.kind} ${f.target}): the audit says ${audited} leg(s) adopted, FreeSWITCH recovered ${recovered.size}`,
+        `fault ${f.n} (${f.kind} ${f.target}): the audit says ${audited} leg(s) adopted, FreeSWITCH recovered ${recovered}`,
       );
   });
+  violations.push(...recoveredTwice(h));
   for (const r of h.rowsLeft) {
     const v = byLeg.get(r.split(' ').pop() ?? '');
     const known = v && !v.kept && v.fault !== null && knownLimit(h.topology, h.faults[v.fault].kind);
@@ -249,6 +249,32 @@ export function judge(h: History): Judgement {
   const losses = verdicts.filter((v) => !v.kept);
   const unexplained = losses.filter((v) => v.fault === null || !knownLimit(h.topology, h.faults[v.fault].kind));
   return { verdicts, table, violations, losses, unexplained };
+}
+
+const ANSWER_SLACK_MS = 1000;
+
+/**
+ * Exactly once: a leg goes from the process that carried it (its answer, then each recover) to the next only once
+ * that process has ended (a crash, or the stop of a handover or a drain). A recover of it while the previous
+ * carrier still ran is a double: two channels for one call.
+ */
+export function recoveredTwice(h: Pick<History, 'calls' | 'recoveries' | 'crashes'>): string[] {
+  const out: string[] = [];
+  const crashes = h.crashes ?? [];
+  const ended = (node: string, from: number, to: number) =>
+    crashes.some((c) => c.node === node && c.at >= from && c.at <= to);
+  const hops = new Map<string, Array<{ node: string; at: number }>>();
+  // a call's answer is recorded when the workload hears back: its FreeSWITCH may have crashed a moment before
+  for (const c of h.calls) for (const u of c.legs) hops.set(u, [{ node: c.node, at: c.answeredAt - ANSWER_SLACK_MS }]);
+  for (const r of [...h.recoveries].sort((a, b) => a.at - b.at))
+    for (const u of r.uuids) hops.get(u)?.push({ node: r.node, at: r.at });
+  for (const [u, list] of hops)
+    for (let i = 1; i < list.length; i++)
+      if (!ended(list[i - 1].node, list[i - 1].at, list[i].at))
+        out.push(
+          `leg ${u} recovered on ${list[i].node} at ${new Date(list[i].at).toISOString()} while ${list[i - 1].node}'s FreeSWITCH that carried it still ran`,
+        );
+  return out;
 }
 
 /** The table an operator reads: one line per fault kind, then the totals. */

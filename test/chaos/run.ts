@@ -86,7 +86,7 @@ async function rounds(c: ChaosCluster, o: ChaosOptions): Promise<ChaosResult> {
       aborted = `before fault ${n}: ${(e as Error).message}`;
       break;
     }
-    const carriers = await c.carriers();
+    const { carriers, doubles } = await c.carriers();
     let injected: { target: string; at: number; detail: string };
     try {
       injected = await fault.run(c, rng);
@@ -98,7 +98,7 @@ async function rounds(c: ChaosCluster, o: ChaosOptions): Promise<ChaosResult> {
     } catch (e) {
       aborted = `after fault ${n} (${fault.kind} ${injected.target}): ${(e as Error).message}`;
     }
-    const rec: FaultRec = { n, kind: fault.kind, ...injected, endAt: Date.now(), carriers };
+    const rec: FaultRec = { n, kind: fault.kind, ...injected, endAt: Date.now(), carriers, doubles };
     faults.push(rec);
     o.say(
       `round ${n}/${o.rounds}: ${fault.kind} ${rec.target}: ${rec.detail}; full strength +${rec.endAt - rec.at} ms; ${work.live().length} call(s) up`,
@@ -114,6 +114,7 @@ async function rounds(c: ChaosCluster, o: ChaosOptions): Promise<ChaosResult> {
     faults,
     audio,
     recoveries: c.recoveries(),
+    crashes: c.crashes(),
     audits: await c.audits(),
     graceMs: TRACK_GRACE_MS,
     flowingMs: FLOWING_MS,

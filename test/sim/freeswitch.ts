@@ -571,6 +571,17 @@ export class FsSim {
    * core) is hung up, its own row deleted (no other node's); what its media heard until then is returned.
    */
   async bye(uuid: string): Promise<{ here: boolean; media: ChannelMedia | null; row: boolean }> {
+    // a retransmitted BYE is answered by its server transaction as the first one was (a process frozen while the
+    // first was on its way answers it once thawed: the far end may have given up on that answer and sent it again)
+    const answered = this.byes.get(uuid);
+    if (answered) return answered;
+    const reply = await this.byeOnce(uuid);
+    if (reply.here) this.byes.set(uuid, reply);
+    return reply;
+  }
+  private readonly byes = new Map<string, { here: boolean; media: ChannelMedia | null; row: boolean }>();
+
+  private async byeOnce(uuid: string): Promise<{ here: boolean; media: ChannelMedia | null; row: boolean }> {
     const media = this.media.channel(uuid);
     const res = await this.requireDb().query('delete from recovery where uuid = $1 and runtime_uuid = $2', [
       uuid,
