@@ -695,7 +695,8 @@ export class FsSim {
     const db = this.db;
     if (!db || !calls.length) return;
     for (const c of calls) {
-      if (this.hungUp.delete(c.uuid)) continue; // hung up since it was recovered: switch_core_recovery_untrack ran
+      // a channel hung up since it was recovered is gone: nothing to track (switch_core_recovery_untrack ran)
+      if (this.hungUp.delete(c.uuid) || !this.live.has(c.uuid)) continue;
       const md = c.metadata
         .replace(
           /^<cdr core-uuid="[^"]*" switchname="[^"]*">/,
