@@ -91,7 +91,7 @@ const KIND: Record<EslErrorKind, ProbeKind> = {
   silent: 'silent',
   auth: 'auth',
   rejected: 'rejected',
-  closed: 'garbled',
+  closed: 'closed',
   error: 'garbled',
 };
 

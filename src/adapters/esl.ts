@@ -102,6 +102,8 @@ export class EslSession {
           done(new EslError('refused', `event socket ${where} refused the connection (FreeSWITCH not listening)`));
         else if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH')
           done(new EslError('unreachable', `event socket ${where} unreachable (${code})`));
+        else if (code === 'ECONNRESET' || code === 'EPIPE')
+          done(new EslError('closed', `event socket ${where} reset the connection before auth completed (${code})`));
         else done(new EslError('error', `event socket ${where}: ${(e as Error)?.message ?? e}`));
       });
       conn.on('esl::event::auth::fail', () =>

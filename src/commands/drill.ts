@@ -58,7 +58,7 @@ export async function drill(cfg: Config, o: DrillOptions, output: Output): Promi
     const deadline = t0 + o.waitMs;
     for (;;) {
       const p = await probeNode(esl, [], Math.min(500, esl.timeoutMs));
-      if (p.kind === 'refused' || p.kind === 'unreachable' || p.kind === 'garbled') {
+      if (p.kind === 'refused' || p.kind === 'unreachable' || p.kind === 'garbled' || p.kind === 'closed') {
         out(`${at(Date.now() - t0)}  ${victim.name}'s event socket gone (${p.kind})`);
         break;
       }

@@ -35,7 +35,7 @@ import {
   type ScopeGroup,
 } from '../core/decide';
 import { assignGroups, decideAdopters, profileFor, type Adopter, type AdopterFacts } from '../core/spread';
-import { judgeLiveness, needsHeartbeat, type Liveness } from '../core/liveness';
+import { CLOSING_GRACE_MS, judgeLiveness, needsHeartbeat, type Liveness } from '../core/liveness';
 import { nodeSchemas, recoveryRelationsProblem } from '../core/per-node';
 import { parseRecoverReply } from '../core/health';
 import { ActionFailed, ConfigError, Refused, UsageError, errorMessage, reported } from '../errors';
@@ -272,21 +272,23 @@ async function observeDeath(
   from: NodeConfig,
   db: Db,
   first: Promise<NodeProbe>,
-  refused: { at: number | null },
+  seen: FirstSeen,
 ): Promise<{ life: Liveness; core: string | null }> {
   const staleMs = cfg.liveness.heartbeatStaleMs;
-  const giveUp = Date.now() + staleMs + 1000;
+  const waitAtMostMs = Math.max(staleMs, CLOSING_GRACE_MS) + 1000; // a heartbeat to age, or a closing socket to stop
+  const giveUp = Date.now() + waitAtMostMs;
   let pending: Promise<NodeProbe> | null = first;
   for (;;) {
     const probe = await (pending ?? probeNode(from.esl, [], from.esl?.timeoutMs ?? cfg.esl.timeoutMs));
     pending = null;
-    if (probe.kind === 'refused') refused.at ??= Date.now();
+    if (probe.kind === 'refused') seen.refused ??= Date.now();
+    if (probe.kind === 'closed') seen.closed ??= Date.now();
     const hb = needsHeartbeat(probe.kind) ? await store.readHeartbeat(db, from.name) : null;
-    const life = judgeLiveness(from.name, probe, hb, staleMs, whoIs(from, refused));
+    const life = judgeLiveness(from.name, probe, hb, staleMs, whoIs(from, seen));
     if (life.verdict !== 'wait') return { life, core: probe.coreUuid ?? null };
     if (Date.now() >= giveUp)
       return {
-        life: { verdict: 'unknown', reason: `${life.reason}, and it did not age within ${staleMs + 1000} ms` },
+        life: { verdict: 'unknown', reason: `${life.reason}, and that did not change within ${waitAtMostMs} ms` },
         core: null,
       };
     log('info', `takeover: waiting ${life.waitMs} ms before judging ${from.name}`, { reason: life.reason });
@@ -294,12 +296,20 @@ async function observeDeath(
   }
 }
 
-/** Who the node must be when its address answers, and since when its address refuses (identity, core/liveness.ts). */
-function whoIs(n: NodeConfig, refused: { at: number | null }) {
+/** When the node's address first refused, and first closed on us. */
+interface FirstSeen {
+  refused: number | null;
+  closed: number | null;
+}
+
+/** Who the node must be when its address answers, and since when its address refuses or closes on us (core/liveness.ts). */
+function whoIs(n: NodeConfig, seen: FirstSeen) {
+  const ago = (at: number | null) => (at === null ? undefined : Date.now() - at);
   return {
     switchname: n.switchname,
     where: eslWhere(n.esl),
-    refusedForMs: refused.at === null ? undefined : Date.now() - refused.at,
+    refusedForMs: ago(seen.refused),
+    closedForMs: ago(seen.closed),
   };
 }
 
@@ -402,7 +412,7 @@ interface Run {
   sessions: Map<string, EslSession>;
   refusalLevel: 'info' | 'warn' | 'error';
   /** since when the failed node's address refuses (identity, core/liveness.ts) */
-  refused: { at: number | null };
+  seen: FirstSeen;
   /** the failed node is alive with this core: only the calls of its earlier FreeSWITCH are taken (decideEarlierProcess) */
   liveCore: string | null;
 }
@@ -459,7 +469,7 @@ function startRun(cfg: Config, opts: TakeoverOptions): Run {
     adopterLocks: [],
     sessions: new Map(),
     refusalLevel: 'error',
-    refused: { at: null },
+    seen: { refused: null, closed: null },
     liveCore: null,
   };
 }
@@ -505,7 +515,7 @@ async function observeAndDecideDeath(
         },
         core: null,
       }
-    : await observeDeath(cfg, from, db, firstProbe, run.refused);
+    : await observeDeath(cfg, from, db, firstProbe, run.seen);
   const life: Liveness = seen.life;
   run.timings.liveness_ms = Date.now() - run.t0;
   let death = planned
@@ -583,7 +593,7 @@ async function lockAndRecheck(run: Run, db: Db, d: { life: Liveness; death: Deat
     const hb = needsHeartbeat(again.kind) ? await store.readHeartbeat(db, from.name) : null;
     const still = decideStillDead(
       from.name,
-      judgeLiveness(from.name, again, hb, cfg.liveness.heartbeatStaleMs, whoIs(from, run.refused)),
+      judgeLiveness(from.name, again, hb, cfg.liveness.heartbeatStaleMs, whoIs(from, run.seen)),
     );
     if (still.action !== 'go') throw new Refused(still.reason);
   }

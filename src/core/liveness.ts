@@ -8,10 +8,15 @@
  *   contradiction = the address refuses, but the node's own health loop wrote, after that refusal, that its
  *             FreeSWITCH is healthy: it is alive and fs-ha is asking the wrong address;
  *   alive   = anything that answers: serving, a missing profile, a paused core, a wrong password, a reply
- *             fs-ha cannot read, a socket that closes on us. A missing profile is a configuration fact;
+ *             fs-ha cannot read, a socket that keeps closing on us. A missing profile is a configuration fact;
+ *   closing = a socket that closes (or resets) on us is what a FreeSWITCH in the middle of exiting gives:
+ *             asked again for CLOSING_GRACE_MS ('wait'); still closing after that, it is 'alive';
  *   unknown = cannot be reached and no heartbeat proves anything: only a fence can make it dead;
  *   wait    = cannot be reached but its heartbeat is fresh: ask again once it would be stale.
  */
+
+/** How long an address that accepts and then closes on us is asked again before it counts as alive. */
+export const CLOSING_GRACE_MS = 3000;
 
 /** What asking a node's event socket gave, by what the answer proves. */
 export type ProbeKind =
@@ -19,7 +24,8 @@ export type ProbeKind =
   | 'unhealthy' // answered, but the core is not ready or a wanted profile is not RUNNING
   | 'auth' // answered, rejected our password
   | 'rejected' // answered with a rude rejection (its inbound ACL does not admit us)
-  | 'garbled' // connected, then answers fs-ha cannot read, or it closed on us
+  | 'garbled' // connected, then answers fs-ha cannot read
+  | 'closed' // connected, then closed or reset on us before FreeSWITCH answered (what a process exiting does)
   | 'silent' // TCP connected but nothing answered within the deadline (a hung process)
   | 'refused' // connection refused: nothing listens on the port
   | 'unreachable' // no TCP connection within the deadline, or no route to it
@@ -64,14 +70,15 @@ export function needsHeartbeat(kind: ProbeKind): boolean {
 
 /**
  * o.switchname: who the node is (its answers are checked against it); o.where: the address asked;
- * o.refusedForMs: how long ago its address first refused (a heartbeat younger than that was written after).
+ * o.refusedForMs: how long ago its address first refused (a heartbeat younger than that was written after);
+ * o.closedForMs: how long ago it first closed on us.
  */
 export function judgeLiveness(
   node: string,
   probe: ProbeResult,
   hb: Heartbeat | null,
   staleMs: number,
-  o: { switchname?: string; where?: string; refusedForMs?: number } = {},
+  o: { switchname?: string; where?: string; refusedForMs?: number; closedForMs?: number } = {},
 ): Liveness {
   const impostor = o.switchname ? identityProblem(node, o.switchname, probe, o.where ?? 'its event socket') : null;
   if (impostor) return { verdict: 'impostor', reason: impostor };
@@ -100,6 +107,20 @@ export function judgeLiveness(
         serving: false,
         reason: `${node} answers but its event-socket ACL rejects us: it is running (${probe.detail})`,
       };
+    case 'closed': {
+      const since = o.closedForMs ?? 0;
+      if (since < CLOSING_GRACE_MS)
+        return {
+          verdict: 'wait',
+          waitMs: 250,
+          reason: `${node}'s event socket closed on us before FreeSWITCH answered (${probe.detail}): an exiting process does this; asking again`,
+        };
+      return {
+        verdict: 'alive',
+        serving: false,
+        reason: `${node}'s event socket has kept closing on us for ${since} ms: something runs there, fs-ha cannot prove it is down (${probe.detail})`,
+      };
+    }
     case 'garbled':
       return {
         verdict: 'alive',

@@ -9,7 +9,7 @@ import {
   decideEarlierProcess,
   type ScopeGroup,
 } from '../../src/core/decide';
-import { judgeLiveness } from '../../src/core/liveness';
+import { CLOSING_GRACE_MS, judgeLiveness } from '../../src/core/liveness';
 import { batches, groupRows, judgeGroup, type RowFacts } from '../../src/core/groups';
 import { nodeSchemas, recoveryRelationsProblem, viewComment } from '../../src/core/per-node';
 import { loadRows } from '../helpers/fixtures';
@@ -84,6 +84,17 @@ test('liveness: dead only when refused, or unreachable with a stale heartbeat; w
     'no heartbeat: cannot prove it',
   );
   assert.equal(judgeLiveness('fs1', { kind: 'not-configured', detail: 'x' }, null, 3000).verdict, 'unknown');
+});
+
+test('liveness (23.5): an address that closes on us is asked again (an exiting FreeSWITCH), and is alive once it has kept doing so past the grace', () => {
+  const closed = { kind: 'closed' as const, detail: 'read ECONNRESET' };
+  const first = judgeLiveness('fs1', closed, null, 3000);
+  assert.equal(first.verdict, 'wait', 'never dead, never refused at the first reset');
+  assert.equal(judgeLiveness('fs1', closed, null, 3000, { closedForMs: CLOSING_GRACE_MS - 1 }).verdict, 'wait');
+  const later = judgeLiveness('fs1', closed, null, 3000, { closedForMs: CLOSING_GRACE_MS });
+  assert.equal(later.verdict, 'alive', 'still closing on us after the grace: something runs there');
+  assert.match(later.reason, /kept closing on us/);
+  assert.notEqual(judgeLiveness('fs1', closed, { ageMs: 99999, healthy: false, coreUuid: null }, 3000).verdict, 'dead');
 });
 
 test('death: unknown goes on only through a fence or --force; alive is refused, never fenced without --force', () => {

@@ -331,3 +331,40 @@ test('23.1 (chaos: pair, adopter-crash) both FreeSWITCH of a pair down at once, 
 async function waitRows(c: Cluster, n: number): Promise<void> {
   for (let i = 0; i < 50 && (await allRows(c)).length !== n; i++) await sleep(50);
 }
+
+test('23.5 (chaos: pair, drain) a FreeSWITCH in the middle of exiting resets the first probes: the takeover asks again and takes over once its socket refuses, not "alive" at the first reset', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node' });
+  const calls = await c.sims.fs1.answerCalls(5);
+  await c.sims.fs1.crash();
+  // what the chaos run met: fsctl crash under way, the listener still accepting, each connection reset
+  const port = await freePort(c.addr.fs1);
+  const dying = createServer((s) => s.resetAndDestroy());
+  await new Promise<void>((r) => dying.listen(port, c.addr.fs1, () => r()));
+  setTimeout(() => dying.close(), 800);
+  t.after(() => dying.close());
+  const cfg = c.config('fs2');
+  cfg.nodes.fs1.esl = { ...cfg.nodes.fs1.esl!, port };
+  const r = await takeover(cfg, { from: 'fs1', command: 'test' });
+  assert.equal(r.result, 'done', r.reason);
+  assert.deepEqual((await c.sims.fs2.ownCalls()).sort(), [...calls].sort(), 'every call of fs1 on fs2');
+});
+
+test('23.5b an address that keeps resetting every connection is not called dead: refused after the grace, nothing moved', async (t) => {
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node' });
+  await c.sims.fs1.answerCalls(3);
+  const port = await freePort(c.addr.fs1);
+  const rude = createServer((s) => s.resetAndDestroy());
+  await new Promise<void>((r) => rude.listen(port, c.addr.fs1, () => r()));
+  t.after(() => rude.close());
+  const cfg = c.config('fs2');
+  cfg.nodes.fs1.esl = { ...cfg.nodes.fs1.esl!, port };
+  const before = await rowsOf(c, 'fs1');
+  const e = await takeover(cfg, { from: 'fs1', command: 'test' }).then(
+    () => null,
+    (x: Error) => x,
+  );
+  assert.ok(e, 'refused');
+  assert.match(e.message, /refusing to take over fs1: fs1's event socket has kept closing on us for \d+ ms/);
+  assert.deepEqual(await rowsOf(c, 'fs1'), before, "fs1's rows untouched");
+  assert.equal((await c.sims.fs2.ownCalls()).length, 0, 'fs2 recovered nothing');
+});
