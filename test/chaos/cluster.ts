@@ -83,10 +83,13 @@ export class ChaosCluster implements CallPlane {
     return this.names.filter((n) => this.running(n));
   }
 
-  /** SIP to a node cut off the service net is lost; after a cut or a freeze, a moment for its media to flow again
-   *  (one RTP round trip and more) before a BYE is judged by what its channel hears */
+  /** SIP to a node cut off the service net is lost; a frozen node reads it only at its thaw, with the RTP queued
+   *  meanwhile (the BYE is answered then: judged then, not by the last packet before the freeze); after a cut or a
+   *  freeze, a moment for its media to flow again (one RTP round trip and more) before a BYE is judged by what its
+   *  channel hears */
   reachable(node: string): boolean {
-    if (this.cut.has(node) || Date.now() - (this.healedAt.get(node) ?? 0) <= 1000) return false;
+    if (this.cut.has(node) || this.frozen.has(node)) return false;
+    if (Date.now() - (this.healedAt.get(node) ?? 0) <= 1000) return false;
     // the pair's calls are dialogs with its VIP: a far end's request reaches whoever holds it now
     return this.topology !== 'pair' || this.vipAt.has(node);
   }

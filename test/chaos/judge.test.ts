@@ -110,3 +110,25 @@ test('judge: losses charged to the fault before them; at stake only on the targe
   assert.equal(faultAt(faults, 19950), 1, 'a last packet just before the fault is charged to it');
   assert.match(formatTable(j.table), /\| crash +\| 1 +\| 2 +\| 1 +\| 1 +\|/);
 });
+
+test('judge: each leg judged when its BYE was answered; a BYE that met its leg in takeover is kept only if a recover there followed, its silence in the gap', () => {
+  const at = 10000;
+  // frozen node: the BYE sent at 10000, answered at thaw (12500); the far end heard it again from 12000
+  const thawed = { ...leg('u1', ['b'], 20), answeredAfterMs: 2500 };
+  assert.equal(lossReason(call(1, ['u1'], { at, legs: [thawed] }), { u1: heard(12490) }, 1000), null);
+  // the BYE met the leg between its rows' move and its recover on b
+  const moving = { ...leg('u2', ['b'], null), answeredAfterMs: 500, inTakeover: true };
+  const c = call(2, ['u2'], { at, legs: [moving] });
+  const audio = { u2: heard(8000) };
+  assert.equal(lossReason(c, audio, 1000, [{ node: 'b', at: 11000, uuids: [] }]), null);
+  assert.match(lossReason(c, audio, 1000, [])!, /found only its row on b, and no recover there followed/);
+  assert.match(
+    lossReason(c, audio, 1000, [{ node: 'c', at: 11000, uuids: [] }])!,
+    /no recover there followed/,
+    'a recover elsewhere is not its',
+  );
+  const f: FaultRec = { n: 1, kind: 'crash', target: 'a', detail: '', at: 8000, endAt: 12000, carriers: { u2: 'a' } };
+  const j = judge(history([c], [f], audio, { recoveries: [{ node: 'b', at: 11000, uuids: [] }] }));
+  assert.deepEqual(j.losses, []);
+  assert.equal(j.table[0].gapMaxMs, 2500, 'from its last packet (8000) to the answered BYE (10500)');
+});

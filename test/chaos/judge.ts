@@ -21,6 +21,10 @@ export interface LegEnd {
   rxAgoMs: number | null;
   /** how long before the BYE its channel was bound (recovered) */
   boundAgoMs?: number;
+  /** when its holder answered the BYE, after the BYE was first sent (a retransmission may be the one answered) */
+  answeredAfterMs?: number;
+  /** the holder had its row (under its own core), no channel yet: the BYE met the leg in its takeover */
+  inTakeover?: boolean;
 }
 
 export interface CallRec {
@@ -126,22 +130,52 @@ export interface Judgement {
   unexplained: CallVerdict[];
 }
 
-/** Why a call that reached its BYE is lost, or null when it was kept. */
-export function lossReason(c: CallRec, audio: Record<string, CallAudio>, flowingMs: number): string | null {
+/** a BYE that met a leg in its takeover: the holder's recover follows within this (its rows moved, recover under way) */
+export const TAKEOVER_WINDOW_MS = 15000;
+
+/** When a leg's BYE was answered. */
+const answeredAt = (c: CallRec, l: LegEnd) => (c.end?.at ?? 0) + (l.answeredAfterMs ?? 0);
+
+/**
+ * Why a call that reached its BYE is lost, or null when it was kept. Each leg is judged when its BYE was answered
+ * (a BYE retransmitted while no node could answer it is judged by the answer). A BYE that met a leg in its
+ * takeover (the adopter had its row, its recover under way) ends the call as its far end asked: kept, the
+ * silence until then counted in the gap (pendingSilence).
+ */
+export function lossReason(
+  c: CallRec,
+  audio: Record<string, CallAudio>,
+  flowingMs: number,
+  recoveries: Recovery[] = [],
+): string | null {
   if (!c.end) return 'it never got its BYE (still up when the run ended)';
   for (const l of c.end.legs) {
     if (l.holders.length === 0) return `leg ${l.uuid}: no live node carried it at its BYE`;
     if (l.holders.length > 1) return `leg ${l.uuid}: carried by ${l.holders.join(' and ')} at once`;
+    const t = answeredAt(c, l);
+    if (l.inTakeover) {
+      const node = l.holders[0];
+      if (!recoveries.some((r) => r.node === node && r.at >= t && r.at <= t + TAKEOVER_WINDOW_MS))
+        return `leg ${l.uuid}: its BYE found only its row on ${node}, and no recover there followed`;
+      continue;
+    }
     // deaf: heard nothing for longer than flowingMs (a channel bound a moment before the BYE has not had a round trip)
     const silent = l.rxAgoMs ?? l.boundAgoMs ?? Number.POSITIVE_INFINITY;
     if (silent > flowingMs)
       return `leg ${l.uuid} on ${l.holders[0]}: deaf (its channel heard nothing for ${l.rxAgoMs === null ? `the ${l.boundAgoMs ?? '?'} ms since it was bound` : `${l.rxAgoMs} ms`} before the BYE)`;
     const a = audio[l.uuid];
     if (!a) return `leg ${l.uuid}: its far end never heard it`;
-    if (a.last < c.end.at - flowingMs)
-      return `leg ${l.uuid}: its far end last heard it ${c.end.at - a.last} ms before the BYE`;
+    if (a.last < t - flowingMs) return `leg ${l.uuid}: its far end last heard it ${t - a.last} ms before the BYE`;
   }
   return null;
+}
+
+/** A kept call's silence that no later packet closed: from its far end's last packet to a BYE that met it in takeover. */
+export function pendingSilence(c: CallRec, audio: Record<string, CallAudio>): number {
+  let worst = 0;
+  for (const l of c.end?.legs ?? [])
+    if (l.inTakeover) worst = Math.max(worst, answeredAt(c, l) - (audio[l.uuid]?.last ?? c.answeredAt));
+  return worst;
 }
 
 /** When a lost call was lost: the earliest last packet among its legs (its answer when none was heard), or its BYE. */
@@ -177,7 +211,7 @@ function median(xs: number[]): number {
 export function judge(h: History): Judgement {
   const violations: string[] = [];
   const verdicts: CallVerdict[] = h.calls.map((call) => {
-    const reason = lossReason(call, h.audio, h.flowingMs);
+    const reason = lossReason(call, h.audio, h.flowingMs, h.recoveries);
     if (!reason) return { call, kept: true, reason: 'kept', fault: null };
     return { call, kept: false, reason, fault: faultAt(h.faults, silentFrom(call, h.audio)) };
   });
@@ -220,7 +254,8 @@ export function judge(h: History): Judgement {
         if (lostHere) row.lost++;
         else {
           row.kept++;
-          row.gaps.push(gapIn(v.call, h.audio, f.at, Math.min(f.endAt, next)));
+          const silence = v.call.end && v.call.end.at >= f.at ? pendingSilence(v.call, h.audio) : 0;
+          row.gaps.push(Math.max(silence, gapIn(v.call, h.audio, f.at, Math.min(f.endAt, next))));
         }
       } else if (lostHere || gapIn(v.call, h.audio, f.at, Math.min(f.endAt, next)) > h.flowingMs) row.bystandersHit++;
     }

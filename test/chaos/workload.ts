@@ -138,7 +138,7 @@ export class Workload {
           }
           for (const leg of ends) {
             if (leg.holders.includes(node)) continue;
-            let reply: { here: boolean; media: { rxAgoMs: number | null; boundAgoMs: number } | null };
+            let reply: { here: boolean; media: { rxAgoMs: number | null; boundAgoMs: number } | null; row: boolean };
             try {
               reply = JSON.parse(await this.plane.api(node, `simctl bye ${leg.uuid}`, 2000));
             } catch (e) {
@@ -149,6 +149,9 @@ export class Workload {
             }
             if (!reply.here) continue;
             leg.holders.push(node);
+            leg.answeredAfterMs = Date.now() - at;
+            // its row under the node's own core and no channel: rows moved to it, its recover not there yet
+            if (reply.row && !reply.media) leg.inTakeover = true;
             const ago = reply.media?.rxAgoMs ?? null;
             leg.rxAgoMs = leg.rxAgoMs === null ? ago : Math.min(leg.rxAgoMs, ago ?? leg.rxAgoMs);
             if (reply.media) leg.boundAgoMs = reply.media.boundAgoMs;
