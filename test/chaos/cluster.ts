@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { withClient } from '../helpers/pg';
 import { type Fabric, Lab, type Proc, VIP, waitFor } from '../e2e/lab';
+import type { ChaosDatabase } from './database';
 import type { AuditRec, Recovery } from './judge';
 import type { CallPlane } from './workload';
 
@@ -27,16 +28,22 @@ export class ChaosCluster implements CallPlane {
 
   constructor(
     fabric: Fabric,
-    readonly dbUrl: string,
+    readonly database: ChaosDatabase,
     readonly topology: Topology,
   ) {
     this.names =
       topology === 'pair' ? ['freeswitch01', 'freeswitch02'] : ['freeswitch01', 'freeswitch02', 'freeswitch03'];
-    this.lab = new Lab(fabric, dbUrl, {
+    this.lab = new Lab(fabric, database.url, {
       topology,
       nodes: this.names,
+      database: database.forNodes,
       ...(topology === 'pair' ? { simAddress: () => VIP } : {}),
     });
+  }
+
+  /** the primary of the moment (the nodes follow it themselves) */
+  get dbUrl(): string {
+    return this.database.url;
   }
 
   /** The VRRP instance a node is MASTER of at full strength. */
@@ -192,6 +199,7 @@ export class ChaosCluster implements CallPlane {
     this.feed();
     for (const n of [...this.frozen]) this.thaw(n);
     for (const n of [...this.cut]) this.healLink(n);
+    await this.database.restore();
     await waitFor(
       `the ${this.topology} at full strength`,
       async () => {

@@ -178,6 +178,36 @@ export const FAULTS: Fault[] = [
     },
   },
   {
+    kind: 'db-failover',
+    topologies: ['pair', 'farm'],
+    async run(c) {
+      const at = Date.now();
+      const { stopped, promoted } = c.database.failover();
+      const switched = Date.now() - at;
+      // each FreeSWITCH resets its connection onto the new primary at its next write (a call answered, hung up)
+      const onIt = async () =>
+        (
+          await Promise.all(
+            c.names.map((n) =>
+              c.lab.simState(n).then(
+                (s) => s.db,
+                () => '',
+              ),
+            ),
+          )
+        ).every((db) => String(db).endsWith(`:${promoted}`));
+      const followed = await waitFor('every FreeSWITCH on the new primary', onIt, 15000, 250).then(
+        () => `every FreeSWITCH on it +${Date.now() - at} ms`,
+        () => 'not every FreeSWITCH on it within 15000 ms',
+      );
+      return {
+        target: 'all',
+        at,
+        detail: `PostgreSQL primary (:${stopped}) stopped and the standby (:${promoted}) promoted in ${switched} ms; ${followed}`,
+      };
+    },
+  },
+  {
     kind: 'cpu-starve',
     topologies: ['pair', 'farm'],
     async run(c, rng) {

@@ -6,9 +6,9 @@
  */
 import { writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createDatabase } from '../helpers/pg';
-import { Fabric, cleanStale, installMissing, prerequisites } from '../e2e/lab';
+import { Fabric, MGMT_DB, cleanStale, installMissing, prerequisites } from '../e2e/lab';
 import { ChaosCluster, type Topology } from './cluster';
+import { ChaosDatabase } from './database';
 import { type FaultRec, type History, type Judgement, formatTable, judge, knownLimit } from './judge';
 import { FAULTS } from './nemesis';
 import { Rng } from './rng';
@@ -54,11 +54,17 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   if (!process.env.CHAOS_BESIDE) cleanStale();
   const fabric = new Fabric();
   await fabric.start();
-  const c = new ChaosCluster(fabric, await createDatabase('chaos'), o.topology);
+  let db: ChaosDatabase | null = null;
   try {
-    return await rounds(c, o);
+    db = await ChaosDatabase.start({ listen: MGMT_DB, netns: fabric.ns });
+    const c = new ChaosCluster(fabric, db, o.topology);
+    try {
+      return await rounds(c, o);
+    } finally {
+      c.stop();
+    }
   } finally {
-    c.stop();
+    db?.stop();
     fabric.stop();
   }
 }

@@ -700,8 +700,14 @@ export class Lab {
     }
   }
 
-  async simState(node: string): Promise<{ coreUuid: string; standby: boolean; calls: number }> {
-    return JSON.parse(await this.api(node, 'simctl state')) as { coreUuid: string; standby: boolean; calls: number };
+  /** db: the database host:port its connection is on */
+  async simState(node: string): Promise<{ coreUuid: string; standby: boolean; calls: number; db: string }> {
+    return JSON.parse(await this.api(node, 'simctl state')) as {
+      coreUuid: string;
+      standby: boolean;
+      calls: number;
+      db: string;
+    };
   }
 
   /** `fsctl crash` on node's FreeSWITCH: the socket closes, the process dies. Returns when it sent it. */

@@ -169,6 +169,8 @@ export async function startThrowawayPostgres(
   return { url, stop, dataDir: data, port, ctl: run, dir };
 }
 
+export type Standby = PgServer & { promote(): void; stopped(): boolean };
+
 /**
  * A primary and a hot standby streaming from it, as Patroni (or an operator with pg_basebackup -R) runs
  * them: on loopback for the database-HA tests, or (netns) inside the e2e lab's fabric on its management
@@ -176,15 +178,27 @@ export async function startThrowawayPostgres(
  */
 export async function startReplicaPair(
   o: { listen?: string; netns?: string } = {},
-): Promise<{ primary: PgServer; standby: PgServer & { promote(): void; stopped(): boolean } }> {
+): Promise<{ primary: PgServer; standby: Standby }> {
   const listen = o.listen ?? '127.0.0.1';
   const primary = await startThrowawayPostgres(o);
-  const run = primary.ctl!;
   execFileSync('sh', [
     '-c',
     `echo 'host replication all ${listen}/32 trust' >> ${join(primary.dataDir!, 'pg_hba.conf')}`,
   ]);
-  run('pg_ctl', ['-D', primary.dataDir!, 'reload']);
+  primary.ctl!('pg_ctl', ['-D', primary.dataDir!, 'reload']);
+  return { primary, standby: await startStandby(primary, o) };
+}
+
+/**
+ * A hot standby of primary (a server of startThrowawayPostgres or a promoted standby): a base backup, then
+ * streaming; on o.port when given (an old primary rebuilt as the new primary's standby, on its old port).
+ */
+export async function startStandby(
+  primary: PgServer,
+  o: { listen?: string; netns?: string; port?: number } = {},
+): Promise<Standby> {
+  const listen = o.listen ?? '127.0.0.1';
+  const run = primary.ctl!;
   const dir = mkdtempSync(join(tmpdir(), 'fsha-pg-standby-'));
   chmodSync(dir, 0o777);
   const data = join(dir, 'data');
@@ -195,6 +209,8 @@ export async function startReplicaPair(
     '-R',
     '-X',
     'stream',
+    '-c',
+    'fast', // the base backup's checkpoint at once, not spread over minutes
     '-h',
     o.netns ? primary.dir! : listen,
     '-p',
@@ -202,7 +218,7 @@ export async function startReplicaPair(
     '-U',
     'postgres',
   ]);
-  const port = await freePort();
+  const port = o.port ?? (await freePort());
   run('pg_ctl', [
     '-D',
     data,
@@ -216,7 +232,7 @@ export async function startReplicaPair(
     'start',
   ]);
   let stopped = false;
-  const standby = {
+  return {
     url: o.netns
       ? `postgres://postgres@localhost:${port}/postgres?host=${encodeURIComponent(dir)}`
       : `postgres://postgres@127.0.0.1:${port}/postgres`,
@@ -236,7 +252,6 @@ export async function startReplicaPair(
       rmSync(dir, { recursive: true, force: true });
     },
   };
-  return { primary, standby };
 }
 
 /** Wait until a standby has replayed n rows of `recovery` (streaming is asynchronous). */
