@@ -1,5 +1,6 @@
 /**
- * The chaos run's short seeded form, inside make test: the pair and the farm each under a continuous call load
+ * The chaos run's short seeded form, inside make test: the pair, the farm and the proxy farm (Kamailio and
+ * RTPEngine in front) each under a continuous call load
  * (single, bridged and conference calls, RTP both ways) take a few random faults; no call may be lost unless a
  * known limit explains it (judge.ts KNOWN_LIMITS, docs/limits.md), no invariant may break, and the cluster must
  * come back to full strength after every fault. make chaos runs the long form (docs/chaos.md).
@@ -15,6 +16,7 @@ import type { Topology } from './cluster';
 for (const [topology, seed, rounds] of [
   ['pair', 23, 6],
   ['farm', 5, 5],
+  ['proxy', 3, 4],
 ] as Array<[Topology, number, number]>) {
   test(`chaos (${topology}, seed ${seed}, ${rounds} faults): every call kept or explained by a known limit, no invariant broken, full strength after each fault`, async () => {
     const lines: string[] = [];

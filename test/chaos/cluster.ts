@@ -5,13 +5,16 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { withClient } from '../helpers/pg';
 import { type Fabric, Lab, type Proc, VIP, waitFor } from '../e2e/lab';
 import type { ChaosDatabase } from './database';
 import type { AuditRec, Recovery } from './judge';
 import type { CallPlane } from './workload';
 
-export type Topology = 'pair' | 'farm';
+/** pair: two nodes and a VIP; farm: three, each the MASTER of its own instance; proxy: the farm behind Kamailio
+ *  and RTPEngine, every call placed through the proxy to the far ends and anchored by RTPEngine */
+export type Topology = 'pair' | 'farm' | 'proxy';
 
 export class ChaosCluster implements CallPlane {
   readonly lab: Lab;
@@ -34,7 +37,7 @@ export class ChaosCluster implements CallPlane {
     this.names =
       topology === 'pair' ? ['freeswitch01', 'freeswitch02'] : ['freeswitch01', 'freeswitch02', 'freeswitch03'];
     this.lab = new Lab(fabric, database.url, {
-      topology,
+      topology: topology === 'proxy' ? 'proxy-farm' : topology,
       nodes: this.names,
       database: database.forNodes,
       ...(topology === 'pair' ? { simAddress: () => VIP } : {}),
@@ -46,18 +49,31 @@ export class ChaosCluster implements CallPlane {
     return this.database.url;
   }
 
+  /** the simulators' arguments: behind the proxy, each places its calls through it (dial-out) */
+  private get simArgs(): string[] {
+    return this.topology === 'proxy'
+      ? ['--sip-ua', '--outbound-proxy', `${this.lab.proxy.address}:5060`, '--dial-out']
+      : [];
+  }
+
   /** The VRRP instance a node is MASTER of at full strength. */
   own(node: string): string {
-    return this.topology === 'pair' ? 'VI_FS' : `VI_FS0${this.names.indexOf(node) + 1}`;
+    return this.topology === 'pair' ? 'VI_FS' : `VI_FS0${this.names.indexOf(node) + 1}`; // farm, proxy
   }
 
   async start(): Promise<void> {
     this.lab.build();
     if (this.topology === 'pair') await this.lab.startPair();
-    else await this.lab.startFarm();
+    else if (this.topology === 'proxy') {
+      await this.lab.startProxy();
+      this.sipp = await this.lab.startFarEnds();
+      await this.lab.startFarm(this.simArgs);
+      await sleep(1500); // the dispatcher's OPTIONS probes (every second) have found every node answering
+    } else await this.lab.startFarm();
     for (const n of this.names) this.sims.push(this.lab.sims[n]);
-    // the far ends' SIP: answers every re-INVITE of a recovered call, for as long as the run lasts
-    this.sipp = await this.lab.startSipp(0);
+    // the far ends' SIP: answers every re-INVITE of a recovered call, for as long as the run lasts (behind the
+    // proxy: the far ends above, reached along each call's route set)
+    this.sipp ??= await this.lab.startSipp(0);
     const refresh = async () => {
       const up = await Promise.all(
         this.names.map(async (n) => {
@@ -190,7 +206,7 @@ export class ChaosCluster implements CallPlane {
   }
 
   async startSim(node: string): Promise<void> {
-    this.sims.push(await this.lab.startSim(node));
+    this.sims.push(await this.lab.startSim(node, this.simArgs));
   }
 
   /** Back to full strength: nothing frozen, starved or cut, every process running (again: a handover may stop a
@@ -211,7 +227,7 @@ export class ChaosCluster implements CallPlane {
         );
         if (Date.now() - last < 1500) return false;
         const states = await Promise.all(this.names.map((n) => this.lab.simState(n)));
-        if (this.topology === 'farm')
+        if (this.topology !== 'pair')
           return this.names.every((n, i) => this.lab.vrrpState(n, this.own(n)) === 'MASTER' && !states[i].standby);
         const masters = this.names.filter((n) => this.lab.vrrpState(n, 'VI_FS') === 'MASTER');
         if (masters.length !== 1 || !this.lab.hasVip(masters[0])) return false;
@@ -247,7 +263,7 @@ export class ChaosCluster implements CallPlane {
     return withClient(this.dbUrl, async (c) =>
       (
         await c.query(
-          'select started_at, command, from_node, to_node, result, adopted from fsha.audit order by started_at',
+          'select started_at, command, from_node, to_node, result, adopted, recovered from fsha.audit order by started_at',
         )
       ).rows.map((r) => ({
         at: (r.started_at as Date).getTime(),
@@ -256,6 +272,7 @@ export class ChaosCluster implements CallPlane {
         to: r.to_node,
         result: r.result,
         adopted: r.adopted,
+        recovered: r.recovered,
       })),
     );
   }

@@ -104,7 +104,7 @@ test('judge: losses charged to the fault before them; at stake only on the targe
     j.violations.filter((v) => /k1 recovered/.test(v)).map((v) => v.replace(/ at \S+/, '')),
     ["leg k1 recovered on c while b's FreeSWITCH that carried it still ran"],
   );
-  assert.ok(j.violations.some((v) => /audit says 1 leg\(s\) adopted, FreeSWITCH recovered 2/.test(v)));
+  assert.ok(j.violations.some((v) => /audit says 1 leg\(s\) recovered, FreeSWITCH recovered 2/.test(v)));
   assert.ok(j.violations.some((v) => /row left behind/.test(v)));
   assert.equal(faultAt(faults, 500), null);
   assert.equal(faultAt(faults, 19950), 1, 'a last packet just before the fault is charged to it');
@@ -131,4 +131,14 @@ test('judge: each leg judged when its BYE was answered; a BYE that met its leg i
   const j = judge(history([c], [f], audio, { recoveries: [{ node: 'b', at: 11000, uuids: [] }] }));
   assert.deepEqual(j.losses, []);
   assert.equal(j.table[0].gapMaxMs, 2500, 'from its last packet (8000) to the answered BYE (10500)');
+});
+
+test('judge: the audit is held to what was recovered: a partial takeover handed rows to an adopter that died, adopted but not recovered', () => {
+  const f: FaultRec = { n: 1, kind: 'adopter-crash', target: 'c', detail: '', at: 1000, endAt: 5000, carriers: {} };
+  const recoveries = [{ node: 'b', at: 1500, uuids: ['x1', 'x2'] }];
+  const partial = { at: 1200, command: 'notify MASTER', from: 'c', to: 'a,b', result: 'partial', adopted: 4 };
+  const ok = judge(history([], [f], {}, { recoveries, audits: [{ ...partial, recovered: 2 }] }));
+  assert.deepEqual(ok.violations, []);
+  const wrong = judge(history([], [f], {}, { recoveries, audits: [{ ...partial, recovered: 3 }] }));
+  assert.match(wrong.violations.join('\n'), /audit says 3 leg\(s\) recovered, FreeSWITCH recovered 2/);
 });

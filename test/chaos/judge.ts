@@ -64,7 +64,10 @@ export interface AuditRec {
   from: string;
   to: string;
   result: string;
+  /** rows handed to the adopters */
   adopted: number;
+  /** what the adopters' recover verifiably took (null: not verified) */
+  recovered?: number | null;
 }
 
 export interface History {
@@ -260,14 +263,15 @@ export function judge(h: History): Judgement {
       } else if (lostHere || gapIn(v.call, h.audio, f.at, Math.min(f.endAt, next)) > h.flowingMs) row.bystandersHit++;
     }
     for (const d of f.doubles ?? []) violations.push(`fault ${f.n} (${f.kind}): a leg carried twice: ${d}`);
-    // fs-ha's audit: what its takeovers say they adopted is what FreeSWITCH recovered
+    // fs-ha's audit: what its takeovers say was recovered is what FreeSWITCH recovered (a partial takeover hands
+    // rows to an adopter that then failed: adopted, not recovered)
     const recovered = h.recoveries.filter((r) => r.at >= f.at && r.at < next).reduce((s, r) => s + r.uuids.length, 0);
     const audited = h.audits
       .filter((a) => a.at >= f.at && a.at < next && (a.result === 'done' || a.result === 'partial'))
-      .reduce((s, a) => s + a.adopted, 0);
+      .reduce((s, a) => s + (a.recovered ?? a.adopted), 0);
     if (audited !== recovered)
       violations.push(
-        `fault ${f.n} (${f.kind} ${f.target}): the audit says ${audited} leg(s) adopted, FreeSWITCH recovered ${recovered}`,
+        `fault ${f.n} (${f.kind} ${f.target}): the audit says ${audited} leg(s) recovered, FreeSWITCH recovered ${recovered}`,
       );
   });
   violations.push(...recoveredTwice(h));

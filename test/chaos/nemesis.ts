@@ -3,6 +3,7 @@
  * for as long as it lasts (a freeze, a cut, a starvation), then waited out until fs-ha has answered it. Bringing
  * the cluster back to full strength afterwards is the cluster's restore(), not the fault's.
  */
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { waitFor } from '../e2e/lab';
 import type { ChaosCluster, Topology } from './cluster';
@@ -22,7 +23,7 @@ export interface Fault {
 
 /** The node a fault hits: the pair's MASTER (the calls are there), any node of a farm. */
 function victim(c: ChaosCluster, rng: Rng): string {
-  if (c.topology === 'farm') return rng.pick(c.names);
+  if (c.topology !== 'pair') return rng.pick(c.names);
   const m = c.master();
   if (!m) throw new Error('the pair has no MASTER holding the VIP');
   return m;
@@ -45,7 +46,7 @@ async function takenOver(c: ChaosCluster, node: string, at: number, ms: number):
 export const FAULTS: Fault[] = [
   {
     kind: 'crash',
-    topologies: ['pair', 'farm'],
+    topologies: ['pair', 'farm', 'proxy'],
     async run(c, rng) {
       const target = victim(c, rng);
       const at = await c.lab.crash(target);
@@ -54,7 +55,7 @@ export const FAULTS: Fault[] = [
   },
   {
     kind: 'freeze',
-    topologies: ['pair', 'farm'],
+    topologies: ['pair', 'farm', 'proxy'],
     async run(c, rng) {
       const target = victim(c, rng);
       const ms = rng.int(2, 8) * 1000;
@@ -68,7 +69,7 @@ export const FAULTS: Fault[] = [
   },
   {
     kind: 'keepalived-restart',
-    topologies: ['pair', 'farm'],
+    topologies: ['pair', 'farm', 'proxy'],
     async run(c, rng) {
       const target = victim(c, rng);
       const at = Date.now();
@@ -84,7 +85,7 @@ export const FAULTS: Fault[] = [
   },
   {
     kind: 'keepalived-kill',
-    topologies: ['pair', 'farm'],
+    topologies: ['pair', 'farm', 'proxy'],
     async run(c, rng) {
       const target = victim(c, rng);
       const ms = rng.int(2, 5) * 1000;
@@ -96,7 +97,7 @@ export const FAULTS: Fault[] = [
   },
   {
     kind: 'agent-kill',
-    topologies: ['pair', 'farm'],
+    topologies: ['pair', 'farm', 'proxy'],
     async run(c, rng) {
       const target = victim(c, rng);
       const at = Date.now();
@@ -107,7 +108,7 @@ export const FAULTS: Fault[] = [
   },
   {
     kind: 'agent-kill-restart',
-    topologies: ['pair', 'farm'],
+    topologies: ['pair', 'farm', 'proxy'],
     async run(c, rng) {
       const target = victim(c, rng);
       const at = Date.now();
@@ -120,7 +121,7 @@ export const FAULTS: Fault[] = [
   },
   {
     kind: 'link-cut',
-    topologies: ['pair', 'farm'],
+    topologies: ['pair', 'farm', 'proxy'],
     async run(c, rng) {
       const target = victim(c, rng);
       const ms = rng.int(2, 5) * 1000;
@@ -134,12 +135,14 @@ export const FAULTS: Fault[] = [
   },
   {
     kind: 'adopter-crash',
-    topologies: ['pair', 'farm'],
+    topologies: ['pair', 'farm', 'proxy'],
     async run(c, rng) {
       const target = victim(c, rng);
-      // every other node crashes when it recovers; the first that does is the adopter, the rest are disarmed then
+      // every other node is armed to crash in its recover; the first to recover claims the fault and crashes, the
+      // others recover (a takeover spread over two adopters loses one of them, not both)
       const armed = others(c, target);
-      for (const n of armed) await c.api(n, 'simctl crash-on-recover', 3000);
+      const claim = join(c.lab.dir, `adopter-crash-${Date.now()}`);
+      for (const n of armed) await c.api(n, `simctl crash-on-recover ${claim}`, 3000);
       const at = await c.lab.crash(target);
       let adopter = '';
       try {
@@ -153,7 +156,7 @@ export const FAULTS: Fault[] = [
         adopter = '(none crashed)';
       }
       for (const n of armed) if (c.running(n)) await c.api(n, 'simctl heal', 3000).catch(() => undefined);
-      const next = c.topology === 'farm' ? await takenOver(c, adopter, at, 20000) : 'the pair has no node left';
+      const next = c.topology !== 'pair' ? await takenOver(c, adopter, at, 20000) : 'the pair has no node left';
       return {
         target,
         at,
@@ -163,7 +166,7 @@ export const FAULTS: Fault[] = [
   },
   {
     kind: 'drain',
-    topologies: ['pair', 'farm'],
+    topologies: ['pair', 'farm', 'proxy'],
     async run(c, rng) {
       const target = victim(c, rng);
       const on = rng.pick(others(c, target));
@@ -179,7 +182,7 @@ export const FAULTS: Fault[] = [
   },
   {
     kind: 'db-failover',
-    topologies: ['pair', 'farm'],
+    topologies: ['pair', 'farm', 'proxy'],
     async run(c) {
       const at = Date.now();
       const { stopped, promoted } = c.database.failover();
@@ -209,7 +212,7 @@ export const FAULTS: Fault[] = [
   },
   {
     kind: 'cpu-starve',
-    topologies: ['pair', 'farm'],
+    topologies: ['pair', 'farm', 'proxy'],
     async run(c, rng) {
       const ms = rng.int(3, 6) * 1000;
       const at = Date.now();

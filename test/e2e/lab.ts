@@ -1042,6 +1042,51 @@ export class Lab {
     return p;
   }
 
+  /**
+   * The far ends of calls the nodes place through the proxy, for as long as the lab runs (test/chaos/uas_chaos.xml):
+   * sipp on the far end's address, port 5090, answering with media at the far ends' RTP echo. Resolves once it listens.
+   */
+  async startFarEnds(): Promise<Proc> {
+    const scenario = join(this.dir, 'uas_chaos.xml');
+    writeFileSync(
+      scenario,
+      readFileSync(join(ROOT, 'test', 'chaos', 'uas_chaos.xml'), 'utf8')
+        .replace(/@ECHO_IP@/g, SERVICE_GW)
+        .replace(/@ECHO_PORT@/g, String(RTP_ECHO_PORT)),
+    );
+    const child = this.fabric.spawn(
+      'sipp',
+      [
+        '-sf',
+        scenario,
+        '-i',
+        SERVICE_GW,
+        '-p',
+        '5090',
+        '-mp',
+        '6300', // its own media socket, unused: every call's media is the echo's
+        '-nostdin',
+        '-buff_size',
+        '4194304',
+        '-max_recv_loops',
+        '10000',
+        '-trace_err',
+        '-error_file',
+        join(this.dir, 'sipp-far-ends-errors.log'),
+      ],
+      this.dir,
+    );
+    const p = new Proc('sipp-far-ends', child, join(this.dir, `sipp-far-ends-${this.seq++}.out`));
+    this.others.push(p);
+    await waitFor(
+      'the far ends listening on the service net',
+      () => sh('ip', ['netns', 'exec', this.fabric.ns, 'ss', '-Huln', 'sport = :5090']).includes(':5090'),
+      10000,
+      20,
+    );
+    return p;
+  }
+
   /** For a failing test: the tails of every log, so CI shows what happened. */
   dump(): string {
     const out: string[] = [];

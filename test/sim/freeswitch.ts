@@ -13,7 +13,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
@@ -73,6 +73,11 @@ export interface SimOptions {
   sipUa?: boolean;
   /** where calls this node places go (a bridge's outbound leg), host:port: the SIP proxy */
   outboundProxy?: string;
+  /**
+   * calls made by the API (simctl call, bridged, conference) are placed through outboundProxy to the far end
+   * (sip:callee@farEnd:5090), one dialog per leg: its route set and the proxy's media (RTPEngine) in its row
+   */
+  dialOut?: boolean;
   /** the user the `system` API runs commands as (FreeSWITCH's own; default: the simulator's) */
   systemUser?: string;
   onEvent?: (what: string, detail: Record<string, unknown>) => void;
@@ -97,7 +102,9 @@ export class FsSim {
   standby = false;
   paused = false;
   /** hang: accept, never answer; slowMs: delay each reply; garbage: after auth, answer every api with bytes FreeSWITCH never sends */
-  fault: { hang: boolean; slowMs: number; garbage: boolean; crashOnRecover?: boolean } = {
+  /** crashOnRecover: crash at the next recover; a path: only if this process is the first to claim that file
+   *  (several armed nodes, one adopter crashing: the others recover) */
+  fault: { hang: boolean; slowMs: number; garbage: boolean; crashOnRecover?: boolean | string } = {
     hang: false,
     slowMs: 0,
     garbage: false,
@@ -113,12 +120,12 @@ export class FsSim {
   private readonly o: Required<
     Omit<
       SimOptions,
-      'onEvent' | 'dbResetTries' | 'dbResetIntervalMs' | 'media' | 'sipUa' | 'outboundProxy' | 'systemUser'
+      'onEvent' | 'dbResetTries' | 'dbResetIntervalMs' | 'media' | 'sipUa' | 'outboundProxy' | 'dialOut' | 'systemUser'
     >
   > &
     Pick<
       SimOptions,
-      'onEvent' | 'dbResetTries' | 'dbResetIntervalMs' | 'media' | 'sipUa' | 'outboundProxy' | 'systemUser'
+      'onEvent' | 'dbResetTries' | 'dbResetIntervalMs' | 'media' | 'sipUa' | 'outboundProxy' | 'dialOut' | 'systemUser'
     >;
   /** conference rooms by name: their conference_uuid */
   private readonly rooms = new Map<string, string>();
@@ -243,6 +250,19 @@ export class FsSim {
     return [...this.profiles].filter(([, up]) => up).map(([name]) => ({ name, url: this.profileUrl(), calls: 0 }));
   }
 
+  /** Armed to crash at this recover: unconditionally, or when it is the first to claim the fault's file. */
+  private crashesOnRecover(): boolean {
+    const armed = this.fault.crashOnRecover;
+    if (typeof armed !== 'string') return armed === true;
+    try {
+      closeSync(openSync(armed, 'wx'));
+      return true;
+    } catch {
+      this.fault.crashOnRecover = undefined; // another node claimed it: this one recovers
+      return false;
+    }
+  }
+
   // ---------------------------------------------------------------- calls
   async answerCalls(n: number, profile = this.o.profiles[0], ringingAlready = false): Promise<string[]> {
     // standby turns new INVITEs away; a call that was already ringing may still be answered
@@ -254,7 +274,7 @@ export class FsSim {
     const rows: string[][] = [];
     for (let i = 0; i < n; i++) {
       const uuid = randomUUID();
-      const md = await this.newCallMetadata(uuid, profile, i, t);
+      const md = await this.dialOut(uuid, await this.newCallMetadata(uuid, profile, i, t));
       uuids.push(uuid);
       rows.push([this.coreUuid, 'sofia', profile, this.o.switchname, uuid, md]);
       this.sessionsSinceStart++;
@@ -490,7 +510,7 @@ export class FsSim {
             'internal',
             this.o.switchname,
             map.get(leg.uuid)!,
-            await this.givePort(md),
+            await this.dialOut(map.get(leg.uuid)!, await this.givePort(md)),
           ]);
         }
       }
@@ -507,7 +527,7 @@ export class FsSim {
           'internal',
           this.o.switchname,
           map.get(member.uuid)!,
-          await this.givePort(md),
+          await this.dialOut(map.get(member.uuid)!, await this.givePort(md)),
         ]);
       }
     }
@@ -525,6 +545,23 @@ export class FsSim {
       false,
     );
     return rows.map((r) => r[4]);
+  }
+
+  /**
+   * With dialOut, one leg's call placed through the proxy to the far end, as mod_sofia places an outbound call
+   * (the INVITE offers the row's RTP port): the row gets the dialog (route set, tags) and the answer's media
+   * (RTPEngine's address), as a call answered through the proxy does. Without dialOut, md as it is.
+   */
+  private async dialOut(uuid: string, md: string): Promise<string> {
+    if (!this.o.dialOut) return md;
+    if (!this.ua || !this.o.outboundProxy) throw new Error('dial-out needs the SIP user agent and an outbound proxy');
+    const [host, port] = this.o.outboundProxy.split(/:(?=\d+$)/);
+    const proxy = { host, port: Number(port ?? 5060) };
+    const local = Number(/<local_media_port>(\d+)</.exec(md)?.[1] ?? 0);
+    const out = await this.ua.invite(`sip:callee@${this.o.farEnd}:5090`, proxy, sdpOffer(this.o.address, local, 1));
+    if (!out) throw new Error('480 Temporarily Unavailable: the far end did not answer through the proxy');
+    this.dialogs.set(out.dialog.callId, uuid);
+    return setVars(md, dialogVars(out.dialog, { ip: host, port: proxy.port }, out.media));
   }
 
   /**
@@ -583,10 +620,17 @@ export class FsSim {
 
   private async byeOnce(uuid: string): Promise<{ here: boolean; media: ChannelMedia | null; row: boolean }> {
     const media = this.media.channel(uuid);
-    const res = await this.requireDb().query('delete from recovery where uuid = $1 and runtime_uuid = $2', [
-      uuid,
-      this.coreUuid,
-    ]);
+    const res = await this.requireDb().query(
+      'delete from recovery where uuid = $1 and runtime_uuid = $2 returning metadata',
+      [uuid, this.coreUuid],
+    );
+    // a call placed through the proxy (dialOut): its dialog there ends too (the far end's side of it, and RTPEngine's)
+    const md = res.rows[0]?.metadata as string | undefined;
+    if (this.o.dialOut && this.ua && md && /<sip_invite_record_route>[^<]+</.test(md)) {
+      const d = dialogOf(md);
+      this.dialogs.delete(d.callId);
+      void this.ua.request('BYE', d);
+    }
     this.media.close(uuid);
     const had = this.live.delete(uuid);
     if (media || had) this.hungUp.add(uuid);
@@ -765,7 +809,7 @@ export class FsSim {
         }
         return `-ERR ${cmd} Command not found!\n`;
       case 'fsctl':
-        if (rest === 'recover' && this.fault.crashOnRecover) {
+        if (rest === 'recover' && this.crashesOnRecover()) {
           await this.crash();
           return null;
         }
@@ -825,7 +869,7 @@ export class FsSim {
         );
       return 'Flushing recovery database.\n';
     }
-    if (rest === 'recover' && this.fault.crashOnRecover) {
+    if (rest === 'recover' && this.crashesOnRecover()) {
       await this.crash();
       return null;
     }
@@ -889,7 +933,7 @@ export class FsSim {
           return (await this.answerCalls(n, undefined, true)).join('\n') + '\n';
         }
         case 'crash-on-recover':
-          this.fault.crashOnRecover = true;
+          this.fault.crashOnRecover = a || true;
           return '+OK\n';
         case 'refuse':
           setImmediate(() => void this.refuse());

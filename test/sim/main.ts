@@ -22,6 +22,7 @@ const { values } = parseArgs({
     'sip-ua': { type: 'boolean', default: false },
     // where calls this node places go (a bridge's outbound leg): the proxy, host:port
     'outbound-proxy': { type: 'string' },
+    'dial-out': { type: 'boolean', default: false },
     profiles: { type: 'string', default: 'internal' },
     // event_socket.conf.xml apply-inbound-acl, as CIDRs (default: loopback only, FreeSWITCH's loopback.auto)
     acl: { type: 'string', default: '127.0.0.0/8' },
@@ -64,6 +65,7 @@ async function main() {
     sip: values.sip,
     sipUa: values['sip-ua'],
     outboundProxy: values['outbound-proxy'],
+    dialOut: values['dial-out'],
     profiles: values.profiles!.split(','),
     acl: values.acl!.split(','),
     retrackDelayMs: Number(values['retrack-delay-ms']),
