@@ -146,13 +146,22 @@ export class ChaosCluster implements CallPlane {
 
   /** When each simulator process this run started ended by a crash (fsctl crash: a fault, a handover, a drain). */
   crashes(): Array<{ node: string; at: number }> {
+    return this.events<{ node: string; at: number }>('crash').map((e) => ({ node: e.node, at: e.at }));
+  }
+
+  /** Each far end's BYE a node had for a leg it carried, said before it hung the leg up. */
+  byesHeard(): Array<{ node: string; uuid: string; at: number }> {
+    return this.events<{ node: string; uuid: string; at: number }>('bye-heard').map((e) => ({
+      node: e.node,
+      uuid: e.uuid,
+      at: e.at,
+    }));
+  }
+
+  /** Every event of one kind that any simulator of this run wrote. */
+  private events<T>(ev: string): T[] {
     return this.sims.flatMap((p) =>
-      p.lines
-        .filter((l) => l.text.includes('"ev":"crash"'))
-        .map((l) => {
-          const e = JSON.parse(l.text) as { node: string; at: number };
-          return { node: e.node, at: e.at };
-        }),
+      p.lines.filter((l) => l.text.includes(`"ev":"${ev}"`)).map((l) => JSON.parse(l.text) as T),
     );
   }
 
@@ -249,14 +258,7 @@ export class ChaosCluster implements CallPlane {
 
   /** What every simulator this run started said it recovered. */
   recoveries(): Recovery[] {
-    return this.sims.flatMap((p) =>
-      p.lines
-        .filter((l) => l.text.includes('"ev":"recover"'))
-        .map((l) => {
-          const e = JSON.parse(l.text) as { node: string; at: number; uuids: string[] };
-          return { node: e.node, at: e.at, uuids: e.uuids };
-        }),
-    );
+    return this.events<Recovery>('recover').map((e) => ({ node: e.node, at: e.at, uuids: e.uuids }));
   }
 
   async audits(): Promise<AuditRec[]> {

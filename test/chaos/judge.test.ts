@@ -111,26 +111,56 @@ test('judge: losses charged to the fault before them; at stake only on the targe
   assert.match(formatTable(j.table), /\| crash +\| 1 +\| 2 +\| 1 +\| 1 +\|/);
 });
 
-test('judge: each leg judged when its BYE was answered; a BYE that met its leg in takeover is kept only if a recover there followed, its silence in the gap', () => {
+test('judge: audio flowing when the BYE was sent or when it was handled; a BYE that met its leg in its takeover is kept only if that recover followed (or had just bound it), its silence in the gap', () => {
   const at = 10000;
-  // frozen node: the BYE sent at 10000, answered at thaw (12500); the far end heard it again from 12000
+  // frozen node: the BYE sent at 10000 (into the freeze), handled at the thaw+1 s (12500), audio back from 12000
   const thawed = { ...leg('u1', ['b'], 20), answeredAfterMs: 2500 };
   assert.equal(lossReason(call(1, ['u1'], { at, legs: [thawed] }), { u1: heard(12490) }, 1000), null);
+  // the BYE sent just before a freeze, handled at the thaw 7 s later: the audio flowed when it was sent
+  const inFlight = { ...leg('u1', ['b'], 7000), answeredAfterMs: 7050 };
+  assert.equal(lossReason(call(1, ['u1'], { at, legs: [inFlight] }), { u1: heard(10020) }, 1000), null);
+  // ... but a call silent at both moments is deaf
+  const deaf = { ...leg('u1', ['b'], 7000), answeredAfterMs: 4000 };
+  assert.match(lossReason(call(1, ['u1'], { at, legs: [deaf] }), { u1: heard(7000) }, 1000)!, /deaf/);
+  // handled late (its node's database statement waited), the far end heard it until the BYE was sent
+  const late = { ...leg('u1', ['b'], 24), answeredAfterMs: 1877 };
+  assert.equal(lossReason(call(1, ['u1'], { at, legs: [late] }), { u1: heard(10500) }, 1000), null);
   // the BYE met the leg between its rows' move and its recover on b
   const moving = { ...leg('u2', ['b'], null), answeredAfterMs: 500, inTakeover: true };
   const c = call(2, ['u2'], { at, legs: [moving] });
   const audio = { u2: heard(8000) };
-  assert.equal(lossReason(c, audio, 1000, [{ node: 'b', at: 11000, uuids: [] }]), null);
-  assert.match(lossReason(c, audio, 1000, [])!, /found only its row on b, and no recover there followed/);
+  const recovered = { recoveries: [{ node: 'b', at: 11000, uuids: [] }] };
+  assert.equal(lossReason(c, audio, 1000, recovered), null);
+  assert.match(lossReason(c, audio, 1000)!, /found only its row on b, and no recover there followed/);
   assert.match(
-    lossReason(c, audio, 1000, [{ node: 'c', at: 11000, uuids: [] }])!,
+    lossReason(c, audio, 1000, { recoveries: [{ node: 'c', at: 11000, uuids: [] }] })!,
     /no recover there followed/,
     'a recover elsewhere is not its',
   );
+  // the BYE met the channel its recover had bound 1 ms before: no round trip yet
+  const bound = { ...leg('u2', ['b'], null), answeredAfterMs: 500, boundAgoMs: 1 };
+  assert.equal(lossReason(call(3, ['u2'], { at, legs: [bound] }), audio, 1000), null);
   const f: FaultRec = { n: 1, kind: 'crash', target: 'a', detail: '', at: 8000, endAt: 12000, carriers: { u2: 'a' } };
-  const j = judge(history([c], [f], audio, { recoveries: [{ node: 'b', at: 11000, uuids: [] }] }));
+  const j = judge(history([c], [f], audio, recovered));
   assert.deepEqual(j.losses, []);
-  assert.equal(j.table[0].gapMaxMs, 2500, 'from its last packet (8000) to the answered BYE (10500)');
+  assert.equal(j.table[0].gapMaxMs, 2500, 'from its last packet (8000) to the handled BYE (10500)');
+});
+
+test('judge: a BYE a node had (bye-heard) when it crashed before answering ended the call as asked; without that evidence, no holder is a loss', () => {
+  const c = call(1, ['u1'], { at: 10000, legs: [leg('u1', [])] });
+  const audio = { u1: heard(10700) };
+  const byesHeard = [{ node: 'a', uuid: 'u1', at: 10010 }];
+  assert.equal(lossReason(c, audio, 1000, { byesHeard, crashes: [{ node: 'a', at: 10720 }] }), null);
+  assert.match(lossReason(c, audio, 1000, { byesHeard })!, /no live node carried it/, 'its node did not end');
+  assert.match(
+    lossReason(c, audio, 1000, { byesHeard, crashes: [{ node: 'b', at: 10720 }] })!,
+    /no live node carried it/,
+    'another node ended',
+  );
+  assert.match(
+    lossReason(c, { u1: heard(5000) }, 1000, { byesHeard, crashes: [{ node: 'a', at: 10720 }] })!,
+    /no live/,
+  );
 });
 
 test('judge: the audit is held to what was recovered: a partial takeover handed rows to an adopter that died, adopted but not recovered', () => {

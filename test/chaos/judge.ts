@@ -83,6 +83,8 @@ export interface History {
   flowingMs: number;
   /** recovery rows still there once every call had ended: "node uuid" */
   rowsLeft: string[];
+  /** a node had a far end's BYE for a leg it carried (said before it hung up) */
+  byesHeard?: Array<{ node: string; uuid: string; at: number }>;
 }
 
 export interface CallVerdict {
@@ -136,48 +138,82 @@ export interface Judgement {
 /** a BYE that met a leg in its takeover: the holder's recover follows within this (its rows moved, recover under way) */
 export const TAKEOVER_WINDOW_MS = 15000;
 
-/** When a leg's BYE was answered. */
-const answeredAt = (c: CallRec, l: LegEnd) => (c.end?.at ?? 0) + (l.answeredAfterMs ?? 0);
+/** a node that had a BYE and ended before it answered: it ended within this */
+const ENDED_WITH_BYE_MS = 5000;
+
+/** When a leg's BYE was handled: the holder hung it up (a BYE that waited for a frozen node, or for a database
+ *  statement, is handled after it was sent). */
+const handledAt = (c: CallRec, l: LegEnd) => (c.end?.at ?? 0) + (l.answeredAfterMs ?? 0);
+
+/** The facts beside a call that its verdict may need. */
+export type LossFacts = Partial<Pick<History, 'recoveries' | 'crashes' | 'byesHeard'>>;
+
+/** Its channel was bound by a recover a moment before its BYE was handled: no round trip yet, nothing to hear. */
+const justBound = (l: LegEnd, flowingMs: number) =>
+  l.rxAgoMs === null && l.boundAgoMs !== undefined && l.boundAgoMs <= flowingMs;
 
 /**
- * Why a call that reached its BYE is lost, or null when it was kept. Each leg is judged when its BYE was answered
- * (a BYE retransmitted while no node could answer it is judged by the answer). A BYE that met a leg in its
- * takeover (the adopter had its row, its recover under way) ends the call as its far end asked: kept, the
- * silence until then counted in the gap (pendingSilence).
+ * Why a call that reached its BYE is lost, or null when it was kept. A leg is kept when exactly one live node
+ * carried it, and its audio flowed both ways (its channel heard the far end, the far end heard it, each within
+ * flowingMs) when its far end sent the BYE, or when its node handled it (a BYE sent into a freeze is handled at
+ * the thaw). A BYE that met the leg in its takeover (the adopter had its row and its recover followed, or had
+ * just bound its channel) ends the call as its far end asked: kept, its silence until then counted in the gap
+ * (pendingSilence). So is a leg whose BYE a node had (bye-heard) and that node ended before it answered (the
+ * BYE was in the hands of a crash): the call ended as asked, the answer died with the process.
  */
 export function lossReason(
   c: CallRec,
   audio: Record<string, CallAudio>,
   flowingMs: number,
-  recoveries: Recovery[] = [],
+  facts: LossFacts = {},
 ): string | null {
   if (!c.end) return 'it never got its BYE (still up when the run ended)';
+  const sent = c.end.at;
   for (const l of c.end.legs) {
-    if (l.holders.length === 0) return `leg ${l.uuid}: no live node carried it at its BYE`;
+    const a = audio[l.uuid];
+    const farHeard = (t: number) => a !== undefined && a.last >= t - flowingMs;
+    if (l.holders.length === 0) {
+      const had = (facts.byesHeard ?? []).find(
+        (b) =>
+          b.uuid === l.uuid &&
+          b.at >= sent &&
+          (facts.crashes ?? []).some((x) => x.node === b.node && x.at >= b.at && x.at <= b.at + ENDED_WITH_BYE_MS),
+      );
+      if (had && farHeard(sent)) continue;
+      return `leg ${l.uuid}: no live node carried it at its BYE`;
+    }
     if (l.holders.length > 1) return `leg ${l.uuid}: carried by ${l.holders.join(' and ')} at once`;
-    const t = answeredAt(c, l);
+    const node = l.holders[0];
+    const handled = handledAt(c, l);
     if (l.inTakeover) {
-      const node = l.holders[0];
-      if (!recoveries.some((r) => r.node === node && r.at >= t && r.at <= t + TAKEOVER_WINDOW_MS))
+      if (
+        !(facts.recoveries ?? []).some(
+          (r) => r.node === node && r.at >= handled && r.at <= handled + TAKEOVER_WINDOW_MS,
+        )
+      )
         return `leg ${l.uuid}: its BYE found only its row on ${node}, and no recover there followed`;
       continue;
     }
-    // deaf: heard nothing for longer than flowingMs (a channel bound a moment before the BYE has not had a round trip)
-    const silent = l.rxAgoMs ?? l.boundAgoMs ?? Number.POSITIVE_INFINITY;
-    if (silent > flowingMs)
-      return `leg ${l.uuid} on ${l.holders[0]}: deaf (its channel heard nothing for ${l.rxAgoMs === null ? `the ${l.boundAgoMs ?? '?'} ms since it was bound` : `${l.rxAgoMs} ms`} before the BYE)`;
-    const a = audio[l.uuid];
+    if (justBound(l, flowingMs)) continue;
+    // when its channel last heard the far end (null: never)
+    const heard = l.rxAgoMs === null ? null : handled - l.rxAgoMs;
+    const flowing = (t: number) => heard !== null && heard >= t - flowingMs && farHeard(t);
+    if (flowing(sent) || flowing(handled)) continue;
+    if (heard === null || heard < Math.min(sent, handled) - flowingMs)
+      return `leg ${l.uuid} on ${node}: deaf (its channel heard nothing for ${l.rxAgoMs === null ? `the ${l.boundAgoMs ?? '?'} ms since it was bound` : `${l.rxAgoMs} ms`} before the BYE)`;
     if (!a) return `leg ${l.uuid}: its far end never heard it`;
-    if (a.last < t - flowingMs) return `leg ${l.uuid}: its far end last heard it ${t - a.last} ms before the BYE`;
+    return `leg ${l.uuid}: its far end last heard it ${sent - a.last} ms before the BYE`;
   }
   return null;
 }
 
-/** A kept call's silence that no later packet closed: from its far end's last packet to a BYE that met it in takeover. */
-export function pendingSilence(c: CallRec, audio: Record<string, CallAudio>): number {
+/** A kept call's silence that no later packet closed: from its far end's last packet to a BYE that met it in its
+ *  takeover (its row with the adopter, or its channel just bound). */
+export function pendingSilence(c: CallRec, audio: Record<string, CallAudio>, flowingMs: number): number {
   let worst = 0;
   for (const l of c.end?.legs ?? [])
-    if (l.inTakeover) worst = Math.max(worst, answeredAt(c, l) - (audio[l.uuid]?.last ?? c.answeredAt));
+    if (l.holders.length === 1 && (l.inTakeover || justBound(l, flowingMs)))
+      worst = Math.max(worst, handledAt(c, l) - (audio[l.uuid]?.last ?? c.answeredAt));
   return worst;
 }
 
@@ -214,7 +250,7 @@ function median(xs: number[]): number {
 export function judge(h: History): Judgement {
   const violations: string[] = [];
   const verdicts: CallVerdict[] = h.calls.map((call) => {
-    const reason = lossReason(call, h.audio, h.flowingMs, h.recoveries);
+    const reason = lossReason(call, h.audio, h.flowingMs, h);
     if (!reason) return { call, kept: true, reason: 'kept', fault: null };
     return { call, kept: false, reason, fault: faultAt(h.faults, silentFrom(call, h.audio)) };
   });
@@ -257,7 +293,7 @@ export function judge(h: History): Judgement {
         if (lostHere) row.lost++;
         else {
           row.kept++;
-          const silence = v.call.end && v.call.end.at >= f.at ? pendingSilence(v.call, h.audio) : 0;
+          const silence = v.call.end && v.call.end.at >= f.at ? pendingSilence(v.call, h.audio, h.flowingMs) : 0;
           row.gaps.push(Math.max(silence, gapIn(v.call, h.audio, f.at, Math.min(f.endAt, next))));
         }
       } else if (lostHere || gapIn(v.call, h.audio, f.at, Math.min(f.endAt, next)) > h.flowingMs) row.bystandersHit++;

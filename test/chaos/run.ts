@@ -121,6 +121,7 @@ async function rounds(c: ChaosCluster, o: ChaosOptions): Promise<ChaosResult> {
     audio,
     recoveries: c.recoveries(),
     crashes: c.crashes(),
+    byesHeard: c.byesHeard(),
     audits: await c.audits(),
     graceMs: TRACK_GRACE_MS,
     flowingMs: FLOWING_MS,

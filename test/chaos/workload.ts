@@ -5,6 +5,7 @@
  * when its hold time is up: every node that answers is asked for each leg, as a BYE retransmitted to whichever
  * node now holds the dialog (retransmitted while no node holds it or a node does not answer, for up to 32 s: SIP's timer F).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { CallKind, CallRec, LegEnd } from './judge';
 import type { Rng } from './rng';
 
@@ -120,51 +121,56 @@ export class Workload {
 
   /**
    * The far end's BYE for every leg, retransmitted as RFC 3261 does for a request over UDP (T1 = 500 ms, doubling
-   * up to T2 = 4 s, given up after 64*T1 = 32 s): each node is asked, again while no node holds a leg (its
-   * takeover under way) or a node did not answer (frozen).
+   * up to T2 = 4 s, given up after 64*T1 = 32 s): each node that can be reached is asked for each leg it has not
+   * answered for, again at each retransmission while a leg has no holder (its takeover under way). A request a
+   * node has not answered yet (it froze with it) is not resent to it: its answer counts whenever it comes within
+   * the 32 s, as a late 200 OK completes the transaction. Each answer says when the node hung the leg up.
    */
   private async bye(call: CallRec): Promise<void> {
     const at = Date.now();
     const ends: LegEnd[] = call.legs.map((uuid) => ({ uuid, holders: [], rxAgoMs: null }));
-    let wait = 500;
-    for (let ask = [...this.plane.nodes()]; ; ) {
-      const silent = new Set<string>();
-      await Promise.all(
-        ask.map(async (node) => {
-          // a BYE that cannot reach a node (its link cut; the pair's VIP elsewhere) is retransmitted until it can
-          if (!this.plane.reachable(node)) {
-            silent.add(node);
-            return;
-          }
-          for (const leg of ends) {
-            if (leg.holders.includes(node)) continue;
-            let reply: { here: boolean; media: { rxAgoMs: number | null; boundAgoMs: number } | null; row: boolean };
-            try {
-              reply = JSON.parse(await this.plane.api(node, `simctl bye ${leg.uuid}`, 2000));
-            } catch (e) {
-              // refused: nothing runs there, nothing holds it; no answer: asked again (a frozen process)
-              if (!/refused|ECONNREFUSED|not running|no database/i.test(String((e as Error).message ?? e)))
-                silent.add(node);
-              return;
-            }
-            if (!reply.here) continue;
-            leg.holders.push(node);
-            leg.answeredAfterMs = Date.now() - at;
-            // its row under the node's own core and no channel: rows moved to it, its recover not there yet
-            if (reply.row && !reply.media) leg.inTakeover = true;
-            const ago = reply.media?.rxAgoMs ?? null;
-            leg.rxAgoMs = leg.rxAgoMs === null ? ago : Math.min(leg.rxAgoMs, ago ?? leg.rxAgoMs);
-            if (reply.media) leg.boundAgoMs = reply.media.boundAgoMs;
-          }
-        }),
-      );
-      // the BYE's transaction ends with the first 200 OK: once a node answered for every leg, nothing is resent
-      const unheld = ends.some((l) => !l.holders.length);
-      if (!unheld || Date.now() - at + wait > TIMER_F_MS) break;
-      await new Promise((r) => setTimeout(r, wait));
-      wait = Math.min(wait * 2, 4000);
-      ask = [...this.plane.nodes()];
+    const inFlight = new Map<string, Promise<void>>();
+    const ask = (node: string, leg: LegEnd): Promise<void> =>
+      this.plane
+        .api(node, `simctl bye ${leg.uuid}`, Math.max(2000, at + TIMER_F_MS - Date.now()))
+        .then((out) => {
+          const reply = JSON.parse(out) as {
+            here: boolean;
+            media: { rxAgoMs: number | null; boundAgoMs: number } | null;
+            row: boolean;
+            at: number;
+          };
+          if (!reply.here || leg.holders.includes(node)) return;
+          leg.holders.push(node);
+          leg.answeredAfterMs = reply.at - at;
+          const ago = reply.media?.rxAgoMs ?? null;
+          leg.rxAgoMs = leg.rxAgoMs === null ? ago : Math.min(leg.rxAgoMs, ago ?? leg.rxAgoMs);
+          if (reply.media) leg.boundAgoMs = reply.media.boundAgoMs;
+          // its row under the node's own core and no channel: rows moved to it, its recover not there yet
+          if (reply.row && !reply.media) leg.inTakeover = true;
+        })
+        .catch(() => undefined); // refused, or the process ended while asked: asked again at the next retransmission
+    for (let wait = 500; ; wait = Math.min(wait * 2, 4000)) {
+      for (const node of this.plane.nodes()) {
+        // a BYE that cannot reach a node (its link cut, the pair's VIP elsewhere, frozen) is retransmitted until it can
+        if (!this.plane.reachable(node)) continue;
+        for (const leg of ends) {
+          const key = `${node} ${leg.uuid}`;
+          if (leg.holders.includes(node) || inFlight.has(key)) continue;
+          inFlight.set(
+            key,
+            ask(node, leg).finally(() => inFlight.delete(key)),
+          );
+        }
+      }
+      // the transaction ends with the first 200 OK: once a node answered for every leg, nothing is resent
+      const resend = Date.now() + wait;
+      await Promise.race([Promise.all([...inFlight.values()]), sleep(wait)]);
+      if (!ends.some((l) => !l.holders.length) || Date.now() - at + wait > TIMER_F_MS) break;
+      await sleep(Math.max(0, resend - Date.now()));
     }
+    // answers still on their way (a node that froze with the request) count until timer F
+    await Promise.race([Promise.all([...inFlight.values()]), sleep(Math.max(0, at + TIMER_F_MS - Date.now()))]);
     call.end = { at, legs: ends };
   }
 }

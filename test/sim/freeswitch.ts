@@ -605,9 +605,10 @@ export class FsSim {
 
   /**
    * The far end's BYE for one leg, heard by this node: a channel it carries (its media, or a row under its own
-   * core) is hung up, its own row deleted (no other node's); what its media heard until then is returned.
+   * core) is hung up, its own row deleted (no other node's); what its media heard until then is returned, and
+   * when it was hung up (at).
    */
-  async bye(uuid: string): Promise<{ here: boolean; media: ChannelMedia | null; row: boolean }> {
+  async bye(uuid: string): Promise<ByeReply> {
     // a retransmitted BYE is answered by its server transaction as the first one was (a process frozen while the
     // first was on its way answers it once thawed: the far end may have given up on that answer and sent it again)
     const answered = this.byes.get(uuid);
@@ -616,10 +617,11 @@ export class FsSim {
     if (reply.here) this.byes.set(uuid, reply);
     return reply;
   }
-  private readonly byes = new Map<string, { here: boolean; media: ChannelMedia | null; row: boolean }>();
+  private readonly byes = new Map<string, ByeReply>();
 
-  private async byeOnce(uuid: string): Promise<{ here: boolean; media: ChannelMedia | null; row: boolean }> {
-    const media = this.media.channel(uuid);
+  private async byeOnce(uuid: string): Promise<ByeReply> {
+    // said before its row goes: a process that ends before it answers has still had the BYE (the chaos checker)
+    if (this.live.has(uuid)) this.o.onEvent?.('bye-heard', { node: this.o.switchname, uuid });
     const res = await this.requireDb().query(
       'delete from recovery where uuid = $1 and runtime_uuid = $2 returning metadata',
       [uuid, this.coreUuid],
@@ -631,11 +633,13 @@ export class FsSim {
       this.dialogs.delete(d.callId);
       void this.ua.request('BYE', d);
     }
+    // what its channel heard until now, the hang-up (a channel its recover bound while the row went included)
+    const media = this.media.channel(uuid);
     this.media.close(uuid);
     const had = this.live.delete(uuid);
     if (media || had) this.hungUp.add(uuid);
     const row = (res.rowCount ?? 0) > 0;
-    return { here: row || media !== null || had, media, row };
+    return { here: row || media !== null || had, media, row, at: Date.now() };
   }
 
   async ownCalls(): Promise<string[]> {
@@ -1112,6 +1116,18 @@ function splitRoutes(v: string): string[] {
   }
   if (v.slice(from).trim()) out.push(v.slice(from).trim());
   return out;
+}
+
+/** What a node said to a far end's BYE for one leg (simctl bye). */
+export interface ByeReply {
+  /** it carried the leg: a channel, or a row under its own core */
+  here: boolean;
+  /** what its channel heard until the hang-up */
+  media: ChannelMedia | null;
+  /** its row was under this node's core */
+  row: boolean;
+  /** when it hung the leg up */
+  at: number;
 }
 
 /** A dialog's facts as mod_sofia keeps them in a call's variables (URL-encoded), the route set included. */
