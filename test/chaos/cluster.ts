@@ -258,7 +258,12 @@ export class ChaosCluster implements CallPlane {
 
   /** What every simulator this run started said it recovered. */
   recoveries(): Recovery[] {
-    return this.events<Recovery>('recover').map((e) => ({ node: e.node, at: e.at, uuids: e.uuids }));
+    return this.events<Recovery>('recover').map((e) => ({
+      node: e.node,
+      at: e.at,
+      uuids: e.uuids,
+      firstLegAt: e.firstLegAt,
+    }));
   }
 
   async audits(): Promise<AuditRec[]> {

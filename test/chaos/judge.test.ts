@@ -1,7 +1,7 @@
 /** The chaos checker, without I/O: a history in, verdicts and a table out. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { type CallRec, type FaultRec, type History, faultAt, formatTable, judge, lossReason } from './judge';
+import { type CallRec, type FaultRec, type History, faultAt, formatTable, judge, lossReason, zombies } from './judge';
 
 const call = (id: number, legs: string[], end: CallRec['end'], answeredAt = 0): CallRec => ({
   id,
@@ -171,4 +171,44 @@ test('judge: the audit is held to what was recovered: a partial takeover handed 
   assert.deepEqual(ok.violations, []);
   const wrong = judge(history([], [f], {}, { recoveries, audits: [{ ...partial, recovered: 3 }] }));
   assert.match(wrong.violations.join('\n'), /audit says 3 leg\(s\) recovered, FreeSWITCH recovered 2/);
+});
+
+test('judge: a leg recovered by a recover that began after its BYE was handled is a zombie; the adopter an adopter-crash hit has its calls at stake, not bystanders; the audit is held to the run`s totals', () => {
+  const c = call(1, ['z1'], { at: 10000, legs: [{ ...leg('z1', ['b']), answeredAfterMs: 100 }] });
+  const during = { node: 'b', at: 10400, uuids: ['z1'], firstLegAt: 9800 }; // the recover the BYE met
+  const after = { node: 'c', at: 15000, uuids: ['z1'], firstLegAt: 14900 };
+  assert.deepEqual(zombies({ calls: [c], recoveries: [during] }), []);
+  assert.match(
+    zombies({ calls: [c], recoveries: [during, after] }).join('\n'),
+    /leg z1 of call 1 recovered on c .* zombie/,
+  );
+  const f: FaultRec = {
+    n: 1,
+    kind: 'adopter-crash',
+    target: 'a',
+    alsoHit: ['b'],
+    detail: '',
+    at: 1000,
+    endAt: 5000,
+    carriers: { a1: 'a', b1: 'b' },
+  };
+  const calls = [
+    call(2, ['a1'], { at: 9000, legs: [leg('a1', ['c'])] }),
+    call(3, ['b1'], { at: 9000, legs: [leg('b1', ['c'])] }),
+  ];
+  const audio = { a1: heard(8990, [[1000, 2400]]), b1: heard(8990, [[1100, 2500]]) };
+  const t = judge(history(calls, [f], audio)).table[0];
+  assert.deepEqual([t.atStake, t.kept, t.bystandersHit], [2, 2, 0]);
+  // a takeover audited in one window, its recover in the next: the totals match
+  const g: FaultRec = { ...f, n: 2, at: 6000, endAt: 9000, alsoHit: [], carriers: {} };
+  const split = history(
+    [],
+    [f, g],
+    {},
+    {
+      audits: [{ at: 4000, command: 'notify MASTER', from: 'a', to: 'b', result: 'done', adopted: 3, recovered: 3 }],
+      recoveries: [{ node: 'b', at: 6500, uuids: ['x', 'y', 'z'] }],
+    },
+  );
+  assert.deepEqual(judge(split).violations, []);
 });

@@ -42,6 +42,8 @@ export interface FaultRec {
   n: number;
   kind: string;
   target: string;
+  /** nodes the fault hit beside its target (the adopter an adopter-crash crashed): their calls are at stake too */
+  alsoHit?: string[];
   detail: string;
   at: number;
   /** the cluster back at full strength */
@@ -54,8 +56,11 @@ export interface FaultRec {
 
 export interface Recovery {
   node: string;
+  /** when the recover ended (its rows deleted) */
   at: number;
   uuids: string[];
+  /** when it bound its first leg */
+  firstLegAt?: number;
 }
 
 export interface AuditRec {
@@ -260,6 +265,9 @@ export function judge(h: History): Judgement {
   const byLeg = new Map<string, CallVerdict>();
   for (const v of verdicts) for (const u of v.call.legs) byLeg.set(u, v);
   const rows = new Map<string, TableRow & { gaps: number[] }>();
+  let auditedAll = 0;
+  let recoveredAll = 0;
+  const auditGaps: string[] = [];
   h.faults.forEach((f, i) => {
     const row =
       rows.get(f.kind) ??
@@ -286,7 +294,8 @@ export function judge(h: History): Judgement {
       if (v.call.end && v.call.end.at <= f.at) continue;
       if (v.call.answeredAt > f.at - h.graceMs) continue;
       seen.add(v.call.id);
-      const onTarget = v.call.legs.some((u) => f.carriers[u] === f.target) || node === f.target;
+      const hit = [f.target, ...(f.alsoHit ?? [])];
+      const onTarget = v.call.legs.some((u) => hit.includes(f.carriers[u])) || hit.includes(node);
       const lostHere = !v.kept && v.fault === i;
       if (onTarget || f.target === 'all') {
         row.atStake++;
@@ -305,12 +314,18 @@ export function judge(h: History): Judgement {
     const audited = h.audits
       .filter((a) => a.at >= f.at && a.at < next && (a.result === 'done' || a.result === 'partial'))
       .reduce((s, a) => s + (a.recovered ?? a.adopted), 0);
+    // a takeover that began in one fault's window may recover in the next: the totals must match, each window
+    // where they differ is named when they do not
+    auditedAll += audited;
+    recoveredAll += recovered;
     if (audited !== recovered)
-      violations.push(
+      auditGaps.push(
         `fault ${f.n} (${f.kind} ${f.target}): the audit says ${audited} leg(s) recovered, FreeSWITCH recovered ${recovered}`,
       );
   });
+  if (auditedAll !== recoveredAll) violations.push(...auditGaps);
   violations.push(...recoveredTwice(h));
+  violations.push(...zombies(h));
   for (const r of h.rowsLeft) {
     const v = byLeg.get(r.split(' ').pop() ?? '');
     const known = v && !v.kept && v.fault !== null && knownLimit(h.topology, h.faults[v.fault].kind);
@@ -349,6 +364,27 @@ export function recoveredTwice(h: Pick<History, 'calls' | 'recoveries' | 'crashe
         out.push(
           `leg ${u} recovered on ${list[i].node} at ${new Date(list[i].at).toISOString()} while ${list[i - 1].node}'s FreeSWITCH that carried it still ran`,
         );
+  return out;
+}
+
+/**
+ * No zombie: a leg whose BYE a node handled is never recovered by a recover that began after (its row outlived the
+ * call, and every later takeover would carry a call its far end ended).
+ */
+export function zombies(h: Pick<History, 'calls' | 'recoveries'>): string[] {
+  const out: string[] = [];
+  const byLeg = new Map<string, Recovery[]>();
+  for (const r of h.recoveries) for (const u of r.uuids) byLeg.set(u, [...(byLeg.get(u) ?? []), r]);
+  for (const c of h.calls)
+    for (const l of c.end?.legs ?? []) {
+      if (!l.holders.length) continue;
+      const handled = handledAt(c, l);
+      for (const r of byLeg.get(l.uuid) ?? [])
+        if ((r.firstLegAt ?? r.at) > handled)
+          out.push(
+            `leg ${l.uuid} of call ${c.id} recovered on ${r.node} at ${new Date(r.at).toISOString()}, after its BYE was handled on ${l.holders[0]} at ${new Date(handled).toISOString()}: a zombie call`,
+          );
+    }
   return out;
 }
 

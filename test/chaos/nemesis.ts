@@ -11,6 +11,8 @@ import type { Rng } from './rng';
 
 export interface Injected {
   target: string;
+  /** nodes hit beside the target */
+  alsoHit?: string[];
   at: number;
   detail: string;
 }
@@ -159,6 +161,7 @@ export const FAULTS: Fault[] = [
       const next = c.topology !== 'pair' ? await takenOver(c, adopter, at, 20000) : 'the pair has no node left';
       return {
         target,
+        alsoHit: c.names.includes(adopter) ? [adopter] : [],
         at,
         detail: `FreeSWITCH on ${target} crashed, then its adopter ${adopter} in its recover; ${next}`,
       };

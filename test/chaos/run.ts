@@ -10,7 +10,7 @@ import { Fabric, MGMT_DB, cleanStale, installMissing, prerequisites } from '../e
 import { ChaosCluster, type Topology } from './cluster';
 import { ChaosDatabase } from './database';
 import { type FaultRec, type History, type Judgement, formatTable, judge, knownLimit } from './judge';
-import { FAULTS } from './nemesis';
+import { FAULTS, type Injected } from './nemesis';
 import { Rng } from './rng';
 import { Workload, type WorkloadOptions } from './workload';
 
@@ -93,7 +93,7 @@ async function rounds(c: ChaosCluster, o: ChaosOptions): Promise<ChaosResult> {
       break;
     }
     const { carriers, doubles } = await c.carriers();
-    let injected: { target: string; at: number; detail: string };
+    let injected: Injected;
     try {
       injected = await fault.run(c, rng);
     } catch (e) {

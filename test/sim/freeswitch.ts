@@ -620,8 +620,16 @@ export class FsSim {
   private readonly byes = new Map<string, ByeReply>();
 
   private async byeOnce(uuid: string): Promise<ByeReply> {
-    // said before its row goes: a process that ends before it answers has still had the BYE (the chaos checker)
-    if (this.live.has(uuid)) this.o.onEvent?.('bye-heard', { node: this.o.switchname, uuid });
+    // a channel it carries is hung up now, before its row goes: its media stops, and a recover's re-track that
+    // runs while the row's delete waits in the SQL queue does not track it again (switch_core_recovery_untrack)
+    let at = Date.now();
+    let media = this.media.channel(uuid);
+    const had = this.live.delete(uuid);
+    if (had) {
+      this.o.onEvent?.('bye-heard', { node: this.o.switchname, uuid });
+      this.hungUp.add(uuid);
+      this.media.close(uuid);
+    }
     const res = await this.requireDb().query(
       'delete from recovery where uuid = $1 and runtime_uuid = $2 returning metadata',
       [uuid, this.coreUuid],
@@ -633,13 +641,16 @@ export class FsSim {
       this.dialogs.delete(d.callId);
       void this.ua.request('BYE', d);
     }
-    // what its channel heard until now, the hang-up (a channel its recover bound while the row went included)
-    const media = this.media.channel(uuid);
-    this.media.close(uuid);
-    const had = this.live.delete(uuid);
-    if (media || had) this.hungUp.add(uuid);
+    // a channel its recover bound while the row went: hung up now
+    const bound = this.live.delete(uuid);
+    if (bound) {
+      at = Date.now();
+      media = this.media.channel(uuid);
+      this.hungUp.add(uuid);
+      this.media.close(uuid);
+    }
     const row = (res.rowCount ?? 0) > 0;
-    return { here: row || media !== null || had, media, row, at: Date.now() };
+    return { here: row || media !== null || had || bound, media: had || bound ? media : null, row, at };
   }
 
   async ownCalls(): Promise<string[]> {

@@ -172,3 +172,32 @@ test("simctl bridged / conference: rows shaped like the real ones, ties intact, 
     await c.stop();
   }
 });
+
+test('23.6 (chaos: a zombie call) a BYE heard while the SQL queue is slow, after a recover and before its re-track: the channel is hung up and never tracked again', async () => {
+  const c = await startCluster({ nodes: ['fs1', 'fs2'], retrackDelayMs: 300 });
+  const { Client } = await import('pg');
+  const lock = new Client({ connectionString: c.url });
+  try {
+    const [x] = await c.sims.fs1.answerCalls(1);
+    await c.sims.fs1.crash();
+    assert.equal(await c.sims.fs2.api('fsctl recover'), '+OK 1 session(s) recovered in total\n');
+    // a busy database: every statement from now on waits (the BYE's untrack, then the re-track behind it)
+    await lock.connect();
+    await lock.query('begin');
+    await lock.query('lock table recovery in access exclusive mode');
+    const bye = c.sims.fs2.bye(x);
+    await new Promise((r) => setTimeout(r, 500)); // the re-track's moment has passed
+    await lock.query('commit');
+    assert.equal((await bye).here, true, 'fs2 carried it');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(
+      await c.sims.fs2.ownCalls(),
+      [],
+      'no row of the ended call (a zombie every later takeover carries)',
+    );
+    assert.equal(await c.sims.fs2.api(`uuid_exists ${x}`), 'false', 'no channel');
+  } finally {
+    await lock.end().catch(() => undefined);
+    await c.stop();
+  }
+});
