@@ -93,7 +93,9 @@ export class Workload {
     const cmd = kind === 'single' ? 'simctl call 1' : kind === 'bridged' ? 'simctl bridged 1' : 'simctl conference 3';
     let out: string;
     try {
-      out = await this.plane.api(node, cmd, 5000);
+      // the INVITE transaction's own limit (timer B, 32 s): a set-up answered late (a starved node, a database
+      // switching over) is a call all the same, and one given up on while its node still answers it is an orphan
+      out = await this.plane.api(node, cmd, TIMER_F_MS);
     } catch {
       this.refused++;
       return;
