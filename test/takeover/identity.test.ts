@@ -14,6 +14,7 @@ import { parseConfig } from '../../src/config';
 import { LocalHealth } from '../../src/local-health';
 import { configureLog } from '../../src/log';
 import { withCluster, type Cluster } from '../helpers/cluster';
+import { RtpEcho } from '../sim/rtp-echo';
 import { freePort, withClient } from '../helpers/pg';
 
 configureLog({ syslog: false, stderr: false });
@@ -333,8 +334,19 @@ async function waitRows(c: Cluster, n: number): Promise<void> {
 }
 
 test('23.5 (chaos: pair, drain) a FreeSWITCH in the middle of exiting resets the first probes: the takeover asks again and takes over once its socket refuses, not "alive" at the first reset', async (t) => {
-  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], layout: 'per-node' });
+  // the far ends: an RTP echo that records what it hears of each call
+  const echo = new RtpEcho('127.0.0.21', await freePort('127.0.0.21'));
+  await echo.start();
+  t.after(() => echo.stop());
+  const c = await withCluster(t, {
+    nodes: ['fs1', 'fs2'],
+    layout: 'per-node',
+    farEndMediaPort: echo.port,
+    media: { timeoutSec: 5 },
+  });
   const calls = await c.sims.fs1.answerCalls(5);
+  await sleep(300);
+  const crashAt = Date.now();
   await c.sims.fs1.crash();
   // what the chaos run met: fsctl crash under way, the listener still accepting, each connection reset
   const port = await freePort(c.addr.fs1);
@@ -347,6 +359,11 @@ test('23.5 (chaos: pair, drain) a FreeSWITCH in the middle of exiting resets the
   const r = await takeover(cfg, { from: 'fs1', command: 'test' });
   assert.equal(r.result, 'done', r.reason);
   assert.deepEqual((await c.sims.fs2.ownCalls()).sort(), [...calls].sort(), 'every call of fs1 on fs2');
+  await sleep(500);
+  for (const u of calls) {
+    const a = echo.audio(u, crashAt);
+    assert.ok(a?.flowing, `call ${u}: its far end hears it again, now from fs2 (gap ${a?.gapMs} ms)`);
+  }
 });
 
 test('23.5b an address that keeps resetting every connection is not called dead: refused after the grace, nothing moved', async (t) => {
