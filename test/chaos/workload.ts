@@ -6,6 +6,7 @@
  * node now holds the dialog (retransmitted while no node holds it or a node does not answer, for up to 32 s: SIP's timer F).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { ByeReply } from '../sim/freeswitch';
 import type { CallKind, CallRec, LegEnd } from './judge';
 import type { Rng } from './rng';
 
@@ -136,12 +137,7 @@ export class Workload {
       this.plane
         .api(node, `simctl bye ${leg.uuid}`, Math.max(2000, at + TIMER_F_MS - Date.now()))
         .then((out) => {
-          const reply = JSON.parse(out) as {
-            here: boolean;
-            media: { rxAgoMs: number | null; boundAgoMs: number } | null;
-            row: boolean;
-            at: number;
-          };
+          const reply = JSON.parse(out) as ByeReply;
           if (!reply.here || leg.holders.includes(node)) return;
           leg.holders.push(node);
           leg.answeredAfterMs = reply.at - at;

@@ -1033,12 +1033,7 @@ export class Lab {
     );
     const p = new Proc('sipp-callee', child, join(this.dir, `sipp-callee-${this.seq++}.out`));
     this.others.push(p);
-    await waitFor(
-      'the callee listening on the service net',
-      () => sh('ip', ['netns', 'exec', this.fabric.ns, 'ss', '-Huln', 'sport = :5090']).includes(':5090'),
-      10000,
-      20,
-    );
+    await this.farEndListening('the callee');
     return p;
   }
 
@@ -1078,13 +1073,18 @@ export class Lab {
     );
     const p = new Proc('sipp-far-ends', child, join(this.dir, `sipp-far-ends-${this.seq++}.out`));
     this.others.push(p);
-    await waitFor(
-      'the far ends listening on the service net',
+    await this.farEndListening('the far ends');
+    return p;
+  }
+
+  /** Until sipp listens on the far end's address, port 5090. */
+  private farEndListening(who: string): Promise<unknown> {
+    return waitFor(
+      `${who} listening on the service net`,
       () => sh('ip', ['netns', 'exec', this.fabric.ns, 'ss', '-Huln', 'sport = :5090']).includes(':5090'),
       10000,
       20,
     );
-    return p;
   }
 
   /** For a failing test: the tails of every log, so CI shows what happened. */
