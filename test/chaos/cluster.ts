@@ -87,6 +87,8 @@ export class ChaosCluster implements CallPlane {
           }
         }),
       );
+      // the run may have ended (stop() tore the namespaces down) while the nodes were asked: nothing to refresh
+      if (this.stopped) return;
       this.taking = up.filter((n): n is string => n !== null);
       if (this.topology === 'pair') this.vipAt = new Set(this.names.filter((n) => this.lab.hasVip(n)));
       if (!this.stopped) this.poll = setTimeout(() => void refresh(), 250);
