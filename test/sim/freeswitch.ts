@@ -264,7 +264,12 @@ export class FsSim {
   }
 
   // ---------------------------------------------------------------- calls
-  async answerCalls(n: number, profile = this.o.profiles[0], ringingAlready = false): Promise<string[]> {
+  async answerCalls(
+    n: number,
+    profile = this.o.profiles[0],
+    ringingAlready = false,
+    named: string[] = [],
+  ): Promise<string[]> {
     // standby turns new INVITEs away; a call that was already ringing may still be answered
     if (this.standby && !ringingAlready) throw new Error('503 System Paused');
     this.requireAddress();
@@ -273,7 +278,7 @@ export class FsSim {
     const uuids: string[] = [];
     const rows: string[][] = [];
     for (let i = 0; i < n; i++) {
-      const uuid = randomUUID();
+      const uuid = named[i] ?? randomUUID();
       const md = await this.dialOut(uuid, await this.newCallMetadata(uuid, profile, i, t));
       uuids.push(uuid);
       rows.push([this.coreUuid, 'sofia', profile, this.o.switchname, uuid, md]);
@@ -487,7 +492,7 @@ export class FsSim {
    * new conference (conference_uuid shared). Every uuid of a template is replaced consistently within its call
    * (so the ties hold), the core uuid, switchname and addresses become this node's, both far ends the far end.
    */
-  async answerGroup(kind: 'bridged' | 'conference', n: number): Promise<string[]> {
+  async answerGroup(kind: 'bridged' | 'conference', n: number, named: string[] = []): Promise<string[]> {
     if (this.standby) throw new Error('503 System Paused');
     this.requireAddress();
     const all = loadRows(kind === 'bridged' ? 'bridged_rows.sql' : 'conference_rows.sql');
@@ -502,6 +507,8 @@ export class FsSim {
       ].map(([a, b]) => [all[a], all[b]]);
       for (let i = 0; i < n; i++) {
         const map = new Map<string, string>();
+        for (const [k, leg] of pairs[i % pairs.length].entries())
+          if (named[2 * i + k]) map.set(leg.uuid, named[2 * i + k]);
         for (const leg of pairs[i % pairs.length]) {
           const md = copy(leg.metadata, map, `b${i}-${randomUUID().slice(0, 8)}`);
           rows.push([
@@ -516,10 +523,11 @@ export class FsSim {
       }
     } else {
       const conf = /<conference_uuid>([^<]+)</.exec(all[0].metadata)![1];
-      const shared = new Map([[conf, randomUUID()]]);
+      const shared = new Map<string, string>([[conf, randomUUID()]]);
       for (let i = 0; i < n; i++) {
         const member = all[i % all.length];
         const map = new Map(shared);
+        if (named[i]) map.set(member.uuid, named[i]);
         const md = copy(member.metadata, map, `m${i}-${randomUUID().slice(0, 8)}`);
         rows.push([
           this.coreUuid,
@@ -910,12 +918,16 @@ export class FsSim {
     });
   }
 
-  private async simctl(args: string[]): Promise<string> {
-    const [what, a, b] = args;
+  private async simctl(all: string[]): Promise<string> {
+    // uuids=U1,U2,…: the legs of the calls placed take these uuids, in order (the caller names its calls, as a
+    // SIP caller knows its dialogs whether or not the answer reaches it)
+    const named = all.find((x) => x.startsWith('uuids='));
+    const uuids = named ? named.slice(6).split(',').filter(Boolean) : [];
+    const [what, a, b] = all.filter((x) => x !== named);
     try {
       switch (what) {
         case 'call':
-          return (await this.answerCalls(Number(a ?? 1), b)).join('\n') + '\n';
+          return (await this.answerCalls(Number(a ?? 1), b, false, uuids)).join('\n') + '\n';
         case 'hangup':
           await this.hangup(a);
           return '+OK\n';
@@ -936,9 +948,9 @@ export class FsSim {
           this.fault.garbage = true;
           return '+OK\n';
         case 'bridged':
-          return (await this.answerGroup('bridged', Number(a ?? 1))).join('\n') + '\n';
+          return (await this.answerGroup('bridged', Number(a ?? 1), uuids)).join('\n') + '\n';
         case 'conference':
-          return (await this.answerGroup('conference', Number(a ?? 3))).join('\n') + '\n';
+          return (await this.answerGroup('conference', Number(a ?? 3), uuids)).join('\n') + '\n';
         case 'ring':
           this.ringing += Number(a ?? 1);
           return '+OK\n';
@@ -967,7 +979,7 @@ export class FsSim {
             }) + '\n'
           );
         default:
-          return '-ERR simctl call N [profile] | hangup UUID | bye UUID | calls | state | hang | slow MS | garbage | heal | refuse\n';
+          return '-ERR simctl call N [profile] [uuids=U,…] | bridged N [uuids=…] | conference N [uuids=…] | hangup UUID | bye UUID | calls | state | hang | slow MS | garbage | heal | refuse\n';
       }
     } catch (e) {
       return `-ERR ${(e as Error).message}\n`;

@@ -173,6 +173,34 @@ test("simctl bridged / conference: rows shaped like the real ones, ties intact, 
   }
 });
 
+test('simctl call / bridged / conference uuids=…: the caller names the legs (bridged legs still tied to each other)', async () => {
+  const { randomUUID } = await import('node:crypto');
+  const c = await startCluster({ nodes: ['freeswitch01'] });
+  try {
+    const sim = c.sims.freeswitch01;
+    const ask = async (cmd: string, n: number) => {
+      const want = Array.from({ length: n }, () => randomUUID());
+      assert.deepEqual((await sim.api(`${cmd} uuids=${want.join(',')}`))!.trim().split('\n'), want, cmd);
+      return want;
+    };
+    await ask('simctl call 2', 2);
+    const [a, b] = await ask('simctl bridged 1', 2);
+    const members = await ask('simctl conference 3', 3);
+    const { withClient } = await import('../helpers/pg');
+    const rows = (await withClient(c.url, (q) => q.query('select uuid, metadata from recovery'))).rows as Array<{
+      uuid: string;
+      metadata: string;
+    }>;
+    assert.equal(rows.length, 7);
+    const md = (u: string) => rows.find((r) => r.uuid === u)!.metadata;
+    assert.ok(md(a).includes(`>${b}<`) && md(b).includes(`>${a}<`), 'each bridged leg names the other');
+    const conf = (u: string) => /<conference_uuid>([^<]+)</.exec(md(u))?.[1];
+    assert.ok(conf(members[0]) && members.every((m) => conf(m) === conf(members[0])), 'one conference');
+  } finally {
+    await c.stop();
+  }
+});
+
 test('23.6 (chaos: a zombie call) a BYE heard while the SQL queue is slow, after a recover and before its re-track: the channel is hung up and never tracked again', async () => {
   const c = await startCluster({ nodes: ['fs1', 'fs2'], retrackDelayMs: 300 });
   const { Client } = await import('pg');
