@@ -212,3 +212,23 @@ test('judge: a leg recovered by a recover that began after its BYE was handled i
   );
   assert.deepEqual(judge(split).violations, []);
 });
+
+test('judge: a set-up whose answer never came is held to exactly once from when it was asked, and a row of it left is still a row left', () => {
+  const abandoned = [{ kind: 'single' as const, legs: ['o1'], node: 'a', at: 1000, endedOn: ['o1 on b'] }];
+  const recoveries = [
+    { node: 'b', at: 5000, uuids: ['o1'] }, // a crashed with it at 4000: b's takeover carries it
+    { node: 'c', at: 6000, uuids: ['o1'] }, // while b still ran: a double
+  ];
+  const crashes = [{ node: 'a', at: 4000 }];
+  const j = judge(history([], [], {}, { abandoned, recoveries, crashes, rowsLeft: ['public.recovery: b o1'] }));
+  assert.deepEqual(
+    j.violations.map((v) => v.replace(/ at \S+/, '')),
+    [
+      "leg o1 recovered on c while b's FreeSWITCH that carried it still ran",
+      'row left behind once every call had ended: public.recovery: b o1',
+    ],
+  );
+  assert.deepEqual(j.losses, [], 'not a call the caller knew: no loss');
+  const clean = judge(history([], [], {}, { abandoned, recoveries: recoveries.slice(0, 1), crashes }));
+  assert.deepEqual(clean.violations, []);
+});

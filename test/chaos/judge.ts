@@ -38,6 +38,19 @@ export interface CallRec {
   end?: { at: number; legs: LegEnd[] };
 }
 
+/** A set-up whose answer never reached the workload (its node crashed or froze with it): not a call the caller
+ *  knows, but the node may have answered it; the workload ends its legs once the run is over. */
+export interface AbandonedSetUp {
+  kind: CallKind;
+  /** the uuids the caller named its legs by */
+  legs: string[];
+  node: string;
+  /** when it was asked */
+  at: number;
+  /** "uuid on node": where the run's end found a leg of it (a node had answered it after all) */
+  endedOn: string[];
+}
+
 export interface FaultRec {
   n: number;
   kind: string;
@@ -90,6 +103,8 @@ export interface History {
   rowsLeft: string[];
   /** a node had a far end's BYE for a leg it carried (said before it hung up) */
   byesHeard?: Array<{ node: string; uuid: string; at: number }>;
+  /** set-ups whose answer never came (ended at the run's end wherever a node had answered them) */
+  abandoned?: AbandonedSetUp[];
 }
 
 export interface CallVerdict {
@@ -348,7 +363,7 @@ const ANSWER_SLACK_MS = 1000;
  * that process has ended (a crash, or the stop of a handover or a drain). A recover of it while the previous
  * carrier still ran is a double: two channels for one call.
  */
-export function recoveredTwice(h: Pick<History, 'calls' | 'recoveries' | 'crashes'>): string[] {
+export function recoveredTwice(h: Pick<History, 'calls' | 'recoveries' | 'crashes' | 'abandoned'>): string[] {
   const out: string[] = [];
   const crashes = h.crashes ?? [];
   const ended = (node: string, from: number, to: number) =>
@@ -356,6 +371,8 @@ export function recoveredTwice(h: Pick<History, 'calls' | 'recoveries' | 'crashe
   const hops = new Map<string, Array<{ node: string; at: number }>>();
   // a call's answer is recorded when the workload hears back: its FreeSWITCH may have crashed a moment before
   for (const c of h.calls) for (const u of c.legs) hops.set(u, [{ node: c.node, at: c.answeredAt - ANSWER_SLACK_MS }]);
+  // a set-up whose answer never came: its node may have answered it from the moment it was asked
+  for (const s of h.abandoned ?? []) for (const u of s.legs) hops.set(u, [{ node: s.node, at: s.at }]);
   for (const r of [...h.recoveries].sort((a, b) => a.at - b.at))
     for (const u of r.uuids) hops.get(u)?.push({ node: r.node, at: r.at });
   for (const [u, list] of hops)

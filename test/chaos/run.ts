@@ -126,12 +126,17 @@ async function rounds(c: ChaosCluster, o: ChaosOptions): Promise<ChaosResult> {
     graceMs: TRACK_GRACE_MS,
     flowingMs: FLOWING_MS,
     rowsLeft: await c.rows(),
+    abandoned: work.abandoned,
   };
   const judgement = judge(history);
+  const answeredAnyway = work.abandoned.reduce((n, s) => n + s.endedOn.length, 0);
+  const unanswered = work.abandoned.length
+    ? `, ${work.abandoned.length} of them unanswered: ${answeredAnyway} leg(s) of those answered all the same, ended at the end`
+    : '';
   const table = formatTable(judgement.table);
   writeFileSync(o.out, JSON.stringify({ options: { ...o, say: undefined }, history, judgement }, null, 1));
   o.say(
-    `chaos: ${o.topology}, seed ${o.seed}: ${faults.length} fault(s), ${work.calls.length} call(s) answered (${work.refused} set-up(s) refused), ${Math.round((Date.now() - started) / 1000)} s\n${table}`,
+    `chaos: ${o.topology}, seed ${o.seed}: ${faults.length} fault(s), ${work.calls.length} call(s) answered (${work.refused} set-up(s) refused${unanswered}), ${Math.round((Date.now() - started) / 1000)} s\n${table}`,
   );
   for (const v of judgement.losses) {
     const f = v.fault === null ? null : faults[v.fault];

@@ -5,9 +5,10 @@
  * when its hold time is up: every node that answers is asked for each leg, as a BYE retransmitted to whichever
  * node now holds the dialog (retransmitted while no node holds it or a node does not answer, for up to 32 s: SIP's timer F).
  */
+import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ByeReply } from '../sim/freeswitch';
-import type { CallKind, CallRec, LegEnd } from './judge';
+import type { AbandonedSetUp, CallKind, CallRec, LegEnd } from './judge';
 import type { Rng } from './rng';
 
 export interface WorkloadOptions {
@@ -35,8 +36,10 @@ const TIMER_F_MS = 32000;
 
 export class Workload {
   readonly calls: CallRec[] = [];
-  /** set-ups no node took (every node in standby or down at that moment) */
+  /** set-ups no node took (every node in standby or down at that moment, or its answer never came) */
   refused = 0;
+  /** set-ups whose answer never came (the node crashed or froze with it): the node may have answered all the same */
+  readonly abandoned: AbandonedSetUp[] = [];
   private timer: NodeJS.Timeout | null = null;
   private readonly pending = new Set<Promise<void>>();
   private readonly byes = new Map<number, NodeJS.Timeout>();
@@ -74,6 +77,24 @@ export class Workload {
     }
     this.byes.clear();
     while (this.pending.size) await Promise.allSettled([...this.pending]);
+    await Promise.all(this.abandoned.map((s) => this.endAbandoned(s)));
+  }
+
+  /**
+   * A set-up the caller gave up on (no answer within timer B) that a node answered all the same lives on: a
+   * takeover carries it (its row), with nobody on the line. A real caller that never saw the 200 OK has no dialog:
+   * it answers the adopter's re-INVITE with 481 and the call ends there. This caller knows the legs it named and
+   * ends them, once the run is over, on whichever node carries them: no row of theirs may be left.
+   */
+  private async endAbandoned(s: AbandonedSetUp): Promise<void> {
+    await Promise.all(
+      this.plane.nodes().flatMap((node) =>
+        s.legs.map(async (uuid) => {
+          const out = await this.plane.api(node, `simctl bye ${uuid}`, 5000).catch(() => '');
+          if (out.startsWith('{') && (JSON.parse(out) as ByeReply).here) s.endedOn.push(`${uuid} on ${node}`);
+        }),
+      ),
+    );
   }
 
   private track(p: Promise<void>): void {
@@ -91,14 +112,18 @@ export class Workload {
       return;
     }
     const node = this.rng.pick(targets);
-    const cmd = kind === 'single' ? 'simctl call 1' : kind === 'bridged' ? 'simctl bridged 1' : 'simctl conference 3';
+    // the caller names its legs (a SIP caller knows its dialogs whether or not an answer reaches it)
+    const named = Array.from({ length: kind === 'single' ? 1 : kind === 'bridged' ? 2 : 3 }, () => randomUUID());
+    const cmd = `simctl ${kind === 'single' ? 'call 1' : kind === 'bridged' ? 'bridged 1' : 'conference 3'} uuids=${named.join(',')}`;
     let out: string;
+    const asked = Date.now();
     try {
       // the INVITE transaction's own limit (timer B, 32 s): a set-up answered late (a starved node, a database
-      // switching over) is a call all the same, and one given up on while its node still answers it is an orphan
+      // switching over) is a call all the same; one whose answer never comes may still have been answered
       out = await this.plane.api(node, cmd, TIMER_F_MS);
     } catch {
       this.refused++;
+      this.abandoned.push({ kind, legs: named, node, at: asked, endedOn: [] });
       return;
     }
     const legs = out.trim().split('\n').filter(Boolean);
