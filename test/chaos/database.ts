@@ -5,6 +5,7 @@
  * WAL to the standby first) and promotes the standby; the way back to full strength rebuilds the old primary as
  * the new primary's standby on the same port, so the nodes' host list stays true.
  */
+import { execFileSync } from 'node:child_process';
 import { type PgServer, type Standby, startReplicaPair, startStandby } from '../helpers/pg';
 
 export class ChaosDatabase {
@@ -25,7 +26,19 @@ export class ChaosDatabase {
   }
 
   static async start(o: { listen: string; netns: string }): Promise<ChaosDatabase> {
-    return new ChaosDatabase(await startReplicaPair(o), o);
+    const pair = await startReplicaPair(o);
+    // the fabric's relay connects out to every node's event socket from this address, thousands of times a run:
+    // no such connection may take the database's ports as its source port, or the primary rebuilt on its old port
+    // after a switch-over could not listen there
+    execFileSync('ip', [
+      'netns',
+      'exec',
+      o.netns,
+      'sysctl',
+      '-qw',
+      `net.ipv4.ip_local_reserved_ports=${pair.primary.port},${pair.standby.port}`,
+    ]);
+    return new ChaosDatabase(pair, o);
   }
 
   /** the primary of the moment, as the root namespace reaches it (its unix socket) */
