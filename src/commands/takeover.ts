@@ -334,8 +334,10 @@ async function openTarget(
  * The takeover, retried when its database connection dies under it (the primary killed, a standby promoted):
  * the rewrite is one transaction, so nothing of the failed attempt stays; the next attempt connects to
  * whichever host is the primary now, takes the (per-session) lock again, and the rows' state there decides
- * what is left to do. Attempts go on for 3 x timeouts.database_ms; then the error stands (a rerun or the next
- * notify completes it).
+ * what is left to do. So is one whose first connect finds no primary (late under load, a switch-over under way,
+ * not listening yet): nothing was done, and the calls it is for are deaf until it runs (a drain or handover has
+ * already stopped their FreeSWITCH: 23.7). Attempts go on for 3 x timeouts.database_ms; then the error stands
+ * (a rerun or the next notify completes it).
  */
 export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<TakeoverReport> {
   const until = Date.now() + 3 * cfg.timeouts.databaseMs;
@@ -344,15 +346,12 @@ export async function takeover(cfg: Config, opts: TakeoverOptions): Promise<Take
     try {
       return await takeoverOnce(cfg, attempt === 1 ? opts : { ...opts, db: undefined }, lost);
     } catch (e) {
-      const why =
-        lost.db?.lostReason ??
-        (e instanceof ActionFailed && /no writable primary|cannot connect/.test(e.message) && attempt > 1
-          ? e.message
-          : null);
+      const unreachable = e instanceof ActionFailed && /no writable primary|cannot connect/.test(e.message);
+      const why = lost.db?.lostReason ?? (unreachable ? e.message : null);
       if (!why || Date.now() >= until) throw e;
       log(
         'warn',
-        `takeover: the database connection was lost (${why}); attempt ${attempt + 1} on whichever host is the primary now`,
+        `takeover: the database connection ${lost.db?.lostReason ? 'was lost' : 'could not be opened'} (${why}); attempt ${attempt + 1} on whichever host is the primary now`,
         { from: opts.from, to: opts.to ?? cfg.node },
       );
       await sleep(Math.min(500, Math.max(0, until - Date.now())));

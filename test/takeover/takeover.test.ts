@@ -303,7 +303,11 @@ test("pair with one shared switchname and a VIP (FreeSWITCH docs' setup): nothin
 });
 
 test('database down: clear error, nothing changed; a rerun after it returns recovers', async (t) => {
-  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  // asked again for 3 x database_ms (23.7) before the error stands
+  const c = await withCluster(t, {
+    nodes: ['fs1', 'fs2'],
+    timeouts: '{ verify_ms: 3000, lock_ms: 5000, database_ms: 1000 }',
+  });
   await c.sims.fs1.answerCalls(3);
   await c.sims.fs1.crash();
   const cfg = c.config('fs2');
@@ -312,6 +316,36 @@ test('database down: clear error, nothing changed; a rerun after it returns reco
   assert.equal((await rows(c.url)).filter((x) => x.hostname === 'fs1').length, 3);
   const r = await takeover(cfg, { from: 'fs1', command: 'test' });
   assert.equal(r.recovered, 3);
+});
+
+test('23.7 (chaos: a busy machine) the first database connect fails (its primary late, or not listening yet): asked again for 3 x database_ms, the calls are recovered, not stranded', async (t) => {
+  const { createServer, connect } = await import('node:net');
+  const { freePort } = await import('../helpers/pg');
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
+  await c.sims.fs1.answerCalls(3);
+  await c.sims.fs1.crash();
+  const cfg = c.config('fs2');
+  const real = Number(/:(\d+)\//.exec(cfg.database!)![1]);
+  // the database's address answers nothing for its first second (connection refused), then reaches the primary
+  const port = await freePort();
+  const relay = createServer((s) => {
+    const up = connect(real, '127.0.0.1');
+    s.pipe(up).pipe(s);
+    s.on('error', () => up.destroy());
+    up.on('error', () => s.destroy());
+  });
+  const opened = setTimeout(() => relay.listen(port, '127.0.0.1'), 1000);
+  try {
+    const r = await takeover(
+      { ...cfg, database: cfg.database!.replace(/:(\d+)\//, `:${port}/`) },
+      { from: 'fs1', command: 'test' },
+    );
+    assert.equal(r.result, 'done');
+    assert.equal(r.recovered, 3);
+  } finally {
+    clearTimeout(opened);
+    relay.close();
+  }
 });
 
 test('event socket that accepts and never answers, or rejects the password: refused within the deadline', async (t) => {
