@@ -232,3 +232,32 @@ test('judge: a set-up whose answer never came is held to exactly once from when 
   const clean = judge(history([], [], {}, { abandoned, recoveries: recoveries.slice(0, 1), crashes }));
   assert.deepEqual(clean.violations, []);
 });
+
+test('judge: a call still deaf once the cluster is back at full strength is a violation (a takeover that failed and was not retried), unless a known limit began its silence', () => {
+  const f = (n: number, kind: string, at: number, endAt: number): FaultRec => ({
+    n,
+    kind,
+    target: 'a',
+    detail: '',
+    at,
+    endAt,
+    carriers: {},
+  });
+  const calls = [
+    call(1, ['d1'], { at: 40000, legs: [leg('d1', ['b'])] }),
+    call(2, ['k1'], { at: 40000, legs: [leg('k1', ['b'])] }),
+  ];
+  // d1 silent from the freeze (1000) to 20000, full strength at 9000; k1 back 500 ms after full strength
+  const audio = { d1: heard(39990, [[1010, 20000]]), k1: heard(39990, [[1010, 9500]]) };
+  const j = judge(history(calls, [f(1, 'freeze', 1000, 9000)], audio));
+  assert.deepEqual(
+    j.violations.map((v) => v.replace(/ from \S+,/, ',')),
+    [
+      'call 1 leg d1: deaf 18990 ms, 11000 ms of it after the cluster was back at full strength from fault 1 (freeze a)',
+    ],
+  );
+  assert.deepEqual(judge(history(calls, [f(1, 'agent-kill', 1000, 9000)], audio)).violations, [], 'a known limit');
+  // a silence that begins in the calm after full strength is held to its own start
+  const calm = { d1: heard(39990, [[12000, 12800]]), k1: heard(39990, [[12000, 15000]]) };
+  assert.equal(judge(history(calls, [f(1, 'crash', 1000, 9000)], calm)).violations.length, 1);
+});

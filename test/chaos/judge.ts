@@ -341,6 +341,7 @@ export function judge(h: History): Judgement {
   if (auditedAll !== recoveredAll) violations.push(...auditGaps);
   violations.push(...recoveredTwice(h));
   violations.push(...zombies(h));
+  violations.push(...deafAtFullStrength(h));
   for (const r of h.rowsLeft) {
     const v = byLeg.get(r.split(' ').pop() ?? '');
     const known = v && !v.kept && v.fault !== null && knownLimit(h.topology, h.faults[v.fault].kind);
@@ -402,6 +403,32 @@ export function zombies(h: Pick<History, 'calls' | 'recoveries'>): string[] {
             `leg ${l.uuid} of call ${c.id} recovered on ${r.node} at ${new Date(r.at).toISOString()}, after its BYE was handled on ${l.holders[0]} at ${new Date(handled).toISOString()}: a zombie call`,
           );
     }
+  return out;
+}
+
+/**
+ * No call deaf at full strength: a silence at a far end ends within flowingMs of the cluster's return to full
+ * strength after the fault it began in (or of its own start, when it began in the calm after). A call still deaf
+ * then was left behind (its takeover failed and nothing retried it) and only a later fault may have brought it
+ * back: kept at its BYE, but deaf meanwhile. A silence that began in a fault whose losses are a known limit is
+ * that limit's (the pair's adopter-crash, the agent dead for seconds).
+ */
+export function deafAtFullStrength(
+  h: Pick<History, 'calls' | 'faults' | 'audio' | 'flowingMs' | 'topology'>,
+): string[] {
+  const out: string[] = [];
+  for (const c of h.calls)
+    for (const u of c.legs)
+      for (const [a, b] of h.audio[u]?.gaps ?? []) {
+        const i = faultAt(h.faults, a);
+        if (i === null) continue;
+        const f = h.faults[i];
+        const over = b - Math.max(a, f.endAt);
+        if (over <= h.flowingMs || knownLimit(h.topology, f.kind)) continue;
+        out.push(
+          `call ${c.id} leg ${u}: deaf ${b - a} ms from ${new Date(a).toISOString()}, ${over} ms of it after the cluster was back at full strength from fault ${f.n} (${f.kind} ${f.target})`,
+        );
+      }
   return out;
 }
 
