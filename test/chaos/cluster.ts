@@ -242,7 +242,10 @@ export class ChaosCluster implements CallPlane {
           return this.names.every((n, i) => this.lab.vrrpState(n, this.own(n)) === 'MASTER' && !states[i].standby);
         const masters = this.names.filter((n) => this.lab.vrrpState(n, 'VI_FS') === 'MASTER');
         if (masters.length !== 1 || !this.lab.hasVip(masters[0])) return false;
-        return this.names.every((n, i) => states[i].standby === (n !== masters[0]));
+        // and every call with the VIP's holder: a BACKUP still tracking calls is handing them over (or failed to)
+        return this.names.every(
+          (n, i) => states[i].standby === (n !== masters[0]) && (n === masters[0] || !states[i].calls),
+        );
       },
       timeoutMs,
       250,

@@ -1,7 +1,17 @@
 /** The chaos checker, without I/O: a history in, verdicts and a table out. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { type CallRec, type FaultRec, type History, faultAt, formatTable, judge, lossReason, zombies } from './judge';
+import {
+  type CallRec,
+  type FaultRec,
+  type History,
+  calmSilences,
+  faultAt,
+  formatTable,
+  judge,
+  lossReason,
+  zombies,
+} from './judge';
 
 const call = (id: number, legs: string[], end: CallRec['end'], answeredAt = 0): CallRec => ({
   id,
@@ -257,7 +267,9 @@ test('judge: a call still deaf once the cluster is back at full strength is a vi
     ],
   );
   assert.deepEqual(judge(history(calls, [f(1, 'agent-kill', 1000, 9000)], audio)).violations, [], 'a known limit');
-  // a silence that begins in the calm after full strength is held to its own start
+  // a silence that begins in the calm after full strength is no fault's: counted, not judged
   const calm = { d1: heard(39990, [[12000, 12800]]), k1: heard(39990, [[12000, 15000]]) };
-  assert.equal(judge(history(calls, [f(1, 'crash', 1000, 9000)], calm)).violations.length, 1);
+  const h = history(calls, [f(1, 'crash', 1000, 9000)], calm);
+  assert.deepEqual(judge(h).violations, []);
+  assert.deepEqual(calmSilences(h), [3000]);
 });

@@ -407,11 +407,11 @@ export function zombies(h: Pick<History, 'calls' | 'recoveries'>): string[] {
 }
 
 /**
- * No call deaf at full strength: a silence at a far end ends within flowingMs of the cluster's return to full
- * strength after the fault it began in (or of its own start, when it began in the calm after). A call still deaf
- * then was left behind (its takeover failed and nothing retried it) and only a later fault may have brought it
- * back: kept at its BYE, but deaf meanwhile. A silence that began in a fault whose losses are a known limit is
- * that limit's (the pair's adopter-crash, the agent dead for seconds).
+ * No call left deaf by a fault: a silence at a far end that began in a fault (before the cluster was back at full
+ * strength) ends within flowingMs of that return. A call still deaf then was left behind (its takeover failed
+ * and nothing retried it) and only a later fault may have brought it back: kept at its BYE, but deaf meanwhile.
+ * A silence that began in a fault whose losses are a known limit is that limit's (the pair's adopter-crash, the
+ * agent dead for seconds). A silence that began in the calm at full strength is no fault's: calmSilences.
  */
 export function deafAtFullStrength(
   h: Pick<History, 'calls' | 'faults' | 'audio' | 'flowingMs' | 'topology'>,
@@ -423,11 +423,25 @@ export function deafAtFullStrength(
         const i = faultAt(h.faults, a);
         if (i === null) continue;
         const f = h.faults[i];
-        const over = b - Math.max(a, f.endAt);
-        if (over <= h.flowingMs || knownLimit(h.topology, f.kind)) continue;
+        if (a > f.endAt || b - f.endAt <= h.flowingMs || knownLimit(h.topology, f.kind)) continue;
         out.push(
-          `call ${c.id} leg ${u}: deaf ${b - a} ms from ${new Date(a).toISOString()}, ${over} ms of it after the cluster was back at full strength from fault ${f.n} (${f.kind} ${f.target})`,
+          `call ${c.id} leg ${u}: deaf ${b - a} ms from ${new Date(a).toISOString()}, ${b - f.endAt} ms of it after the cluster was back at full strength from fault ${f.n} (${f.kind} ${f.target})`,
         );
+      }
+  return out;
+}
+
+/**
+ * Silences longer than flowingMs that began in the calm at full strength, between faults: no fault and no
+ * takeover behind them (on a starved machine, a simulator whose media plane stalled). Counted, not judged.
+ */
+export function calmSilences(h: Pick<History, 'calls' | 'faults' | 'audio' | 'flowingMs'>): number[] {
+  const out: number[] = [];
+  for (const c of h.calls)
+    for (const u of c.legs)
+      for (const [a, b] of h.audio[u]?.gaps ?? []) {
+        const i = faultAt(h.faults, a);
+        if (i !== null && a > h.faults[i].endAt && b - a > h.flowingMs) out.push(b - a);
       }
   return out;
 }

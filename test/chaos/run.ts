@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Fabric, MGMT_DB, cleanStale, installMissing, prerequisites } from '../e2e/lab';
 import { ChaosCluster, type Topology } from './cluster';
 import { ChaosDatabase } from './database';
-import { type FaultRec, type History, type Judgement, formatTable, judge, knownLimit } from './judge';
+import { type FaultRec, type History, type Judgement, calmSilences, formatTable, judge, knownLimit } from './judge';
 import { FAULTS, type Injected } from './nemesis';
 import { Rng } from './rng';
 import { Workload, type WorkloadOptions } from './workload';
@@ -129,6 +129,10 @@ async function rounds(c: ChaosCluster, o: ChaosOptions): Promise<ChaosResult> {
     abandoned: work.abandoned,
   };
   const judgement = judge(history);
+  const calm = calmSilences(history);
+  const calmLine = calm.length
+    ? `; ${calm.length} silence(s) of a leg in the calm between faults (no fault behind them), the longest ${Math.max(...calm)} ms`
+    : '';
   const answeredAnyway = work.abandoned.reduce((n, s) => n + s.endedOn.length, 0);
   const unanswered = work.abandoned.length
     ? `, ${work.abandoned.length} of them unanswered: ${answeredAnyway} leg(s) of those answered all the same, ended at the end`
@@ -136,7 +140,7 @@ async function rounds(c: ChaosCluster, o: ChaosOptions): Promise<ChaosResult> {
   const table = formatTable(judgement.table);
   writeFileSync(o.out, JSON.stringify({ options: { ...o, say: undefined }, history, judgement }, null, 1));
   o.say(
-    `chaos: ${o.topology}, seed ${o.seed}: ${faults.length} fault(s), ${work.calls.length} call(s) answered (${work.refused} set-up(s) refused${unanswered}), ${Math.round((Date.now() - started) / 1000)} s\n${table}`,
+    `chaos: ${o.topology}, seed ${o.seed}: ${faults.length} fault(s), ${work.calls.length} call(s) answered (${work.refused} set-up(s) refused${unanswered}), ${Math.round((Date.now() - started) / 1000)} s${calmLine}\n${table}`,
   );
   for (const v of judgement.losses) {
     const f = v.fault === null ? null : faults[v.fault];
