@@ -6,6 +6,7 @@ import { parseConfig, type Config } from '../../src/config';
 import { dbInit } from '../../src/commands/db';
 import { nodeSchema } from '../../src/adapters/recovery-store';
 import { FsSim } from '../sim/freeswitch';
+import { RtpEcho } from '../sim/rtp-echo';
 import { createDatabase, freePort } from './pg';
 
 export interface Cluster {
@@ -50,6 +51,14 @@ export interface ClusterOptions {
   farEndMediaPort?: number;
   /** the simulators' events (recover, reinvite, crash, ...) */
   onEvent?: (node: string, what: string, detail: Record<string, unknown>) => void;
+}
+
+/** The far ends' media: an RTP echo on 127.0.0.21 that records what it hears of each call, stopped when the test ends. */
+export async function withFarEnd(t: { after(fn: () => Promise<void> | void): void }): Promise<RtpEcho> {
+  const echo = new RtpEcho('127.0.0.21', await freePort('127.0.0.21'));
+  await echo.start();
+  t.after(() => echo.stop());
+  return echo;
 }
 
 /** A cluster stopped when the test ends, whatever happens in it. */

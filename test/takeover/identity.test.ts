@@ -13,8 +13,7 @@ import { writeHeartbeat } from '../../src/adapters/recovery-store';
 import { parseConfig } from '../../src/config';
 import { LocalHealth } from '../../src/local-health';
 import { configureLog } from '../../src/log';
-import { withCluster, type Cluster } from '../helpers/cluster';
-import { RtpEcho } from '../sim/rtp-echo';
+import { withCluster, withFarEnd, type Cluster } from '../helpers/cluster';
 import { freePort, withClient } from '../helpers/pg';
 
 configureLog({ syslog: false, stderr: false });
@@ -334,10 +333,7 @@ async function waitRows(c: Cluster, n: number): Promise<void> {
 }
 
 test('23.5 (chaos: pair, drain) a FreeSWITCH in the middle of exiting resets the first probes: the takeover asks again and takes over once its socket refuses, not "alive" at the first reset', async (t) => {
-  // the far ends: an RTP echo that records what it hears of each call
-  const echo = new RtpEcho('127.0.0.21', await freePort('127.0.0.21'));
-  await echo.start();
-  t.after(() => echo.stop());
+  const echo = await withFarEnd(t); // the far ends: an RTP echo that records what it hears of each call
   const c = await withCluster(t, {
     nodes: ['fs1', 'fs2'],
     layout: 'per-node',

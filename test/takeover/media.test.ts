@@ -10,10 +10,9 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { takeover } from '../../src/commands/takeover';
 import { configureLog } from '../../src/log';
-import { withCluster, type Cluster } from '../helpers/cluster';
+import { withCluster, withFarEnd, type Cluster } from '../helpers/cluster';
 import { withClient } from '../helpers/pg';
-import { RtpEcho, gapSummary } from '../sim/rtp-echo';
-import { freePort } from '../helpers/pg';
+import { gapSummary } from '../sim/rtp-echo';
 
 configureLog({ syslog: false, stderr: false });
 
@@ -25,9 +24,7 @@ async function mediaCluster(
   hangups: Array<{ node: string; uuid: string; cause: string }>,
   extra: { robustness?: boolean } = {},
 ) {
-  const echo = new RtpEcho('127.0.0.21', await freePort('127.0.0.21'));
-  await echo.start();
-  t.after(() => echo.stop());
+  const echo = await withFarEnd(t); // the far ends: an RTP echo that records what it hears of each call
   const c = await withCluster(t, {
     nodes: ['fs1', 'fs2'],
     layout: 'per-node',
