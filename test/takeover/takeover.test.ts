@@ -1,9 +1,10 @@
 /** The takeover against a real PostgreSQL and simulated FreeSWITCH nodes that apply the real recovery SQL. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { takeover } from '../../src/commands/takeover';
 import { configureLog } from '../../src/log';
-import { withCluster } from '../helpers/cluster';
+import { withCluster, withFarEnd } from '../helpers/cluster';
 import { withClient } from '../helpers/pg';
 import { loadRows } from '../helpers/fixtures';
 import { Db } from '../../src/adapters/db';
@@ -304,11 +305,16 @@ test("pair with one shared switchname and a VIP (FreeSWITCH docs' setup): nothin
 
 test('database down: clear error, nothing changed; a rerun after it returns recovers', async (t) => {
   // asked again for 3 x database_ms (23.7) before the error stands
+  const echo = await withFarEnd(t); // the far ends: an RTP echo that records what it hears of each call
   const c = await withCluster(t, {
     nodes: ['fs1', 'fs2'],
     timeouts: '{ verify_ms: 3000, lock_ms: 5000, database_ms: 1000 }',
+    farEndMediaPort: echo.port,
+    media: { timeoutSec: 10 },
   });
-  await c.sims.fs1.answerCalls(3);
+  const calls = await c.sims.fs1.answerCalls(3);
+  await sleep(300);
+  const crashAt = Date.now();
   await c.sims.fs1.crash();
   const cfg = c.config('fs2');
   const broken = { ...cfg, database: cfg.database!.replace(/:(\d+)\//, ':1/') };
@@ -316,13 +322,21 @@ test('database down: clear error, nothing changed; a rerun after it returns reco
   assert.equal((await rows(c.url)).filter((x) => x.hostname === 'fs1').length, 3);
   const r = await takeover(cfg, { from: 'fs1', command: 'test' });
   assert.equal(r.recovered, 3);
+  await sleep(500);
+  for (const u of calls) {
+    const a = echo.audio(u, crashAt);
+    assert.ok(a?.flowing, `call ${u}: its far end hears it again, now from fs2 (gap ${a?.gapMs} ms)`);
+  }
 });
 
 test('23.7 (chaos: a busy machine) the first database connect fails (its primary late, or not listening yet): asked again for 3 x database_ms, the calls are recovered, not stranded', async (t) => {
   const { createServer, connect } = await import('node:net');
   const { freePort } = await import('../helpers/pg');
-  const c = await withCluster(t, { nodes: ['fs1', 'fs2'] });
-  await c.sims.fs1.answerCalls(3);
+  const echo = await withFarEnd(t); // the far ends: an RTP echo that records what it hears of each call
+  const c = await withCluster(t, { nodes: ['fs1', 'fs2'], farEndMediaPort: echo.port, media: { timeoutSec: 5 } });
+  const calls = await c.sims.fs1.answerCalls(3);
+  await sleep(300);
+  const crashAt = Date.now();
   await c.sims.fs1.crash();
   const cfg = c.config('fs2');
   const real = Number(/:(\d+)\//.exec(cfg.database!)![1]);
@@ -342,6 +356,11 @@ test('23.7 (chaos: a busy machine) the first database connect fails (its primary
     );
     assert.equal(r.result, 'done');
     assert.equal(r.recovered, 3);
+    await sleep(500);
+    for (const u of calls) {
+      const a = echo.audio(u, crashAt);
+      assert.ok(a?.flowing, `call ${u}: its far end hears it again, now from fs2 (gap ${a?.gapMs} ms)`);
+    }
   } finally {
     clearTimeout(opened);
     relay.close();
